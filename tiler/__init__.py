@@ -1,0 +1,29 @@
+"""tiler: exact, out-of-core segmentation of huge GeoTIFF orthomosaics.
+
+>>> import tiler
+>>> result = tiler.run("ortho.tif", "out/")            # doctest: +SKIP
+>>> labels = tiler.open_labels("out/")                 # doctest: +SKIP
+>>> objects = tiler.read_objects("out/")               # doctest: +SKIP
+"""
+
+from tiler.api import RunResult, open_labels, read_objects, run
+from tiler.config import DEFAULT_PIPELINE_YAML, Pipeline, load_pipeline, parse_pipeline
+from tiler.errors import ConfigError, InputError, OutputError, TilerError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_PIPELINE_YAML",
+    "ConfigError",
+    "InputError",
+    "OutputError",
+    "Pipeline",
+    "RunResult",
+    "TilerError",
+    "__version__",
+    "load_pipeline",
+    "open_labels",
+    "parse_pipeline",
+    "read_objects",
+    "run",
+]

@@ -1,0 +1,246 @@
+"""The Python API: ``run``, ``open_labels``, ``read_objects``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tiler.config import Pipeline, load_pipeline, parse_pipeline
+from tiler.engine import Passes
+from tiler.errors import ConfigError
+from tiler.io import output
+from tiler.io.raster import GeoTiffSource, RasterSource, fingerprint, open_geotiff
+from tiler.plan import Executor, TileGrid
+
+DEFAULT_CHUNK_SIZE = 2048
+SCHEDULERS = ("local", "threads", "sync")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run wrote and measured."""
+
+    dst: Path
+    labels: Path
+    objects: Path
+    manifest: Path
+    n_objects: int
+    threshold: float
+    shape: tuple[int, int]
+    n_tiles: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.shape[0] * self.shape[1] / 1e6 / self.seconds if self.seconds else float("inf")
+
+
+def _pipeline(config: str | os.PathLike | dict | Pipeline | None) -> Pipeline:
+    if isinstance(config, Pipeline):
+        return config
+    if isinstance(config, dict):
+        return parse_pipeline(config)
+    return load_pipeline(config)
+
+
+def _chunks(chunk_size: int | tuple[int, int]) -> tuple[int, int]:
+    chunks = (chunk_size, chunk_size) if isinstance(chunk_size, int) else tuple(chunk_size)
+    if len(chunks) != 2 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in chunks):
+        raise ConfigError(f"chunk size: expected a positive integer, got {chunk_size!r}")
+    return chunks  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def executor_for(
+    scheduler: Any = "local", *, workers: int | None = None, log: Callable[[str], None] | None = None
+) -> Iterator[Executor]:
+    """An :class:`Executor` for a scheduler name, a ``tcp://`` address or a distributed ``Client``.
+
+    ``local`` starts a LocalCluster of single-threaded worker processes that
+    listens on 127.0.0.1 only, and closes it afterwards.
+    """
+    log = log or (lambda message: None)
+    if scheduler in ("sync", "threads"):
+        yield Executor(scheduler)
+        return
+    if not isinstance(scheduler, str):  # a distributed Client
+        yield Executor(scheduler)
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        n = workers or os.cpu_count() or 1
+        with (
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=40,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            log(f"local cluster: {n} worker(s) on 127.0.0.1, dashboard {client.dashboard_link}")
+            yield Executor(client)
+        return
+    if scheduler.startswith(("tcp://", "tls://", "inproc://")):
+        with Client(scheduler, timeout="30s") as client:
+            log(f"connected to {scheduler}, dashboard {client.dashboard_link}")
+            yield Executor(client)
+        return
+    raise ConfigError(f"scheduler: expected one of {', '.join(SCHEDULERS)} or tcp://HOST:PORT, got {scheduler!r}")
+
+
+def run(
+    src: str | os.PathLike | RasterSource,
+    dst: str | os.PathLike,
+    config: str | os.PathLike | dict | Pipeline | None = None,
+    *,
+    chunk_size: int | tuple[int, int] = DEFAULT_CHUNK_SIZE,
+    client: Any = None,
+    scheduler: str = "local",
+    workers: int | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Segment a GeoTIFF in tiles and write labels, objects and the manifest to ``dst``.
+
+    Parameters
+    ----------
+    src : path or RasterSource
+        A georeferenced GeoTIFF (opened with the GTiff driver only).
+    dst : path
+        Output directory; must be empty or absent unless ``overwrite``.
+    config : path, dict or Pipeline, optional
+        The pipeline; ``None`` runs the default plant pipeline.
+    chunk_size : int or (int, int)
+        Tile size in pixels; tiles are also the Zarr chunks.
+    client : distributed.Client, optional
+        Run on this client (takes precedence over ``scheduler``).
+    scheduler : str
+        ``local`` (a LocalCluster on 127.0.0.1), ``threads``, ``sync`` or ``tcp://HOST:PORT``.
+    workers : int, optional
+        Worker processes of the local cluster (default: one per core).
+
+    Returns
+    -------
+    RunResult
+    """
+    started = time.perf_counter()
+    log = log or (lambda message: None)
+    pipeline = _pipeline(config)
+    chunks = _chunks(chunk_size)
+    source = src if not isinstance(src, (str, os.PathLike)) else open_geotiff(src)
+    pipeline = pipeline.resolve_bands(source.count, source.alpha_bands, source=source.name)
+    src_path = Path(source.path) if isinstance(source, GeoTiffSource) else None
+    dst = Path(dst)
+    workdir = output.prepare_destination(dst, src_path, overwrite=overwrite)
+    grid = TileGrid((source.height, source.width), chunks)
+    log(f"{source.name}: {source.height} x {source.width} px, {len(grid)} tile(s) of {chunks[0]} x {chunks[1]}")
+
+    with executor_for(client if client is not None else scheduler, workers=workers, log=log) as executor:
+        passes = Passes(source, pipeline, grid, executor, workdir, log)
+        segmentation = passes.segment()
+        array = output.create_label_store(
+            dst, grid.shape, chunks, segmentation.dtype, source.crs_wkt, source.transform
+        )
+        passes.write(segmentation, array)
+
+    labels = output.finish_label_store(dst)
+    columns = output.object_columns(segmentation.object_stats(), source.transform)
+    objects = output.write_objects(dst, columns, source.crs_wkt)
+    shutil.rmtree(workdir)
+    seconds = time.perf_counter() - started
+    manifest = output.write_manifest(
+        dst,
+        _manifest(source, pipeline, grid, segmentation, seconds, scheduler if client is None else "client"),
+    )
+    return RunResult(
+        dst=dst,
+        labels=labels,
+        objects=objects,
+        manifest=manifest,
+        n_objects=segmentation.n_objects,
+        threshold=segmentation.threshold,
+        shape=grid.shape,
+        n_tiles=len(grid),
+        seconds=seconds,
+        timings=dict(segmentation.timings),
+    )
+
+
+def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[str, Any]:
+    from tiler import __version__
+
+    inputs: dict[str, Any] = {"path": source.name, "height": source.height, "width": source.width,
+                              "count": source.count, "crs_wkt": source.crs_wkt,
+                              "transform": list(source.transform)}
+    if isinstance(source, GeoTiffSource):
+        path = Path(source.path)
+        inputs.update(size_bytes=path.stat().st_size, fingerprint_sha256=fingerprint(path),
+                      dtype=source.dtype, nodata=source.nodata)
+    threshold: dict[str, Any] = {"value": segmentation.threshold}
+    if segmentation.value_range is not None:
+        vmin, vmax, n_valid = segmentation.value_range
+        threshold.update(method="otsu", bins=256, range=[vmin, vmax], valid_pixels=n_valid)
+    else:
+        threshold.update(method="fixed")
+    return {
+        "tiler_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "input": inputs,
+        "config": pipeline.to_dict(),
+        "chunking": {"chunk_shape": list(grid.chunks), "grid": list(grid.grid), "tiles": len(grid),
+                     "halo": pipeline.preprocess_reach + pipeline.stages()[0].reach},
+        "scheduler": str(scheduler),
+        "threshold": threshold,
+        "labels": {"path": output.LABELS + "/labels", "dtype": str(segmentation.dtype)},
+        "object_count": segmentation.n_objects,
+        "timings_seconds": {**{k: round(v, 4) for k, v in segmentation.timings.items()},
+                            "total": round(seconds, 4)},
+        "complete": True,
+    }
+
+
+def _check_complete(dst: Path) -> None:
+    from tiler.errors import OutputError
+
+    try:
+        manifest = output.read_manifest(dst)
+    except FileNotFoundError:
+        raise OutputError(f"{dst}: no run.json; not a finished tiler run") from None
+    if manifest.get("complete") is not True:
+        raise OutputError(f"{dst}: run.json does not say complete; the run did not finish")
+
+
+def open_labels(dst: str | os.PathLike):
+    """The labels of a finished run as a lazy ``xarray.DataArray`` with CRS and transform.
+
+    ``rioxarray`` reads its georeferencing (``da.rio.crs``, ``da.rio.transform()``).
+    """
+    import xarray as xr
+
+    dst = Path(dst)
+    _check_complete(dst)
+    dataset = xr.open_zarr(dst / output.LABELS, consolidated=False, mask_and_scale=False)
+    return dataset["labels"]
+
+
+def read_objects(dst: str | os.PathLike):
+    """The object table of a finished run as a ``geopandas.GeoDataFrame``."""
+    import geopandas as gpd
+
+    dst = Path(dst)
+    _check_complete(dst)
+    return gpd.read_parquet(dst / output.OBJECTS)

@@ -1,0 +1,501 @@
+"""The pipeline file: parse, validate, and resolve how far each step reaches.
+
+A pipeline is a YAML mapping (see ``DEFAULT_PIPELINE_YAML`` and the README)::
+
+    bands: [1, 2, 3]
+    preprocess:
+      - index: exg
+      - gaussian: {sigma: 1.0}
+    threshold: otsu
+    polarity: above
+    refine:
+      - closing: {radius: 1}
+      - opening: {radius: 1}
+      - fill_holes: {}
+      - remove_small_objects: {min_area: 20}
+    connectivity: 2
+
+Every step has a whole-image meaning (``tiler.reference``) and a class that
+decides how it runs in tiles:
+
+* ``pixel``  – band math and indices: no halo;
+* ``local``  – reaches ``reach`` pixels: the tile is read with a halo;
+* ``global`` – Otsu: one histogram over every valid pixel, then per pixel;
+* ``object`` – hole filling and small-object removal: through the stitched labels.
+
+The whole file is validated before any work starts; a :class:`ConfigError`
+names the key at fault and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tiler.errors import ConfigError
+
+GAUSSIAN_TRUNCATE = 4.0
+
+# ---------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Index:
+    """A per-pixel index computed from the selected bands.
+
+    ``name`` is ``exg``, ``ndvi``, ``gray`` or ``band``. ``red``/``nir`` are
+    band numbers of the file (NDVI only); ``band`` is a 1-based position in the
+    selected bands (``band: k``).
+    """
+
+    name: Literal["exg", "ndvi", "gray", "band"]
+    red: int | None = None
+    nir: int | None = None
+    band: int | None = None
+    kind = "pixel"
+    reach = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.name == "band":
+            return {"band": self.band}
+        if self.name == "ndvi":
+            return {"index": "ndvi", "red": self.red, "nir": self.nir}
+        return {"index": self.name}
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    """``scipy.ndimage.gaussian_filter(x, sigma, mode="nearest", truncate=4.0)``."""
+
+    sigma: float
+    kind = "local"
+
+    @property
+    def reach(self) -> int:
+        # SciPy's kernel radius: int(truncate * sigma + 0.5).
+        return int(GAUSSIAN_TRUNCATE * self.sigma + 0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gaussian": {"sigma": self.sigma}}
+
+
+@dataclass(frozen=True)
+class Morphology:
+    """Binary erosion, dilation, opening or closing with ``disk(radius)``."""
+
+    op: Literal["erosion", "dilation", "opening", "closing"]
+    radius: int
+    kind = "local"
+
+    @property
+    def reach(self) -> int:
+        return self.radius * (2 if self.op in ("opening", "closing") else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.op: {"radius": self.radius}}
+
+
+@dataclass(frozen=True)
+class FillHoles:
+    """Fill background components (4-connected) that touch no image border.
+
+    With ``max_area``, only holes of at most that many pixels are filled.
+    """
+
+    max_area: int | None = None
+    kind = "object"
+    reach = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fill_holes": {} if self.max_area is None else {"max_area": self.max_area}}
+
+
+@dataclass(frozen=True)
+class RemoveSmallObjects:
+    """Drop objects (under the pipeline's connectivity) with fewer than ``min_area`` pixels."""
+
+    min_area: int
+    kind = "object"
+    reach = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"remove_small_objects": {"min_area": self.min_area}}
+
+
+@dataclass(frozen=True)
+class Otsu:
+    """``skimage.filters.threshold_otsu(x[valid])``: a global statistic."""
+
+    kind = "global"
+
+    def to_dict(self) -> str:
+        return "otsu"
+
+
+@dataclass(frozen=True)
+class FixedThreshold:
+    """A threshold known in advance."""
+
+    value: float
+    kind = "pixel"
+
+    def to_dict(self) -> float:
+        return self.value
+
+
+RefineStep = Morphology | FillHoles | RemoveSmallObjects
+PreprocessStep = Index | Gaussian
+Threshold = Otsu | FixedThreshold
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline. ``bands`` is ``None`` until resolved against a file."""
+
+    preprocess: tuple[PreprocessStep, ...]
+    threshold: Threshold = field(default_factory=Otsu)
+    polarity: Literal["above", "below"] = "above"
+    refine: tuple[RefineStep, ...] = ()
+    connectivity: Literal[1, 2] = 2
+    bands: tuple[int, ...] | None = None
+
+    @property
+    def index(self) -> Index:
+        return self.preprocess[0]  # type: ignore[return-value]
+
+    @property
+    def filters(self) -> tuple[Gaussian, ...]:
+        return self.preprocess[1:]  # type: ignore[return-value]
+
+    @property
+    def preprocess_reach(self) -> int:
+        """Halo that the preprocessing chain needs (sum of its radii)."""
+        return sum(step.reach for step in self.filters)
+
+    def stages(self) -> list[Stage]:
+        """Split ``refine`` into stages: local steps, then the object steps after them.
+
+        A stage's local steps need a halo over the mask that the stage starts
+        from; its object steps need the stitched labels of the whole image.
+        """
+        stages: list[Stage] = []
+        local: list[Morphology] = []
+        objects: list[FillHoles | RemoveSmallObjects] = []
+        for step in self.refine:
+            if step.kind == "local":
+                if objects:
+                    stages.append(Stage(tuple(local), tuple(objects)))
+                    local, objects = [], []
+                local.append(step)
+            else:
+                objects.append(step)
+        stages.append(Stage(tuple(local), tuple(objects)))
+        return stages
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.bands is not None:
+            out["bands"] = list(self.bands)
+        out["preprocess"] = [step.to_dict() for step in self.preprocess]
+        out["threshold"] = self.threshold.to_dict()
+        out["polarity"] = self.polarity
+        out["refine"] = [step.to_dict() for step in self.refine]
+        out["connectivity"] = self.connectivity
+        return out
+
+    def resolve_bands(self, count: int, alpha_bands: Sequence[int] = (), *, source: str = "input") -> Pipeline:
+        """Fill in the default bands and check every band number against the file.
+
+        Parameters
+        ----------
+        count : int
+            Number of bands in the file.
+        alpha_bands : sequence of int
+            1-based numbers of the bands whose colour interpretation is alpha.
+        source : str
+            Name of the file, for messages.
+        """
+        bands = self.bands
+        if bands is None:
+            bands = tuple(b for b in range(1, count + 1) if b not in set(alpha_bands))
+            if not bands:
+                raise ConfigError(f"{source}: every band is alpha; list the bands to use in 'bands:'")
+        for b in bands:
+            if not 1 <= b <= count:
+                raise ConfigError(
+                    f"bands: band {b} is out of range: {source} has {count} band(s) (1..{count})"
+                )
+        index = self.index
+        need = {"exg": 3, "gray": 3, "ndvi": 1, "band": 1}[index.name]
+        if len(bands) < need:
+            raise ConfigError(
+                f"preprocess[0].index: {index.name} needs {need} selected bands, "
+                f"bands: {list(bands)} gives {len(bands)}"
+            )
+        if index.name == "band" and not 1 <= (index.band or 0) <= len(bands):
+            raise ConfigError(
+                f"preprocess[0].band: {index.band} is out of range; "
+                f"{len(bands)} band(s) are selected (1..{len(bands)})"
+            )
+        if index.name == "ndvi":
+            for role in ("red", "nir"):
+                number = getattr(index, role)
+                if number not in bands:
+                    raise ConfigError(
+                        f"preprocess[0].{role}: band {number} is not among the selected bands "
+                        f"{list(bands)} of {source} ({count} band(s)); list it in 'bands:'"
+                    )
+        return Pipeline(
+            preprocess=self.preprocess,
+            threshold=self.threshold,
+            polarity=self.polarity,
+            refine=self.refine,
+            connectivity=self.connectivity,
+            bands=tuple(bands),
+        )
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Local refine steps followed by the object steps that come right after them."""
+
+    local: tuple[Morphology, ...]
+    objects: tuple[FillHoles | RemoveSmallObjects, ...]
+
+    @property
+    def reach(self) -> int:
+        return sum(step.reach for step in self.local)
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+DEFAULT_PIPELINE_YAML = """\
+# tiler's default plant pipeline: green vegetation on soil (RGB or RGBA drone imagery).
+preprocess:
+  - index: exg              # excess green on chromatic coordinates
+  - gaussian: {sigma: 1.0}  # smooth sensor noise
+threshold: otsu             # one global Otsu threshold over every valid pixel
+polarity: above             # plants are greener than soil
+refine:
+  - closing: {radius: 1}
+  - opening: {radius: 1}
+  - fill_holes: {}
+  - remove_small_objects: {min_area: 20}
+connectivity: 2
+"""
+
+TOP_KEYS = ("bands", "preprocess", "threshold", "polarity", "refine", "connectivity")
+INDEX_NAMES = ("exg", "ndvi", "gray")
+PREPROCESS_STEPS = ("index", "band", "gaussian")
+REFINE_STEPS = ("erosion", "dilation", "opening", "closing", "fill_holes", "remove_small_objects")
+
+
+def _positive_int(value: Any, key: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _number(value: Any, key: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if positive and value <= 0:
+        raise ConfigError(f"{key}: expected a number > 0, got {value!r}")
+    return float(value)
+
+
+def _params(value: Any, key: str, allowed: Sequence[str]) -> dict[str, Any]:
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping of parameters ({', '.join(allowed) or 'none'})")
+    for name in value:
+        if name not in allowed:
+            raise ConfigError(
+                f"{key}.{name}: unknown parameter; allowed: {', '.join(allowed) or 'none'}"
+            )
+    return dict(value)
+
+
+def _step(item: Any, key: str, allowed: Sequence[str]) -> tuple[str, Any, dict[str, Any]]:
+    """A step is ``{name: params}`` (or a bare ``name``); returns (name, value, extra keys)."""
+    if isinstance(item, str):
+        item = {item: {}}
+    if not isinstance(item, Mapping) or not item:
+        raise ConfigError(f"{key}: expected a step such as {{{allowed[0]}: ...}}, got {item!r}")
+    names = [k for k in item if k in allowed]
+    if len(names) != 1:
+        unknown = [k for k in item if k not in allowed]
+        what = f"unknown step {unknown[0]!r}" if unknown else "one step per list item"
+        raise ConfigError(f"{key}: {what}; allowed: {', '.join(allowed)}")
+    name = names[0]
+    extra = {k: v for k, v in item.items() if k != name}
+    return name, item[name], extra
+
+
+def _parse_preprocess(items: Any) -> tuple[PreprocessStep, ...]:
+    if not isinstance(items, list) or not items:
+        raise ConfigError("preprocess: expected a non-empty list starting with 'index:' or 'band:'")
+    steps: list[PreprocessStep] = []
+    for i, item in enumerate(items):
+        key = f"preprocess[{i}]"
+        name, value, extra = _step(item, key, PREPROCESS_STEPS)
+        if name in ("index", "band") and i != 0:
+            raise ConfigError(f"{key}.{name}: the index must be the first preprocess step")
+        if i == 0 and name not in ("index", "band"):
+            raise ConfigError(f"{key}: the first preprocess step must be 'index:' or 'band:'")
+        if name != "index" and extra:
+            raise ConfigError(f"{key}: unexpected key {next(iter(extra))!r} beside {name!r}")
+        if name == "index":
+            if value not in INDEX_NAMES:
+                raise ConfigError(
+                    f"{key}.index: unknown index {value!r}; allowed: {', '.join(INDEX_NAMES)}"
+                )
+            allowed_extra = ("red", "nir") if value == "ndvi" else ()
+            for k in extra:
+                if k not in allowed_extra:
+                    raise ConfigError(
+                        f"{key}.{k}: not a parameter of index {value}; "
+                        f"allowed: {', '.join(allowed_extra) or 'none'}"
+                    )
+            if value == "ndvi":
+                red = _positive_int(extra.get("red", 1), f"{key}.red")
+                nir = _positive_int(extra.get("nir", 4), f"{key}.nir")
+                steps.append(Index("ndvi", red=red, nir=nir))
+            else:
+                steps.append(Index(value))
+        elif name == "band":
+            steps.append(Index("band", band=_positive_int(value, f"{key}.band")))
+        else:
+            params = _params(value, f"{key}.gaussian", ("sigma",))
+            if "sigma" not in params:
+                raise ConfigError(f"{key}.gaussian.sigma: required (a number > 0)")
+            steps.append(Gaussian(_number(params["sigma"], f"{key}.gaussian.sigma", positive=True)))
+    return tuple(steps)
+
+
+def _parse_refine(items: Any) -> tuple[RefineStep, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigError("refine: expected a list of steps")
+    steps: list[RefineStep] = []
+    for i, item in enumerate(items):
+        key = f"refine[{i}]"
+        name, value, extra = _step(item, key, REFINE_STEPS)
+        if extra:
+            raise ConfigError(f"{key}: unexpected key {next(iter(extra))!r} beside {name!r}")
+        if name == "fill_holes":
+            params = _params(value, f"{key}.fill_holes", ("max_area",))
+            max_area = params.get("max_area")
+            if max_area is not None:
+                max_area = _positive_int(max_area, f"{key}.fill_holes.max_area")
+            steps.append(FillHoles(max_area))
+        elif name == "remove_small_objects":
+            params = _params(value, f"{key}.{name}", ("min_area",))
+            if "min_area" not in params:
+                raise ConfigError(f"{key}.{name}.min_area: required (an integer >= 1)")
+            steps.append(RemoveSmallObjects(_positive_int(params["min_area"], f"{key}.{name}.min_area")))
+        else:
+            params = _params(value, f"{key}.{name}", ("radius",))
+            radius = _positive_int(params.get("radius", 1), f"{key}.{name}.radius")
+            steps.append(Morphology(name, radius))
+    return tuple(steps)
+
+
+def parse_pipeline(data: Any) -> Pipeline:
+    """Validate a pipeline mapping (as loaded from YAML) and return a :class:`Pipeline`.
+
+    Examples
+    --------
+    >>> p = parse_pipeline({"preprocess": [{"index": "exg"}], "threshold": 0.1})
+    >>> p.threshold
+    FixedThreshold(value=0.1)
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError("the pipeline must be a mapping with keys: " + ", ".join(TOP_KEYS))
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{key}: unknown key; allowed: {', '.join(TOP_KEYS)}")
+
+    bands = data.get("bands")
+    if bands is not None:
+        if not isinstance(bands, list) or not bands:
+            raise ConfigError("bands: expected a non-empty list of 1-based band numbers")
+        bands = tuple(_positive_int(b, f"bands[{i}]") for i, b in enumerate(bands))
+        if len(set(bands)) != len(bands):
+            raise ConfigError(f"bands: band numbers repeat in {list(bands)}")
+
+    threshold_value = data.get("threshold", "otsu")
+    threshold: Threshold
+    if threshold_value == "otsu":
+        threshold = Otsu()
+    elif isinstance(threshold_value, (int, float)) and not isinstance(threshold_value, bool):
+        threshold = FixedThreshold(_number(threshold_value, "threshold"))
+    else:
+        raise ConfigError(f"threshold: expected 'otsu' or a number, got {threshold_value!r}")
+
+    polarity = data.get("polarity", "above")
+    if polarity not in ("above", "below"):
+        raise ConfigError(f"polarity: expected 'above' or 'below', got {polarity!r}")
+
+    connectivity = data.get("connectivity", 2)
+    if connectivity not in (1, 2) or isinstance(connectivity, bool):
+        raise ConfigError(f"connectivity: expected 1 (4-connected) or 2 (8-connected), got {connectivity!r}")
+
+    return Pipeline(
+        preprocess=_parse_preprocess(data.get("preprocess", [{"index": "exg"}])),
+        threshold=threshold,
+        polarity=polarity,
+        refine=_parse_refine(data.get("refine")),
+        connectivity=connectivity,
+        bands=bands,
+    )
+
+
+def load_pipeline(path: str | Path | None = None) -> Pipeline:
+    """Read and validate a pipeline file; ``None`` gives the default plant pipeline."""
+    if path is None:
+        return parse_pipeline(yaml.safe_load(DEFAULT_PIPELINE_YAML))
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: pipeline file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline file ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    try:
+        return parse_pipeline(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+__all__ = [
+    "DEFAULT_PIPELINE_YAML",
+    "FillHoles",
+    "FixedThreshold",
+    "Gaussian",
+    "Index",
+    "Morphology",
+    "Otsu",
+    "Pipeline",
+    "RemoveSmallObjects",
+    "Stage",
+    "load_pipeline",
+    "parse_pipeline",
+]

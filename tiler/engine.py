@@ -1,0 +1,217 @@
+"""The passes of a tiled run, in order, with the small reductions between them.
+
+1. Global threshold (Otsu only): the value range of the preprocessed image
+   over valid pixels, then one 256-bin histogram over that range.
+2. For each stage of ``refine`` (local steps, then object steps): one label
+   pass per object step, stitched into look-up-table edits; the first pass of
+   a stage also stores the stage's mask in a work Zarr, so later passes read
+   the mask instead of decoding the raster again. A stage followed by more
+   local steps is written out whole, to be read with a halo by the next.
+3. Final labels: the foreground labelled with the pipeline's connectivity and
+   stitched; a trailing ``remove_small_objects`` becomes a filter of this pass.
+4. Write: each tile relabelled with its slice of the final look-up table.
+
+The driver holds only per-label statistics and seam pairs; tiles stay on the workers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from tiler.config import FillHoles, Otsu, Pipeline, RemoveSmallObjects, Stage
+from tiler.errors import InputError
+from tiler.io.raster import RasterSource
+from tiler.kernels.threshold import otsu_from_histogram
+from tiler.plan import (
+    Executor,
+    TileGrid,
+    histogram_graph,
+    label_graph,
+    mask_graph,
+    range_graph,
+    write_graph,
+)
+from tiler.stitch import Stitched, renumber, stitch
+from tiler.tasks import MaskBase, RasterMask, StoredMask, TileMask
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Segmentation:
+    """What the passes found: the threshold, the final objects and how long each pass took."""
+
+    threshold: float
+    value_range: tuple[float, float, int] | None
+    stitched: Stitched
+    keep: np.ndarray
+    final_ids: np.ndarray
+    dtype: np.dtype
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.keep.sum())
+
+    def object_stats(self) -> dict[str, np.ndarray]:
+        return {name: values[self.keep] for name, values in self.stitched.stats.items()}
+
+
+def label_dtype(n_objects: int) -> np.dtype:
+    """uint32 unless the objects need more ids."""
+    return np.dtype(np.uint32) if n_objects <= np.iinfo(np.uint32).max else np.dtype(np.uint64)
+
+
+def _create_mask_store(path: Path, grid: TileGrid) -> str:
+    zarr.create_array(
+        str(path), shape=grid.shape, chunks=grid.chunks, dtype=bool, fill_value=False, overwrite=True
+    )
+    return str(path)
+
+
+@dataclass
+class MaskState:
+    """A mask base, the local steps still to apply over a halo, and the object edits so far."""
+
+    base: MaskBase
+    local: tuple = ()
+    edits: list = field(default_factory=list)  # (step, Stitched, per-object values)
+    connectivity: int = 2
+
+    def recipe(self, tile_index: int) -> TileMask:
+        """The recipe of one tile, carrying only that tile's slices of the edit tables."""
+        edits = tuple((step, st.tile_lut(tile_index, v, False)) for step, st, v in self.edits)
+        return TileMask(self.base, self.local, edits, self.connectivity)
+
+
+class Passes:
+    """Runs the passes of one pipeline over one source on one executor."""
+
+    def __init__(
+        self,
+        source: RasterSource,
+        pipeline: Pipeline,
+        grid: TileGrid,
+        executor: Executor,
+        workdir: Path,
+        log: Log = lambda message: None,
+    ):
+        self.source, self.pipeline, self.grid = source, pipeline, grid
+        self.executor, self.workdir, self.log = executor, workdir, log
+        self.timings: dict[str, float] = {}
+
+    def _compute(self, name: str, *collections):
+        start = time.perf_counter()
+        results = self.executor.compute(*collections)
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        self.log(f"{name}: {len(self.grid)} tiles in {time.perf_counter() - start:.2f} s")
+        return results
+
+    # -- 1. threshold ------------------------------------------------------
+
+    def threshold(self) -> tuple[float, tuple[float, float, int] | None]:
+        if not isinstance(self.pipeline.threshold, Otsu):
+            return self.pipeline.threshold.value, None
+        (value_range,) = self._compute("range", range_graph(self.source, self.pipeline, self.grid))
+        vmin, vmax, n_valid = value_range
+        if n_valid == 0:
+            raise InputError(f"{self.source.name}: no valid pixels (the dataset mask is empty everywhere)")
+        (counts,) = self._compute(
+            "histogram", histogram_graph(self.source, self.pipeline, self.grid, vmin, vmax)
+        )
+        return float(otsu_from_histogram(counts, vmin, vmax)), value_range
+
+    # -- 2.-3. labelling ----------------------------------------------------
+
+    def _label(self, name: str, recipes, *, background: bool, connectivity: int, store) -> Stitched:
+        stats, pairs = label_graph(
+            recipes, self.grid, background=background, connectivity=connectivity, store=store
+        )
+        stats, pairs = self._compute(name, stats, pairs)
+        return stitch(stats, pairs, self.grid.stride)
+
+    def segment(self) -> Segmentation:
+        pipeline, grid = self.pipeline, self.grid
+        conn = pipeline.connectivity
+        threshold, value_range = self.threshold()
+
+        stages = pipeline.stages()
+        final_min_area = None
+        last = stages[-1]
+        if last.objects and isinstance(last.objects[-1], RemoveSmallObjects):
+            # A trailing small-object removal is a filter on the final labels.
+            final_min_area = last.objects[-1].min_area
+            stages[-1] = Stage(last.local, last.objects[:-1])
+
+        state = MaskState(RasterMask(self.source, pipeline, threshold), connectivity=conn)
+        pending: str | None = None
+        for k, stage in enumerate(stages):
+            state.local = stage.local
+            pending = _create_mask_store(self.workdir / f"stage{k}.zarr", grid)
+            for step in stage.objects:
+                holes = isinstance(step, FillHoles)
+                stitched = self._label(
+                    f"stage {k}: {'fill_holes' if holes else 'remove_small_objects'}",
+                    state.recipe,
+                    background=holes,
+                    connectivity=1 if holes else conn,
+                    store=pending,
+                )
+                if pending is not None:
+                    state = MaskState(StoredMask(pending, grid.shape), connectivity=conn)
+                    pending = None
+                counts = stitched.stats["count"]
+                if holes:
+                    values = stitched.stats["border"] == 0
+                    if step.max_area is not None:
+                        values &= counts <= step.max_area
+                else:
+                    values = counts >= step.min_area
+                state.edits.append((step, stitched, values))
+            if k + 1 < len(stages):
+                # The next stage's local steps need a halo over this stage's
+                # result: write it out whole.
+                out = _create_mask_store(self.workdir / f"stage{k}-out.zarr", grid)
+                self._materialise(f"stage {k}: store", state.recipe, out)
+                state = MaskState(StoredMask(out, grid.shape), connectivity=conn)
+
+        stitched = self._label(
+            "labels", state.recipe, background=False, connectivity=conn, store=pending
+        )
+        if pending is not None:
+            state = MaskState(StoredMask(pending, grid.shape), connectivity=conn)
+        self.final_state = state
+        counts = stitched.stats["count"]
+        keep = counts >= final_min_area if final_min_area else np.ones(len(counts), dtype=bool)
+        return Segmentation(
+            threshold=threshold,
+            value_range=value_range,
+            stitched=stitched,
+            keep=keep,
+            final_ids=renumber(keep),
+            dtype=label_dtype(int(keep.sum())),
+            timings=self.timings,
+        )
+
+    def _materialise(self, name: str, recipes: Callable[[int], TileMask], path: str) -> None:
+        self._compute(name, mask_graph(recipes, self.grid, path=path))
+
+    # -- 4. write -------------------------------------------------------------
+
+    def write(self, segmentation: Segmentation, path: str) -> None:
+        """Write the final labels into the (already created) Zarr array at ``path``."""
+        ids = segmentation.final_ids.astype(segmentation.dtype)
+        graph = write_graph(
+            self.final_state.recipe,
+            lambda t: segmentation.stitched.tile_lut(t, ids),
+            self.grid,
+            connectivity=self.pipeline.connectivity,
+            path=path,
+        )
+        self._compute("write", graph)

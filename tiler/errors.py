@@ -1,0 +1,33 @@
+"""The errors tiler reports to its users.
+
+Every failure a user can cause or fix (a bad input file, an invalid pipeline
+file, an output directory in the way) is a :class:`TilerError`: the command
+line prints its message on one line and exits non-zero, without a traceback.
+Anything else is a bug in tiler and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TilerError(Exception):
+    """A problem the user can fix; its message names the file or key at fault."""
+
+    exit_code = 1
+
+
+class InputError(TilerError):
+    """The input raster is missing, unreadable or not what tiler expects."""
+
+    exit_code = 2
+
+
+class ConfigError(TilerError):
+    """The pipeline file is invalid; the message names the key and what is allowed."""
+
+    exit_code = 2
+
+
+class OutputError(TilerError):
+    """The output directory cannot be written as asked."""
+
+    exit_code = 3

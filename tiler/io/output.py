@@ -1,0 +1,180 @@
+"""The output directory (DESIGN.md section 4): Zarr labels, GeoParquet objects, run.json.
+
+Nothing under a final name looks complete before it is: the label store is
+written as ``.labels.zarr.partial`` and renamed, the table and the manifest
+are written to temporary names and renamed, and ``run.json`` comes last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from tiler.errors import OutputError
+
+LABELS = "labels.zarr"
+OBJECTS = "objects.parquet"
+MANIFEST = "run.json"
+WORKDIR = ".tiler-work"
+PARTIAL_LABELS = ".labels.zarr.partial"
+
+OBJECT_COLUMNS = (
+    "label",
+    "area_px",
+    "area_m2",
+    "centroid_row",
+    "centroid_col",
+    "x",
+    "y",
+    "bbox_min_row",
+    "bbox_min_col",
+    "bbox_max_row",
+    "bbox_max_col",
+)
+
+
+def prepare_destination(dst: Path, src: Path | None, *, overwrite: bool) -> Path:
+    """Check ``dst`` can take a run's outputs, empty it if allowed, and return its work folder."""
+    dst = Path(dst)
+    if dst.exists() and not dst.is_dir():
+        raise OutputError(f"{dst}: exists and is not a directory")
+    if src is not None:
+        src = Path(src).resolve()
+        if dst.resolve() == src or dst.resolve() in src.parents:
+            raise OutputError(f"{dst}: the output directory must not be (or contain) the input {src}")
+    if dst.exists() and any(dst.iterdir()):
+        if not overwrite:
+            raise OutputError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
+        # The manifest goes first, so the directory never looks complete meanwhile.
+        (dst / MANIFEST).unlink(missing_ok=True)
+        for entry in dst.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    work = dst / WORKDIR
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def _geotransform(transform: tuple[float, ...]) -> str:
+    a, b, c, d, e, f = transform
+    return " ".join(repr(float(v)) for v in (c, a, b, f, d, e))
+
+
+def create_label_store(
+    dst: Path,
+    shape: tuple[int, int],
+    chunks: tuple[int, int],
+    dtype: np.dtype,
+    crs_wkt: str,
+    transform: tuple[float, ...],
+) -> str:
+    """Create the (partial) Zarr v3 group with an empty ``labels`` array; return the array path.
+
+    The group follows the CF/GDAL conventions that xarray and rioxarray read: ``labels`` has
+    dimensions ``(y, x)`` and ``grid_mapping: spatial_ref``; ``spatial_ref`` holds the CRS as WKT
+    and the GDAL GeoTransform; ``x``/``y`` hold the map coordinates of pixel centres.
+    """
+    path = Path(dst) / PARTIAL_LABELS
+    if path.exists():
+        shutil.rmtree(path)
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group.attrs.update({"tiler": {"content": "object labels, 0 = background"}})
+    labels = group.create_array(
+        "labels",
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        fill_value=0,
+        dimension_names=("y", "x"),
+        attributes={"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
+                    "long_name": "object label"},
+    )
+    ref = group.create_array("spatial_ref", shape=(), dtype=np.int32, fill_value=0, dimension_names=())
+    ref.attrs.update({"crs_wkt": crs_wkt, "spatial_ref": crs_wkt, "GeoTransform": _geotransform(transform)})
+    ref[...] = 0
+    a, b, c, d, e, f = transform
+    height, width = shape
+    for name, n, values, units in (
+        ("x", width, c + a * (np.arange(width) + 0.5), "x"),
+        ("y", height, f + e * (np.arange(height) + 0.5), "y"),
+    ):
+        coord = group.create_array(
+            name, shape=(n,), chunks=(min(n, 1 << 20),), dtype=np.float64, dimension_names=(name,)
+        )
+        coord.attrs.update({"axis": units.upper(), "long_name": f"{name} coordinate of pixel centre"})
+        coord[:] = values
+    del labels
+    return str(path / "labels")
+
+
+def finish_label_store(dst: Path) -> Path:
+    """Rename the finished partial store to its final name."""
+    final = Path(dst) / LABELS
+    os.replace(Path(dst) / PARTIAL_LABELS, final)
+    return final
+
+
+def object_columns(stats: dict[str, np.ndarray], transform: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """The object table from merged statistics (objects already in label order)."""
+    count = stats["count"]
+    a, b, c, d, e, f = transform
+    rows = stats["sum_row"] / count
+    cols = stats["sum_col"] / count
+    return {
+        "label": np.arange(1, len(count) + 1, dtype=np.int64),
+        "area_px": count.astype(np.int64),
+        "area_m2": count * abs(a * e - b * d),
+        "centroid_row": rows,
+        "centroid_col": cols,
+        "x": a * (cols + 0.5) + b * (rows + 0.5) + c,
+        "y": d * (cols + 0.5) + e * (rows + 0.5) + f,
+        "bbox_min_row": stats["min_row"],
+        "bbox_min_col": stats["min_col"],
+        "bbox_max_row": stats["max_row"] + 1,
+        "bbox_max_col": stats["max_col"] + 1,
+    }
+
+
+def write_objects(dst: Path, columns: dict[str, np.ndarray], crs_wkt: str) -> Path:
+    """Write the object table as GeoParquet (points at the centroids) under a temporary name."""
+    import geopandas as gpd
+    import pandas as pd
+
+    frame = pd.DataFrame({name: columns[name] for name in OBJECT_COLUMNS})
+    table = gpd.GeoDataFrame(
+        frame, geometry=gpd.points_from_xy(frame["x"], frame["y"]), crs=crs_wkt or None
+    )
+    final = Path(dst) / OBJECTS
+    partial = Path(dst) / f".{OBJECTS}.partial"
+    table.to_parquet(partial, index=False)
+    os.replace(partial, final)
+    return final
+
+
+def write_manifest(dst: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``run.json`` (last): a run is complete only when it says ``"complete": true``."""
+    final = Path(dst) / MANIFEST
+    partial = Path(dst) / f".{MANIFEST}.partial"
+    partial.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+    os.replace(partial, final)
+    return final
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_manifest(dst: Path) -> dict[str, Any]:
+    return json.loads((Path(dst) / MANIFEST).read_text())

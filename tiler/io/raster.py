@@ -1,0 +1,181 @@
+"""Reading GeoTIFF orthomosaics: checks on open, and windows read by path inside tasks.
+
+A :class:`GeoTiffSource` is a small picklable value (a path and the facts
+read on open); each task opens the file itself, so no dataset handle ever
+crosses a process boundary. Windows are ``((row_start, row_stop),
+(col_start, col_stop))``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from tiler.errors import InputError
+
+WindowRC = tuple[tuple[int, int], tuple[int, int]]
+
+# GDAL settings for reading inside dask tasks: the tasks are the parallelism.
+GDAL_ENV = {"GDAL_NUM_THREADS": 1, "GDAL_CACHEMAX": 256}
+
+
+class RasterSource(Protocol):
+    """What the tiled engine needs from an input raster."""
+
+    name: str
+    height: int
+    width: int
+    count: int
+    alpha_bands: tuple[int, ...]
+    crs_wkt: str
+    transform: tuple[float, float, float, float, float, float]  # affine a, b, c, d, e, f
+
+    def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+        """``(image, valid)``: ``(len(bands), h, w)`` raw values and the ``(h, w)`` bool mask."""
+
+
+def describe_window(window: WindowRC) -> str:
+    (r0, r1), (c0, c1) = window
+    return f"rows {r0}:{r1}, cols {c0}:{c1}"
+
+
+def fingerprint(path: Path, chunk: int = 1 << 20) -> str:
+    """A quick identity of a large file: its size and the SHA-256 of its first and last MiB."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        digest.update(f.read(chunk))
+        if size > chunk:
+            f.seek(max(size - chunk, chunk))
+            digest.update(f.read(chunk))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class GeoTiffSource:
+    """A georeferenced GeoTIFF, checked on open; read window by window in tasks."""
+
+    path: str
+    height: int
+    width: int
+    count: int
+    dtype: str
+    alpha_bands: tuple[int, ...]
+    nodata: float | None
+    crs_wkt: str
+    transform: tuple[float, float, float, float, float, float]
+    block_shape: tuple[int, int]
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+        (r0, r1), (c0, c1) = window
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        try:
+            with rasterio.Env(**GDAL_ENV), rasterio.open(self.path, driver="GTiff") as ds:
+                image = ds.read(list(bands), window=win)
+                valid = ds.dataset_mask(window=win) > 0
+        except RasterioError as exc:
+            raise InputError(
+                f"{self.path}: cannot read window {describe_window(window)}: {exc}"
+            ) from None
+        return image, valid
+
+    def read_all(self, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The whole image (for the in-memory reference only)."""
+        return self.read(bands, ((0, self.height), (0, self.width)))
+
+
+def open_geotiff(path: str | os.PathLike) -> GeoTiffSource:
+    """Check that ``path`` is a readable, georeferenced GeoTIFF and describe it.
+
+    Raises
+    ------
+    InputError
+        With one line naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a GeoTIFF")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: is an empty file, not a GeoTIFF")
+    try:
+        with rasterio.open(path, driver="GTiff") as ds:
+            if ds.crs is None or ds.transform.is_identity:
+                raise InputError(
+                    f"{path}: has no georeferencing (CRS and geotransform); "
+                    "tiler needs both for map coordinates and areas in m²"
+                )
+            alpha = tuple(
+                i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha
+            )
+            t = ds.transform
+            return GeoTiffSource(
+                path=str(path.resolve()),
+                height=ds.height,
+                width=ds.width,
+                count=ds.count,
+                dtype=ds.dtypes[0],
+                alpha_bands=alpha,
+                nodata=ds.nodata,
+                crs_wkt=ds.crs.to_wkt(),
+                transform=(t.a, t.b, t.c, t.d, t.e, t.f),
+                block_shape=tuple(ds.block_shapes[0]),
+            )
+    except InputError:
+        raise
+    except RasterioError as exc:
+        raise InputError(f"{path}: not a readable GeoTIFF ({exc})") from None
+
+
+@dataclass(frozen=True, eq=False)
+class ArraySource:
+    """An in-memory raster with the interface of :class:`GeoTiffSource`.
+
+    For tests and notebooks: every task receives the whole array, so keep it small.
+    """
+
+    image: np.ndarray  # (count, height, width)
+    valid: np.ndarray  # (height, width) bool
+    transform: tuple[float, float, float, float, float, float] = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+    crs_wkt: str = ""
+    name: str = "<array>"
+    alpha_bands: tuple[int, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[2]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+        (r0, r1), (c0, c1) = window
+        planes = [b - 1 for b in bands]
+        return self.image[planes, r0:r1, c0:c1], self.valid[r0:r1, c0:c1]

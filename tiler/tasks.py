@@ -1,0 +1,202 @@
+"""The work of one tile: read (with halo), run the fused per-tile chain, label, write.
+
+These functions run inside dask tasks. Each takes small picklable values (a
+source description, a window, the tile's own slice of a look-up table) and
+opens files by path, so every task can run on any worker, any number of
+times, with the same result. The graphs that call them are built in
+:mod:`tiler.plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from tiler.config import FillHoles, Morphology, Pipeline, RemoveSmallObjects
+from tiler.io.raster import RasterSource, WindowRC
+from tiler.kernels.filters import gaussian
+from tiler.kernels.indices import compute_index
+from tiler.kernels.label import Edges, TileStats, label, tile_stats
+from tiler.kernels.morphology import morphology
+from tiler.kernels.threshold import foreground, histogram
+
+
+def expand(window: WindowRC, halo: int, shape: tuple[int, int]) -> tuple[WindowRC, tuple[slice, slice]]:
+    """Grow ``window`` by ``halo`` pixels, clipped to the image; and the slices back to it.
+
+    Clipping (rather than padding) keeps the image border where the whole
+    image has it, so every step's own border rule applies there unchanged.
+    """
+    (r0, r1), (c0, c1) = window
+    height, width = shape
+    outer = ((max(r0 - halo, 0), min(r1 + halo, height)), (max(c0 - halo, 0), min(c1 + halo, width)))
+    crop = (slice(r0 - outer[0][0], r1 - outer[0][0]), slice(c0 - outer[1][0], c1 - outer[1][0]))
+    return outer, crop
+
+
+def _shape(source: RasterSource) -> tuple[int, int]:
+    return (source.height, source.width)
+
+
+# ---------------------------------------------------------------------------
+# Preprocessing and the global threshold
+# ---------------------------------------------------------------------------
+
+
+def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
+    """Index then filters, in float64, on an array of the selected bands."""
+    index = pipeline.index
+    values = compute_index(
+        image.astype(np.float64, copy=False),
+        index.name,
+        pipeline.bands,
+        red=index.red,
+        nir=index.nir,
+        band=index.band,
+    )
+    for step in pipeline.filters:
+        values = gaussian(values, step.sigma)
+    return values
+
+
+def index_window(source: RasterSource, pipeline: Pipeline, window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+    """The preprocessed values and the valid mask of ``window`` (read with its halo)."""
+    outer, crop = expand(window, pipeline.preprocess_reach, _shape(source))
+    image, valid = source.read(pipeline.bands, outer)
+    return preprocess(image, pipeline)[crop], valid[crop]
+
+
+def value_range(source: RasterSource, pipeline: Pipeline, window: WindowRC) -> tuple[float, float, int]:
+    """``(min, max, n_valid)`` of the preprocessed values over the valid pixels of a tile."""
+    values, valid = index_window(source, pipeline, window)
+    values = values[valid]
+    if not len(values):
+        return (np.inf, -np.inf, 0)
+    return (float(values.min()), float(values.max()), len(values))
+
+
+def value_histogram(
+    source: RasterSource, pipeline: Pipeline, window: WindowRC, vmin: float, vmax: float
+) -> np.ndarray:
+    """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid preprocessed values."""
+    values, valid = index_window(source, pipeline, window)
+    return histogram(values[valid], vmin, vmax)
+
+
+# ---------------------------------------------------------------------------
+# Masks
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RasterMask:
+    """The thresholded mask computed from the raster (preprocess, threshold, ``&= valid``)."""
+
+    source: RasterSource
+    pipeline: Pipeline
+    threshold: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return _shape(self.source)
+
+    def read(self, window: WindowRC) -> np.ndarray:
+        values, valid = index_window(self.source, self.pipeline, window)
+        return foreground(values, valid, self.threshold, self.pipeline.polarity)
+
+
+@dataclass(frozen=True)
+class StoredMask:
+    """A mask materialised in a Zarr array, chunked as the tiles."""
+
+    path: str
+    shape: tuple[int, int]
+
+    def read(self, window: WindowRC) -> np.ndarray:
+        (r0, r1), (c0, c1) = window
+        return np.asarray(zarr.open_array(self.path, mode="r")[r0:r1, c0:c1], dtype=bool)
+
+
+MaskBase = RasterMask | StoredMask
+
+
+@dataclass(frozen=True)
+class TileMask:
+    """How to compute one tile's mask: a base, local steps over a halo, object edits.
+
+    ``edits`` pairs each object step with this tile's slice of its look-up
+    table (from tile-local labels to "fill" for holes or "keep" for objects).
+    """
+
+    base: MaskBase
+    local: tuple[Morphology, ...] = ()
+    edits: tuple[tuple[FillHoles | RemoveSmallObjects, np.ndarray], ...] = ()
+    connectivity: int = 2
+
+    def local_mask(self, window: WindowRC) -> np.ndarray:
+        """The base mask after the local steps, exact in ``window``."""
+        halo = sum(step.reach for step in self.local)
+        outer, crop = expand(window, halo, self.base.shape)
+        mask = self.base.read(outer)
+        for step in self.local:
+            mask = morphology(mask, step.op, step.radius)
+        return mask[crop]
+
+    def apply_edits(self, mask: np.ndarray) -> np.ndarray:
+        for step, lut in self.edits:
+            if isinstance(step, FillHoles):
+                holes, _ = label(~mask, 1)
+                mask = mask | lut[holes]
+            else:
+                objects, _ = label(mask, self.connectivity)
+                mask = lut[objects]
+        return mask
+
+    def read(self, window: WindowRC, store: str | None = None) -> np.ndarray:
+        """The tile's mask; with ``store``, the mask before the edits is written there first."""
+        mask = self.local_mask(window)
+        if store is not None:
+            (r0, r1), (c0, c1) = window
+            zarr.open_array(store, mode="r+")[r0:r1, c0:c1] = mask
+        return self.apply_edits(mask)
+
+
+# ---------------------------------------------------------------------------
+# Labelling and writing
+# ---------------------------------------------------------------------------
+
+
+def label_tile(
+    recipe: TileMask,
+    window: WindowRC,
+    *,
+    background: bool,
+    connectivity: int,
+    store: str | None = None,
+) -> tuple[TileStats, Edges]:
+    """Label a tile's foreground (or background) and summarise it for stitching."""
+    mask = recipe.read(window, store)
+    labels, n = label(~mask if background else mask, connectivity)
+    origin = (window[0][0], window[1][0])
+    return tile_stats(labels, n, origin, recipe.base.shape), Edges.of(labels)
+
+
+def write_mask(recipe: TileMask, window: WindowRC, *, path: str) -> None:
+    """Write a tile's mask into its chunk of a boolean Zarr array."""
+    (r0, r1), (c0, c1) = window
+    zarr.open_array(path, mode="r+")[r0:r1, c0:c1] = recipe.read(window)
+
+
+def write_labels(recipe: TileMask, window: WindowRC, *, connectivity: int, lut: np.ndarray, path: str) -> int:
+    """Relabel a tile with its slice of the final look-up table and write its chunk.
+
+    Writes are chunk-aligned, so they need no lock and may run twice.
+    Returns the number of object pixels written.
+    """
+    labels, _ = label(recipe.read(window), connectivity)
+    out = lut[labels]
+    (r0, r1), (c0, c1) = window
+    zarr.open_array(path, mode="r+")[r0:r1, c0:c1] = out
+    return int(np.count_nonzero(out))
