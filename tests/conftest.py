@@ -1,0 +1,78 @@
+"""Shared fixtures: tiled runs on in-memory sources, GeoTIFF factories, real sample tiles."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import zarr
+from rasterio.transform import from_origin
+
+from tiler.config import Pipeline
+from tiler.engine import Passes, Segmentation
+from tiler.io.output import object_columns
+from tiler.plan import Executor, TileGrid
+
+DATA = Path(__file__).parent / "data"
+UTM = "EPSG:32611"
+
+
+def run_tiled(source, pipeline: Pipeline, chunks, scheduler="sync") -> tuple[np.ndarray, Segmentation, dict]:
+    """Run the passes on ``source`` and return (labels, segmentation, object columns)."""
+    grid = TileGrid((source.height, source.width), tuple(chunks))
+    work = Path(tempfile.mkdtemp(prefix="tiler-test-"))
+    try:
+        passes = Passes(source, pipeline, grid, Executor(scheduler), work)
+        seg = passes.segment()
+        path = str(work / "labels.zarr")
+        zarr.create_array(path, shape=grid.shape, chunks=grid.chunks, dtype=seg.dtype, fill_value=0)
+        passes.write(seg, path)
+        labels = zarr.open_array(path, mode="r")[:]
+        return labels, seg, object_columns(seg.object_stats(), source.transform)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_geotiff(path: Path, image: np.ndarray, *, nodata=None, alpha: bool = False, crs=UTM,
+                  transform=None, tiled: bool = True, blocksize: int = 64, compress="deflate") -> Path:
+    """Write a (B, H, W) array as a GeoTIFF; with ``alpha`` the last band is alpha."""
+    count, height, width = image.shape
+    profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=image.dtype,
+                   crs=crs, transform=transform or from_origin(500000.0, 4100000.0, 0.05, 0.05),
+                   compress=compress, nodata=nodata)
+    if tiled and height >= 16 and width >= 16:
+        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    if alpha:
+        profile["photometric"] = "RGB" if count == 4 else "MINISBLACK"
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(image)
+        if alpha:
+            interp = list(ds.colorinterp)
+            interp[-1] = rasterio.enums.ColorInterp.alpha
+            ds.colorinterp = interp
+    return path
+
+
+@pytest.fixture
+def geotiff(tmp_path):
+    """Factory: ``geotiff(image, name=..., **kwargs)`` writes a GeoTIFF in ``tmp_path``."""
+    counter = iter(range(1_000_000))
+
+    def make(image: np.ndarray, name: str | None = None, **kwargs) -> Path:
+        return write_geotiff(tmp_path / (name or f"img{next(counter)}.tif"), image, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def neon_tile() -> Path:
+    return DATA / "neon_sjer_477" / "2018_SJER_3_252000_4107000_image_477.tif"
+
+
+@pytest.fixture(scope="session")
+def naip_tiles() -> list[Path]:
+    return sorted((DATA / "urban_trees_naip").glob("*.tif"))

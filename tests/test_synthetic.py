@@ -1,0 +1,180 @@
+"""Tests of the procedural synthetic orthomosaic (tiler.synthetic)."""
+
+from __future__ import annotations
+
+import functools
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.enums import ColorInterp
+
+from tiler.synthetic import SyntheticField, write_geotiff
+
+H, W = 700, 900
+FIELD = SyntheticField(height=H, width=W, seed=3)
+EXG_GREEN = 40  # excess green 2G - R - B above which a pixel is vegetation
+
+
+@functools.cache
+def full_image(seed: int = 3) -> np.ndarray:
+    return SyntheticField(height=H, width=W, seed=seed).read(((0, H), (0, W)))
+
+
+def exg(img: np.ndarray) -> np.ndarray:
+    r, g, b = (img[i].astype(np.int32) for i in range(3))
+    return 2 * g - r - b
+
+
+@st.composite
+def windows(draw: st.DrawFn) -> tuple[tuple[int, int], tuple[int, int]]:
+    spans = []
+    for size in (H, W):
+        start = draw(st.integers(0, size - 1))
+        thin = draw(st.booleans())
+        stop = start + 1 if thin else draw(st.integers(start + 1, size))
+        spans.append((start, stop))
+    return spans[0], spans[1]
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(window=windows())
+def test_window_equals_slice_of_full_image(window):
+    (r0, r1), (c0, c1) = window
+    got = FIELD.read(window)
+    assert got.shape == (4, r1 - r0, c1 - c0)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, full_image()[:, r0:r1, c0:c1])
+
+
+def test_overlapping_windows_agree_far_from_origin():
+    field = SyntheticField(height=200_000, width=200_000, seed=11)
+    a = field.read(((100_000, 100_300), (120_000, 120_400)))
+    b = field.read(((100_123, 100_201), (119_950, 120_333)))
+    np.testing.assert_array_equal(a[:, 123:201, :333], b[:, :, 50:])
+    assert (a[3] == 255).all() and (exg(a) > EXG_GREEN).any()
+
+
+def test_deterministic_and_seed_dependent():
+    window = ((100, 400), (200, 600))
+    a = SyntheticField(height=H, width=W, seed=3).read(window)
+    np.testing.assert_array_equal(a, SyntheticField(height=H, width=W, seed=3).read(window))
+    b = SyntheticField(height=H, width=W, seed=4).read(window)
+    assert (a != b).any(axis=0).mean() > 0.5
+    assert not np.array_equal(FIELD.plant_centres(), SyntheticField(H, W, seed=4).plant_centres())
+
+
+def test_alpha_footprint():
+    img = full_image()
+    alpha = img[3]
+    assert set(np.unique(alpha)) == {0, 255}
+    assert alpha[0, 0] == alpha[0, -1] == alpha[-1, 0] == alpha[-1, -1] == 0
+    assert (alpha[H // 4 : 3 * H // 4, W // 4 : 3 * W // 4] == 255).all()
+    assert (img[:3, alpha == 0] == 0).all()
+    assert 0.7 < (alpha == 255).mean() < 0.95
+    # the footprint is an inset convex polygon: each row and column inside is one run
+    for mask in (alpha > 0, (alpha > 0).T):
+        runs = np.diff(mask.astype(np.int8), axis=1, prepend=0, append=0)
+        assert ((runs == 1).sum(axis=1) <= 1).all()
+    assert not (alpha[: int(0.03 * H)] > 0).any() and not (alpha[:, -int(0.03 * W) :] > 0).any()
+
+
+def test_colours_are_plausible():
+    img = full_image()
+    inside = img[3] == 255
+    green = (exg(img) > EXG_GREEN) & inside
+    assert 0.05 < green.sum() / inside.sum() < 0.40
+    soil = inside & ~green
+    r, g, b = (img[i][soil].mean() for i in range(3))
+    assert 120 <= r <= 150 and 95 <= g <= 115 and 70 <= b <= 85
+    r, g, b = (img[i][green].mean() for i in range(3))
+    assert 40 <= r <= 70 and 110 <= g <= 160 and 30 <= b <= 60
+
+
+def test_plant_centres_ground_truth():
+    img = full_image()
+    centres = FIELD.plant_centres()
+    assert centres.dtype == np.float64 and centres.shape[1] == 2
+    rows, cols = centres.astype(np.int64).T
+    assert np.array_equal(centres, np.stack([rows, cols], axis=1))
+    assert (img[3, rows, cols] == 255).all()
+    assert (exg(img)[rows, cols] > EXG_GREEN).mean() > 0.95
+    expected = (img[3] > 0).sum() / (FIELD.row_spacing * FIELD.plant_spacing)
+    assert 0.8 * expected < len(centres) < 1.0 * expected
+    window = ((100, 350), (250, 700))
+    sub = FIELD.plant_centres(window)
+    inside = (rows >= 100) & (rows < 350) & (cols >= 250) & (cols < 700)
+    np.testing.assert_array_equal(np.unique(sub, axis=0), np.unique(centres[inside], axis=0))
+
+
+def test_properties_and_validation():
+    field = SyntheticField(pixel_size=0.05, origin_xy=(10.0, 20.0))
+    assert field.shape == (8000, 8000) and field.count == 4
+    assert field.transform == Affine(0.05, 0.0, 10.0, 0.0, -0.05, 20.0)
+    with pytest.raises(ValueError):
+        FIELD.read(((0, H + 1), (0, 10)))
+    with pytest.raises(ValueError):
+        FIELD.read(((5, 4), (0, 10)))
+    with pytest.raises(ValueError):
+        SyntheticField(height=0)
+    assert FIELD.read(((3, 3), (0, 10))).shape == (4, 0, 10)
+
+
+def test_write_geotiff_round_trip(tmp_path):
+    field = SyntheticField(height=H, width=W, seed=3, origin_xy=(400000.0, 5000000.0))
+    calls = []
+    out = write_geotiff(
+        field, tmp_path / "field.tif", blocksize=256, progress=lambda *a: calls.append(a)
+    )
+    assert out == tmp_path / "field.tif"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field.tif"]
+    assert calls[-1] == (H, H) and len(calls) == 3
+    with rasterio.open(out) as src:
+        assert (src.count, src.height, src.width) == (4, H, W)
+        assert src.dtypes == ("uint8",) * 4
+        assert src.profile["tiled"] and src.block_shapes[0] == (256, 256)
+        assert src.compression.name.lower() == "deflate"
+        assert src.colorinterp == (
+            ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha,
+        )  # fmt: skip
+        assert src.crs.to_epsg() == 32611
+        assert src.transform.almost_equals(field.transform)
+        data = src.read()
+        mask = src.dataset_mask()
+    np.testing.assert_array_equal(data, full_image())
+    np.testing.assert_array_equal(mask > 0, data[3] > 0)
+
+
+def test_write_geotiff_removes_partial_file_on_error(tmp_path):
+    def boom(done, total):
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        write_geotiff(FIELD, tmp_path / "x.tif", blocksize=256, progress=boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_huge_field_is_lazy():
+    t0 = time.perf_counter()
+    field = SyntheticField(height=200_000, width=200_000, seed=1)
+    middle = ((100_000, 100_256), (150_000, 150_256))
+    field.read(((100_000, 100_001), (150_000, 150_001)))  # builds the per-seed plant stamps
+    tracemalloc.start()
+    try:
+        corner = field.read(((199_744, 200_000), (199_744, 200_000)))
+        inner = field.read(middle)
+        centres = field.plant_centres(middle)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    elapsed = time.perf_counter() - t0
+    assert corner.shape == inner.shape == (4, 256, 256)
+    assert (corner == 0).all()  # the far corner is outside the field footprint
+    assert (inner[3] == 255).all() and 30 < len(centres) < 120
+    assert peak < 8 * 2**20  # a few copies of the window, nothing image-sized
+    assert elapsed < 2.0

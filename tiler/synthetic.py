@@ -1,0 +1,401 @@
+"""A procedural row-crop drone orthomosaic: any window, any size, no global arrays.
+
+:class:`SyntheticField` draws RGBA uint8 bare soil, rows of lobed green plants, a few
+weeds and a quadrilateral field footprint (alpha 255 inside; 0 and black outside).
+Every pixel is a pure function of ``(row, col)``, the seed and the parameters, built
+from integer hashes and IEEE ``+ - * / sqrt`` only: any window equals the same region
+of any other window, bit for bit, and costs time and memory in its own size only.
+:func:`write_geotiff` streams a field into a tiled GeoTIFF.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from affine import Affine
+
+Window = tuple[tuple[int, int], tuple[int, int]]
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_SOIL_BLOCK = 8  # the low-frequency soil field is evaluated once per 8 x 8 block
+_N_CROP, _N_WEED = 256, 64  # sizes of the plant and weed stamp libraries
+# channel = ((value * scale) >> shift) + offset, for soil and for plant pixels
+_SOIL_RGB = ((128, 7, 0), (100, 7, 0), (75, 7, 0))
+_PLANT_RGB = ((36, 8, 28), (75, 8, 93), (36, 8, 20))
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """Splitmix64 finaliser of a uint64 array (wrapping arithmetic, no warnings)."""
+    x = x ^ (x >> 30)
+    x *= 0xBF58476D1CE4E5B9
+    x ^= x >> 27
+    x *= 0x94D049BB133111EB
+    return x ^ (x >> 31)
+
+
+def _hash(*keys: int | np.ndarray) -> np.ndarray:
+    """Hash integer scalars and arrays (broadcast together) to uniform uint64, ndim >= 1."""
+    shape = np.broadcast_shapes(*(np.shape(k) for k in keys)) or (1,)
+    h = np.full(shape, _GOLDEN, np.uint64)
+    for key in keys:
+        if isinstance(key, int):
+            key = np.uint64(key & _MASK64)
+        h = _mix64(h ^ np.asarray(key).astype(np.uint64))
+    return h
+
+
+def _unit(h: np.ndarray, i: int) -> np.ndarray:
+    """The ``i``-th independent uniform float64 in [0, 1) drawn from hashes ``h``."""
+    return (_mix64(h ^ np.uint64(i * _GOLDEN & _MASK64)) >> 11) * 2.0**-53
+
+
+class _Stamps(NamedTuple):
+    """Sparse library of plant footprints: pixel offsets and leaf shades of every stamp."""
+
+    dy: np.ndarray  # (P,) int64 row offset from the stamp centre
+    dx: np.ndarray  # (P,) int64 column offset
+    shade: np.ndarray  # (P,) uint8 leaf shade, 1..255
+    start: np.ndarray  # (S,) first pixel of each stamp in the arrays above
+    size: np.ndarray  # (S,) number of pixels of each stamp
+    half: int  # every stamp fits in [-half, half]^2
+
+
+@functools.lru_cache(maxsize=16)
+def _stamps(seed: int, radius: tuple[float, float]) -> _Stamps:
+    """Build the stamps: ``_N_CROP`` lobed plants, then ``_N_WEED`` small weeds."""
+    weed = np.arange(_N_CROP + _N_WEED) >= _N_CROP
+    h = _hash(seed, 0x57A4B, np.arange(weed.size))
+    u = [_unit(h, i)[:, None, None] for i in range(6)]
+    w = weed[:, None, None]
+    r = np.where(w, 1.2 + 2.0 * u[0], radius[0] + (radius[1] - radius[0]) * u[0])
+    lobes = np.where(weed, 2, 3) + (_unit(h, 1) * np.where(weed, 3, 5)).astype(int)
+    amp = np.where(w, 0.3, 0.1) + 0.2 * u[2]
+    bright = np.where(w, 0.15 + 0.3 * u[5], 0.35 + 0.45 * u[5])
+    half = math.ceil(float((r * (1 + amp)).max())) + 1
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
+    d = np.sqrt(xx * xx + yy * yy)
+    ct, st = xx / np.maximum(d, 1.0), yy / np.maximum(d, 1.0)  # cos, sin of the angle
+    pc, ps = u[3] - 0.5, u[4] - 0.5  # random phase as a unit vector
+    norm = np.sqrt(pc * pc + ps * ps) + 1e-12
+    pc, ps = pc / norm, ps / norm
+    # cos(n * angle), sin(n * angle) by the angle-addition recurrence
+    cn, sn = ct, st
+    for n in range(1, int(lobes.max())):
+        more = (lobes > n)[:, None, None]
+        cn, sn = np.where(more, cn * ct - sn * st, cn), np.where(more, sn * ct + cn * st, sn)
+    lobe = cn * pc - sn * ps  # cos(n * angle + phase)
+    edge = r * (1.0 + amp * lobe)
+    t = d / edge
+    shade = bright + 0.3 * (1.0 - t * t) + 0.1 * lobe - 0.1 * (xx + yy) / r  # lit from top-left
+    s, dy, dx = np.nonzero(d <= edge)
+    size = np.bincount(s, minlength=weed.size)
+    shade = np.clip(np.rint(shade[s, dy, dx] * 254), 1, 255).astype(np.uint8)
+    return _Stamps(dy - half, dx - half, shade, np.cumsum(size) - size, size, half)
+
+
+class _Layer(NamedTuple):
+    """Objects on a (crop row, slot along the row) grid; one per slot if present."""
+
+    salt: int
+    row_shift: float  # in row spacings: 0 on the crop rows, 0.5 between them
+    spacing: float  # slot spacing along the row, px
+    jitter: tuple[float, float]  # max (row, col) displacement, px
+    density: float  # probability that a slot holds an object
+    stamps: tuple[int, int]  # range of stamp ids to draw from
+
+
+@dataclass(frozen=True)
+class SyntheticField:
+    """A synthetic row-crop orthomosaic, read lazily window by window.
+
+    Parameters
+    ----------
+    height, width : int
+        Image size in pixels.
+    seed : int
+        Seed of every random choice; fields with equal parameters are identical.
+    pixel_size : float
+        Ground sampling distance in metres.
+    origin_xy : tuple of float
+        Map ``(x, y)`` of the top-left image corner.
+    crs : str
+        Coordinate reference system, anything rasterio accepts.
+    row_spacing, plant_spacing : float
+        Distance between crop rows and between plants along a row, in pixels.
+    plant_radius : tuple of float
+        Range of the mean plant radius in pixels; lobes reach ~30 % further.
+    plant_jitter : tuple of float
+        Maximum ``(row, col)`` displacement of a plant from its nominal position.
+    missing_fraction : float
+        Fraction of missing plants (gaps in the rows).
+    weed_density : float
+        Probability of a weed in each 40-pixel slot between two rows.
+    field_inset : tuple of float
+        Range of the inset of each footprint corner from the image border, as a
+        fraction of the image size.
+    """
+
+    height: int = 8000
+    width: int = 8000
+    seed: int = 0
+    pixel_size: float = 0.025
+    origin_xy: tuple[float, float] = (500000.0, 4100000.0)
+    crs: str = "EPSG:32611"
+    row_spacing: float = 36.0
+    plant_spacing: float = 25.0
+    plant_radius: tuple[float, float] = (4.0, 11.0)
+    plant_jitter: tuple[float, float] = (2.0, 4.0)
+    missing_fraction: float = 0.07
+    weed_density: float = 0.12
+    field_inset: tuple[float, float] = (0.03, 0.08)
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"field size must be positive, got {self.shape}")
+        if not 0 < self.plant_radius[0] <= self.plant_radius[1] <= 0.4 * self.row_spacing:
+            raise ValueError("plant_radius must satisfy 0 < min <= max <= 0.4 * row_spacing")
+        if not 0 <= self.field_inset[0] <= self.field_inset[1] < 0.5:
+            raise ValueError("field_inset must satisfy 0 <= min <= max < 0.5")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` in pixels."""
+        return (self.height, self.width)
+
+    @property
+    def count(self) -> int:
+        """Number of bands: red, green, blue, alpha."""
+        return 4
+
+    @property
+    def transform(self) -> Affine:
+        """Pixel-to-map affine transform (north up)."""
+        x0, y0 = self.origin_xy
+        return Affine(self.pixel_size, 0.0, x0, 0.0, -self.pixel_size, y0)
+
+    def read(self, window: Window) -> np.ndarray:
+        """Draw one window of the image.
+
+        Parameters
+        ----------
+        window : tuple
+            ``((row_start, row_stop), (col_start, col_stop))`` within the image.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(4, rows, cols)`` uint8 RGBA; RGB is 0 where alpha is 0.
+        """
+        (r0, r1), (c0, c1) = self._check(window)
+        out = np.zeros((4, r1 - r0, c1 - c0), np.uint8)
+        lo, hi = self._row_spans(np.arange(r0, r1))
+        if out.size == 0 or ((lo >= c1) | (hi < c0)).all():
+            return out
+        key = self._hash32(r0, r1, 1)[:, None] ^ self._hash32(c0, c1, 2)[None, :]
+        key *= 0x9E3779B1  # uint32 per-pixel hash; its top 5 bits are the noise
+        noise = (key >> 27).astype(np.int16)
+        soil = self._soil(r0, r1, c0, c1) + noise
+        shade = self._leaves(r0, r1, c0, c1)
+        plant = shade > 0
+        shade = shade.astype(np.int16) + noise
+        for band, (s_rgb, p_rgb) in enumerate(zip(_SOIL_RGB, _PLANT_RGB, strict=True)):
+            soil_band = ((soil * s_rgb[0]) >> s_rgb[1]) + s_rgb[2]
+            plant_band = ((shade * p_rgb[0]) >> p_rgb[1]) + p_rgb[2]
+            np.copyto(out[band], np.where(plant, plant_band, soil_band), casting="unsafe")
+        out[3] = 255
+        if not ((lo <= c0) & (hi >= c1 - 1)).all():
+            cols = np.arange(c0, c1)
+            out *= (cols >= lo[:, None]) & (cols <= hi[:, None])
+        return out
+
+    def plant_centres(self, window: Window | None = None) -> np.ndarray:
+        """Ground-truth centres of the plants present inside the field footprint.
+
+        Parameters
+        ----------
+        window : tuple, optional
+            ``((row_start, row_stop), (col_start, col_stop))``: keep only the
+            centres inside it. Default: the whole image (large for huge fields).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, 2)`` float64 ``(row, col)`` in pixel-index coordinates (pixel
+            ``(i, j)`` is centred on ``(i, j)``, as in ``scipy.ndimage``).
+        """
+        (r0, r1), (c0, c1) = self._check(window or ((0, self.height), (0, self.width)))
+        cy, cx, _ = self._objects(self._layers()[0], r0, r1, c0, c1, margin=0)
+        lo, hi = self._row_spans(cy)
+        keep = (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1) & (cx >= lo) & (cx <= hi)
+        return np.stack([cy[keep], cx[keep]], axis=1).astype(np.float64)
+
+    def _check(self, window: Window) -> Window:
+        (r0, r1), (c0, c1) = ((int(a), int(b)) for a, b in window)
+        if not (0 <= r0 <= r1 <= self.height and 0 <= c0 <= c1 <= self.width):
+            raise ValueError(f"window {window} is not inside the image of shape {self.shape}")
+        return (r0, r1), (c0, c1)
+
+    def _hash32(self, start: int, stop: int, salt: int) -> np.ndarray:
+        return (_hash(self.seed, salt, np.arange(start, stop)) >> 32).astype(np.uint32)
+
+    def _row_spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First and last column inside the footprint of each row (``lo > hi``: none)."""
+        f = _unit(_hash(self.seed, 3, np.arange(8)), 0)
+        f = self.field_inset[0] + (self.field_inset[1] - self.field_inset[0]) * f
+        h, w = self.height, self.width
+        # clockwise on screen: top-left, top-right, bottom-right, bottom-left, as (y, x)
+        ys = (f[0] * h, f[2] * h, (1 - f[4]) * h, (1 - f[6]) * h)
+        xs = (f[1] * w, (1 - f[3]) * w, (1 - f[5]) * w, f[7] * w)
+        y = np.asarray(rows, np.float64) + 0.5
+        lo, hi = np.full(y.shape, 0.0), np.full(y.shape, w - 1.0)
+        for e in range(4):  # inside iff (q - p) x (X - p) >= 0 for every edge p -> q
+            py, px, qy, qx = ys[e], xs[e], ys[(e + 1) % 4], xs[(e + 1) % 4]
+            dy, rhs = qy - py, (qx - px) * (y - py)
+            if dy > 0:
+                hi = np.minimum(hi, np.floor((rhs + dy * px) / dy - 0.5))
+            elif dy < 0:
+                lo = np.maximum(lo, np.ceil((rhs + dy * px) / dy - 0.5))
+            else:
+                lo = np.where(rhs >= 0, lo, w)
+        return lo.astype(np.int64), hi.astype(np.int64)
+
+    def _row_phase(self) -> float:
+        return float(_unit(_hash(self.seed, 4), 0)[0]) * self.row_spacing
+
+    def _soil(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Soil brightness (int16): moisture patches, texture and row beds."""
+        b = _SOIL_BLOCK
+        by, bx = np.arange(r0 // b, (r1 - 1) // b + 1), np.arange(c0 // b, (c1 - 1) // b + 1)
+        y, x = (by + 0.5) * b, (bx + 0.5) * b
+        f = 112.0 + 16.0 * self._value_noise(y, x, 420.0, 5)
+        f += 6.0 * self._value_noise(y, x, 90.0, 6)
+        coarse = np.rint(f).astype(np.int16)
+        soil = np.repeat(np.repeat(coarse, b, axis=1), b, axis=0)
+        soil = soil[r0 - by[0] * b : r1 - by[0] * b, c0 - bx[0] * b : c1 - bx[0] * b]
+        t = (np.arange(r0, r1) - self._row_phase()) / self.row_spacing
+        u = 2.0 * np.abs(t - np.floor(t + 0.5))  # 0 on a crop row, 1 halfway between rows
+        return soil + np.rint(5.0 - 10.0 * u * u).astype(np.int16)[:, None]
+
+    def _value_noise(self, y: np.ndarray, x: np.ndarray, cell: float, salt: int) -> np.ndarray:
+        """Smooth value noise in [-1, 1] at the grid ``y[:, None], x[None, :]`` (pixels)."""
+        y, x = y / cell, x / cell
+        iy, ix = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
+        ky, kx = np.arange(iy[0], iy[-1] + 2), np.arange(ix[0], ix[-1] + 2)
+        lattice = 2.0 * _unit(_hash(self.seed, salt, ky[:, None], kx[None, :]), 0) - 1.0
+        sy, sx = (y - iy)[:, None], (x - ix)[None, :]
+        sy, sx = sy * sy * (3 - 2 * sy), sx * sx * (3 - 2 * sx)  # smoothstep
+        iy, ix = (iy - ky[0])[:, None], (ix - kx[0])[None, :]
+        top = lattice[iy, ix] + sx * (lattice[iy, ix + 1] - lattice[iy, ix])
+        bottom = lattice[iy + 1, ix] + sx * (lattice[iy + 1, ix + 1] - lattice[iy + 1, ix])
+        return top + sy * (bottom - top)
+
+    def _layers(self) -> tuple[_Layer, _Layer]:
+        crops = _Layer(7, 0.0, self.plant_spacing, self.plant_jitter,
+                       1.0 - self.missing_fraction, (0, _N_CROP))  # fmt: skip
+        weeds = _Layer(8, 0.5, 40.0, (0.3 * self.row_spacing, 20.0),
+                       self.weed_density, (_N_CROP, _N_CROP + _N_WEED))  # fmt: skip
+        return crops, weeds
+
+    def _objects(
+        self, layer: _Layer, r0: int, r1: int, c0: int, c1: int, margin: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centres and stamp ids of the objects centred within ``margin`` of the window."""
+        rs, sp = self.row_spacing, layer.spacing
+        y0 = self._row_phase() + layer.row_shift * rs
+        ry, rx = margin + layer.jitter[0] + 1, margin + layer.jitter[1] + 1
+        k = np.arange(math.floor((r0 - ry - y0) / rs), math.floor((r1 + ry - y0) / rs) + 1)
+        j = np.arange(math.floor((c0 - rx) / sp) - 1, math.floor((c1 + rx) / sp) + 1)
+        h = _hash(self.seed, layer.salt, k[:, None], j[None, :])
+        phase = _unit(_hash(self.seed, layer.salt, k), 0)[:, None] * sp
+        cy = np.floor(y0 + k[:, None] * rs + layer.jitter[0] * (2 * _unit(h, 1) - 1) + 0.5)
+        cx = np.floor(phase + j[None, :] * sp + layer.jitter[1] * (2 * _unit(h, 2) - 1) + 0.5)
+        keep = (_unit(h, 3) < layer.density) & (cy >= r0 - margin) & (cy < r1 + margin)
+        keep &= (cx >= c0 - margin) & (cx < c1 + margin)
+        lo, hi = layer.stamps
+        sid = lo + (h[keep] >> 40) % (hi - lo)
+        return cy[keep].astype(np.int64), cx[keep].astype(np.int64), sid.astype(np.int64)
+
+    def _leaves(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Leaf shade (uint8, 0 = soil) of every plant and weed touching the window."""
+        lib = _stamps(self.seed, self.plant_radius)
+        pad = 2 * lib.half
+        width = c1 - c0 + 2 * pad
+        buf = np.zeros((r1 - r0 + 2 * pad) * width, np.uint8)
+        found = [self._objects(lay, r0, r1, c0, c1, lib.half) for lay in self._layers()]
+        cy, cx, sid = (np.concatenate(a) for a in zip(*found, strict=True))
+        size = lib.size[sid]
+        pos = np.arange(size.sum()) + np.repeat(lib.start[sid] - (np.cumsum(size) - size), size)
+        base = (cy - r0 + pad) * width + (cx - c0 + pad)
+        offset = lib.dy * width + lib.dx
+        np.maximum.at(buf, np.repeat(base, size) + offset[pos], lib.shade[pos])
+        return buf.reshape(-1, width)[pad : pad + r1 - r0, pad : pad + c1 - c0]
+
+
+def write_geotiff(
+    field: SyntheticField,
+    path: str | os.PathLike[str],
+    *,
+    blocksize: int = 512,
+    compress: str = "deflate",
+    progress: Callable[[int, int], object] | None = None,
+) -> Path:
+    """Stream a field into a tiled RGBA GeoTIFF, one strip of blocks at a time.
+
+    Parameters
+    ----------
+    field : SyntheticField
+        The image to write.
+    path : str or os.PathLike
+        Destination; written under a temporary name beside it, then renamed.
+    blocksize : int
+        Tile width and height (a multiple of 16).
+    compress : str
+        GDAL compression: ``"deflate"``, ``"lzw"``, ``"zstd"``, ``"none"``...
+    progress : callable, optional
+        Called as ``progress(rows_done, rows_total)`` after each strip.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    import rasterio
+    from rasterio.enums import ColorInterp
+    from rasterio.windows import Window as RioWindow
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    step = max(blocksize, (1 << 23) // blocksize // blocksize * blocksize)  # <= ~32 MB a write
+    profile = dict(
+        driver="GTiff", height=field.height, width=field.width, count=4, dtype="uint8",
+        crs=field.crs, transform=field.transform, tiled=True, blockxsize=blocksize,
+        blockysize=blocksize, compress=compress, photometric="RGB", alpha="YES",
+        BIGTIFF="IF_SAFER", num_threads="ALL_CPUS",
+    )  # fmt: skip
+    if compress.lower() in ("deflate", "lzw", "zstd"):
+        profile["predictor"] = 2
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                               ColorInterp.alpha)  # fmt: skip
+            for r0 in range(0, field.height, blocksize):
+                r1 = min(r0 + blocksize, field.height)
+                for c0 in range(0, field.width, step):
+                    c1 = min(c0 + step, field.width)
+                    data = field.read(((r0, r1), (c0, c1)))
+                    dst.write(data, window=RioWindow(c0, r0, c1 - c0, r1 - r0))
+                if progress is not None:
+                    progress(r1, field.height)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
