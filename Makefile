@@ -1,0 +1,34 @@
+# tiler: `make demo` and `make test` set everything up in .venv on a machine with Python 3 and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: generate the synthetic 8000 x 8000 field and run the plant pipeline on it and on a real tile
+demo: $(STAMP)
+	$(BIN)/tiler demo --out demo-output
+
+## test: the whole suite (property tests against the whole-image reference, CLI, clusters)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check tiler tests
+	$(BIN)/ruff format --check tiler tests
+
+format: $(STAMP)
+	$(BIN)/ruff format tiler tests
+	$(BIN)/ruff check --fix tiler tests
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .hypothesis .ruff_cache *.egg-info

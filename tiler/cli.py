@@ -1,0 +1,153 @@
+"""Thin click commands over the Python API.
+
+Every error a user can fix prints one line on stderr and exits non-zero; no
+traceback, and no ``run.json`` that could make the output look complete.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from tiler import api
+from tiler.errors import TilerError
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _log(quiet: bool):
+    return (lambda message: None) if quiet else (lambda message: _echo(f"  {message}"))
+
+
+scheduler_option = click.option(
+    "--scheduler",
+    default=None,
+    metavar="local|threads|sync|tcp://HOST:PORT",
+    help="Where tasks run: a LocalCluster on 127.0.0.1 (default), threads, the synchronous "
+    "scheduler, or an existing dask.distributed scheduler (also DASK_SCHEDULER_ADDRESS).",
+)
+workers_option = click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Local cluster worker processes [one per core]."
+)
+chunk_option = click.option(
+    "--chunk-size", type=click.IntRange(min=1), default=api.DEFAULT_CHUNK_SIZE, show_default=True,
+    help="Tile size in pixels (also the Zarr chunk size).",
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+
+
+def _scheduler(value: str | None) -> str:
+    return value or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
+
+
+def _summary(result: api.RunResult) -> list[str]:
+    h, w = result.shape
+    return [
+        f"objects:    {result.n_objects}",
+        f"threshold:  {result.threshold:.6g}",
+        f"image:      {h} x {w} px ({h * w / 1e6:.1f} MP) in {result.n_tiles} tile(s)",
+        f"time:       {result.seconds:.1f} s ({result.megapixels_per_second:.1f} MP/s)",
+        f"labels:     {result.labels}",
+        f"objects:    {result.objects}",
+        f"manifest:   {result.manifest}",
+    ]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tiler")
+def cli() -> None:
+    """Exact, out-of-core segmentation of huge GeoTIFF orthomosaics."""
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--config", "-c", type=click.Path(path_type=Path), default=None,
+              help="Pipeline file (YAML). Default: the plant pipeline (see `tiler pipeline`).")
+@chunk_option
+@workers_option
+@scheduler_option
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty DST.")
+@quiet_option
+def run(src, dst, config, chunk_size, workers, scheduler, overwrite, quiet):
+    """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
+    result = api.run(src, dst, config, chunk_size=chunk_size, scheduler=_scheduler(scheduler),
+                     workers=workers, overwrite=overwrite, log=_log(quiet))
+    for line in _summary(result):
+        click.echo(line)
+
+
+@cli.command()
+def pipeline():
+    """Print the default pipeline file."""
+    from tiler.config import DEFAULT_PIPELINE_YAML
+
+    click.echo(DEFAULT_PIPELINE_YAML, nl=False)
+
+
+@cli.command()
+@click.option("--size", type=click.IntRange(min=64), default=8000, show_default=True,
+              help="Height and width of the synthetic orthomosaic in pixels.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True,
+              help="Folder for the generated input and the outputs.")
+@chunk_option
+@workers_option
+@scheduler_option
+@quiet_option
+def demo(size, out, chunk_size, workers, scheduler, quiet):
+    """Run the plant pipeline on a synthetic row-crop field and on a real NEON tile."""
+    from tiler.synthetic import SyntheticField, write_geotiff
+
+    out.mkdir(parents=True, exist_ok=True)
+    field = SyntheticField(height=size, width=size)
+    src = out / f"synthetic-field-{size}.tif"
+    if not src.exists():
+        started = time.perf_counter()
+        _echo(f"generating {src} ({size} x {size} px, RGBA, deflate) ...")
+        write_geotiff(field, src)
+        _echo(f"  done in {time.perf_counter() - started:.1f} s")
+    log = _log(quiet)
+    runs = [("synthetic row-crop field", src, out / "synthetic-field")]
+    with resources.as_file(resources.files("tiler") / "data" / "neon_sjer_477.tif") as neon:
+        runs.append(("real NEON tile (SJER, oak savanna)", neon, out / "neon-sjer-477"))
+        with api.executor_for(_scheduler(scheduler), workers=workers, log=log) as executor:
+            for title, path, dst in runs:
+                _echo(f"{title}: {path}")
+                result = api.run(path, dst, chunk_size=chunk_size, client=executor.scheduler,
+                                 overwrite=True, log=log)
+                click.echo(f"== {title}")
+                for line in _summary(result):
+                    click.echo(line)
+                if path == src:
+                    click.echo(f"planted:    {len(field.plant_centres())} plants in the synthetic ground truth")
+    click.echo(f"outputs under {out.resolve()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command; user errors become one line on stderr."""
+    try:
+        cli.main(args=argv, prog_name="tiler", standalone_mode=False)
+    except TilerError as exc:
+        _echo(f"tiler: error: {exc}")
+        return exc.exit_code
+    except click.exceptions.Abort:
+        _echo("tiler: aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _echo("tiler: interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
