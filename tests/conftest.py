@@ -21,7 +21,9 @@ DATA = Path(__file__).parent / "data"
 UTM = "EPSG:32611"
 
 
-def run_tiled(source, pipeline: Pipeline, chunks, scheduler="sync") -> tuple[np.ndarray, Segmentation, dict]:
+def run_tiled(
+    source, pipeline: Pipeline, chunks, scheduler="sync"
+) -> tuple[np.ndarray, Segmentation, dict]:
     """Run the passes on ``source`` and return (labels, segmentation, object columns)."""
     grid = TileGrid((source.height, source.width), tuple(chunks))
     work = Path(tempfile.mkdtemp(prefix="tiler-test-"))
@@ -37,13 +39,31 @@ def run_tiled(source, pipeline: Pipeline, chunks, scheduler="sync") -> tuple[np.
         shutil.rmtree(work, ignore_errors=True)
 
 
-def write_geotiff(path: Path, image: np.ndarray, *, nodata=None, alpha: bool = False, crs=UTM,
-                  transform=None, tiled: bool = True, blocksize: int = 64, compress="deflate") -> Path:
+def write_geotiff(
+    path: Path,
+    image: np.ndarray,
+    *,
+    nodata=None,
+    alpha: bool = False,
+    crs=UTM,
+    transform=None,
+    tiled: bool = True,
+    blocksize: int = 64,
+    compress="deflate",
+) -> Path:
     """Write a (B, H, W) array as a GeoTIFF; with ``alpha`` the last band is alpha."""
     count, height, width = image.shape
-    profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=image.dtype,
-                   crs=crs, transform=transform or from_origin(500000.0, 4100000.0, 0.05, 0.05),
-                   compress=compress, nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        count=count,
+        height=height,
+        width=width,
+        dtype=image.dtype,
+        crs=crs,
+        transform=transform or from_origin(500000.0, 4100000.0, 0.05, 0.05),
+        compress=compress,
+        nodata=nodata,
+    )
     if tiled and height >= 16 and width >= 16:
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
     if alpha:

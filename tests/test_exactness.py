@@ -64,7 +64,11 @@ indices = st.one_of(
 )
 filters = st.lists(st.sampled_from([0.5, 0.8, 1.0, 1.6, 2.3]).map(Gaussian), max_size=2)
 refine_steps = st.one_of(
-    st.builds(Morphology, st.sampled_from(["erosion", "dilation", "opening", "closing"]), st.integers(1, 2)),
+    st.builds(
+        Morphology,
+        st.sampled_from(["erosion", "dilation", "opening", "closing"]),
+        st.integers(1, 2),
+    ),
     st.builds(FillHoles, st.one_of(st.none(), st.integers(1, 12))),
     st.builds(RemoveSmallObjects, st.integers(1, 15)),
 )
@@ -93,9 +97,16 @@ def cases(draw):
     # tiny images get 1-pixel tiles.
     ch = draw(st.integers(max(1, h // 10), h + 3))
     cw = draw(st.integers(max(1, w // 10), w + 3))
-    image = make_image(draw(st.integers(0, 2**32 - 1)), (h, w), 4, draw(st.sampled_from([1, 2, 3, 7])),
-                       draw(st.sampled_from([0, 10, 60])))
-    valid = make_valid(draw(st.integers(0, 2**32 - 1)), (h, w), draw(st.sampled_from(["all", "block", "scatter"])))
+    image = make_image(
+        draw(st.integers(0, 2**32 - 1)),
+        (h, w),
+        4,
+        draw(st.sampled_from([1, 2, 3, 7])),
+        draw(st.sampled_from([0, 10, 60])),
+    )
+    valid = make_valid(
+        draw(st.integers(0, 2**32 - 1)), (h, w), draw(st.sampled_from(["all", "block", "scatter"]))
+    )
     return image, valid, (ch, cw), draw(pipelines())
 
 
@@ -137,8 +148,12 @@ def test_labels_only_on_random_masks(connectivity, chunks):
     for density in (0.3, 0.5, 0.7):
         band = (rng.random((17, 13)) < density).astype(np.uint8) * 200
         image = np.stack([band, band, band])
-        pipeline = Pipeline(preprocess=(Index("band", band=1),), threshold=FixedThreshold(100.0),
-                            connectivity=connectivity, bands=(1, 2, 3))
+        pipeline = Pipeline(
+            preprocess=(Index("band", band=1),),
+            threshold=FixedThreshold(100.0),
+            connectivity=connectivity,
+            bands=(1, 2, 3),
+        )
         source = ArraySource(image, np.ones((17, 13), bool), transform=TRANSFORM)
         labels, seg, _ = run_tiled(source, pipeline, chunks)
         np.testing.assert_array_equal(labels, sk_label(band > 100, connectivity=connectivity))
@@ -153,8 +168,12 @@ def test_object_spanning_every_tile():
         mask[r, -1 if r % 4 == 1 else 0] = True
     band = mask.astype(np.uint8) * 255
     image = np.stack([band] * 3)
-    pipeline = Pipeline(preprocess=(Index("band", band=1),), threshold=FixedThreshold(1.0),
-                        connectivity=1, bands=(1, 2, 3))
+    pipeline = Pipeline(
+        preprocess=(Index("band", band=1),),
+        threshold=FixedThreshold(1.0),
+        connectivity=1,
+        bands=(1, 2, 3),
+    )
     source = ArraySource(image, np.ones(mask.shape, bool), transform=TRANSFORM)
     for chunks in [(3, 3), (5, 8), (1, 41), (41, 1)]:
         labels, seg, _ = run_tiled(source, pipeline, chunks)

@@ -54,14 +54,19 @@ def _pipeline(config: str | os.PathLike | dict | Pipeline | None) -> Pipeline:
 
 def _chunks(chunk_size: int | tuple[int, int]) -> tuple[int, int]:
     chunks = (chunk_size, chunk_size) if isinstance(chunk_size, int) else tuple(chunk_size)
-    if len(chunks) != 2 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in chunks):
+    if len(chunks) != 2 or any(
+        isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in chunks
+    ):
         raise ConfigError(f"chunk size: expected a positive integer, got {chunk_size!r}")
     return chunks  # type: ignore[return-value]
 
 
 @contextlib.contextmanager
 def executor_for(
-    scheduler: Any = "local", *, workers: int | None = None, log: Callable[[str], None] | None = None
+    scheduler: Any = "local",
+    *,
+    workers: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Iterator[Executor]:
     """An :class:`Executor` for a scheduler name, a ``tcp://`` address or a distributed ``Client``.
 
@@ -98,7 +103,9 @@ def executor_for(
             log(f"connected to {scheduler}, dashboard {client.dashboard_link}")
             yield Executor(client)
         return
-    raise ConfigError(f"scheduler: expected one of {', '.join(SCHEDULERS)} or tcp://HOST:PORT, got {scheduler!r}")
+    raise ConfigError(
+        f"scheduler: expected one of {', '.join(SCHEDULERS)} or tcp://HOST:PORT, got {scheduler!r}"
+    )
 
 
 def run(
@@ -146,9 +153,13 @@ def run(
     dst = Path(dst)
     workdir = output.prepare_destination(dst, src_path, overwrite=overwrite)
     grid = TileGrid((source.height, source.width), chunks)
-    log(f"{source.name}: {source.height} x {source.width} px, {len(grid)} tile(s) of {chunks[0]} x {chunks[1]}")
+    log(
+        f"{source.name}: {source.height} x {source.width} px, {len(grid)} tile(s) of {chunks[0]} x {chunks[1]}"
+    )
 
-    with executor_for(client if client is not None else scheduler, workers=workers, log=log) as executor:
+    with executor_for(
+        client if client is not None else scheduler, workers=workers, log=log
+    ) as executor:
         passes = Passes(source, pipeline, grid, executor, workdir, log)
         segmentation = passes.segment()
         array = output.create_label_store(
@@ -163,7 +174,9 @@ def run(
     seconds = time.perf_counter() - started
     manifest = output.write_manifest(
         dst,
-        _manifest(source, pipeline, grid, segmentation, seconds, scheduler if client is None else "client"),
+        _manifest(
+            source, pipeline, grid, segmentation, seconds, scheduler if client is None else "client"
+        ),
     )
     return RunResult(
         dst=dst,
@@ -182,13 +195,22 @@ def run(
 def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[str, Any]:
     from tiler import __version__
 
-    inputs: dict[str, Any] = {"path": source.name, "height": source.height, "width": source.width,
-                              "count": source.count, "crs_wkt": source.crs_wkt,
-                              "transform": list(source.transform)}
+    inputs: dict[str, Any] = {
+        "path": source.name,
+        "height": source.height,
+        "width": source.width,
+        "count": source.count,
+        "crs_wkt": source.crs_wkt,
+        "transform": list(source.transform),
+    }
     if isinstance(source, GeoTiffSource):
         path = Path(source.path)
-        inputs.update(size_bytes=path.stat().st_size, fingerprint_sha256=fingerprint(path),
-                      dtype=source.dtype, nodata=source.nodata)
+        inputs.update(
+            size_bytes=path.stat().st_size,
+            fingerprint_sha256=fingerprint(path),
+            dtype=source.dtype,
+            nodata=source.nodata,
+        )
     threshold: dict[str, Any] = {"value": segmentation.threshold}
     if segmentation.value_range is not None:
         vmin, vmax, n_valid = segmentation.value_range
@@ -201,14 +223,20 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
         "python": platform.python_version(),
         "input": inputs,
         "config": pipeline.to_dict(),
-        "chunking": {"chunk_shape": list(grid.chunks), "grid": list(grid.grid), "tiles": len(grid),
-                     "halo": pipeline.preprocess_reach + pipeline.stages()[0].reach},
+        "chunking": {
+            "chunk_shape": list(grid.chunks),
+            "grid": list(grid.grid),
+            "tiles": len(grid),
+            "halo": pipeline.preprocess_reach + pipeline.stages()[0].reach,
+        },
         "scheduler": str(scheduler),
         "threshold": threshold,
         "labels": {"path": output.LABELS + "/labels", "dtype": str(segmentation.dtype)},
         "object_count": segmentation.n_objects,
-        "timings_seconds": {**{k: round(v, 4) for k, v in segmentation.timings.items()},
-                            "total": round(seconds, 4)},
+        "timings_seconds": {
+            **{k: round(v, 4) for k, v in segmentation.timings.items()},
+            "total": round(seconds, 4),
+        },
         "complete": True,
     }
 

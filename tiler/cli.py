@@ -34,10 +34,16 @@ scheduler_option = click.option(
     "scheduler, or an existing dask.distributed scheduler (also DASK_SCHEDULER_ADDRESS).",
 )
 workers_option = click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Local cluster worker processes [one per core]."
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local cluster worker processes [one per core].",
 )
 chunk_option = click.option(
-    "--chunk-size", type=click.IntRange(min=1), default=api.DEFAULT_CHUNK_SIZE, show_default=True,
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=api.DEFAULT_CHUNK_SIZE,
+    show_default=True,
     help="Tile size in pixels (also the Zarr chunk size).",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
@@ -69,8 +75,13 @@ def cli() -> None:
 @cli.command()
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option("--config", "-c", type=click.Path(path_type=Path), default=None,
-              help="Pipeline file (YAML). Default: the plant pipeline (see `tiler pipeline`).")
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Pipeline file (YAML). Default: the plant pipeline (see `tiler pipeline`).",
+)
 @chunk_option
 @workers_option
 @scheduler_option
@@ -78,8 +89,16 @@ def cli() -> None:
 @quiet_option
 def run(src, dst, config, chunk_size, workers, scheduler, overwrite, quiet):
     """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
-    result = api.run(src, dst, config, chunk_size=chunk_size, scheduler=_scheduler(scheduler),
-                     workers=workers, overwrite=overwrite, log=_log(quiet))
+    result = api.run(
+        src,
+        dst,
+        config,
+        chunk_size=chunk_size,
+        scheduler=_scheduler(scheduler),
+        workers=workers,
+        overwrite=overwrite,
+        log=_log(quiet),
+    )
     for line in _summary(result):
         click.echo(line)
 
@@ -93,10 +112,20 @@ def pipeline():
 
 
 @cli.command()
-@click.option("--size", type=click.IntRange(min=64), default=8000, show_default=True,
-              help="Height and width of the synthetic orthomosaic in pixels.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True,
-              help="Folder for the generated input and the outputs.")
+@click.option(
+    "--size",
+    type=click.IntRange(min=64),
+    default=8000,
+    show_default=True,
+    help="Height and width of the synthetic orthomosaic in pixels.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("demo-output"),
+    show_default=True,
+    help="Folder for the generated input and the outputs.",
+)
 @chunk_option
 @workers_option
 @scheduler_option
@@ -120,13 +149,21 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
         with api.executor_for(_scheduler(scheduler), workers=workers, log=log) as executor:
             for title, path, dst in runs:
                 _echo(f"{title}: {path}")
-                result = api.run(path, dst, chunk_size=chunk_size, client=executor.scheduler,
-                                 overwrite=True, log=log)
+                result = api.run(
+                    path,
+                    dst,
+                    chunk_size=chunk_size,
+                    client=executor.scheduler,
+                    overwrite=True,
+                    log=log,
+                )
                 click.echo(f"== {title}")
                 for line in _summary(result):
                     click.echo(line)
                 if path == src:
-                    click.echo(f"planted:    {len(field.plant_centres())} plants in the synthetic ground truth")
+                    click.echo(
+                        f"planted:    {len(field.plant_centres())} plants in the synthetic ground truth"
+                    )
     click.echo(f"outputs under {out.resolve()}")
 
 

@@ -210,7 +210,9 @@ class Pipeline:
         out["connectivity"] = self.connectivity
         return out
 
-    def resolve_bands(self, count: int, alpha_bands: Sequence[int] = (), *, source: str = "input") -> Pipeline:
+    def resolve_bands(
+        self, count: int, alpha_bands: Sequence[int] = (), *, source: str = "input"
+    ) -> Pipeline:
         """Fill in the default bands and check every band number against the file.
 
         Parameters
@@ -226,7 +228,9 @@ class Pipeline:
         if bands is None:
             bands = tuple(b for b in range(1, count + 1) if b not in set(alpha_bands))
             if not bands:
-                raise ConfigError(f"{source}: every band is alpha; list the bands to use in 'bands:'")
+                raise ConfigError(
+                    f"{source}: every band is alpha; list the bands to use in 'bands:'"
+                )
         for b in bands:
             if not 1 <= b <= count:
                 raise ConfigError(
@@ -317,7 +321,9 @@ def _params(value: Any, key: str, allowed: Sequence[str]) -> dict[str, Any]:
     if value is None:
         value = {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: expected a mapping of parameters ({', '.join(allowed) or 'none'})")
+        raise ConfigError(
+            f"{key}: expected a mapping of parameters ({', '.join(allowed) or 'none'})"
+        )
     for name in value:
         if name not in allowed:
             raise ConfigError(
@@ -404,7 +410,9 @@ def _parse_refine(items: Any) -> tuple[RefineStep, ...]:
             params = _params(value, f"{key}.{name}", ("min_area",))
             if "min_area" not in params:
                 raise ConfigError(f"{key}.{name}.min_area: required (an integer >= 1)")
-            steps.append(RemoveSmallObjects(_positive_int(params["min_area"], f"{key}.{name}.min_area")))
+            steps.append(
+                RemoveSmallObjects(_positive_int(params["min_area"], f"{key}.{name}.min_area"))
+            )
         else:
             params = _params(value, f"{key}.{name}", ("radius",))
             radius = _positive_int(params.get("radius", 1), f"{key}.{name}.radius")
@@ -450,7 +458,9 @@ def parse_pipeline(data: Any) -> Pipeline:
 
     connectivity = data.get("connectivity", 2)
     if connectivity not in (1, 2) or isinstance(connectivity, bool):
-        raise ConfigError(f"connectivity: expected 1 (4-connected) or 2 (8-connected), got {connectivity!r}")
+        raise ConfigError(
+            f"connectivity: expected 1 (4-connected) or 2 (8-connected), got {connectivity!r}"
+        )
 
     return Pipeline(
         preprocess=_parse_preprocess(data.get("preprocess", [{"index": "exg"}])),
@@ -472,7 +482,9 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
     except FileNotFoundError:
         raise ConfigError(f"{path}: pipeline file not found") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the pipeline file ({exc.__class__.__name__})") from None
+        raise ConfigError(
+            f"{path}: cannot read the pipeline file ({exc.__class__.__name__})"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -30,6 +30,7 @@ from tiler.io.raster import RasterSource
 from tiler.kernels.threshold import otsu_from_histogram
 from tiler.plan import (
     Executor,
+    Graph,
     TileGrid,
     histogram_graph,
     label_graph,
@@ -70,7 +71,12 @@ def label_dtype(n_objects: int) -> np.dtype:
 
 def _create_mask_store(path: Path, grid: TileGrid) -> str:
     zarr.create_array(
-        str(path), shape=grid.shape, chunks=grid.chunks, dtype=bool, fill_value=False, overwrite=True
+        str(path),
+        shape=grid.shape,
+        chunks=grid.chunks,
+        dtype=bool,
+        fill_value=False,
+        overwrite=True,
     )
     return str(path)
 
@@ -106,9 +112,9 @@ class Passes:
         self.executor, self.workdir, self.log = executor, workdir, log
         self.timings: dict[str, float] = {}
 
-    def _compute(self, name: str, *collections):
+    def _compute(self, name: str, graph: Graph) -> list:
         start = time.perf_counter()
-        results = self.executor.compute(*collections)
+        results = self.executor.compute(graph)
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
         self.log(f"{name}: {len(self.grid)} tiles in {time.perf_counter() - start:.2f} s")
         return results
@@ -121,7 +127,9 @@ class Passes:
         (value_range,) = self._compute("range", range_graph(self.source, self.pipeline, self.grid))
         vmin, vmax, n_valid = value_range
         if n_valid == 0:
-            raise InputError(f"{self.source.name}: no valid pixels (the dataset mask is empty everywhere)")
+            raise InputError(
+                f"{self.source.name}: no valid pixels (the dataset mask is empty everywhere)"
+            )
         (counts,) = self._compute(
             "histogram", histogram_graph(self.source, self.pipeline, self.grid, vmin, vmax)
         )
@@ -130,11 +138,13 @@ class Passes:
     # -- 2.-3. labelling ----------------------------------------------------
 
     def _label(self, name: str, recipes, *, background: bool, connectivity: int, store) -> Stitched:
-        stats, pairs = label_graph(
+        graph = label_graph(
             recipes, self.grid, background=background, connectivity=connectivity, store=store
         )
-        stats, pairs = self._compute(name, stats, pairs)
-        return stitch(stats, pairs, self.grid.stride)
+        results = self._compute(name, graph)
+        return stitch(
+            [stats for stats, _ in results], [pairs for _, pairs in results], self.grid.stride
+        )
 
     def segment(self) -> Segmentation:
         pipeline, grid = self.pipeline, self.grid

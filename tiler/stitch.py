@@ -70,14 +70,18 @@ def seam_pairs(
         j, e = right
         found.append(
             _facing_pairs(
-                _provisional(edges.right, index, stride), _provisional(e.left, j, stride), connectivity
+                _provisional(edges.right, index, stride),
+                _provisional(e.left, j, stride),
+                connectivity,
             )
         )
     if below is not None:
         j, e = below
         found.append(
             _facing_pairs(
-                _provisional(edges.bottom, index, stride), _provisional(e.top, j, stride), connectivity
+                _provisional(edges.bottom, index, stride),
+                _provisional(e.top, j, stride),
+                connectivity,
             )
         )
     if connectivity == 2 and below_right is not None:
@@ -145,8 +149,10 @@ def stitch(tiles: Sequence[TileStats], pairs: Sequence[np.ndarray], stride: int)
     offsets = np.zeros(len(tiles) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     n_labels = int(offsets[-1])
-    columns = {f: np.concatenate([getattr(t, f) for t in tiles] or [np.zeros(0, np.int64)])
-               for f in STAT_FIELDS}
+    columns = {
+        f: np.concatenate([getattr(t, f) for t in tiles] or [np.zeros(0, np.int64)])
+        for f in STAT_FIELDS
+    }
 
     # Connected components over the labels that touch a seam only: interior
     # labels are objects on their own, so the graph grows with the seams.
@@ -168,7 +174,11 @@ def stitch(tiles: Sequence[TileStats], pairs: Sequence[np.ndarray], stride: int)
     # Merge: sort the tile labels by group and reduce each run.
     _, members = np.unique(group, return_inverse=True)
     order = np.argsort(members, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(members[order]) != 0]) if n_labels else np.zeros(0, np.int64)
+    starts = (
+        np.flatnonzero(np.r_[True, np.diff(members[order]) != 0])
+        if n_labels
+        else np.zeros(0, np.int64)
+    )
     merged = {}
     for name in STAT_FIELDS:
         column = columns[name][order]

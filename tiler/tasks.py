@@ -23,7 +23,9 @@ from tiler.kernels.morphology import morphology
 from tiler.kernels.threshold import foreground, histogram
 
 
-def expand(window: WindowRC, halo: int, shape: tuple[int, int]) -> tuple[WindowRC, tuple[slice, slice]]:
+def expand(
+    window: WindowRC, halo: int, shape: tuple[int, int]
+) -> tuple[WindowRC, tuple[slice, slice]]:
     """Grow ``window`` by ``halo`` pixels, clipped to the image; and the slices back to it.
 
     Clipping (rather than padding) keeps the image border where the whole
@@ -31,7 +33,10 @@ def expand(window: WindowRC, halo: int, shape: tuple[int, int]) -> tuple[WindowR
     """
     (r0, r1), (c0, c1) = window
     height, width = shape
-    outer = ((max(r0 - halo, 0), min(r1 + halo, height)), (max(c0 - halo, 0), min(c1 + halo, width)))
+    outer = (
+        (max(r0 - halo, 0), min(r1 + halo, height)),
+        (max(c0 - halo, 0), min(c1 + halo, width)),
+    )
     crop = (slice(r0 - outer[0][0], r1 - outer[0][0]), slice(c0 - outer[1][0], c1 - outer[1][0]))
     return outer, crop
 
@@ -61,14 +66,18 @@ def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
     return values
 
 
-def index_window(source: RasterSource, pipeline: Pipeline, window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+def index_window(
+    source: RasterSource, pipeline: Pipeline, window: WindowRC
+) -> tuple[np.ndarray, np.ndarray]:
     """The preprocessed values and the valid mask of ``window`` (read with its halo)."""
     outer, crop = expand(window, pipeline.preprocess_reach, _shape(source))
     image, valid = source.read(pipeline.bands, outer)
     return preprocess(image, pipeline)[crop], valid[crop]
 
 
-def value_range(source: RasterSource, pipeline: Pipeline, window: WindowRC) -> tuple[float, float, int]:
+def value_range(
+    source: RasterSource, pipeline: Pipeline, window: WindowRC
+) -> tuple[float, float, int]:
     """``(min, max, n_valid)`` of the preprocessed values over the valid pixels of a tile."""
     values, valid = index_window(source, pipeline, window)
     values = values[valid]
@@ -171,7 +180,6 @@ class TileMask:
 def label_tile(
     recipe: TileMask,
     window: WindowRC,
-    *,
     background: bool,
     connectivity: int,
     store: str | None = None,
@@ -183,13 +191,15 @@ def label_tile(
     return tile_stats(labels, n, origin, recipe.base.shape), Edges.of(labels)
 
 
-def write_mask(recipe: TileMask, window: WindowRC, *, path: str) -> None:
+def write_mask(recipe: TileMask, window: WindowRC, path: str) -> None:
     """Write a tile's mask into its chunk of a boolean Zarr array."""
     (r0, r1), (c0, c1) = window
     zarr.open_array(path, mode="r+")[r0:r1, c0:c1] = recipe.read(window)
 
 
-def write_labels(recipe: TileMask, window: WindowRC, *, connectivity: int, lut: np.ndarray, path: str) -> int:
+def write_labels(
+    recipe: TileMask, window: WindowRC, connectivity: int, lut: np.ndarray, path: str
+) -> int:
     """Relabel a tile with its slice of the final look-up table and write its chunk.
 
     Writes are chunk-aligned, so they need no lock and may run twice.

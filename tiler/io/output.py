@@ -47,7 +47,9 @@ def prepare_destination(dst: Path, src: Path | None, *, overwrite: bool) -> Path
     if src is not None:
         src = Path(src).resolve()
         if dst.resolve() == src or dst.resolve() in src.parents:
-            raise OutputError(f"{dst}: the output directory must not be (or contain) the input {src}")
+            raise OutputError(
+                f"{dst}: the output directory must not be (or contain) the input {src}"
+            )
     if dst.exists() and any(dst.iterdir()):
         if not overwrite:
             raise OutputError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
@@ -94,11 +96,18 @@ def create_label_store(
         dtype=dtype,
         fill_value=0,
         dimension_names=("y", "x"),
-        attributes={"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
-                    "long_name": "object label"},
+        attributes={
+            "grid_mapping": "spatial_ref",
+            "coordinates": "spatial_ref",
+            "long_name": "object label",
+        },
     )
-    ref = group.create_array("spatial_ref", shape=(), dtype=np.int32, fill_value=0, dimension_names=())
-    ref.attrs.update({"crs_wkt": crs_wkt, "spatial_ref": crs_wkt, "GeoTransform": _geotransform(transform)})
+    ref = group.create_array(
+        "spatial_ref", shape=(), dtype=np.int32, fill_value=0, dimension_names=()
+    )
+    ref.attrs.update(
+        {"crs_wkt": crs_wkt, "spatial_ref": crs_wkt, "GeoTransform": _geotransform(transform)}
+    )
     ref[...] = 0
     a, b, c, d, e, f = transform
     height, width = shape
@@ -109,7 +118,9 @@ def create_label_store(
         coord = group.create_array(
             name, shape=(n,), chunks=(min(n, 1 << 20),), dtype=np.float64, dimension_names=(name,)
         )
-        coord.attrs.update({"axis": units.upper(), "long_name": f"{name} coordinate of pixel centre"})
+        coord.attrs.update(
+            {"axis": units.upper(), "long_name": f"{name} coordinate of pixel centre"}
+        )
         coord[:] = values
     del labels
     return str(path / "labels")
@@ -122,7 +133,9 @@ def finish_label_store(dst: Path) -> Path:
     return final
 
 
-def object_columns(stats: dict[str, np.ndarray], transform: tuple[float, ...]) -> dict[str, np.ndarray]:
+def object_columns(
+    stats: dict[str, np.ndarray], transform: tuple[float, ...]
+) -> dict[str, np.ndarray]:
     """The object table from merged statistics (objects already in label order)."""
     count = stats["count"]
     a, b, c, d, e, f = transform

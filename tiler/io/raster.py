@@ -123,9 +123,7 @@ def open_geotiff(path: str | os.PathLike) -> GeoTiffSource:
                     f"{path}: has no georeferencing (CRS and geotransform); "
                     "tiler needs both for map coordinates and areas in m²"
                 )
-            alpha = tuple(
-                i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha
-            )
+            alpha = tuple(i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha)
             t = ds.transform
             return GeoTiffSource(
                 path=str(path.resolve()),
@@ -179,3 +177,45 @@ class ArraySource:
         (r0, r1), (c0, c1) = window
         planes = [b - 1 for b in bands]
         return self.image[planes, r0:r1, c0:c1], self.valid[r0:r1, c0:c1]
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    """A :class:`tiler.synthetic.SyntheticField` read as a raster source, never written to disk.
+
+    Lets graphs be planned (and small ones run) over images of any size.
+    """
+
+    field: object  # tiler.synthetic.SyntheticField
+    alpha_bands: tuple[int, ...] = (4,)
+
+    @property
+    def name(self) -> str:
+        return f"<synthetic {self.height} x {self.width}, seed {self.field.seed}>"
+
+    @property
+    def height(self) -> int:
+        return self.field.height
+
+    @property
+    def width(self) -> int:
+        return self.field.width
+
+    @property
+    def count(self) -> int:
+        return self.field.count
+
+    @property
+    def crs_wkt(self) -> str:
+        from rasterio.crs import CRS
+
+        return CRS.from_user_input(self.field.crs).to_wkt()
+
+    @property
+    def transform(self) -> tuple[float, float, float, float, float, float]:
+        t = self.field.transform
+        return (t.a, t.b, t.c, t.d, t.e, t.f)
+
+    def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+        rgba = self.field.read(window)
+        return rgba[[b - 1 for b in bands]], rgba[3] > 0

@@ -49,8 +49,15 @@ def gray(image: np.ndarray) -> np.ndarray:
     return rgb2gray(np.moveaxis(image[:3], 0, -1))
 
 
-def compute_index(image: np.ndarray, name: str, bands: Sequence[int], *, red: int | None = None,
-                  nir: int | None = None, band: int | None = None) -> np.ndarray:
+def compute_index(
+    image: np.ndarray,
+    name: str,
+    bands: Sequence[int],
+    *,
+    red: int | None = None,
+    nir: int | None = None,
+    band: int | None = None,
+) -> np.ndarray:
     """Dispatch on the index name; ``bands`` are the file band numbers of ``image``'s planes."""
     if name == "exg":
         return excess_green(image)

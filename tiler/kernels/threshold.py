@@ -31,7 +31,9 @@ def otsu_from_histogram(counts: np.ndarray, vmin: float, vmax: float) -> float:
     return threshold_otsu(hist=(np.asarray(counts), centers))
 
 
-def foreground(values: np.ndarray, valid: np.ndarray, threshold: float, polarity: str) -> np.ndarray:
+def foreground(
+    values: np.ndarray, valid: np.ndarray, threshold: float, polarity: str
+) -> np.ndarray:
     """``x > t`` (above) or ``~(x > t)`` (below), then ``&= valid``."""
     above = values > threshold
     if polarity == "below":
