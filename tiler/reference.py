@@ -54,14 +54,12 @@ def reference_refine(mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:
     for step in pipeline.refine:
         if isinstance(step, Morphology):
             fp = disk(step.radius)
-            erode = lambda m: ndi.binary_erosion(m, fp, border_value=1)  # noqa: E731
-            dilate = lambda m: ndi.binary_dilation(m, fp, border_value=0)  # noqa: E731
-            mask = {
-                "erosion": erode,
-                "dilation": dilate,
-                "opening": lambda m: dilate(erode(m)),
-                "closing": lambda m: erode(dilate(m)),
-            }[step.op](mask)
+            if step.op in ("erosion", "opening"):
+                mask = ndi.binary_erosion(mask, fp, border_value=1)
+            if step.op in ("dilation", "opening", "closing"):
+                mask = ndi.binary_dilation(mask, fp, border_value=0)
+            if step.op == "closing":
+                mask = ndi.binary_erosion(mask, fp, border_value=1)
         elif isinstance(step, FillHoles):
             filled = ndi.binary_fill_holes(mask)
             if step.max_area is not None:
