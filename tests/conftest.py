@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import zarr
-from rasterio.transform import from_origin
+from affine import Affine
 
 from tiler.config import Pipeline
 from tiler.engine import Passes, Segmentation
@@ -60,7 +60,7 @@ def write_geotiff(
         width=width,
         dtype=image.dtype,
         crs=crs,
-        transform=transform or from_origin(500000.0, 4100000.0, 0.05, 0.05),
+        transform=transform or Affine(0.05, 0.0, 500000.0, 0.0, -0.05, 4100000.0),
         compress=compress,
         nodata=nodata,
     )

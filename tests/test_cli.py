@@ -368,7 +368,40 @@ def test_unknown_scheduler_gives_one_line(tmp_path, tif):
     dst = tmp_path / "out"
     proc = tiler("run", src, dst, "--scheduler", "bogus", "-q", cwd=tmp_path)
     assert_one_line_error(proc, "scheduler", "'bogus'", "local, threads, sync")
-    assert_not_complete(dst)
+    assert not dst.exists()
+
+
+def test_unknown_scheduler_is_refused_before_a_previous_run_is_touched(tmp_path, tif):
+    src = tif(field_image(), name="field.tif")
+    dst = tmp_path / "out"
+    assert tiler("run", src, dst, "--scheduler", "sync", "-q", cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()}
+    proc = tiler("run", src, dst, "--scheduler", "bogus", "--overwrite", "-q", cwd=tmp_path)
+    assert_one_line_error(proc, "scheduler")
+    assert {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()} == before
+
+
+def test_truncated_input_on_the_local_cluster_is_one_line(tmp_path, tif):
+    """The error crosses the process boundary of a distributed worker intact."""
+    src = _truncated(tmp_path, tif)
+    dst = tmp_path / "out"
+    proc = tiler("run", src, dst, "--workers", "1", "--chunk-size", 64, "-q", cwd=tmp_path)
+    line = assert_one_line_error(proc, src.name, "window rows")
+    assert "previous exception" not in line
+    assert not dst.exists()
+
+
+def test_a_failed_run_leaves_nothing_and_can_be_retried(tmp_path, tif):
+    good = tif(field_image(), name="field.tif")
+    bad = _truncated(tmp_path, tif)
+    dst = tmp_path / "out"
+    dst.mkdir()
+    proc = tiler("run", bad, dst, "--scheduler", "sync", "--chunk-size", 64, "-q", cwd=tmp_path)
+    assert_one_line_error(proc, bad.name)
+    assert list(dst.iterdir()) == []  # the work folder and partial store are gone
+    proc = tiler("run", good, dst, "--scheduler", "sync", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(dst)) == OUTPUTS
 
 
 def test_usage_errors_are_short(tmp_path):
@@ -440,10 +473,10 @@ def test_run_writes_exactly_the_outputs_and_a_summary(tmp_path, tif):
     assert manifest["chunking"]["chunk_shape"] == [32, 32]
     assert manifest["input"]["path"] == str(src.resolve())
 
-    # The summary: "objects:" is both the count and (further down) the table's path.
+    # The summary: one "key: value" line each.
     summary = [line.split(":", 1) for line in proc.stdout.splitlines()]
     keys = [key for key, _ in summary]
-    assert keys == ["objects", "threshold", "image", "time", "labels", "objects", "manifest"]
+    assert keys == ["objects", "threshold", "image", "time", "labels", "table", "manifest"]
     values = [value.strip() for _, value in summary]
     assert int(values[0]) == n
     assert float(values[1]) == pytest.approx(manifest["threshold"]["value"], rel=1e-5)

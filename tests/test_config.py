@@ -317,6 +317,11 @@ BAD = {
     "connectivity-3": ({"connectivity": 3}, ["connectivity:", "1", "2", "3"]),
     "connectivity-bool": ({"connectivity": True}, ["connectivity:", "True"]),
     "connectivity-str": ({"connectivity": "2"}, ["connectivity:", "'2'"]),
+    "connectivity-float": ({"connectivity": 2.0}, ["connectivity:", "2.0"]),
+    "ndvi-same-band": (
+        {"preprocess": [{"index": "ndvi", "red": 2, "nir": 2}]},
+        ["preprocess[0]", "red and nir", "2"],
+    ),
     "preprocess-empty": ({"preprocess": []}, ["preprocess:", "non-empty list"]),
     "preprocess-null": ({"preprocess": None}, ["preprocess:"]),
     "preprocess-mapping": ({"preprocess": EXG}, ["preprocess:"]),

@@ -28,15 +28,18 @@ NDVI = {
     "bands": [1, 2, 3, 4],
     "preprocess": [{"index": "ndvi", "red": 1, "nir": 4}, {"gaussian": {"sigma": 0.8}}],
     "threshold": "otsu",
-    "refine": [{"opening": {"radius": 1}}, {"fill_holes": {"max_area": 30}},
-               {"remove_small_objects": {"min_area": 8}}],
+    "refine": [
+        {"opening": {"radius": 1}},
+        {"fill_holes": {"max_area": 30}},
+        {"remove_small_objects": {"min_area": 8}},
+    ],
     "connectivity": 1,
 }
 
 
 def reference_for(path: Path, config=None):
     source = open_geotiff(path)
-    pipeline = (parse_pipeline(config) if isinstance(config, dict) else load_pipeline(config))
+    pipeline = parse_pipeline(config) if isinstance(config, dict) else load_pipeline(config)
     pipeline = pipeline.resolve_bands(source.count, source.alpha_bands)
     image, valid = source.read_all(pipeline.bands)
     return source, valid, run_reference(image, valid, pipeline)
@@ -123,7 +126,9 @@ def test_synthetic_rgba_field_equals_reference(tmp_path, field_tif):
 
 def chunk_files(dst: Path) -> dict[str, bytes]:
     root = dst / "labels.zarr" / "labels"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_deterministic_across_schedulers_and_workers(tmp_path, field_tif):
@@ -157,7 +162,10 @@ def test_output_contract(tmp_path, neon_tile):
     result = tiler.run(neon_tile, dst, chunk_size=128, scheduler="sync")
     assert sorted(p.name for p in dst.iterdir()) == ["labels.zarr", "objects.parquet", "run.json"]
     assert (result.labels, result.objects, result.manifest) == (
-        dst / "labels.zarr", dst / "objects.parquet", dst / "run.json")
+        dst / "labels.zarr",
+        dst / "objects.parquet",
+        dst / "run.json",
+    )
 
     group = zarr.open_group(dst / "labels.zarr", mode="r")
     assert group.metadata.zarr_format == 3
@@ -174,8 +182,19 @@ def test_output_contract(tmp_path, neon_tile):
 
     objects = tiler.read_objects(dst)
     assert list(objects.columns) == [
-        "label", "area_px", "area_m2", "centroid_row", "centroid_col", "x", "y",
-        "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col", "geometry"]
+        "label",
+        "area_px",
+        "area_m2",
+        "centroid_row",
+        "centroid_col",
+        "x",
+        "y",
+        "bbox_min_row",
+        "bbox_min_col",
+        "bbox_max_row",
+        "bbox_max_col",
+        "geometry",
+    ]
     assert objects.crs == rasterio.open(neon_tile).crs
     np.testing.assert_array_equal(objects.geometry.x, objects["x"])
     np.testing.assert_array_equal(objects["label"], np.arange(1, len(objects) + 1))

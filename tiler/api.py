@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import shutil
@@ -61,6 +62,19 @@ def _chunks(chunk_size: int | tuple[int, int]) -> tuple[int, int]:
     return chunks  # type: ignore[return-value]
 
 
+def check_scheduler(scheduler: Any) -> None:
+    """Refuse an unknown scheduler name before anything is written."""
+    if (
+        isinstance(scheduler, str)
+        and scheduler not in SCHEDULERS
+        and not scheduler.startswith(("tcp://", "tls://", "inproc://"))
+    ):
+        allowed = ", ".join(SCHEDULERS)
+        raise ConfigError(
+            f"scheduler: expected one of {allowed} or tcp://HOST:PORT, got {scheduler!r}"
+        )
+
+
 @contextlib.contextmanager
 def executor_for(
     scheduler: Any = "local",
@@ -91,21 +105,17 @@ def executor_for(
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address="127.0.0.1:0",
-                silence_logs=40,
+                silence_logs=logging.CRITICAL,
             ) as cluster,
             Client(cluster) as client,
         ):
             log(f"local cluster: {n} worker(s) on 127.0.0.1, dashboard {client.dashboard_link}")
             yield Executor(client)
         return
-    if scheduler.startswith(("tcp://", "tls://", "inproc://")):
-        with Client(scheduler, timeout="30s") as client:
-            log(f"connected to {scheduler}, dashboard {client.dashboard_link}")
-            yield Executor(client)
-        return
-    raise ConfigError(
-        f"scheduler: expected one of {', '.join(SCHEDULERS)} or tcp://HOST:PORT, got {scheduler!r}"
-    )
+    check_scheduler(scheduler)
+    with Client(scheduler, timeout="30s") as client:
+        log(f"connected to {scheduler}, dashboard {client.dashboard_link}")
+        yield Executor(client)
 
 
 def run(
@@ -150,22 +160,25 @@ def run(
     source = src if not isinstance(src, (str, os.PathLike)) else open_geotiff(src)
     pipeline = pipeline.resolve_bands(source.count, source.alpha_bands, source=source.name)
     src_path = Path(source.path) if isinstance(source, GeoTiffSource) else None
+    check_scheduler(client if client is not None else scheduler)
     dst = Path(dst)
+    created = not dst.exists()
     workdir = output.prepare_destination(dst, src_path, overwrite=overwrite)
     grid = TileGrid((source.height, source.width), chunks)
-    log(
-        f"{source.name}: {source.height} x {source.width} px, {len(grid)} tile(s) of {chunks[0]} x {chunks[1]}"
-    )
-
-    with executor_for(
-        client if client is not None else scheduler, workers=workers, log=log
-    ) as executor:
-        passes = Passes(source, pipeline, grid, executor, workdir, log)
-        segmentation = passes.segment()
-        array = output.create_label_store(
-            dst, grid.shape, chunks, segmentation.dtype, source.crs_wkt, source.transform
-        )
-        passes.write(segmentation, array)
+    log(f"{source.name}: {grid.shape[0]} x {grid.shape[1]} px, {len(grid)} tile(s) of {chunks}")
+    try:
+        with executor_for(
+            client if client is not None else scheduler, workers=workers, log=log
+        ) as executor:
+            passes = Passes(source, pipeline, grid, executor, workdir, log)
+            segmentation = passes.segment()
+            array = output.create_label_store(
+                dst, grid.shape, chunks, segmentation.dtype, source.crs_wkt, source.transform
+            )
+            passes.write(segmentation, array)
+    except BaseException:
+        output.discard_partial(dst, created=created)
+        raise
 
     labels = output.finish_label_store(dst)
     columns = output.object_columns(segmentation.object_stats(), source.transform)

@@ -61,7 +61,7 @@ def _summary(result: api.RunResult) -> list[str]:
         f"image:      {h} x {w} px ({h * w / 1e6:.1f} MP) in {result.n_tiles} tile(s)",
         f"time:       {result.seconds:.1f} s ({result.megapixels_per_second:.1f} MP/s)",
         f"labels:     {result.labels}",
-        f"objects:    {result.objects}",
+        f"table:      {result.objects}",
         f"manifest:   {result.manifest}",
     ]
 
@@ -161,9 +161,8 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
                 for line in _summary(result):
                     click.echo(line)
                 if path == src:
-                    click.echo(
-                        f"planted:    {len(field.plant_centres())} plants in the synthetic ground truth"
-                    )
+                    planted = len(field.plant_centres())
+                    click.echo(f"planted:    {planted} plants in the synthetic ground truth")
     click.echo(f"outputs under {out.resolve()}")
 
 

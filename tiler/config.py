@@ -376,6 +376,8 @@ def _parse_preprocess(items: Any) -> tuple[PreprocessStep, ...]:
             if value == "ndvi":
                 red = _positive_int(extra.get("red", 1), f"{key}.red")
                 nir = _positive_int(extra.get("nir", 4), f"{key}.nir")
+                if red == nir:
+                    raise ConfigError(f"{key}: red and nir must be different bands, both are {red}")
                 steps.append(Index("ndvi", red=red, nir=nir))
             else:
                 steps.append(Index(value))
@@ -457,7 +459,7 @@ def parse_pipeline(data: Any) -> Pipeline:
         raise ConfigError(f"polarity: expected 'above' or 'below', got {polarity!r}")
 
     connectivity = data.get("connectivity", 2)
-    if connectivity not in (1, 2) or isinstance(connectivity, bool):
+    if type(connectivity) is not int or connectivity not in (1, 2):
         raise ConfigError(
             f"connectivity: expected 1 (4-connected) or 2 (8-connected), got {connectivity!r}"
         )

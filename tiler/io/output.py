@@ -39,30 +39,48 @@ OBJECT_COLUMNS = (
 )
 
 
+# What an interrupted run of tiler leaves behind: tiler's own, so removed without asking.
+LEFTOVERS = (WORKDIR, PARTIAL_LABELS, f".{OBJECTS}.partial", f".{MANIFEST}.partial")
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    elif entry.exists() or entry.is_symlink():
+        entry.unlink()
+
+
 def prepare_destination(dst: Path, src: Path | None, *, overwrite: bool) -> Path:
     """Check ``dst`` can take a run's outputs, empty it if allowed, and return its work folder."""
     dst = Path(dst)
-    if dst.exists() and not dst.is_dir():
-        raise OutputError(f"{dst}: exists and is not a directory")
     if src is not None:
         src = Path(src).resolve()
         if dst.resolve() == src or dst.resolve() in src.parents:
             raise OutputError(
                 f"{dst}: the output directory must not be (or contain) the input {src}"
             )
-    if dst.exists() and any(dst.iterdir()):
+    if dst.exists() and not dst.is_dir():
+        raise OutputError(f"{dst}: exists and is not a directory")
+    if dst.exists() and any(entry.name not in LEFTOVERS for entry in dst.iterdir()):
         if not overwrite:
             raise OutputError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
         # The manifest goes first, so the directory never looks complete meanwhile.
         (dst / MANIFEST).unlink(missing_ok=True)
-        for entry in dst.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+    if dst.exists():
+        for entry in list(dst.iterdir()):
+            _remove(entry)
     work = dst / WORKDIR
     work.mkdir(parents=True, exist_ok=True)
     return work
+
+
+def discard_partial(dst: Path, *, created: bool) -> None:
+    """After a failed run: remove what it wrote, and ``dst`` itself if the run created it."""
+    dst = Path(dst)
+    for name in LEFTOVERS:
+        _remove(dst / name)
+    if created and dst.is_dir() and not any(dst.iterdir()):
+        dst.rmdir()
 
 
 def _geotransform(transform: tuple[float, ...]) -> str:

@@ -43,6 +43,13 @@ class RasterSource(Protocol):
         """``(image, valid)``: ``(len(bands), h, w)`` raw values and the ``(h, w)`` bool mask."""
 
 
+def _gdal_reason(exc: BaseException) -> str:
+    """The innermost GDAL message behind a rasterio error (not "see previous exception")."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return str(exc).strip() or exc.__class__.__name__
+
+
 def describe_window(window: WindowRC) -> str:
     (r0, r1), (c0, c1) = window
     return f"rows {r0}:{r1}, cols {c0}:{c1}"
@@ -90,11 +97,12 @@ class GeoTiffSource:
             with rasterio.Env(**GDAL_ENV), rasterio.open(self.path, driver="GTiff") as ds:
                 image = ds.read(list(bands), window=win)
                 valid = ds.dataset_mask(window=win) > 0
+            return image, valid
         except RasterioError as exc:
-            raise InputError(
-                f"{self.path}: cannot read window {describe_window(window)}: {exc}"
-            ) from None
-        return image, valid
+            reason = _gdal_reason(exc)
+        # Raised outside the handler: the InputError carries no GDAL exception
+        # as context, so it pickles cleanly back from a distributed worker.
+        raise InputError(f"{self.path}: cannot read window {describe_window(window)}: {reason}")
 
     def read_all(self, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The whole image (for the in-memory reference only)."""
@@ -137,10 +145,9 @@ def open_geotiff(path: str | os.PathLike) -> GeoTiffSource:
                 transform=(t.a, t.b, t.c, t.d, t.e, t.f),
                 block_shape=tuple(ds.block_shapes[0]),
             )
-    except InputError:
-        raise
     except RasterioError as exc:
-        raise InputError(f"{path}: not a readable GeoTIFF ({exc})") from None
+        reason = _gdal_reason(exc)
+    raise InputError(f"{path}: not a readable GeoTIFF ({reason})")
 
 
 @dataclass(frozen=True, eq=False)
