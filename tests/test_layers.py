@@ -23,14 +23,19 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
-PURE = sorted((PACKAGE / "kernels").glob("*.py")) + [PACKAGE / "stitch.py", PACKAGE / "reference.py"]
+PURE = sorted((PACKAGE / "kernels").glob("*.py")) + [
+    PACKAGE / "stitch.py",
+    PACKAGE / "reference.py",
+]
 
 
 @pytest.mark.parametrize("path", PURE, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_pure_modules_import_no_io_or_dask(path):
     roots = imported_roots(path)
     assert not roots & ORCHESTRATION, f"{path.name} imports {sorted(roots & ORCHESTRATION)}"
-    assert not any(r.startswith(("tiler.io", "tiler.plan", "tiler.engine", "tiler.api")) for r in roots)
+    assert not any(
+        r.startswith(("tiler.io", "tiler.plan", "tiler.engine", "tiler.api")) for r in roots
+    )
 
 
 def test_only_plan_builds_dask_graphs():

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.color import rgb2gray
 from skimage.filters import threshold_otsu
 from skimage.measure import label, regionprops_table
 from skimage.morphology import disk
@@ -44,7 +43,10 @@ def reference_index(image: np.ndarray, index: Index, bands: tuple[int, ...]) -> 
             total = nir + red
             return np.where(total == 0, 0.0, (nir - red) / total)
     if index.name == "gray":
-        return rgb2gray(np.moveaxis(image[:3], 0, -1))
+        # rgb2gray's coefficients, element-wise: rgb2gray's own matmul is not
+        # reproducible across memory layouts (see tiler.kernels.indices.gray).
+        R, G, B = image[0], image[1], image[2]
+        return (0.2125 * R + 0.7154 * G) + 0.0721 * B
     return image[index.band - 1]
 
 

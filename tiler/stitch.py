@@ -86,12 +86,12 @@ def seam_pairs(
         )
     if connectivity == 2 and below_right is not None:
         j, e = below_right
-        a, b = edges.bottom[-1], e.top[0]
+        a, b = int(edges.bottom[-1]), int(e.top[0])
         if a and b:
             found.append(np.array([[index * stride + a, j * stride + b]], dtype=np.uint64))
     if connectivity == 2 and right is not None and below is not None:
         (ri, re), (bi, be) = right, below
-        a, b = re.bottom[0], be.top[-1]
+        a, b = int(re.bottom[0]), int(be.top[-1])
         if a and b:
             found.append(np.array([[ri * stride + a, bi * stride + b]], dtype=np.uint64))
     if not found:

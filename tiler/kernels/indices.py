@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.color import rgb2gray
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -44,9 +43,21 @@ def ndvi(image: np.ndarray, red: int, nir: int) -> np.ndarray:
     return _ratio(n - r, n + r)
 
 
+# scikit-image's luminance coefficients (``skimage.color.rgb2gray``).
+GRAY_COEFFICIENTS = (0.2125, 0.7154, 0.0721)
+
+
 def gray(image: np.ndarray) -> np.ndarray:
-    """``skimage.color.rgb2gray`` of the first three bands (values unscaled)."""
-    return rgb2gray(np.moveaxis(image[:3], 0, -1))
+    """Luminance ``(0.2125*R + 0.7154*G) + 0.0721*B`` of the first three bands (unscaled).
+
+    These are ``skimage.color.rgb2gray``'s coefficients, evaluated element by
+    element, left to right. ``rgb2gray`` itself computes ``rgb @ coeffs``,
+    whose last bit depends on the array's memory layout (which BLAS or SIMD
+    path NumPy takes), so even a window of an image can differ from the same
+    pixels of the whole; the element-wise form is the same everywhere.
+    """
+    c0, c1, c2 = GRAY_COEFFICIENTS
+    return (c0 * image[0] + c1 * image[1]) + c2 * image[2]
 
 
 def compute_index(
