@@ -187,3 +187,25 @@ def test_uint64_is_chosen_only_beyond_uint32():
     assert label_dtype(0) == np.uint32
     assert label_dtype(2**32 - 1) == np.uint32
     assert label_dtype(2**32) == np.uint64
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+def test_local_steps_after_object_steps(connectivity):
+    """Object steps followed by local ones: the mask is written out between stages."""
+    image = make_image(11, (45, 38), 4, 3, 40)
+    valid = make_valid(12, (45, 38), "block")
+    pipeline = Pipeline(
+        preprocess=(Index("exg"), Gaussian(0.8)),
+        refine=(
+            FillHoles(None),
+            Morphology("dilation", 1),
+            RemoveSmallObjects(6),
+            Morphology("opening", 1),
+            FillHoles(5),
+        ),
+        connectivity=connectivity,
+        bands=(1, 2, 3, 4),
+    )
+    assert len(pipeline.stages()) == 3
+    for chunks in [(7, 9), (3, 5), (45, 38)]:
+        assert_matches_reference(image, valid, chunks, pipeline)

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from tiler.config import FillHoles, Otsu, Pipeline, RemoveSmallObjects, Stage
 from tiler.errors import InputError
+from tiler.io.output import create_mask_store
 from tiler.io.raster import RasterSource
 from tiler.kernels.threshold import otsu_from_histogram
 from tiler.plan import (
@@ -67,18 +67,6 @@ class Segmentation:
 def label_dtype(n_objects: int) -> np.dtype:
     """uint32 unless the objects need more ids."""
     return np.dtype(np.uint32) if n_objects <= np.iinfo(np.uint32).max else np.dtype(np.uint64)
-
-
-def _create_mask_store(path: Path, grid: TileGrid) -> str:
-    zarr.create_array(
-        str(path),
-        shape=grid.shape,
-        chunks=grid.chunks,
-        dtype=bool,
-        fill_value=False,
-        overwrite=True,
-    )
-    return str(path)
 
 
 @dataclass
@@ -163,7 +151,7 @@ class Passes:
         pending: str | None = None
         for k, stage in enumerate(stages):
             state.local = stage.local
-            pending = _create_mask_store(self.workdir / f"stage{k}.zarr", grid)
+            pending = create_mask_store(self.workdir / f"stage{k}.zarr", grid.shape, grid.chunks)
             for step in stage.objects:
                 holes = isinstance(step, FillHoles)
                 stitched = self._label(
@@ -187,7 +175,9 @@ class Passes:
             if k + 1 < len(stages):
                 # The next stage's local steps need a halo over this stage's
                 # result: write it out whole.
-                out = _create_mask_store(self.workdir / f"stage{k}-out.zarr", grid)
+                out = create_mask_store(
+                    self.workdir / f"stage{k}-out.zarr", grid.shape, grid.chunks
+                )
                 self._materialise(f"stage {k}: store", state.recipe, out)
                 state = MaskState(StoredMask(out, grid.shape), connectivity=conn)
 

@@ -83,6 +83,14 @@ def discard_partial(dst: Path, *, created: bool) -> None:
         dst.rmdir()
 
 
+def create_mask_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
+    """An empty boolean Zarr array chunked as the tiles, for a stage's mask in the work folder."""
+    zarr.create_array(
+        str(path), shape=shape, chunks=chunks, dtype=bool, fill_value=False, overwrite=True
+    )
+    return str(path)
+
+
 def _geotransform(transform: tuple[float, ...]) -> str:
     a, b, c, d, e, f = transform
     return " ".join(repr(float(v)) for v in (c, a, b, f, d, e))
