@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import ndimage as ndi
 from skimage.color import rgb2gray
 from skimage.filters import threshold_otsu
+from skimage.measure import label as sk_label
+from skimage.measure import regionprops_table
+from skimage.morphology import disk
 
-from tiler.kernels.indices import excess_green, gray
-from tiler.kernels.threshold import histogram, otsu_from_histogram
+from tiler.kernels.filters import gaussian
+from tiler.kernels.indices import excess_green, excess_green_bands, gray
+from tiler.kernels.label import label, tile_stats
+from tiler.kernels.morphology import dilation, erosion
+from tiler.kernels.threshold import histogram, masked_histogram, otsu_from_histogram
 
 
 @settings(max_examples=50, deadline=None)
@@ -38,3 +45,89 @@ def test_summed_tile_histograms_give_scikit_images_otsu(seed, n, parts):
     counts = sum(histogram(chunk, vmin, vmax) for chunk in np.array_split(values, parts))
     assert counts.sum() == n
     assert otsu_from_histogram(counts, vmin, vmax) == threshold_otsu(values)
+
+
+# ---------------------------------------------------------------------------
+# Our own fast kernels are bit-identical to the library calls they replace.
+# ---------------------------------------------------------------------------
+
+shapes = st.tuples(st.integers(1, 45), st.integers(1, 45))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([0.3, 0.5, 0.8, 1.0, 1.6, 2.3, 4.7]))
+def test_gaussian_is_scipys_bit_for_bit(seed, shape, sigma):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape) * rng.choice([1e-3, 1.0, 1e9]) + rng.choice([0.0, 1e3])
+    expected = ndi.gaussian_filter(x, sigma, mode="nearest", truncate=4.0)
+    np.testing.assert_array_equal(gaussian(x, sigma), expected)
+    np.testing.assert_array_equal(gaussian(x[:, ::-1], sigma), expected[:, ::-1])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([np.uint8, np.uint16, np.float32]))
+def test_fused_excess_green_is_the_formula_bit_for_bit(seed, shape, dtype):
+    rng = np.random.default_rng(seed)
+    image = (rng.random((3, *shape)) * 300).astype(dtype)
+    image[:, : shape[0] // 3] = 0  # where every band is 0, ExG is 0
+    expected = excess_green(image.astype(np.float64))
+    np.testing.assert_array_equal(excess_green_bands(*image), expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([0.0, 0.3, 0.9]))
+def test_masked_histogram_is_numpys(seed, shape, invalid):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=shape) * rng.choice([1e-6, 1.0, 1e8]) + rng.choice([0.0, 3.3])
+    if rng.random() < 0.15:
+        values[:] = values.flat[0]
+    valid = rng.random(shape) >= invalid
+    valid.flat[0] = True
+    vmin, vmax = values[valid].min(), values[valid].max()
+    np.testing.assert_array_equal(
+        masked_histogram(values, valid, vmin, vmax), histogram(values[valid], vmin, vmax)
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.integers(1, 4), st.sampled_from([0.2, 0.5, 0.9]))
+def test_opencv_morphology_is_scipys(seed, shape, radius, density):
+    mask = np.random.default_rng(seed).random(shape) < density
+    footprint = disk(radius)
+    np.testing.assert_array_equal(
+        erosion(mask, radius), ndi.binary_erosion(mask, footprint, border_value=1)
+    )
+    np.testing.assert_array_equal(
+        dilation(mask, radius), ndi.binary_dilation(mask, footprint, border_value=0)
+    )
+    np.testing.assert_array_equal(
+        dilation(mask[::-1], radius), ndi.binary_dilation(mask[::-1], footprint, border_value=0)
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([1, 2]), st.sampled_from([0.3, 0.6]))
+def test_labels_and_tile_stats_match_scikit_image(seed, shape, connectivity, density):
+    mask = np.random.default_rng(seed).random(shape) < density
+    labels, n = label(mask, connectivity)
+    expected = sk_label(mask, connectivity=connectivity)
+    assert n == expected.max()
+    # The same partition, whatever the ids: a bijection between the two labellings.
+    pairs = np.unique(np.stack([labels.ravel(), expected.ravel()]), axis=1)
+    assert pairs.shape[1] == len(np.unique(expected)) == len(np.unique(labels))
+    origin, image_shape = (7, 11), (shape[0] + 20, shape[1] + 30)
+    stats = tile_stats(labels, n, origin, image_shape)
+    # Sorted by first pixel, the statistics are those of regionprops, shifted by origin.
+    order = np.argsort(stats.first)
+    props = regionprops_table(expected, properties=("area", "bbox", "coords"))
+    np.testing.assert_array_equal(stats.count[order], props["area"])
+    np.testing.assert_array_equal(stats.min_row[order], props["bbox-0"] + origin[0])
+    np.testing.assert_array_equal(stats.min_col[order], props["bbox-1"] + origin[1])
+    np.testing.assert_array_equal(stats.max_row[order], props["bbox-2"] - 1 + origin[0])
+    np.testing.assert_array_equal(stats.max_col[order], props["bbox-3"] - 1 + origin[1])
+    sums = np.array([c.sum(axis=0) for c in props["coords"]]).reshape(-1, 2)
+    np.testing.assert_array_equal(stats.sum_row[order], sums[:, 0] + props["area"] * origin[0])
+    np.testing.assert_array_equal(stats.sum_col[order], sums[:, 1] + props["area"] * origin[1])
+    firsts = [(c[0, 0] + origin[0]) * image_shape[1] + c[0, 1] + origin[1] for c in props["coords"]]
+    np.testing.assert_array_equal(stats.first[order], np.array(firsts, dtype=np.int64))
+    assert not stats.border.any()

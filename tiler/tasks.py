@@ -20,7 +20,7 @@ from tiler.kernels.filters import gaussian
 from tiler.kernels.indices import compute_index
 from tiler.kernels.label import Edges, TileStats, label, tile_stats
 from tiler.kernels.morphology import morphology
-from tiler.kernels.threshold import foreground, histogram
+from tiler.kernels.threshold import foreground, masked_histogram
 
 
 def expand(
@@ -54,7 +54,7 @@ def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
     """Index then filters, in float64, on an array of the selected bands."""
     index = pipeline.index
     values = compute_index(
-        image.astype(np.float64, copy=False),
+        image,
         index.name,
         pipeline.bands,
         red=index.red,
@@ -91,7 +91,7 @@ def value_histogram(
 ) -> np.ndarray:
     """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid preprocessed values."""
     values, valid = index_window(source, pipeline, window)
-    return histogram(values[valid], vmin, vmax)
+    return masked_histogram(values, valid, vmin, vmax)
 
 
 # ---------------------------------------------------------------------------
