@@ -16,6 +16,7 @@ The driver holds only per-label statistics and seam pairs; tiles stay on the wor
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from tiler.plan import (
     write_graph,
 )
 from tiler.stitch import Stitched, renumber, stitch
-from tiler.tasks import MaskBase, RasterMask, StoredMask, TileMask
+from tiler.tasks import CachedMask, MaskBase, RasterMask, StoredMask, TileMask
 
 Log = Callable[[str], None]
 
@@ -109,19 +110,30 @@ class Passes:
 
     # -- 1. threshold ------------------------------------------------------
 
-    def threshold(self) -> tuple[float, tuple[float, float, int] | None]:
-        if not isinstance(self.pipeline.threshold, Otsu):
-            return self.pipeline.threshold.value, None
-        (value_range,) = self._compute("range", range_graph(self.source, self.pipeline, self.grid))
+    def threshold(self) -> tuple[MaskBase, float, tuple[float, float, int] | None]:
+        """The mask the first stage starts from, the threshold, and (Otsu) the value range.
+
+        With Otsu, the tiles are preprocessed once into a value cache (grown by
+        the first stage's halo); the histogram and the mask are made from it.
+        """
+        pipeline, grid = self.pipeline, self.grid
+        if not isinstance(pipeline.threshold, Otsu):
+            t = pipeline.threshold.value
+            return RasterMask(self.source, pipeline, t), t, None
+        halo = pipeline.stages()[0].reach
+        cache = self.workdir / "values"
+        cache.mkdir(exist_ok=True)
+        (value_range,) = self._compute(
+            "preprocess", range_graph(self.source, pipeline, grid, halo, str(cache))
+        )
         vmin, vmax, n_valid = value_range
         if n_valid == 0:
             raise InputError(
                 f"{self.source.name}: no valid pixels (the dataset mask is empty everywhere)"
             )
-        (counts,) = self._compute(
-            "histogram", histogram_graph(self.source, self.pipeline, self.grid, vmin, vmax)
-        )
-        return float(otsu_from_histogram(counts, vmin, vmax)), value_range
+        (counts,) = self._compute("histogram", histogram_graph(grid, halo, str(cache), vmin, vmax))
+        t = float(otsu_from_histogram(counts, vmin, vmax))
+        return CachedMask(str(cache), grid.shape, t, pipeline.polarity), t, value_range
 
     # -- 2.-3. labelling ----------------------------------------------------
 
@@ -137,7 +149,7 @@ class Passes:
     def segment(self) -> Segmentation:
         pipeline, grid = self.pipeline, self.grid
         conn = pipeline.connectivity
-        threshold, value_range = self.threshold()
+        first_base, threshold, value_range = self.threshold()
 
         stages = pipeline.stages()
         final_min_area = None
@@ -147,7 +159,7 @@ class Passes:
             final_min_area = last.objects[-1].min_area
             stages[-1] = Stage(last.local, last.objects[:-1])
 
-        state = MaskState(RasterMask(self.source, pipeline, threshold), connectivity=conn)
+        state = MaskState(first_base, connectivity=conn)
         pending: str | None = None
         for k, stage in enumerate(stages):
             state.local = stage.local
@@ -164,6 +176,7 @@ class Passes:
                 if pending is not None:
                     state = MaskState(StoredMask(pending, grid.shape), connectivity=conn)
                     pending = None
+                    self._drop_value_cache()
                 counts = stitched.stats["count"]
                 if holes:
                     values = stitched.stats["border"] == 0
@@ -186,6 +199,7 @@ class Passes:
         )
         if pending is not None:
             state = MaskState(StoredMask(pending, grid.shape), connectivity=conn)
+            self._drop_value_cache()
         self.final_state = state
         counts = stitched.stats["count"]
         keep = counts >= final_min_area if final_min_area else np.ones(len(counts), dtype=bool)
@@ -198,6 +212,10 @@ class Passes:
             dtype=label_dtype(int(keep.sum())),
             timings=self.timings,
         )
+
+    def _drop_value_cache(self) -> None:
+        """The stored mask replaces the value cache: free the disk early."""
+        shutil.rmtree(self.workdir / "values", ignore_errors=True)
 
     def _materialise(self, name: str, recipes: Callable[[int], TileMask], path: str) -> None:
         self._compute(name, mask_graph(recipes, self.grid, path=path))

@@ -130,20 +130,21 @@ def _merge_range(
     return (min(a[0], b[0]), max(a[1], b[1]), a[2] + b[2])
 
 
-def range_graph(source: RasterSource, pipeline, grid: TileGrid) -> Graph:
-    """``(min, max, n_valid)`` of the preprocessed values over all valid pixels."""
+def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache: str) -> Graph:
+    """Preprocess every tile once into ``cache``; ``(min, max, n_valid)`` over valid pixels."""
     g = _Builder("range")
-    parts = [g.add(f"tile-{t}", tasks.value_range, source, pipeline, w) for t, _, _, w in grid]
+    parts = [
+        g.add(f"tile-{t}", tasks.cache_values, source, pipeline, w, halo, cache)
+        for t, _, _, w in grid
+    ]
     return g.graph([g.tree(parts, _merge_range)])
 
 
-def histogram_graph(
-    source: RasterSource, pipeline, grid: TileGrid, vmin: float, vmax: float
-) -> Graph:
-    """The global 256-bin histogram over ``[vmin, vmax]``, summed over the tiles."""
+def histogram_graph(grid: TileGrid, halo: int, cache: str, vmin: float, vmax: float) -> Graph:
+    """The global 256-bin histogram over ``[vmin, vmax]`` of the cached values, summed."""
     g = _Builder("histogram")
     parts = [
-        g.add(f"tile-{t}", tasks.value_histogram, source, pipeline, w, vmin, vmax)
+        g.add(f"tile-{t}", tasks.cached_histogram, cache, w, halo, grid.shape, vmin, vmax)
         for t, _, _, w in grid
     ]
     return g.graph([g.tree(parts, operator.add)])

@@ -9,7 +9,9 @@ times, with the same result. The graphs that call them are built in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import zarr
@@ -75,23 +77,51 @@ def index_window(
     return preprocess(image, pipeline)[crop], valid[crop]
 
 
-def value_range(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC
+def _cache_path(directory: str, window: WindowRC) -> Path:
+    (r0, r1), (c0, c1) = window
+    return Path(directory) / f"values-{r0}-{r1}-{c0}-{c1}.npz"
+
+
+def load_values(directory: str, window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed values and valid mask of ``window``, as :func:`cache_values` stored them."""
+    with np.load(_cache_path(directory, window)) as stored:
+        return stored["values"], stored["valid"]
+
+
+def cache_values(
+    source: RasterSource, pipeline: Pipeline, window: WindowRC, halo: int, directory: str
 ) -> tuple[float, float, int]:
-    """``(min, max, n_valid)`` of the preprocessed values over the valid pixels of a tile."""
-    values, valid = index_window(source, pipeline, window)
-    values = values[valid]
-    if not len(values):
+    """Preprocess a tile once, keep its values (with ``halo``) on local disk, return its range.
+
+    The global Otsu threshold needs two looks at the values (their range, then
+    their histogram over it) before the mask can be made; decoding and
+    filtering once and reading the values back is much cheaper than doing
+    it three times. The cache holds the tile grown by ``halo`` (the reach of
+    the local steps after the threshold), so the mask pass needs nothing else.
+
+    Returns ``(min, max, n_valid)`` over the valid pixels of the tile itself.
+    """
+    outer, crop = expand(window, halo, _shape(source))
+    values, valid = index_window(source, pipeline, outer)
+    path = _cache_path(directory, outer)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as f:
+        np.savez(f, values=values, valid=valid)  # uncompressed: this is about speed
+    os.replace(partial, path)
+    core, core_valid = values[crop], valid[crop]
+    if not core_valid.any():
         return (np.inf, -np.inf, 0)
-    return (float(values.min()), float(values.max()), len(values))
+    inside = core[core_valid]
+    return (float(inside.min()), float(inside.max()), len(inside))
 
 
-def value_histogram(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC, vmin: float, vmax: float
+def cached_histogram(
+    directory: str, window: WindowRC, halo: int, shape: tuple[int, int], vmin: float, vmax: float
 ) -> np.ndarray:
-    """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid preprocessed values."""
-    values, valid = index_window(source, pipeline, window)
-    return masked_histogram(values, valid, vmin, vmax)
+    """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid cached values."""
+    outer, crop = expand(window, halo, shape)
+    values, valid = load_values(directory, outer)
+    return masked_histogram(values[crop], valid[crop], vmin, vmax)
 
 
 # ---------------------------------------------------------------------------
@@ -117,6 +147,20 @@ class RasterMask:
 
 
 @dataclass(frozen=True)
+class CachedMask:
+    """The thresholded mask from values cached by :func:`cache_values` (same windows)."""
+
+    directory: str
+    shape: tuple[int, int]
+    threshold: float
+    polarity: str
+
+    def read(self, window: WindowRC) -> np.ndarray:
+        values, valid = load_values(self.directory, window)
+        return foreground(values, valid, self.threshold, self.polarity)
+
+
+@dataclass(frozen=True)
 class StoredMask:
     """A mask materialised in a Zarr array, chunked as the tiles."""
 
@@ -128,7 +172,7 @@ class StoredMask:
         return np.asarray(zarr.open_array(self.path, mode="r")[r0:r1, c0:c1], dtype=bool)
 
 
-MaskBase = RasterMask | StoredMask
+MaskBase = RasterMask | CachedMask | StoredMask
 
 
 @dataclass(frozen=True)
