@@ -28,7 +28,7 @@ def plan_every_pass(size: int, chunk: int) -> tuple[TileGrid, dict[str, int]]:
     lut = np.zeros(1, dtype=np.uint32)
     counts = {
         "range": task_count(range_graph(source, PIPELINE, grid, 4, "unused")),
-        "histogram": task_count(histogram_graph(grid, 4, "unused", 0.0, 1.0)),
+        "histogram": task_count(histogram_graph(source, PIPELINE, grid, 4, "unused", 0.0, 1.0)),
         "label": task_count(
             label_graph(state.recipe, grid, background=False, connectivity=2, store="unused")
         ),

@@ -212,7 +212,13 @@ def test_output_contract(tmp_path, neon_tile):
     assert manifest["chunking"]["tiles"] == 16
     assert manifest["threshold"]["method"] == "otsu"
     assert manifest["labels"]["dtype"] == "uint32"
-    assert set(manifest["timings_seconds"]) >= {"preprocess", "histogram", "labels", "write", "total"}
+    assert set(manifest["timings_seconds"]) >= {
+        "preprocess",
+        "histogram",
+        "labels",
+        "write",
+        "total",
+    }
 
 
 def test_overwrite_replaces_a_previous_run(tmp_path, neon_tile):

@@ -7,6 +7,8 @@ import logging
 import os
 import platform
 import shutil
+import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -118,6 +120,33 @@ def executor_for(
         yield Executor(client)
 
 
+def _on_this_machine(executor: Executor) -> bool:
+    """Whether every worker shares this machine's memory (so a tmpfs cache is visible to all)."""
+    if isinstance(executor.scheduler, str):
+        return True
+    workers = executor.scheduler.scheduler_info().get("workers", {})
+    hosts = {address.split("://")[-1].rsplit(":", 1)[0] for address in workers}
+    return bool(hosts) and hosts <= {"127.0.0.1", "localhost", "[::1]", socket.gethostname()}
+
+
+def value_cache_dir(workdir: Path, grid: TileGrid, executor: Executor) -> Path:
+    """Where the Otsu passes keep each tile's values: tmpfs when it fits, else the work folder.
+
+    Writing new files to a disk file system costs about 7x more here than to
+    /dev/shm (80 ms vs 12 ms for a 2048 x 2048 tile of float64). The cache
+    (9 bytes per pixel) goes to /dev/shm only when every worker is on this
+    machine and it takes at most a quarter of the free memory; anywhere else
+    it lives in DST's work folder, and a task that misses it recomputes.
+    """
+    shm = Path("/dev/shm")
+    estimate = 9 * grid.shape[0] * grid.shape[1] * 1.1
+    if shm.is_dir() and os.access(shm, os.W_OK) and _on_this_machine(executor):
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if estimate < 0.25 * min(shutil.disk_usage(shm).free, available):
+            return Path(tempfile.mkdtemp(prefix="tiler-values-", dir=shm))
+    return workdir / "values"
+
+
 def run(
     src: str | os.PathLike | RasterSource,
     dst: str | os.PathLike,
@@ -166,11 +195,13 @@ def run(
     workdir = output.prepare_destination(dst, src_path, overwrite=overwrite)
     grid = TileGrid((source.height, source.width), chunks)
     log(f"{source.name}: {grid.shape[0]} x {grid.shape[1]} px, {len(grid)} tile(s) of {chunks}")
+    cache = None
     try:
         with executor_for(
             client if client is not None else scheduler, workers=workers, log=log
         ) as executor:
-            passes = Passes(source, pipeline, grid, executor, workdir, log)
+            cache = value_cache_dir(workdir, grid, executor)
+            passes = Passes(source, pipeline, grid, executor, workdir, log, cache)
             segmentation = passes.segment()
             array = output.create_label_store(
                 dst, grid.shape, chunks, segmentation.dtype, source.crs_wkt, source.transform
@@ -179,6 +210,9 @@ def run(
     except BaseException:
         output.discard_partial(dst, created=created)
         raise
+    finally:
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
 
     labels = output.finish_label_store(dst)
     columns = output.object_columns(segmentation.object_stats(), source.transform)

@@ -96,9 +96,11 @@ class Passes:
         executor: Executor,
         workdir: Path,
         log: Log = lambda message: None,
+        cache_dir: Path | None = None,
     ):
         self.source, self.pipeline, self.grid = source, pipeline, grid
         self.executor, self.workdir, self.log = executor, workdir, log
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else workdir / "values"
         self.timings: dict[str, float] = {}
 
     def _compute(self, name: str, graph: Graph) -> list:
@@ -121,8 +123,8 @@ class Passes:
             t = pipeline.threshold.value
             return RasterMask(self.source, pipeline, t), t, None
         halo = pipeline.stages()[0].reach
-        cache = self.workdir / "values"
-        cache.mkdir(exist_ok=True)
+        cache = self.cache_dir
+        cache.mkdir(parents=True, exist_ok=True)
         (value_range,) = self._compute(
             "preprocess", range_graph(self.source, pipeline, grid, halo, str(cache))
         )
@@ -131,15 +133,25 @@ class Passes:
             raise InputError(
                 f"{self.source.name}: no valid pixels (the dataset mask is empty everywhere)"
             )
-        (counts,) = self._compute("histogram", histogram_graph(grid, halo, str(cache), vmin, vmax))
+        (counts,) = self._compute(
+            "histogram",
+            histogram_graph(self.source, pipeline, grid, halo, str(cache), vmin, vmax),
+        )
         t = float(otsu_from_histogram(counts, vmin, vmax))
-        return CachedMask(str(cache), grid.shape, t, pipeline.polarity), t, value_range
+        return CachedMask(self.source, pipeline, t, str(cache)), t, value_range
 
     # -- 2.-3. labelling ----------------------------------------------------
 
-    def _label(self, name: str, recipes, *, background: bool, connectivity: int, store) -> Stitched:
+    def _label(
+        self, name: str, recipes, *, background: bool, connectivity: int, store, store_final=None
+    ) -> Stitched:
         graph = label_graph(
-            recipes, self.grid, background=background, connectivity=connectivity, store=store
+            recipes,
+            self.grid,
+            background=background,
+            connectivity=connectivity,
+            store=store,
+            store_final=store_final,
         )
         results = self._compute(name, graph)
         return stitch(
@@ -194,12 +206,22 @@ class Passes:
                 self._materialise(f"stage {k}: store", state.recipe, out)
                 state = MaskState(StoredMask(out, grid.shape), connectivity=conn)
 
+        # The final labelling stores the final mask, so the write pass only
+        # labels it again (no edits, no halo).
+        final = None
+        if state.edits:
+            final = create_mask_store(self.workdir / "final.zarr", grid.shape, grid.chunks)
         stitched = self._label(
-            "labels", state.recipe, background=False, connectivity=conn, store=pending
+            "labels",
+            state.recipe,
+            background=False,
+            connectivity=conn,
+            store=pending,
+            store_final=final,
         )
-        if pending is not None:
-            state = MaskState(StoredMask(pending, grid.shape), connectivity=conn)
-            self._drop_value_cache()
+        self._drop_value_cache()
+        if final or pending:
+            state = MaskState(StoredMask(final or pending, grid.shape), connectivity=conn)
         self.final_state = state
         counts = stitched.stats["count"]
         keep = counts >= final_min_area if final_min_area else np.ones(len(counts), dtype=bool)
@@ -215,7 +237,7 @@ class Passes:
 
     def _drop_value_cache(self) -> None:
         """The stored mask replaces the value cache: free the disk early."""
-        shutil.rmtree(self.workdir / "values", ignore_errors=True)
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def _materialise(self, name: str, recipes: Callable[[int], TileMask], path: str) -> None:
         self._compute(name, mask_graph(recipes, self.grid, path=path))

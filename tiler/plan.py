@@ -140,11 +140,13 @@ def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache
     return g.graph([g.tree(parts, _merge_range)])
 
 
-def histogram_graph(grid: TileGrid, halo: int, cache: str, vmin: float, vmax: float) -> Graph:
+def histogram_graph(
+    source: RasterSource, pipeline, grid: TileGrid, halo: int, cache: str, vmin: float, vmax: float
+) -> Graph:
     """The global 256-bin histogram over ``[vmin, vmax]`` of the cached values, summed."""
     g = _Builder("histogram")
     parts = [
-        g.add(f"tile-{t}", tasks.cached_histogram, cache, w, halo, grid.shape, vmin, vmax)
+        g.add(f"tile-{t}", tasks.cached_histogram, source, pipeline, w, halo, cache, vmin, vmax)
         for t, _, _, w in grid
     ]
     return g.graph([g.tree(parts, operator.add)])
@@ -157,6 +159,7 @@ def label_graph(
     background: bool,
     connectivity: int,
     store: str | None = None,
+    store_final: str | None = None,
 ) -> Graph:
     """Label every tile, then find the label pairs across every seam: two tasks per tile.
 
@@ -168,7 +171,14 @@ def label_graph(
     rows, cols = grid.grid
     labelled = {
         (i, j): g.add(
-            f"tile-{t}", tasks.label_tile, recipes(t), window, background, connectivity, store
+            f"tile-{t}",
+            tasks.label_tile,
+            recipes(t),
+            window,
+            background,
+            connectivity,
+            store,
+            store_final,
         )
         for t, i, j, window in grid
     }

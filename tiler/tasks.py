@@ -77,15 +77,26 @@ def index_window(
     return preprocess(image, pipeline)[crop], valid[crop]
 
 
-def _cache_path(directory: str, window: WindowRC) -> Path:
+def _cache_paths(directory: str, window: WindowRC) -> tuple[Path, Path]:
     (r0, r1), (c0, c1) = window
-    return Path(directory) / f"values-{r0}-{r1}-{c0}-{c1}.npz"
+    stem = Path(directory) / f"{r0}-{r1}-{c0}-{c1}"
+    return stem.with_suffix(".values.npy"), stem.with_suffix(".valid.npy")
 
 
-def load_values(directory: str, window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed values and valid mask of ``window``, as :func:`cache_values` stored them."""
-    with np.load(_cache_path(directory, window)) as stored:
-        return stored["values"], stored["valid"]
+def cached_values(
+    source: RasterSource, pipeline: Pipeline, window: WindowRC, directory: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Values and valid mask of ``window`` from the cache, or computed again if it is not there.
+
+    The cache only saves time: a task that runs where the cache is not (a
+    worker on another machine, a cache cleaned away) gets the same values
+    by reading the raster again.
+    """
+    values_path, valid_path = _cache_paths(directory, window)
+    try:
+        return np.load(values_path), np.load(valid_path)
+    except FileNotFoundError:
+        return index_window(source, pipeline, window)
 
 
 def cache_values(
@@ -103,11 +114,11 @@ def cache_values(
     """
     outer, crop = expand(window, halo, _shape(source))
     values, valid = index_window(source, pipeline, outer)
-    path = _cache_path(directory, outer)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        np.savez(f, values=values, valid=valid)  # uncompressed: this is about speed
-    os.replace(partial, path)
+    for path, array in zip(_cache_paths(directory, outer), (values, valid), strict=True):
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as f:
+            np.save(f, array)  # raw .npy: written and read at memory speed
+        os.replace(partial, path)
     core, core_valid = values[crop], valid[crop]
     if not core_valid.any():
         return (np.inf, -np.inf, 0)
@@ -116,11 +127,17 @@ def cache_values(
 
 
 def cached_histogram(
-    directory: str, window: WindowRC, halo: int, shape: tuple[int, int], vmin: float, vmax: float
+    source: RasterSource,
+    pipeline: Pipeline,
+    window: WindowRC,
+    halo: int,
+    directory: str,
+    vmin: float,
+    vmax: float,
 ) -> np.ndarray:
-    """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid cached values."""
-    outer, crop = expand(window, halo, shape)
-    values, valid = load_values(directory, outer)
+    """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid (cached) values."""
+    outer, crop = expand(window, halo, _shape(source))
+    values, valid = cached_values(source, pipeline, outer, directory)
     return masked_histogram(values[crop], valid[crop], vmin, vmax)
 
 
@@ -147,17 +164,14 @@ class RasterMask:
 
 
 @dataclass(frozen=True)
-class CachedMask:
-    """The thresholded mask from values cached by :func:`cache_values` (same windows)."""
+class CachedMask(RasterMask):
+    """:class:`RasterMask` from the values that :func:`cache_values` kept (same windows)."""
 
-    directory: str
-    shape: tuple[int, int]
-    threshold: float
-    polarity: str
+    directory: str = ""
 
     def read(self, window: WindowRC) -> np.ndarray:
-        values, valid = load_values(self.directory, window)
-        return foreground(values, valid, self.threshold, self.polarity)
+        values, valid = cached_values(self.source, self.pipeline, window, self.directory)
+        return foreground(values, valid, self.threshold, self.pipeline.polarity)
 
 
 @dataclass(frozen=True)
@@ -207,13 +221,23 @@ class TileMask:
                 mask = lut[objects]
         return mask
 
-    def read(self, window: WindowRC, store: str | None = None) -> np.ndarray:
-        """The tile's mask; with ``store``, the mask before the edits is written there first."""
+    def read(
+        self, window: WindowRC, store: str | None = None, store_final: str | None = None
+    ) -> np.ndarray:
+        """The tile's mask; ``store`` keeps the mask before the edits, ``store_final`` after."""
         mask = self.local_mask(window)
         if store is not None:
-            (r0, r1), (c0, c1) = window
-            zarr.open_array(store, mode="r+")[r0:r1, c0:c1] = mask
-        return self.apply_edits(mask)
+            _write_chunk(store, window, mask)
+        mask = self.apply_edits(mask)
+        if store_final is not None:
+            _write_chunk(store_final, window, mask)
+        return mask
+
+
+def _write_chunk(path: str, window: WindowRC, values: np.ndarray) -> None:
+    """Write ``values`` into the chunk of the Zarr array at ``path`` that ``window`` is."""
+    (r0, r1), (c0, c1) = window
+    zarr.open_array(path, mode="r+")[r0:r1, c0:c1] = values
 
 
 # ---------------------------------------------------------------------------
@@ -227,9 +251,10 @@ def label_tile(
     background: bool,
     connectivity: int,
     store: str | None = None,
+    store_final: str | None = None,
 ) -> tuple[TileStats, Edges]:
     """Label a tile's foreground (or background) and summarise it for stitching."""
-    mask = recipe.read(window, store)
+    mask = recipe.read(window, store, store_final)
     labels, n = label(~mask if background else mask, connectivity)
     origin = (window[0][0], window[1][0])
     return tile_stats(labels, n, origin, recipe.base.shape), Edges.of(labels)
@@ -237,8 +262,7 @@ def label_tile(
 
 def write_mask(recipe: TileMask, window: WindowRC, path: str) -> None:
     """Write a tile's mask into its chunk of a boolean Zarr array."""
-    (r0, r1), (c0, c1) = window
-    zarr.open_array(path, mode="r+")[r0:r1, c0:c1] = recipe.read(window)
+    _write_chunk(path, window, recipe.read(window))
 
 
 def write_labels(
@@ -251,6 +275,5 @@ def write_labels(
     """
     labels, _ = label(recipe.read(window), connectivity)
     out = lut[labels]
-    (r0, r1), (c0, c1) = window
-    zarr.open_array(path, mode="r+")[r0:r1, c0:c1] = out
+    _write_chunk(path, window, out)
     return int(np.count_nonzero(out))

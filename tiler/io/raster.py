@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.env import set_gdal_config
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -24,8 +26,37 @@ from tiler.errors import InputError
 
 WindowRC = tuple[tuple[int, int], tuple[int, int]]
 
-# GDAL settings for reading inside dask tasks: the tasks are the parallelism.
+# GDAL settings for reading inside dask tasks: the tasks are the parallelism,
+# and each worker keeps decoded blocks for the halos of the next tiles.
 GDAL_ENV = {"GDAL_NUM_THREADS": 1, "GDAL_CACHEMAX": 256}
+_HANDLES = threading.local()
+_MAX_HANDLES = 8
+
+
+def _open_cached(path: str):
+    """A dataset handle kept open by this thread (rasterio handles are not thread-safe).
+
+    Reading a tile with its halo decodes the blocks around it, which are
+    the neighbours' own blocks: a handle that lives across tasks keeps them
+    in GDAL's block cache, so a worker decodes each block about once instead
+    of up to 2.25 times (2048-pixel tiles over 512-pixel blocks).
+    A handle is reopened when the file changes on disk.
+    """
+    handles = getattr(_HANDLES, "handles", None)
+    if handles is None:
+        handles = _HANDLES.handles = {}
+        set_gdal_config("GDAL_CACHEMAX", GDAL_ENV["GDAL_CACHEMAX"])
+        set_gdal_config("GDAL_NUM_THREADS", str(GDAL_ENV["GDAL_NUM_THREADS"]))
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    ds = handles.get(key)
+    if ds is None or ds.closed:
+        for old in [k for k in handles if k[0] == path] + list(handles)[
+            : max(len(handles) - _MAX_HANDLES + 1, 0)
+        ]:
+            handles.pop(old).close()
+        ds = handles[key] = rasterio.open(path, driver="GTiff")
+    return ds
 
 
 class RasterSource(Protocol):
@@ -94,15 +125,32 @@ class GeoTiffSource:
         (r0, r1), (c0, c1) = window
         win = Window(c0, r0, c1 - c0, r1 - r0)
         try:
-            with rasterio.Env(**GDAL_ENV), rasterio.open(self.path, driver="GTiff") as ds:
-                image = ds.read(list(bands), window=win)
-                valid = ds.dataset_mask(window=win) > 0
-            return image, valid
+            return self._read(_open_cached(self.path), list(bands), win)
         except RasterioError as exc:
             reason = _gdal_reason(exc)
         # Raised outside the handler: the InputError carries no GDAL exception
         # as context, so it pickles cleanly back from a distributed worker.
         raise InputError(f"{self.path}: cannot read window {describe_window(window)}: {reason}")
+
+    def _read(self, ds, bands: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
+        """The bands and ``dataset_mask() > 0``, decoding each block once where GDAL allows.
+
+        GDAL's dataset mask is the alpha band itself when the file has an 8-bit
+        alpha band, and all-valid when there is no alpha, nodata or internal
+        mask: then the mask comes from the same read as the bands. Otherwise
+        (nodata, internal masks, 16-bit alpha) GDAL computes it.
+        """
+        flags = ds.mask_flag_enums[0]
+        if flags == [MaskFlags.all_valid]:
+            image = ds.read(bands, window=win)
+            return image, np.ones(image.shape[1:], dtype=bool)
+        alpha = self.alpha_bands[0] if len(self.alpha_bands) == 1 else None
+        if alpha is not None and MaskFlags.alpha in flags and ds.dtypes[alpha - 1] == "uint8":
+            planes = ds.read(sorted(set(bands) | {alpha}), window=win)
+            order = sorted(set(bands) | {alpha})
+            image = planes[[order.index(b) for b in bands]]
+            return image, planes[order.index(alpha)] > 0
+        return ds.read(bands, window=win), ds.dataset_mask(window=win) > 0
 
     def read_all(self, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The whole image (for the in-memory reference only)."""

@@ -44,7 +44,11 @@ def _correlate_rows(x, w, out):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _correlate_cols(x, w, out):  # pragma: no cover - compiled
-    """Symmetric correlation along axis 1 with edge replication ("nearest")."""
+    """Symmetric correlation along axis 1 with edge replication ("nearest").
+
+    Each tap is added for the whole row before the next, so the loops run
+    across pixels and vectorise; each pixel still sees SciPy's order of taps.
+    """
     n, m = x.shape
     r = len(w) // 2
     line = np.empty(m + 2 * r, dtype=np.float64)
@@ -55,10 +59,11 @@ def _correlate_cols(x, w, out):  # pragma: no cover - compiled
             line[k] = x[i, 0]
             line[r + m + k] = x[i, m - 1]
         for c in range(m):
-            acc = line[r + c] * w[r]
-            for k in range(r, 0, -1):
-                acc += (line[r + c - k] + line[r + c + k]) * w[r - k]
-            out[i, c] = acc
+            out[i, c] = line[r + c] * w[r]
+        for k in range(r, 0, -1):
+            wk = w[r - k]
+            for c in range(m):
+                out[i, c] += (line[r + c - k] + line[r + c + k]) * wk
 
 
 def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
