@@ -32,3 +32,15 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis .ruff_cache *.egg-info
+
+.PHONY: bench bench-scale
+
+## bench: tiler vs the whole-image reference vs rioxarray + dask-image on a 64 MP synthetic field
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.bench --megapixels 64 --chunk 2048 --out benchmarks/results
+
+## bench-scale: tiler alone on a 32768 x 32768 (1.07 GP) synthetic field and on the 64 MP one
+bench-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.scale --size 32768 --base-size 8000 --chunk 2048 --out benchmarks/results

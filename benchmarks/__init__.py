@@ -1,0 +1,1 @@
+"""Benchmarks of tiler against the whole-image reference and dask-image (see README.md)."""
