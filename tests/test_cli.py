@@ -501,5 +501,5 @@ def test_local_cluster_matches_threads(tmp_path, tif):
     labels, table, log = runs["local"]
     np.testing.assert_array_equal(labels, runs["threads"][0])
     assert table.drop_columns(["geometry"]).equals(runs["threads"][1].drop_columns(["geometry"]))
-    assert "1 worker(s) on 127.0.0.1" in log
+    assert "1 worker thread(s), dashboard http://127.0.0.1:" in log
     assert "0.0.0.0" not in log

@@ -132,15 +132,30 @@ def chunk_files(dst: Path) -> dict[str, bytes]:
 
 
 def test_deterministic_across_schedulers_and_workers(tmp_path, field_tif):
-    """Byte-identical chunks and tables on sync, threads and a LocalCluster of 2 processes."""
+    """Byte-identical chunks and tables on sync, threads, the default local cluster
+    (worker threads) and a LocalCluster of 2 worker processes (values cached in files)."""
+    from distributed import Client, LocalCluster
+
     runs = {}
     for scheduler in ("sync", "threads", "local"):
         dst = tmp_path / scheduler
         tiler.run(field_tif, dst, chunk_size=100, scheduler=scheduler, workers=2)
         runs[scheduler] = dst
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        runs["processes"] = tmp_path / "processes"
+        tiler.run(field_tif, runs["processes"], chunk_size=100, client=client)
     reference = chunk_files(runs["sync"])
     table = tiler.read_objects(runs["sync"])
-    for scheduler in ("threads", "local"):
+    for scheduler in ("threads", "local", "processes"):
         assert chunk_files(runs[scheduler]) == reference, scheduler
         assert tiler.read_objects(runs[scheduler]).equals(table), scheduler
 
@@ -243,3 +258,22 @@ def test_reading_an_unfinished_run_is_refused(tmp_path, neon_tile):
     with pytest.raises(tiler.OutputError, match="run.json"):
         tiler.read_objects(dst)
     shutil.rmtree(dst)
+
+
+def test_local_cluster_listens_on_loopback_only():
+    """Every socket the default local cluster listens on is bound to 127.0.0.1."""
+    import psutil
+
+    from tiler.api import executor_for
+
+    before = {c.laddr for c in psutil.Process().net_connections("inet") if c.status == "LISTEN"}
+    messages = []
+    with executor_for("local", log=messages.append):
+        listening = [
+            c.laddr
+            for c in psutil.Process().net_connections("inet")
+            if c.status == "LISTEN" and c.laddr not in before
+        ]
+    assert listening, "the dashboard should listen"
+    assert all(address.ip == "127.0.0.1" for address in listening), listening
+    assert any("http://127.0.0.1:" in m for m in messages), messages

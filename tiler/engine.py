@@ -16,7 +16,6 @@ The driver holds only per-label statistics and seam pairs; tiles stay on the wor
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tiler import cache as value_cache
 from tiler.config import FillHoles, Otsu, Pipeline, RemoveSmallObjects, Stage
 from tiler.errors import InputError
 from tiler.io.output import create_mask_store
@@ -96,11 +96,11 @@ class Passes:
         executor: Executor,
         workdir: Path,
         log: Log = lambda message: None,
-        cache_dir: Path | None = None,
+        cache: str | None = None,
     ):
         self.source, self.pipeline, self.grid = source, pipeline, grid
         self.executor, self.workdir, self.log = executor, workdir, log
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else workdir / "values"
+        self.cache = cache if cache is not None else str(workdir / "values")
         self.timings: dict[str, float] = {}
 
     def _compute(self, name: str, graph: Graph) -> list:
@@ -123,8 +123,9 @@ class Passes:
             t = pipeline.threshold.value
             return RasterMask(self.source, pipeline, t), t, None
         halo = pipeline.stages()[0].reach
-        cache = self.cache_dir
-        cache.mkdir(parents=True, exist_ok=True)
+        cache = self.cache
+        if not cache.startswith(value_cache.MEMORY):
+            Path(cache).mkdir(parents=True, exist_ok=True)
         (value_range,) = self._compute(
             "preprocess", range_graph(self.source, pipeline, grid, halo, str(cache))
         )
@@ -237,7 +238,7 @@ class Passes:
 
     def _drop_value_cache(self) -> None:
         """The stored mask replaces the value cache: free the disk early."""
-        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        value_cache.drop(self.cache)
 
     def _materialise(self, name: str, recipes: Callable[[int], TileMask], path: str) -> None:
         self._compute(name, mask_graph(recipes, self.grid, path=path))

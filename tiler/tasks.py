@@ -9,13 +9,12 @@ times, with the same result. The graphs that call them are built in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import zarr
 
+from tiler import cache as value_cache
 from tiler.config import FillHoles, Morphology, Pipeline, RemoveSmallObjects
 from tiler.io.raster import RasterSource, WindowRC
 from tiler.kernels.filters import gaussian
@@ -77,14 +76,8 @@ def index_window(
     return preprocess(image, pipeline)[crop], valid[crop]
 
 
-def _cache_paths(directory: str, window: WindowRC) -> tuple[Path, Path]:
-    (r0, r1), (c0, c1) = window
-    stem = Path(directory) / f"{r0}-{r1}-{c0}-{c1}"
-    return stem.with_suffix(".values.npy"), stem.with_suffix(".valid.npy")
-
-
 def cached_values(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC, directory: str
+    source: RasterSource, pipeline: Pipeline, window: WindowRC, cache: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Values and valid mask of ``window`` from the cache, or computed again if it is not there.
 
@@ -92,33 +85,23 @@ def cached_values(
     worker on another machine, a cache cleaned away) gets the same values
     by reading the raster again.
     """
-    values_path, valid_path = _cache_paths(directory, window)
-    try:
-        return np.load(values_path), np.load(valid_path)
-    except FileNotFoundError:
-        return index_window(source, pipeline, window)
+    found = value_cache.get(cache, window)
+    return found if found is not None else index_window(source, pipeline, window)
 
 
 def cache_values(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC, halo: int, directory: str
+    source: RasterSource, pipeline: Pipeline, window: WindowRC, halo: int, cache: str
 ) -> tuple[float, float, int]:
-    """Preprocess a tile once, keep its values (with ``halo``) on local disk, return its range.
+    """Preprocess a tile once, keep its values (grown by ``halo``), return its value range.
 
-    The global Otsu threshold needs two looks at the values (their range, then
-    their histogram over it) before the mask can be made; decoding and
-    filtering once and reading the values back is much cheaper than doing
-    it three times. The cache holds the tile grown by ``halo`` (the reach of
-    the local steps after the threshold), so the mask pass needs nothing else.
-
-    Returns ``(min, max, n_valid)`` over the valid pixels of the tile itself.
+    The cache holds the tile grown by ``halo`` (the reach of the local steps
+    after the threshold), so the mask pass needs nothing else (see
+    :mod:`tiler.cache`). Returns ``(min, max, n_valid)`` over the valid pixels
+    of the tile itself.
     """
     outer, crop = expand(window, halo, _shape(source))
     values, valid = index_window(source, pipeline, outer)
-    for path, array in zip(_cache_paths(directory, outer), (values, valid), strict=True):
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as f:
-            np.save(f, array)  # raw .npy: written and read at memory speed
-        os.replace(partial, path)
+    value_cache.put(cache, outer, values, valid)
     core, core_valid = values[crop], valid[crop]
     if not core_valid.any():
         return (np.inf, -np.inf, 0)
@@ -131,13 +114,13 @@ def cached_histogram(
     pipeline: Pipeline,
     window: WindowRC,
     halo: int,
-    directory: str,
+    cache: str,
     vmin: float,
     vmax: float,
 ) -> np.ndarray:
     """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid (cached) values."""
     outer, crop = expand(window, halo, _shape(source))
-    values, valid = cached_values(source, pipeline, outer, directory)
+    values, valid = cached_values(source, pipeline, outer, cache)
     return masked_histogram(values[crop], valid[crop], vmin, vmax)
 
 
@@ -167,10 +150,10 @@ class RasterMask:
 class CachedMask(RasterMask):
     """:class:`RasterMask` from the values that :func:`cache_values` kept (same windows)."""
 
-    directory: str = ""
+    cache: str = ""
 
     def read(self, window: WindowRC) -> np.ndarray:
-        values, valid = cached_values(self.source, self.pipeline, window, self.directory)
+        values, valid = cached_values(self.source, self.pipeline, window, self.cache)
         return foreground(values, valid, self.threshold, self.pipeline.polarity)
 
 

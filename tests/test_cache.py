@@ -1,0 +1,51 @@
+"""The Otsu value cache: memory or files, and a miss only costs time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tiler import cache
+from tiler.config import load_pipeline
+from tiler.io.raster import ArraySource
+from tiler.tasks import cache_values, cached_values
+
+
+@pytest.fixture(params=["memory", "directory"])
+def store(request, tmp_path):
+    name = cache.memory_cache() if request.param == "memory" else str(tmp_path)
+    yield name
+    cache.drop(name)
+
+
+def test_put_get_drop(store):
+    window = ((0, 3), (5, 9))
+    values, valid = np.arange(12.0).reshape(3, 4), np.eye(3, 4, dtype=bool)
+    assert cache.get(store, window) is None
+    cache.put(store, window, values, valid)
+    got_values, got_valid = cache.get(store, window)
+    np.testing.assert_array_equal(got_values, values)
+    np.testing.assert_array_equal(got_valid, valid)
+    assert cache.get(store, ((0, 3), (5, 8))) is None
+    cache.drop(store)
+    assert cache.get(store, window) is None
+
+
+def test_a_miss_recomputes_the_same_values(store):
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (3, 40, 50)).astype(np.uint8)
+    valid = rng.random((40, 50)) > 0.1
+    source = ArraySource(image, valid)
+    pipeline = load_pipeline().resolve_bands(3)
+    window = ((10, 30), (20, 50))
+    lo, hi, n = cache_values(source, pipeline, window, 3, store)
+    outer = ((7, 33), (17, 50))
+    cached = cache.get(store, outer)
+    assert cached is not None
+    assert n == valid[10:30, 20:50].sum()
+    assert lo == cached[0][3:23, 3:][valid[10:30, 20:50]].min()
+    assert hi == cached[0][3:23, 3:][valid[10:30, 20:50]].max()
+    cache.drop(store)
+    again = cached_values(source, pipeline, outer, store)
+    np.testing.assert_array_equal(again[0], cached[0])
+    np.testing.assert_array_equal(again[1], cached[1])
