@@ -14,7 +14,7 @@ from skimage.morphology import disk
 
 from tiler.kernels.filters import gaussian
 from tiler.kernels.indices import excess_green, excess_green_bands, gray
-from tiler.kernels.label import label, tile_stats
+from tiler.kernels.label import label, relabel, tile_stats
 from tiler.kernels.morphology import dilation, erosion
 from tiler.kernels.threshold import histogram, masked_histogram, otsu_from_histogram
 
@@ -131,3 +131,12 @@ def test_labels_and_tile_stats_match_scikit_image(seed, shape, connectivity, den
     firsts = [(c[0, 0] + origin[0]) * image_shape[1] + c[0, 1] + origin[1] for c in props["coords"]]
     np.testing.assert_array_equal(stats.first[order], np.array(firsts, dtype=np.int64))
     assert not stats.border.any()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([np.bool_, np.uint32, np.uint64]))
+def test_relabel_is_fancy_indexing(seed, shape, dtype):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 30, shape).astype(np.int32)
+    lut = rng.integers(0, 2 if dtype is np.bool_ else 2**31, 30).astype(dtype)
+    np.testing.assert_array_equal(relabel(labels, lut), lut[labels])

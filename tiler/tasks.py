@@ -19,7 +19,7 @@ from tiler.config import FillHoles, Morphology, Pipeline, RemoveSmallObjects
 from tiler.io.raster import RasterSource, WindowRC
 from tiler.kernels.filters import gaussian
 from tiler.kernels.indices import compute_index
-from tiler.kernels.label import Edges, TileStats, label, tile_stats
+from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
 from tiler.kernels.morphology import morphology
 from tiler.kernels.threshold import foreground, masked_histogram
 
@@ -198,10 +198,10 @@ class TileMask:
         for step, lut in self.edits:
             if isinstance(step, FillHoles):
                 holes, _ = label(~mask, 1)
-                mask = mask | lut[holes]
+                mask = mask | relabel(holes, lut)
             else:
                 objects, _ = label(mask, self.connectivity)
-                mask = lut[objects]
+                mask = relabel(objects, lut)
         return mask
 
     def read(
@@ -250,13 +250,10 @@ def write_mask(recipe: TileMask, window: WindowRC, path: str) -> None:
 
 def write_labels(
     recipe: TileMask, window: WindowRC, connectivity: int, lut: np.ndarray, path: str
-) -> int:
+) -> None:
     """Relabel a tile with its slice of the final look-up table and write its chunk.
 
     Writes are chunk-aligned, so they need no lock and may run twice.
-    Returns the number of object pixels written.
     """
     labels, _ = label(recipe.read(window), connectivity)
-    out = lut[labels]
-    _write_chunk(path, window, out)
-    return int(np.count_nonzero(out))
+    _write_chunk(path, window, relabel(labels, lut))
