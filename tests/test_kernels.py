@@ -16,7 +16,12 @@ from tiler.kernels.filters import gaussian
 from tiler.kernels.indices import excess_green, excess_green_bands, gray
 from tiler.kernels.label import label, relabel, tile_stats
 from tiler.kernels.morphology import dilation, erosion
-from tiler.kernels.threshold import histogram, masked_histogram, otsu_from_histogram
+from tiler.kernels.threshold import (
+    histogram,
+    masked_histogram,
+    masked_range,
+    otsu_from_histogram,
+)
 
 
 @settings(max_examples=50, deadline=None)
@@ -140,3 +145,19 @@ def test_relabel_is_fancy_indexing(seed, shape, dtype):
     labels = rng.integers(0, 30, shape).astype(np.int32)
     lut = rng.integers(0, 2 if dtype is np.bool_ else 2**31, 30).astype(dtype)
     np.testing.assert_array_equal(relabel(labels, lut), lut[labels])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([0.0, 0.5, 1.0]), st.booleans())
+def test_masked_range_is_numpys(seed, shape, invalid, with_nan):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=shape)
+    valid = rng.random(shape) >= invalid
+    if with_nan:
+        values.flat[rng.integers(values.size)] = np.nan
+    lo, hi, n = masked_range(values, valid)
+    assert n == valid.sum()
+    if n == 0:
+        assert (lo, hi) == (np.inf, -np.inf)
+    else:
+        np.testing.assert_array_equal([lo, hi], [values[valid].min(), values[valid].max()])

@@ -134,6 +134,11 @@ class Passes:
             raise InputError(
                 f"{self.source.name}: no valid pixels (the dataset mask is empty everywhere)"
             )
+        if not (np.isfinite(vmin) and np.isfinite(vmax)):
+            raise InputError(
+                f"{self.source.name}: the preprocessed values are not finite at valid pixels "
+                f"(range [{vmin}, {vmax}]); mark NaN or infinite pixels as nodata"
+            )
         (counts,) = self._compute(
             "histogram",
             histogram_graph(self.source, pipeline, grid, halo, str(cache), vmin, vmax),

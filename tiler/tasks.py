@@ -17,11 +17,12 @@ import zarr
 from tiler import cache as value_cache
 from tiler.config import FillHoles, Morphology, Pipeline, RemoveSmallObjects
 from tiler.io.raster import RasterSource, WindowRC
+from tiler.kernels.buffers import scratch
 from tiler.kernels.filters import gaussian
 from tiler.kernels.indices import compute_index
 from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
 from tiler.kernels.morphology import morphology
-from tiler.kernels.threshold import foreground, masked_histogram
+from tiler.kernels.threshold import foreground, masked_histogram, masked_range
 
 
 def expand(
@@ -54,6 +55,9 @@ def _shape(source: RasterSource) -> tuple[int, int]:
 def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
     """Index then filters, in float64, on an array of the selected bands."""
     index = pipeline.index
+    filters = pipeline.filters
+    # An index that a filter consumes lives in a per-thread scratch buffer.
+    out = scratch("index", image.shape[1:], np.float64) if filters else None
     values = compute_index(
         image,
         index.name,
@@ -61,8 +65,9 @@ def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
         red=index.red,
         nir=index.nir,
         band=index.band,
+        out=out,
     )
-    for step in pipeline.filters:
+    for step in filters:
         values = gaussian(values, step.sigma)
     return values
 
@@ -102,11 +107,7 @@ def cache_values(
     outer, crop = expand(window, halo, _shape(source))
     values, valid = index_window(source, pipeline, outer)
     value_cache.put(cache, outer, values, valid)
-    core, core_valid = values[crop], valid[crop]
-    if not core_valid.any():
-        return (np.inf, -np.inf, 0)
-    inside = core[core_valid]
-    return (float(inside.min()), float(inside.max()), len(inside))
+    return masked_range(values[crop], valid[crop])
 
 
 def cached_histogram(

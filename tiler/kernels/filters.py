@@ -17,6 +17,8 @@ import numba
 import numpy as np
 from scipy.ndimage._filters import _gaussian_kernel1d
 
+from tiler.kernels.buffers import scratch
+
 GAUSSIAN_TRUNCATE = 4.0
 
 
@@ -66,7 +68,7 @@ def _correlate_cols(x, w, out):  # pragma: no cover - compiled
                 out[i, c] += (line[r + c - k] + line[r + c + k]) * wk
 
 
-def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian(image: np.ndarray, sigma: float, *, out: np.ndarray | None = None) -> np.ndarray:
     """``scipy.ndimage.gaussian_filter(image, sigma, mode="nearest", truncate=4.0)``, bit for bit.
 
     Reaches ``int(4.0 * sigma + 0.5)`` pixels. Every output pixel depends only
@@ -79,9 +81,10 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
         from scipy import ndimage as ndi
 
         return ndi.gaussian_filter(x, sigma, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
-    rows = np.empty_like(x)
+    rows = scratch("gaussian-rows", x.shape, np.float64)
     _correlate_rows(x, w, rows)
-    out = np.empty_like(x)
+    if out is None:
+        out = np.empty_like(x)
     _correlate_cols(rows, w, out)
     return out
 

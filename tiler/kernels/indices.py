@@ -52,14 +52,17 @@ def _excess_green(red, green, blue, out):  # pragma: no cover - compiled
                 out[i, j] = 0.0
 
 
-def excess_green_bands(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
+def excess_green_bands(
+    red: np.ndarray, green: np.ndarray, blue: np.ndarray, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`excess_green` of three raw bands of any dtype, in one fused pass.
 
     Our own loop (numba) because it is measurably faster than NumPy's nine
     temporaries (about 8x on a 2048 x 2048 uint8 tile), and bit-identical:
     the same IEEE operations per pixel, without fused multiply-adds.
     """
-    out = np.empty(red.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(red.shape, dtype=np.float64)
     _excess_green(red, green, blue, out)
     return out
 
@@ -95,14 +98,16 @@ def compute_index(
     red: int | None = None,
     nir: int | None = None,
     band: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The named index of ``image``, the selected bands as read (any dtype).
 
     ``bands`` are the file band numbers of ``image``'s planes (for NDVI roles).
     Values are converted to float64 first, as DESIGN.md section 3 specifies.
+    ExG is written into ``out`` when given.
     """
     if name == "exg":
-        return excess_green_bands(image[0], image[1], image[2])
+        return excess_green_bands(image[0], image[1], image[2], out=out)
     if name == "band":
         return np.array(image[band - 1], dtype=np.float64)
     values = image.astype(np.float64, copy=False)

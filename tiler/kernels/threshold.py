@@ -73,6 +73,35 @@ def otsu_from_histogram(counts: np.ndarray, vmin: float, vmax: float) -> float:
     return threshold_otsu(hist=(np.asarray(counts), centers))
 
 
+@numba.njit(cache=True, nogil=True)
+def _masked_range(values, valid):  # pragma: no cover - compiled
+    lo, hi, n, nan = np.inf, -np.inf, 0, False
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if valid[i, j]:
+                x = values[i, j]
+                if x < lo:
+                    lo = x
+                if x > hi:
+                    hi = x
+                if x != x:
+                    nan = True
+                n += 1
+    if nan:
+        return np.nan, np.nan, n
+    return lo, hi, n
+
+
+def masked_range(values: np.ndarray, valid: np.ndarray) -> tuple[float, float, int]:
+    """``(values[valid].min(), values[valid].max(), valid.sum())`` without the copy.
+
+    ``(inf, -inf, 0)`` when nothing is valid; NaN bounds when a valid value is
+    NaN, as NumPy's ``min``/``max`` would give.
+    """
+    lo, hi, n = _masked_range(values, valid)
+    return float(lo), float(hi), int(n)
+
+
 def foreground(
     values: np.ndarray, valid: np.ndarray, threshold: float, polarity: str
 ) -> np.ndarray:
