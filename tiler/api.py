@@ -9,7 +9,6 @@ import platform
 import shutil
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from tiler.engine import Passes
 from tiler.errors import ConfigError
 from tiler.io import output
 from tiler.io.raster import GeoTiffSource, RasterSource, fingerprint, open_geotiff
-from tiler.kernels import warm_up
 from tiler.plan import Executor, TileGrid
 
 DEFAULT_CHUNK_SIZE = 2048
@@ -211,9 +209,6 @@ def run(
     RunResult
     """
     started = time.perf_counter()
-    # numba's runtime takes ~0.1 s to start on first use: let it start while
-    # the input is checked and the cluster comes up.
-    threading.Thread(target=warm_up, name="tiler-warm-up", daemon=True).start()
     log = log or (lambda message: None)
     pipeline = _pipeline(config)
     chunks = _chunks(chunk_size)
