@@ -277,3 +277,14 @@ def test_local_cluster_listens_on_loopback_only():
     assert listening, "the dashboard should listen"
     assert all(address.ip == "127.0.0.1" for address in listening), listening
     assert any("http://127.0.0.1:" in m for m in messages), messages
+
+
+def test_numpy_huge_page_advice_is_restored_after_a_run(tmp_path, neon_tile, monkeypatch):
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    toggle = np._core.multiarray._set_madvise_hugepage
+    before = toggle(True)
+    try:
+        tiler.run(neon_tile, tmp_path / "out", chunk_size=200, scheduler="sync")
+        assert toggle(True) is True  # what the run left behind: the value it found
+    finally:
+        toggle(before)
