@@ -49,3 +49,10 @@ def test_a_miss_recomputes_the_same_values(store):
     again = cached_values(source, pipeline, outer, store)
     np.testing.assert_array_equal(again[0], cached[0])
     np.testing.assert_array_equal(again[1], cached[1])
+
+
+def test_the_none_cache_keeps_nothing():
+    window = ((0, 2), (0, 2))
+    cache.put(cache.NONE, window, np.zeros((2, 2)), np.ones((2, 2), bool))
+    assert cache.get(cache.NONE, window) is None
+    cache.drop(cache.NONE)

@@ -8,8 +8,11 @@ filtering the raster three times. A cache is named by a string:
 * ``memory:<token>`` – the arrays themselves, kept in this process: no copy
   at all, for runs whose workers are threads of this process and whose values
   fit the memory budget;
-* a directory – raw ``.npy`` files (on tmpfs or in DST's work folder), for
-  worker processes or images too large for memory.
+* a directory – raw ``.npy`` files on tmpfs, for worker processes on this
+  machine;
+* ``none`` – nothing is kept: each pass computes the values again. For images
+  whose values fit neither (on this machine, recomputing beats writing them to
+  disk files: 9 bytes per pixel of writes and reads, throttled by writeback).
 
 A miss is never an error: the caller computes the values again, so the cache
 changes only the speed, never a result.
@@ -27,6 +30,7 @@ import numpy as np
 
 WindowRC = tuple[tuple[int, int], tuple[int, int]]
 MEMORY = "memory:"
+NONE = "none"
 
 _memory: dict[str, dict[WindowRC, tuple[np.ndarray, np.ndarray]]] = {}
 _lock = threading.Lock()
@@ -48,6 +52,8 @@ def _paths(directory: str, window: WindowRC) -> tuple[Path, Path]:
 
 def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> None:
     """Keep a tile's values and valid mask under ``window``."""
+    if cache == NONE:
+        return
     if cache.startswith(MEMORY):
         with _lock:
             store = _memory.get(cache)
@@ -63,6 +69,8 @@ def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> 
 
 def get(cache: str, window: WindowRC) -> tuple[np.ndarray, np.ndarray] | None:
     """The values and valid mask kept under ``window``, or ``None``."""
+    if cache == NONE:
+        return None
     if cache.startswith(MEMORY):
         with _lock:
             return _memory.get(cache, {}).get(window)
@@ -75,6 +83,8 @@ def get(cache: str, window: WindowRC) -> tuple[np.ndarray, np.ndarray] | None:
 
 def drop(cache: str) -> None:
     """Forget a cache and free what it holds."""
+    if cache == NONE:
+        return
     if cache.startswith(MEMORY):
         with _lock:
             _memory.pop(cache, None)

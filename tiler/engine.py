@@ -124,7 +124,7 @@ class Passes:
             return RasterMask(self.source, pipeline, t), t, None
         halo = pipeline.stages()[0].reach
         cache = self.cache
-        if not cache.startswith(value_cache.MEMORY):
+        if cache != value_cache.NONE and not cache.startswith(value_cache.MEMORY):
             Path(cache).mkdir(parents=True, exist_ok=True)
         (value_range,) = self._compute(
             "preprocess", range_graph(self.source, pipeline, grid, halo, str(cache))
