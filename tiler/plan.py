@@ -232,11 +232,8 @@ def write_graph(
 class Executor:
     """Runs graphs on a named scheduler (``sync``, ``threads``) or a distributed client."""
 
-    def __init__(
-        self, scheduler: Any = "threads", *, progress: Callable[[str], None] | None = None
-    ):
+    def __init__(self, scheduler: Any = "threads"):
         self.scheduler = scheduler
-        self.progress = progress
 
     def compute(self, graph: Graph) -> list[Any]:
         """The values of ``graph.keys``, in order."""
