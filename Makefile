@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check tiler tests
-	$(BIN)/ruff format --check tiler tests
+	$(BIN)/ruff check tiler tests benchmarks
+	$(BIN)/ruff format --check tiler tests benchmarks
 
 format: $(STAMP)
 	$(BIN)/ruff format tiler tests
