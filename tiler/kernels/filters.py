@@ -48,24 +48,29 @@ def _correlate_rows(x, w, out):  # pragma: no cover - compiled
 def _correlate_cols(x, w, out):  # pragma: no cover - compiled
     """Symmetric correlation along axis 1 with edge replication ("nearest").
 
-    Each tap is added for the whole row before the next, so the loops run
-    across pixels and vectorise; each pixel still sees SciPy's order of taps.
+    Each tap is added for the whole row (through 1-D contiguous views, which
+    LLVM vectorises) before the next, so the loops run across pixels; each
+    pixel still sees SciPy's order of taps.
     """
     n, m = x.shape
     r = len(w) // 2
     line = np.empty(m + 2 * r, dtype=np.float64)
+    acc = np.empty(m, dtype=np.float64)
     for i in range(n):
+        row = x[i]
+        line[r : r + m] = row
+        line[:r] = row[0]
+        line[r + m :] = row[m - 1]
+        centre = w[r]
         for c in range(m):
-            line[r + c] = x[i, c]
-        for k in range(r):
-            line[k] = x[i, 0]
-            line[r + m + k] = x[i, m - 1]
-        for c in range(m):
-            out[i, c] = line[r + c] * w[r]
+            acc[c] = line[r + c] * centre
         for k in range(r, 0, -1):
             wk = w[r - k]
+            left = line[r - k : r - k + m]
+            right = line[r + k : r + k + m]
             for c in range(m):
-                out[i, c] += (line[r + c - k] + line[r + c + k]) * wk
+                acc[c] += (left[c] + right[c]) * wk
+        out[i, :] = acc
 
 
 def gaussian(image: np.ndarray, sigma: float, *, out: np.ndarray | None = None) -> np.ndarray:
