@@ -50,6 +50,12 @@ def _paths(directory: str, window: WindowRC) -> tuple[Path, Path]:
     return stem.with_suffix(".values.npy"), stem.with_suffix(".valid.npy")
 
 
+def prepare(cache: str) -> None:
+    """Make a file cache's directory; the other kinds need nothing."""
+    if cache != NONE and not cache.startswith(MEMORY):
+        Path(cache).mkdir(parents=True, exist_ok=True)
+
+
 def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> None:
     """Keep a tile's values and valid mask under ``window``."""
     if cache == NONE:

@@ -40,7 +40,7 @@ from tiler.plan import (
     write_graph,
 )
 from tiler.stitch import Stitched, renumber, stitch
-from tiler.tasks import CachedMask, MaskBase, RasterMask, StoredMask, TileMask
+from tiler.tasks import MaskBase, RasterMask, StoredMask, TileMask
 
 Log = Callable[[str], None]
 
@@ -106,8 +106,9 @@ class Passes:
     def _compute(self, name: str, graph: Graph) -> list:
         start = time.perf_counter()
         results = self.executor.compute(graph)
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
-        self.log(f"{name}: {len(self.grid)} tiles in {time.perf_counter() - start:.2f} s")
+        seconds = time.perf_counter() - start
+        self.timings[name] = self.timings.get(name, 0.0) + seconds
+        self.log(f"{name}: {len(self.grid)} tiles in {seconds:.2f} s")
         return results
 
     # -- 1. threshold ------------------------------------------------------
@@ -123,11 +124,9 @@ class Passes:
             t = pipeline.threshold.value
             return RasterMask(self.source, pipeline, t), t, None
         halo = pipeline.stages()[0].reach
-        cache = self.cache
-        if cache != value_cache.NONE and not cache.startswith(value_cache.MEMORY):
-            Path(cache).mkdir(parents=True, exist_ok=True)
+        value_cache.prepare(self.cache)
         (value_range,) = self._compute(
-            "preprocess", range_graph(self.source, pipeline, grid, halo, str(cache))
+            "preprocess", range_graph(self.source, pipeline, grid, halo, self.cache)
         )
         vmin, vmax, n_valid = value_range
         if n_valid == 0:
@@ -141,10 +140,10 @@ class Passes:
             )
         (counts,) = self._compute(
             "histogram",
-            histogram_graph(self.source, pipeline, grid, halo, str(cache), vmin, vmax),
+            histogram_graph(self.source, pipeline, grid, halo, self.cache, vmin, vmax),
         )
         t = float(otsu_from_histogram(counts, vmin, vmax))
-        return CachedMask(self.source, pipeline, t, str(cache)), t, value_range
+        return RasterMask(self.source, pipeline, t, self.cache), t, value_range
 
     # -- 2.-3. labelling ----------------------------------------------------
 

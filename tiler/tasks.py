@@ -132,26 +132,20 @@ def cached_histogram(
 
 @dataclass(frozen=True)
 class RasterMask:
-    """The thresholded mask computed from the raster (preprocess, threshold, ``&= valid``)."""
+    """The thresholded mask from the raster (preprocess, threshold, ``&= valid``).
+
+    With a ``cache`` (see :mod:`tiler.cache`), the values that
+    :func:`cache_values` kept for the same windows are used where present.
+    """
 
     source: RasterSource
     pipeline: Pipeline
     threshold: float
+    cache: str = value_cache.NONE
 
     @property
     def shape(self) -> tuple[int, int]:
         return _shape(self.source)
-
-    def read(self, window: WindowRC) -> np.ndarray:
-        values, valid = index_window(self.source, self.pipeline, window)
-        return foreground(values, valid, self.threshold, self.pipeline.polarity)
-
-
-@dataclass(frozen=True)
-class CachedMask(RasterMask):
-    """:class:`RasterMask` from the values that :func:`cache_values` kept (same windows)."""
-
-    cache: str = ""
 
     def read(self, window: WindowRC) -> np.ndarray:
         values, valid = cached_values(self.source, self.pipeline, window, self.cache)
@@ -170,7 +164,7 @@ class StoredMask:
         return np.asarray(zarr.open_array(self.path, mode="r")[r0:r1, c0:c1], dtype=bool)
 
 
-MaskBase = RasterMask | CachedMask | StoredMask
+MaskBase = RasterMask | StoredMask
 
 
 @dataclass(frozen=True)

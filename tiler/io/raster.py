@@ -51,10 +51,10 @@ def _open_cached(path: str):
     key = (path, stat.st_mtime_ns, stat.st_size)
     ds = handles.get(key)
     if ds is None or ds.closed:
-        for old in [k for k in handles if k[0] == path] + list(handles)[
-            : max(len(handles) - _MAX_HANDLES + 1, 0)
-        ]:
-            handles.pop(old).close()
+        for stale in [k for k in handles if k[0] == path]:  # the file changed
+            handles.pop(stale).close()
+        while len(handles) >= _MAX_HANDLES:  # dicts keep insertion order: oldest first
+            handles.pop(next(iter(handles))).close()
         ds = handles[key] = rasterio.open(path, driver="GTiff")
     return ds
 
