@@ -12,6 +12,7 @@ import rasterio
 import zarr
 from affine import Affine
 
+from tiler import cache
 from tiler.config import Pipeline
 from tiler.engine import Passes, Segmentation
 from tiler.io.output import object_columns
@@ -21,14 +22,25 @@ DATA = Path(__file__).parent / "data"
 UTM = "EPSG:32611"
 
 
+def value_cache_of(kind: str, work: Path) -> str:
+    """An Otsu value cache of one kind (see tiler.cache) for a run in ``work``."""
+    return {
+        "directory": lambda: str(work / "values"),
+        "memory": cache.memory_cache,
+        "codes": lambda: cache.codes_cache(work / "codes"),
+        "none": lambda: cache.NONE,
+    }[kind]()
+
+
 def run_tiled(
-    source, pipeline: Pipeline, chunks, scheduler="sync"
+    source, pipeline: Pipeline, chunks, scheduler="sync", cache_kind="directory"
 ) -> tuple[np.ndarray, Segmentation, dict]:
     """Run the passes on ``source`` and return (labels, segmentation, object columns)."""
     grid = TileGrid((source.height, source.width), tuple(chunks))
     work = Path(tempfile.mkdtemp(prefix="tiler-test-"))
+    values = value_cache_of(cache_kind, work)
     try:
-        passes = Passes(source, pipeline, grid, Executor(scheduler), work)
+        passes = Passes(source, pipeline, grid, Executor(scheduler), work, cache=values)
         seg = passes.segment()
         path = str(work / "labels.zarr")
         zarr.create_array(path, shape=grid.shape, chunks=grid.chunks, dtype=seg.dtype, fill_value=0)
@@ -36,6 +48,7 @@ def run_tiled(
         labels = zarr.open_array(path, mode="r")[:]
         return labels, seg, object_columns(seg.object_stats(), source.transform)
     finally:
+        cache.drop(values)
         shutil.rmtree(work, ignore_errors=True)
 
 

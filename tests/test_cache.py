@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pytest
+from conftest import run_tiled
 
 from tiler import cache
 from tiler.config import load_pipeline
@@ -56,3 +59,46 @@ def test_the_none_cache_keeps_nothing():
     cache.put(cache.NONE, window, np.zeros((2, 2)), np.ones((2, 2), bool))
     assert cache.get(cache.NONE, window) is None
     cache.drop(cache.NONE)
+
+
+@dataclass(frozen=True, eq=False)
+class CountingSource(ArraySource):
+    """An in-memory raster that counts the windows read from it."""
+
+    reads: list = field(default_factory=list)
+
+    def read(self, bands, window):
+        self.reads.append(window)
+        return super().read(bands, window)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reads_per_tile"),
+    [("memory", 1), ("directory", 1), ("codes", 2), ("none", 3)],
+)
+def test_how_often_each_kind_reads_the_raster(kind, reads_per_tile):
+    """Values are read once; codes save the mask pass its read; nothing saves nothing."""
+    rng = np.random.default_rng(9)
+    image = rng.integers(0, 255, (3, 30, 44)).astype(np.uint8)
+    source = CountingSource(image, rng.random((30, 44)) > 0.1)
+    pipeline = load_pipeline().resolve_bands(3)  # ExG, Gaussian, Otsu, closing, opening
+    reference = run_tiled(ArraySource(image, source.valid), pipeline, (8, 16))[0]
+    labels, _, _ = run_tiled(source, pipeline, (8, 16), cache_kind=kind)
+    np.testing.assert_array_equal(labels, reference)
+    assert len(source.reads) == reads_per_tile * 4 * 3
+
+
+def test_codes_are_kept_compressed_and_dropped(tmp_path):
+    name = cache.codes_cache(tmp_path / "codes")
+    cache.prepare(name)
+    window = ((2, 5), (0, 4))
+    codes = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    cache.put(name, window, np.zeros((3, 4)), np.ones((3, 4), bool))
+    assert cache.get(name, window) is None  # a codes cache keeps no values
+    assert cache.get_codes(name, window) is None
+    cache.put_codes(name, window, codes)
+    np.testing.assert_array_equal(cache.get_codes(name, window), codes)
+    assert not list((tmp_path / "codes").glob("*.partial"))
+    cache.drop(name)
+    assert not (tmp_path / "codes").exists()
+    assert cache.get_codes(name, window) is None

@@ -107,13 +107,19 @@ def cases(draw):
     valid = make_valid(
         draw(st.integers(0, 2**32 - 1)), (h, w), draw(st.sampled_from(["all", "block", "scatter"]))
     )
-    return image, valid, (ch, cw), draw(pipelines())
+    return image, valid, (ch, cw), draw(pipelines()), draw(cache_kinds)
 
 
-def assert_matches_reference(image, valid, chunks, pipeline, scheduler="sync"):
+# Where the Otsu passes keep what they computed: values, bin codes or nothing.
+cache_kinds = st.sampled_from(["directory", "memory", "codes", "none"])
+
+
+def assert_matches_reference(
+    image, valid, chunks, pipeline, scheduler="sync", cache_kind="directory"
+):
     source = ArraySource(image, valid, transform=TRANSFORM)
     ref = run_reference(image, valid, pipeline)
-    labels, seg, columns = run_tiled(source, pipeline, chunks, scheduler)
+    labels, seg, columns = run_tiled(source, pipeline, chunks, scheduler, cache_kind)
     assert seg.threshold == ref.threshold
     np.testing.assert_array_equal(labels, ref.labels)
     assert labels.dtype == np.uint32
@@ -129,15 +135,15 @@ def assert_matches_reference(image, valid, chunks, pipeline, scheduler="sync"):
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_tiled_equals_whole_image_reference(case):
-    image, valid, chunks, pipeline = case
-    assert_matches_reference(image, valid, chunks, pipeline)
+    image, valid, chunks, pipeline, cache_kind = case
+    assert_matches_reference(image, valid, chunks, pipeline, cache_kind=cache_kind)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_threaded_scheduler_gives_the_same_answer(case):
-    image, valid, chunks, pipeline = case
-    assert_matches_reference(image, valid, chunks, pipeline, scheduler="threads")
+    image, valid, chunks, pipeline, cache_kind = case
+    assert_matches_reference(image, valid, chunks, pipeline, "threads", cache_kind)
 
 
 @pytest.mark.parametrize("connectivity", [1, 2])

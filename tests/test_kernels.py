@@ -17,10 +17,15 @@ from tiler.kernels.indices import excess_green, excess_green_bands, gray
 from tiler.kernels.label import label, relabel, tile_stats
 from tiler.kernels.morphology import dilation, erosion
 from tiler.kernels.threshold import (
+    bin_edges,
+    code_foreground,
+    foreground,
     histogram,
+    histogram_codes,
     masked_histogram,
     masked_range,
     otsu_from_histogram,
+    threshold_index,
 )
 
 
@@ -145,6 +150,45 @@ def test_relabel_is_fancy_indexing(seed, shape, dtype):
     labels = rng.integers(0, 30, shape).astype(np.int32)
     lut = rng.integers(0, 2 if dtype is np.bool_ else 2**31, 30).astype(dtype)
     np.testing.assert_array_equal(relabel(labels, lut), lut[labels])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    shapes,
+    st.sampled_from([0.0, 0.3]),
+    st.sampled_from(["normal", "edges", "centres", "two"]),
+)
+def test_bin_codes_threshold_like_the_values(seed, shape, invalid, kind):
+    """``code >= k + 2`` is ``x > centers[k]`` for every bin ``k``, at edges and centres too."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=shape) * rng.choice([1e-9, 1.0, 1e8]) + rng.choice([0.0, 3.3])
+    vmin, vmax = values.min(), values.max()
+    edges, centers = bin_edges(vmin, vmax)
+    if kind == "edges":  # values exactly on the bin edges and just below them
+        values = rng.choice(np.concatenate([edges, np.nextafter(edges, -np.inf)]), shape)
+    elif kind == "centres":  # values exactly on the centres and just above them
+        values = rng.choice(np.concatenate([centers, np.nextafter(centers, np.inf)]), shape)
+    elif kind == "two":  # a two-valued image: Otsu picks the first bin
+        values = rng.choice([vmin, vmax], shape)
+    valid = rng.random(shape) >= invalid
+    valid.flat[0] = True
+    vmin, vmax = values[valid].min(), values[valid].max()
+    values[~valid] = np.nan  # what lies under nodata must not matter
+    _, centers = bin_edges(vmin, vmax)
+    core = (slice(shape[0] // 3, shape[0]), slice(0, max(1, shape[1] - 2)))
+    counts, codes = histogram_codes(values, valid, core, vmin, vmax)
+    np.testing.assert_array_equal(counts, histogram(values[core][valid[core]], vmin, vmax))
+    if vmin == vmax:
+        assert codes is None  # a constant image has no bins to code
+        return
+    assert codes is not None
+    for k in range(len(centers)):
+        for polarity in ("above", "below"):
+            expected = foreground(values, valid, centers[k], polarity)
+            np.testing.assert_array_equal(code_foreground(codes, k, polarity), expected)
+    t = otsu_from_histogram(histogram(values[valid], vmin, vmax), vmin, vmax)
+    assert centers[threshold_index(t, vmin, vmax)] == t
 
 
 @settings(max_examples=60, deadline=None)

@@ -154,16 +154,18 @@ def _on_this_machine(executor: Executor) -> bool:
 MEMORY_CACHE_BYTES = 2 * 2**30
 
 
-def choose_value_cache(grid: TileGrid, executor: Executor) -> str:
+def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Path) -> str:
     """Where the Otsu passes keep each tile's values (see :mod:`tiler.cache`).
 
     In memory when every task runs in this process and the values (9 bytes
     per pixel) fit both ``MEMORY_CACHE_BYTES`` and a quarter of the free
     memory: the arrays are kept as computed, at no cost. Otherwise on
     /dev/shm when every worker is on this machine and they fit a quarter of
-    the free memory. Otherwise nowhere: the passes compute the values again,
-    which on this machine beats writing them to disk (1.07 gigapixels: 72 s
-    with a file cache in DST's work folder, 59 s recomputing).
+    the free memory. Otherwise, with workers on this machine, the histogram
+    pass keeps compressed bin codes in DST's work folder (writing the values
+    themselves there is slower than recomputing them: 1.07 gigapixels took
+    72 s with such a file cache, 59 s recomputing; with the codes, see
+    benchmarks/README.md). Remote workers recompute.
     """
     estimate = 9 * grid.shape[0] * grid.shape[1] * 1.1
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -173,6 +175,8 @@ def choose_value_cache(grid: TileGrid, executor: Executor) -> str:
     if shm.is_dir() and os.access(shm, os.W_OK) and _on_this_machine(executor):
         if estimate < 0.25 * min(shutil.disk_usage(shm).free, available):
             return tempfile.mkdtemp(prefix="tiler-values-", dir=shm)
+    if _on_this_machine(executor):
+        return value_cache.codes_cache(workdir / "codes")
     return value_cache.NONE
 
 
@@ -253,7 +257,7 @@ def run(
                 client if client is not None else scheduler, workers=workers, log=log
             ) as executor,
         ):
-            cache = choose_value_cache(grid, executor)
+            cache = choose_value_cache(grid, executor, workdir)
             passes = Passes(source, pipeline, grid, executor, workdir, log, cache)
             segmentation = passes.segment()
             array = output.create_label_store(

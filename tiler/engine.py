@@ -28,7 +28,7 @@ from tiler.config import FillHoles, Otsu, Pipeline, RemoveSmallObjects, Stage
 from tiler.errors import InputError
 from tiler.io.output import create_mask_store
 from tiler.io.raster import RasterSource
-from tiler.kernels.threshold import otsu_from_histogram
+from tiler.kernels.threshold import codes_possible, otsu_from_histogram, threshold_index
 from tiler.plan import (
     Executor,
     Graph,
@@ -118,6 +118,8 @@ class Passes:
 
         With Otsu, the tiles are preprocessed once into a value cache (grown by
         the first stage's halo); the histogram and the mask are made from it.
+        When the values are not kept, the histogram pass keeps bin codes for
+        the mask instead (see :mod:`tiler.cache`).
         """
         pipeline, grid = self.pipeline, self.grid
         if not isinstance(pipeline.threshold, Otsu):
@@ -143,7 +145,9 @@ class Passes:
             histogram_graph(self.source, pipeline, grid, halo, self.cache, vmin, vmax),
         )
         t = float(otsu_from_histogram(counts, vmin, vmax))
-        return RasterMask(self.source, pipeline, t, self.cache), t, value_range
+        codes = value_cache.keeps_codes(self.cache) and codes_possible(vmin, vmax)
+        index = threshold_index(t, vmin, vmax) if codes else None
+        return RasterMask(self.source, pipeline, t, self.cache, index), t, value_range
 
     # -- 2.-3. labelling ----------------------------------------------------
 

@@ -22,7 +22,13 @@ from tiler.kernels.filters import gaussian
 from tiler.kernels.indices import compute_index
 from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
 from tiler.kernels.morphology import morphology
-from tiler.kernels.threshold import foreground, masked_histogram, masked_range
+from tiler.kernels.threshold import (
+    code_foreground,
+    foreground,
+    histogram_codes,
+    masked_histogram,
+    masked_range,
+)
 
 
 def expand(
@@ -119,10 +125,19 @@ def cached_histogram(
     vmin: float,
     vmax: float,
 ) -> np.ndarray:
-    """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid (cached) values."""
+    """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid (cached) values.
+
+    With a cache that keeps codes, the bin codes of the tile grown by ``halo``
+    are kept there for the mask pass (see :func:`histogram_codes`).
+    """
     outer, crop = expand(window, halo, _shape(source))
     values, valid = cached_values(source, pipeline, outer, cache)
-    return masked_histogram(values[crop], valid[crop], vmin, vmax)
+    if not value_cache.keeps_codes(cache):
+        return masked_histogram(values[crop], valid[crop], vmin, vmax)
+    counts, codes = histogram_codes(values, valid, crop, vmin, vmax)
+    if codes is not None:
+        value_cache.put_codes(cache, outer, codes)
+    return counts
 
 
 # ---------------------------------------------------------------------------
@@ -134,20 +149,27 @@ def cached_histogram(
 class RasterMask:
     """The thresholded mask from the raster (preprocess, threshold, ``&= valid``).
 
-    With a ``cache`` (see :mod:`tiler.cache`), the values that
-    :func:`cache_values` kept for the same windows are used where present.
+    With a ``cache`` (see :mod:`tiler.cache`), what the Otsu passes kept for
+    the same windows is used where present: the values, or the bin codes,
+    which give the same mask when ``threshold`` is the centre of bin
+    ``threshold_bin`` of the histogram they were made for.
     """
 
     source: RasterSource
     pipeline: Pipeline
     threshold: float
     cache: str = value_cache.NONE
+    threshold_bin: int | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
         return _shape(self.source)
 
     def read(self, window: WindowRC) -> np.ndarray:
+        if self.threshold_bin is not None:
+            codes = value_cache.get_codes(self.cache, window)
+            if codes is not None:
+                return code_foreground(codes, self.threshold_bin, self.pipeline.polarity)
         values, valid = cached_values(self.source, self.pipeline, window, self.cache)
         return foreground(values, valid, self.threshold, self.pipeline.polarity)
 

@@ -58,18 +58,111 @@ def masked_histogram(values: np.ndarray, valid: np.ndarray, vmin: float, vmax: f
     the counts are identical.
     """
     lo, hi = _outer_edges(vmin, vmax)
-    edges = np.histogram_bin_edges(np.empty(0, dtype=np.float64), bins=NBINS, range=(lo, hi))
+    edges, _ = bin_edges(vmin, vmax)
     counts = np.zeros(NBINS, dtype=np.int64)
     _masked_histogram(values, valid, float(lo), float(hi), edges, counts)
     return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _histogram_codes(
+    values, valid, core, lo, hi, edges, centers, counts, codes
+):  # pragma: no cover
+    nbins = len(counts)
+    denominator = hi - lo
+    r0, r1, c0, c1 = core
+    sound = True
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if not valid[i, j]:
+                codes[i, j] = 0
+                continue
+            x = values[i, j]
+            if not (x >= lo and x <= hi):
+                codes[i, j] = 0
+                sound = False  # a valid value outside the global range: no codes
+                continue
+            k = int(((x - lo) / denominator) * nbins)  # as _masked_histogram
+            if k == nbins:
+                k -= 1
+            if x < edges[k]:
+                k -= 1
+            if k != nbins - 1 and x >= edges[k + 1]:
+                k += 1
+            if x < edges[k] or (k != nbins - 1 and x >= edges[k + 1]):
+                sound = False  # NumPy's single correction step was not enough
+            codes[i, j] = 1 + k + (1 if x > centers[k] else 0)
+            if r0 <= i < r1 and c0 <= j < c1:
+                counts[k] += 1
+    return sound
+
+
+def bin_edges(vmin: float, vmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """The 257 edges and 256 centres ``threshold_otsu`` uses for values in ``[vmin, vmax]``."""
+    edges = np.histogram_bin_edges(
+        np.empty(0, dtype=np.float64), bins=NBINS, range=_outer_edges(vmin, vmax)
+    )
+    return edges, (edges[:-1] + edges[1:]) / 2.0
+
+
+def codes_possible(vmin: float, vmax: float) -> bool:
+    """Whether every bin's centre lies strictly inside it (not so for ranges of a few ulps)."""
+    edges, centers = bin_edges(vmin, vmax)
+    return vmin < vmax and bool(np.all((edges[:-1] < centers) & (centers < edges[1:])))
+
+
+def histogram_codes(
+    values: np.ndarray,
+    valid: np.ndarray,
+    core: tuple[slice, slice],
+    vmin: float,
+    vmax: float,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The 256-bin histogram of ``values[core]`` (as :func:`masked_histogram`) and bin codes.
+
+    The code of a valid pixel ``x`` in bin ``b`` (``edges[b] <= x < edges[b+1]``)
+    is ``1 + b + (x > centers[b])``; invalid pixels get 0. As every Otsu
+    threshold is a bin centre and the centres increase with the bins,
+    ``x > centers[k]`` is exactly ``code >= k + 2`` (:func:`code_foreground`),
+    so a mask pass can threshold 2-byte codes instead of recomputing the
+    float64 values. The codes cover all of ``values`` (halo included); they
+    are ``None`` when that equivalence cannot be guaranteed for this tile.
+    """
+    edges, centers = bin_edges(vmin, vmax)
+    lo, hi = _outer_edges(vmin, vmax)
+    counts = np.zeros(NBINS, dtype=np.int64)
+    codes = np.empty(values.shape, dtype=np.uint16)
+    rows, cols = core
+    bounds = (rows.start, rows.stop, cols.start, cols.stop)
+    sound = _histogram_codes(
+        values, valid, bounds, float(lo), float(hi), edges, centers, counts, codes
+    )
+    return counts, codes if sound and codes_possible(vmin, vmax) else None
+
+
+def threshold_index(threshold: float, vmin: float, vmax: float) -> int:
+    """The bin whose centre is the Otsu threshold ``threshold``."""
+    _, centers = bin_edges(vmin, vmax)
+    (found,) = np.nonzero(centers == threshold)
+    if len(found) != 1:
+        raise ValueError(f"{threshold!r} is not one of the bin centres of [{vmin!r}, {vmax!r}]")
+    return int(found[0])
+
+
+def code_foreground(codes: np.ndarray, index: int, polarity: str) -> np.ndarray:
+    """:func:`foreground` at the threshold ``centers[index]``, from bin codes."""
+    above = codes >= index + 2
+    if polarity == "below":
+        np.logical_not(above, out=above)
+        above &= codes != 0
+    return above
 
 
 def otsu_from_histogram(counts: np.ndarray, vmin: float, vmax: float) -> float:
     """The threshold ``threshold_otsu`` returns for an image with this histogram and range."""
     if vmin == vmax:  # scikit-image returns the single value of a constant image
         return vmin
-    edges = np.histogram_bin_edges(np.empty(0, dtype=np.float64), bins=NBINS, range=(vmin, vmax))
-    centers = (edges[:-1] + edges[1:]) / 2.0
+    _, centers = bin_edges(vmin, vmax)
     return threshold_otsu(hist=(np.asarray(counts), centers))
 
 
