@@ -46,7 +46,7 @@ def versions() -> dict[str, str]:
 
 
 def run_tiler(src: Path, dst: Path, chunk: int) -> dict[str, Any]:
-    """``tiler.run`` with its defaults (a LocalCluster of one process per core)."""
+    """``tiler.run`` with its defaults (an in-process LocalCluster, one thread per core)."""
     import numpy as np
     import pyarrow.parquet as pq
 
