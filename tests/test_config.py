@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 from scipy import ndimage as ndi
+from skimage.filters import threshold_local
 
 from tiler.config import (
     DEFAULT_PIPELINE_YAML,
@@ -15,10 +16,14 @@ from tiler.config import (
     FixedThreshold,
     Gaussian,
     Index,
+    LocalThreshold,
+    Median,
     Morphology,
+    MultiOtsu,
     Otsu,
     Pipeline,
     RemoveSmallObjects,
+    Smooth,
     Stage,
     load_pipeline,
     parse_pipeline,
@@ -26,7 +31,7 @@ from tiler.config import (
 from tiler.errors import ConfigError, TilerError
 
 DEFAULT = yaml.safe_load(DEFAULT_PIPELINE_YAML)
-REFINE_STEPS = "erosion, dilation, opening, closing, fill_holes, remove_small_objects"
+REFINE_STEPS = "erosion, dilation, opening, closing, smooth, fill_holes, remove_small_objects"
 
 
 def pipeline(**data) -> Pipeline:
@@ -106,6 +111,15 @@ ROUND_TRIPS = {
             {"remove_small_objects": {"min_area": 5}},
         ]
     },
+    "hsv-median-multi-otsu-smooth": {
+        "preprocess": [{"index": {"hsv": "s"}}, {"median": {"radius": 2}}],
+        "threshold": {"multi_otsu": {"classes": 3, "keep": [1, 2]}},
+        "refine": [{"smooth": {"sigma": 1.5}}, {"fill_holes": {}}],
+    },
+    "exgr-local-threshold": {
+        "preprocess": [{"index": "exgr"}],
+        "threshold": {"local": {"block_size": 31, "method": "median", "offset": -0.01}},
+    },
 }
 
 
@@ -158,6 +172,11 @@ def test_step_classes_follow_the_design():
     assert Morphology("erosion", 1).kind == "local"
     assert FillHoles().kind == "object" and FillHoles().reach == 0
     assert RemoveSmallObjects(3).kind == "object" and RemoveSmallObjects(3).reach == 0
+    assert Index("hsv", channel="h").kind == "pixel" and Index("exgr").reach == 0
+    assert Median(3).kind == "local" and Median(3).reach == 3
+    assert Smooth(1.0).kind == "local" and Smooth(1.0).reach == Gaussian(1.0).reach
+    assert MultiOtsu(3, (2,)).kind == "global"
+    assert LocalThreshold(31, "mean").kind == "local" and LocalThreshold(31, "mean").reach == 15
 
 
 # ---------------------------------------------------------------------------
@@ -171,6 +190,23 @@ def test_step_classes_follow_the_design():
 )
 def test_gaussian_reach(sigma, reach):
     assert Gaussian(sigma).reach == reach == int(4 * sigma + 0.5)
+
+
+@pytest.mark.parametrize("block_size", [3, 5, 7, 11, 15, 31, 61])
+@pytest.mark.parametrize("method", ["gaussian", "mean"])
+def test_local_threshold_reach_is_scikit_images_support(block_size, method):
+    """A pixel changes the local threshold exactly ``reach`` pixels away, not further.
+
+    (The median's window is ``block_size`` wide by definition; the property
+    tests cover it against the whole image.)
+    """
+    impulse = np.zeros((1, 2 * block_size + 41))
+    centre = impulse.shape[1] // 2
+    impulse[0, centre] = 1.0
+    changed = np.flatnonzero(threshold_local(impulse, block_size, method, mode="nearest"))
+    reach = LocalThreshold(block_size, method).reach
+    assert changed[0] == centre - reach
+    assert changed[-1] == centre + reach
 
 
 @pytest.mark.parametrize("sigma", [0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.5])
@@ -336,7 +372,7 @@ BAD = {
     "second-band": ({"preprocess": [EXG, {"band": 2}]}, ["preprocess[1].band", "first"]),
     "unknown-index": (
         {"preprocess": [{"index": "evi"}]},
-        ["preprocess[0].index", "'evi'", "exg, ndvi, gray"],
+        ["preprocess[0].index", "'evi'", "exg, exgr, ndvi, gray, {hsv: h|s|v}"],
     ),
     "index-extra": (
         {"preprocess": [{"index": "exg", "red": 1}]},
@@ -447,6 +483,47 @@ BAD = {
     "refine-extra-key": (
         {"refine": [{"closing": {"radius": 1}, "foo": 1}]},
         ["refine[0]", "'foo'", "'closing'"],
+    ),
+    "hsv-without-channel": (
+        {"preprocess": [{"index": "hsv"}]},
+        ["preprocess[0].index", "{hsv: v}"],
+    ),
+    "hsv-bad-channel": (
+        {"preprocess": [{"index": {"hsv": "x"}}]},
+        ["preprocess[0].index.hsv", "h, s, v", "'x'"],
+    ),
+    "median-radius-zero": (
+        {"preprocess": [{"index": "exg"}, {"median": {"radius": 0}}]},
+        ["preprocess[1].median.radius", ">= 1"],
+    ),
+    "smooth-without-sigma": ({"refine": [{"smooth": {}}]}, ["refine[0].smooth.sigma", "required"]),
+    "unknown-threshold-method": (
+        {"threshold": {"triangle": {}}},
+        ["threshold", "'triangle'", "multi_otsu", "local"],
+    ),
+    "multi-otsu-keep-out-of-range": (
+        {"threshold": {"multi_otsu": {"classes": 3, "keep": [3]}}},
+        ["threshold.multi_otsu.keep[0]", "0..2"],
+    ),
+    "multi-otsu-without-keep": (
+        {"threshold": {"multi_otsu": {"classes": 2}}},
+        ["threshold.multi_otsu.keep", "required"],
+    ),
+    "multi-otsu-too-many-classes": (
+        {"threshold": {"multi_otsu": {"classes": 9, "keep": [1]}}},
+        ["threshold.multi_otsu.classes", "at most 5"],
+    ),
+    "local-even-block": (
+        {"threshold": {"local": {"block_size": 10}}},
+        ["threshold.local.block_size", "odd", "10"],
+    ),
+    "local-bad-method": (
+        {"threshold": {"local": {"block_size": 11, "method": "max"}}},
+        ["threshold.local.method", "gaussian, mean, median", "'max'"],
+    ),
+    "local-unknown-parameter": (
+        {"threshold": {"local": {"block_size": 11, "radius": 3}}},
+        ["threshold.local.radius", "unknown parameter", "block_size"],
     ),
 }
 

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 from skimage.color import rgb2gray
-from skimage.filters import threshold_otsu
+from skimage.filters import threshold_multiotsu, threshold_otsu
 from skimage.measure import label as sk_label
 from skimage.measure import regionprops_table
 from skimage.morphology import disk
 
+from tiler.config import Index
 from tiler.kernels.filters import gaussian
-from tiler.kernels.indices import excess_green, excess_green_bands, gray
+from tiler.kernels.indices import (
+    excess_green,
+    excess_green_bands,
+    excess_green_red,
+    gray,
+    hsv_channel,
+)
 from tiler.kernels.label import label, relabel, tile_stats
 from tiler.kernels.morphology import dilation, erosion
 from tiler.kernels.threshold import (
@@ -24,9 +34,11 @@ from tiler.kernels.threshold import (
     histogram_codes,
     masked_histogram,
     masked_range,
+    multiotsu_from_histogram,
     otsu_from_histogram,
     threshold_index,
 )
+from tiler.reference import dtype_maximum, reference_index
 
 
 @settings(max_examples=50, deadline=None)
@@ -57,6 +69,26 @@ def test_summed_tile_histograms_give_scikit_images_otsu(seed, n, parts):
     assert otsu_from_histogram(counts, vmin, vmax) == threshold_otsu(values)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3000), st.integers(1, 6), st.integers(2, 4))
+def test_summed_tile_histograms_give_scikit_images_multiotsu(seed, n, parts, classes):
+    rng = np.random.default_rng(seed)
+    values = np.concatenate(
+        [rng.normal(loc, 1.0, size=n) for loc in rng.choice([0.0, 3.0, 7.0, 20.0], classes)]
+    )
+    if rng.random() < 0.1:
+        values = rng.choice(values[: classes - 1], values.size)  # fewer values than classes
+    vmin, vmax = values.min(), values.max()
+    counts = sum(histogram(chunk, vmin, vmax) for chunk in np.array_split(values, parts))
+    try:
+        expected = tuple(threshold_multiotsu(values, classes=classes).tolist())
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            multiotsu_from_histogram(counts, vmin, vmax, classes)
+        return
+    assert multiotsu_from_histogram(counts, vmin, vmax, classes) == expected
+
+
 # ---------------------------------------------------------------------------
 # Our own fast kernels are bit-identical to the library calls they replace.
 # ---------------------------------------------------------------------------
@@ -82,6 +114,33 @@ def test_fused_excess_green_is_the_formula_bit_for_bit(seed, shape, dtype):
     image[:, : shape[0] // 3] = 0  # where every band is 0, ExG is 0
     expected = excess_green(image.astype(np.float64))
     np.testing.assert_array_equal(excess_green_bands(*image), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([np.uint8, np.uint16, np.float32]))
+def test_fused_excess_green_red_is_the_reference_bit_for_bit(seed, shape, dtype):
+    rng = np.random.default_rng(seed)
+    image = (rng.random((3, *shape)) * 300).astype(dtype)
+    image[:, : shape[0] // 3] = 0
+    expected = reference_index(image.astype(np.float64), Index("exgr"), (1, 2, 3))
+    np.testing.assert_array_equal(excess_green_red(image), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([np.uint8, np.uint16, np.float32]))
+def test_hsv_of_a_window_is_the_whole_images(seed, shape, dtype):
+    rng = np.random.default_rng(seed)
+    image = (rng.random((3, *shape)) * (1.0 if dtype == np.float32 else 300)).astype(dtype)
+    image[:, : shape[0] // 4] = image[0, : shape[0] // 4]  # grey pixels: hue and saturation 0
+    for channel in "hsv":
+        whole = hsv_channel(image, channel)
+        expected = reference_index(
+            image.astype(np.float64), Index("hsv", channel=channel), (1, 2, 3),
+            dtype_maximum(image.dtype),
+        )  # fmt: skip
+        np.testing.assert_array_equal(whole, expected)
+        r, c = shape[0] // 2, shape[1] // 3
+        np.testing.assert_array_equal(hsv_channel(image[:, r:, c:], channel), whole[r:, c:])
 
 
 @settings(max_examples=150, deadline=None)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler.config import Pipeline, load_pipeline, parse_pipeline
+from tiler.config import LocalThreshold, MultiOtsu, Pipeline, load_pipeline, parse_pipeline
 from tiler.engine import Passes
 from tiler.errors import ConfigError
 from tiler.io import output
@@ -315,10 +315,15 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
             dtype=source.dtype,
             nodata=source.nodata,
         )
-    threshold: dict[str, Any] = {"value": segmentation.threshold}
+    step = pipeline.threshold
+    value = segmentation.threshold
+    threshold: dict[str, Any] = {"value": list(value) if isinstance(value, tuple) else value}
     if segmentation.value_range is not None:
         vmin, vmax, n_valid = segmentation.value_range
-        threshold.update(method="otsu", bins=256, range=[vmin, vmax], valid_pixels=n_valid)
+        method = "multi_otsu" if isinstance(step, MultiOtsu) else "otsu"
+        threshold.update(method=method, bins=256, range=[vmin, vmax], valid_pixels=n_valid)
+    elif isinstance(step, LocalThreshold):
+        threshold.update(method="local", **step.to_dict()["local"])
     else:
         threshold.update(method="fixed")
     return {
@@ -331,7 +336,9 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
             "chunk_shape": list(grid.chunks),
             "grid": list(grid.grid),
             "tiles": len(grid),
-            "halo": pipeline.preprocess_reach + pipeline.stages()[0].reach,
+            "halo": pipeline.preprocess_reach
+            + pipeline.threshold_reach
+            + pipeline.stages()[0].reach,
         },
         "scheduler": str(scheduler),
         "threshold": threshold,

@@ -20,7 +20,7 @@ decides how it runs in tiles:
 
 * ``pixel``  – band math and indices: no halo;
 * ``local``  – reaches ``reach`` pixels: the tile is read with a halo;
-* ``global`` – Otsu: one histogram over every valid pixel, then per pixel;
+* ``global`` – Otsu, multi-Otsu: one histogram over every valid pixel, then per pixel;
 * ``object`` – hole filling and small-object removal: through the stitched labels.
 
 The whole file is validated before any work starts; a :class:`ConfigError`
@@ -50,23 +50,32 @@ GAUSSIAN_TRUNCATE = 4.0
 class Index:
     """A per-pixel index computed from the selected bands.
 
-    ``name`` is ``exg``, ``ndvi``, ``gray`` or ``band``. ``red``/``nir`` are
-    band numbers of the file (NDVI only); ``band`` is a 1-based position in the
-    selected bands (``band: k``).
+    ``name`` is ``exg``, ``exgr``, ``ndvi``, ``gray``, ``hsv`` or ``band``.
+    ``red``/``nir`` are band numbers of the file (NDVI only); ``band`` is a
+    1-based position in the selected bands (``band: k``); ``channel`` is
+    ``h``, ``s`` or ``v`` (HSV only).
     """
 
-    name: Literal["exg", "ndvi", "gray", "band"]
+    name: Literal["exg", "exgr", "ndvi", "gray", "hsv", "band"]
     red: int | None = None
     nir: int | None = None
     band: int | None = None
+    channel: Literal["h", "s", "v"] | None = None
     kind = "pixel"
     reach = 0
+
+    @property
+    def bands_needed(self) -> int:
+        """How many selected bands the index reads (the first ones, as R, G, B)."""
+        return 3 if self.name in ("exg", "exgr", "gray", "hsv") else 1
 
     def to_dict(self) -> dict[str, Any]:
         if self.name == "band":
             return {"band": self.band}
         if self.name == "ndvi":
             return {"index": "ndvi", "red": self.red, "nir": self.nir}
+        if self.name == "hsv":
+            return {"index": {"hsv": self.channel}}
         return {"index": self.name}
 
 
@@ -87,6 +96,21 @@ class Gaussian:
 
 
 @dataclass(frozen=True)
+class Median:
+    """``scipy.ndimage.median_filter(x, footprint=disk(radius), mode="reflect")``."""
+
+    radius: int
+    kind = "local"
+
+    @property
+    def reach(self) -> int:
+        return self.radius
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median": {"radius": self.radius}}
+
+
+@dataclass(frozen=True)
 class Morphology:
     """Binary erosion, dilation, opening or closing with ``disk(radius)``."""
 
@@ -100,6 +124,21 @@ class Morphology:
 
     def to_dict(self) -> dict[str, Any]:
         return {self.op: {"radius": self.radius}}
+
+
+@dataclass(frozen=True)
+class Smooth:
+    """Boundary smoothing: ``gaussian_filter(m.astype(float64), sigma, mode="nearest") > 0.5``."""
+
+    sigma: float
+    kind = "local"
+
+    @property
+    def reach(self) -> int:
+        return int(GAUSSIAN_TRUNCATE * self.sigma + 0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"smooth": {"sigma": self.sigma}}
 
 
 @dataclass(frozen=True)
@@ -140,6 +179,23 @@ class Otsu:
 
 
 @dataclass(frozen=True)
+class MultiOtsu:
+    """Multi-class Otsu: a global statistic, then classes kept per pixel.
+
+    ``t = skimage.filters.threshold_multiotsu(x[valid], classes)`` (256 bins);
+    foreground = ``numpy.isin(numpy.digitize(x, t), keep)``: class ``i`` holds
+    ``t[i-1] <= x < t[i]``, class 0 the darkest.
+    """
+
+    classes: int
+    keep: tuple[int, ...]
+    kind = "global"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"multi_otsu": {"classes": self.classes, "keep": list(self.keep)}}
+
+
+@dataclass(frozen=True)
 class FixedThreshold:
     """A threshold known in advance."""
 
@@ -150,9 +206,37 @@ class FixedThreshold:
         return self.value
 
 
-RefineStep = Morphology | FillHoles | RemoveSmallObjects
-PreprocessStep = Index | Gaussian
-Threshold = Otsu | FixedThreshold
+LOCAL_METHODS = ("gaussian", "mean", "median")
+
+
+@dataclass(frozen=True)
+class LocalThreshold:
+    """``x > skimage.filters.threshold_local(x, block_size, method, offset, mode="reflect")``.
+
+    The threshold of each pixel comes from its own neighbourhood: Gaussian
+    (sigma ``(block_size - 1) / 6``, truncated at 4 sigma), mean or median
+    over a ``block_size`` square.
+    """
+
+    block_size: int
+    method: Literal["gaussian", "mean", "median"] = "gaussian"
+    offset: float = 0.0
+    kind = "local"
+
+    @property
+    def reach(self) -> int:
+        if self.method == "gaussian":
+            return int(GAUSSIAN_TRUNCATE * (self.block_size - 1) / 6.0 + 0.5)
+        return self.block_size // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        params = {"block_size": self.block_size, "method": self.method, "offset": self.offset}
+        return {"local": params}
+
+
+RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects
+PreprocessStep = Index | Gaussian | Median
+Threshold = Otsu | MultiOtsu | FixedThreshold | LocalThreshold
 
 
 @dataclass(frozen=True)
@@ -171,13 +255,18 @@ class Pipeline:
         return self.preprocess[0]  # type: ignore[return-value]
 
     @property
-    def filters(self) -> tuple[Gaussian, ...]:
+    def filters(self) -> tuple[Gaussian | Median, ...]:
         return self.preprocess[1:]  # type: ignore[return-value]
 
     @property
     def preprocess_reach(self) -> int:
         """Halo that the preprocessing chain needs (sum of its radii)."""
         return sum(step.reach for step in self.filters)
+
+    @property
+    def threshold_reach(self) -> int:
+        """Halo of preprocessed values that the threshold needs (a local threshold's)."""
+        return self.threshold.reach if isinstance(self.threshold, LocalThreshold) else 0
 
     def stages(self) -> list[Stage]:
         """Split ``refine`` into stages: local steps, then the object steps after them.
@@ -186,7 +275,7 @@ class Pipeline:
         from; its object steps need the stitched labels of the whole image.
         """
         stages: list[Stage] = []
-        local: list[Morphology] = []
+        local: list[Morphology | Smooth] = []
         objects: list[FillHoles | RemoveSmallObjects] = []
         for step in self.refine:
             if step.kind == "local":
@@ -237,7 +326,7 @@ class Pipeline:
                     f"bands: band {b} is out of range: {source} has {count} band(s) (1..{count})"
                 )
         index = self.index
-        need = {"exg": 3, "gray": 3, "ndvi": 1, "band": 1}[index.name]
+        need = index.bands_needed
         if len(bands) < need:
             raise ConfigError(
                 f"preprocess[0].index: {index.name} needs {need} selected bands, "
@@ -270,7 +359,7 @@ class Pipeline:
 class Stage:
     """Local refine steps followed by the object steps that come right after them."""
 
-    local: tuple[Morphology, ...]
+    local: tuple[Morphology | Smooth, ...]
     objects: tuple[FillHoles | RemoveSmallObjects, ...]
 
     @property
@@ -298,9 +387,19 @@ connectivity: 2
 """
 
 TOP_KEYS = ("bands", "preprocess", "threshold", "polarity", "refine", "connectivity")
-INDEX_NAMES = ("exg", "ndvi", "gray")
-PREPROCESS_STEPS = ("index", "band", "gaussian")
-REFINE_STEPS = ("erosion", "dilation", "opening", "closing", "fill_holes", "remove_small_objects")
+INDEX_NAMES = ("exg", "exgr", "ndvi", "gray", "hsv")
+HSV_CHANNELS = ("h", "s", "v")
+PREPROCESS_STEPS = ("index", "band", "gaussian", "median")
+REFINE_STEPS = (
+    "erosion",
+    "dilation",
+    "opening",
+    "closing",
+    "smooth",
+    "fill_holes",
+    "remove_small_objects",
+)
+THRESHOLDS = ("'otsu'", "a number", "{multi_otsu: {classes, keep}}", "{local: {block_size, ...}}")
 
 
 def _positive_int(value: Any, key: str, *, minimum: int = 1) -> int:
@@ -361,10 +460,23 @@ def _parse_preprocess(items: Any) -> tuple[PreprocessStep, ...]:
             raise ConfigError(f"{key}: the first preprocess step must be 'index:' or 'band:'")
         if name != "index" and extra:
             raise ConfigError(f"{key}: unexpected key {next(iter(extra))!r} beside {name!r}")
-        if name == "index":
+        if name == "index" and isinstance(value, Mapping):
+            if extra:
+                raise ConfigError(f"{key}: unexpected key {next(iter(extra))!r} beside 'index'")
+            params = _params(value, f"{key}.index", ("hsv",))
+            channel = params.get("hsv")
+            if channel not in HSV_CHANNELS:
+                raise ConfigError(
+                    f"{key}.index.hsv: expected one of {', '.join(HSV_CHANNELS)}, got {channel!r}"
+                )
+            steps.append(Index("hsv", channel=channel))
+        elif name == "index":
+            if value == "hsv":
+                raise ConfigError(f"{key}.index: hsv needs a channel, e.g. {{hsv: v}}")
             if value not in INDEX_NAMES:
                 raise ConfigError(
-                    f"{key}.index: unknown index {value!r}; allowed: {', '.join(INDEX_NAMES)}"
+                    f"{key}.index: unknown index {value!r}; "
+                    "allowed: exg, exgr, ndvi, gray, {hsv: h|s|v}"
                 )
             allowed_extra = ("red", "nir") if value == "ndvi" else ()
             for k in extra:
@@ -383,6 +495,9 @@ def _parse_preprocess(items: Any) -> tuple[PreprocessStep, ...]:
                 steps.append(Index(value))
         elif name == "band":
             steps.append(Index("band", band=_positive_int(value, f"{key}.band")))
+        elif name == "median":
+            params = _params(value, f"{key}.median", ("radius",))
+            steps.append(Median(_positive_int(params.get("radius", 1), f"{key}.median.radius")))
         else:
             params = _params(value, f"{key}.gaussian", ("sigma",))
             if "sigma" not in params:
@@ -408,6 +523,11 @@ def _parse_refine(items: Any) -> tuple[RefineStep, ...]:
             if max_area is not None:
                 max_area = _positive_int(max_area, f"{key}.fill_holes.max_area")
             steps.append(FillHoles(max_area))
+        elif name == "smooth":
+            params = _params(value, f"{key}.smooth", ("sigma",))
+            if "sigma" not in params:
+                raise ConfigError(f"{key}.smooth.sigma: required (a number > 0)")
+            steps.append(Smooth(_number(params["sigma"], f"{key}.smooth.sigma", positive=True)))
         elif name == "remove_small_objects":
             params = _params(value, f"{key}.{name}", ("min_area",))
             if "min_area" not in params:
@@ -420,6 +540,46 @@ def _parse_refine(items: Any) -> tuple[RefineStep, ...]:
             radius = _positive_int(params.get("radius", 1), f"{key}.{name}.radius")
             steps.append(Morphology(name, radius))
     return tuple(steps)
+
+
+def _parse_threshold(value: Any) -> Threshold:
+    if value == "otsu":
+        return Otsu()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return FixedThreshold(_number(value, "threshold"))
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise ConfigError(f"threshold: expected one of {', '.join(THRESHOLDS)}, got {value!r}")
+    ((name, params),) = value.items()
+    key = f"threshold.{name}"
+    if name == "multi_otsu":
+        params = _params(params, key, ("classes", "keep"))
+        classes = _positive_int(params.get("classes", 3), f"{key}.classes", minimum=2)
+        if classes > 5:
+            raise ConfigError(f"{key}.classes: at most 5 classes, got {classes}")
+        keep = params.get("keep")
+        if not isinstance(keep, list) or not keep:
+            raise ConfigError(f"{key}.keep: required, a list of class numbers 0..{classes - 1}")
+        for i, k in enumerate(keep):
+            if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < classes:
+                raise ConfigError(f"{key}.keep[{i}]: expected a class number 0..{classes - 1}")
+        if len(set(keep)) != len(keep):
+            raise ConfigError(f"{key}.keep: class numbers repeat in {keep}")
+        return MultiOtsu(classes, tuple(sorted(keep)))
+    if name == "local":
+        params = _params(params, key, ("block_size", "method", "offset"))
+        if "block_size" not in params:
+            raise ConfigError(f"{key}.block_size: required (an odd integer >= 3)")
+        block_size = _positive_int(params["block_size"], f"{key}.block_size", minimum=3)
+        if block_size % 2 == 0:
+            raise ConfigError(f"{key}.block_size: must be odd, got {block_size}")
+        method = params.get("method", "gaussian")
+        if method not in LOCAL_METHODS:
+            raise ConfigError(
+                f"{key}.method: expected one of {', '.join(LOCAL_METHODS)}, got {method!r}"
+            )
+        offset = _number(params.get("offset", 0.0), f"{key}.offset")
+        return LocalThreshold(block_size, method, offset)
+    raise ConfigError(f"threshold: unknown method {name!r}; allowed: {', '.join(THRESHOLDS)}")
 
 
 def parse_pipeline(data: Any) -> Pipeline:
@@ -445,14 +605,7 @@ def parse_pipeline(data: Any) -> Pipeline:
         if len(set(bands)) != len(bands):
             raise ConfigError(f"bands: band numbers repeat in {list(bands)}")
 
-    threshold_value = data.get("threshold", "otsu")
-    threshold: Threshold
-    if threshold_value == "otsu":
-        threshold = Otsu()
-    elif isinstance(threshold_value, (int, float)) and not isinstance(threshold_value, bool):
-        threshold = FixedThreshold(_number(threshold_value, "threshold"))
-    else:
-        raise ConfigError(f"threshold: expected 'otsu' or a number, got {threshold_value!r}")
+    threshold = _parse_threshold(data.get("threshold", "otsu"))
 
     polarity = data.get("polarity", "above")
     if polarity not in ("above", "below"):
@@ -505,10 +658,14 @@ __all__ = [
     "FixedThreshold",
     "Gaussian",
     "Index",
+    "LocalThreshold",
+    "Median",
     "Morphology",
+    "MultiOtsu",
     "Otsu",
     "Pipeline",
     "RemoveSmallObjects",
+    "Smooth",
     "Stage",
     "load_pipeline",
     "parse_pipeline",

@@ -24,11 +24,25 @@ from pathlib import Path
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler.config import FillHoles, Otsu, Pipeline, RemoveSmallObjects, Stage
+from tiler.config import (
+    FillHoles,
+    FixedThreshold,
+    LocalThreshold,
+    MultiOtsu,
+    Otsu,
+    Pipeline,
+    RemoveSmallObjects,
+    Stage,
+)
 from tiler.errors import InputError
 from tiler.io.output import create_mask_store
 from tiler.io.raster import RasterSource
-from tiler.kernels.threshold import codes_possible, otsu_from_histogram, threshold_index
+from tiler.kernels.threshold import (
+    codes_possible,
+    multiotsu_from_histogram,
+    otsu_from_histogram,
+    threshold_index,
+)
 from tiler.plan import (
     Executor,
     Graph,
@@ -49,7 +63,7 @@ Log = Callable[[str], None]
 class Segmentation:
     """What the passes found: the threshold, the final objects and how long each pass took."""
 
-    threshold: float
+    threshold: float | tuple[float, ...] | None
     value_range: tuple[float, float, int] | None
     stitched: Stitched
     keep: np.ndarray
@@ -113,8 +127,10 @@ class Passes:
 
     # -- 1. threshold ------------------------------------------------------
 
-    def threshold(self) -> tuple[MaskBase, float, tuple[float, float, int] | None]:
-        """The mask the first stage starts from, the threshold, and (Otsu) the value range.
+    def threshold(
+        self,
+    ) -> tuple[MaskBase, float | tuple[float, ...] | None, tuple[float, float, int] | None]:
+        """The mask the first stage starts from, the threshold(s), and (Otsu) the value range.
 
         With Otsu, the tiles are preprocessed once into a value cache (grown by
         the first stage's halo); the histogram and the mask are made from it.
@@ -122,9 +138,11 @@ class Passes:
         the mask instead (see :mod:`tiler.cache`).
         """
         pipeline, grid = self.pipeline, self.grid
-        if not isinstance(pipeline.threshold, Otsu):
-            t = pipeline.threshold.value
-            return RasterMask(self.source, pipeline, t), t, None
+        step = pipeline.threshold
+        if isinstance(step, FixedThreshold):
+            return RasterMask(self.source, pipeline, step.value), step.value, None
+        if isinstance(step, LocalThreshold):
+            return RasterMask(self.source, pipeline, None), None, None
         halo = pipeline.stages()[0].reach
         value_cache.prepare(self.cache)
         (value_range,) = self._compute(
@@ -140,10 +158,17 @@ class Passes:
                 f"{self.source.name}: the preprocessed values are not finite at valid pixels "
                 f"(range [{vmin}, {vmax}]); mark NaN or infinite pixels as nodata"
             )
+        otsu = isinstance(step, Otsu)
         (counts,) = self._compute(
             "histogram",
-            histogram_graph(self.source, pipeline, grid, halo, self.cache, vmin, vmax),
+            histogram_graph(self.source, pipeline, grid, halo, self.cache, vmin, vmax, otsu),
         )
+        if isinstance(step, MultiOtsu):
+            try:
+                ts = multiotsu_from_histogram(counts, vmin, vmax, step.classes)
+            except ValueError as exc:
+                raise InputError(f"{self.source.name}: multi_otsu: {exc}") from None
+            return RasterMask(self.source, pipeline, ts, self.cache), ts, value_range
         t = float(otsu_from_histogram(counts, vmin, vmax))
         codes = value_cache.keeps_codes(self.cache) and codes_possible(vmin, vmax)
         index = threshold_index(t, vmin, vmax) if codes else None

@@ -141,12 +141,23 @@ def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache
 
 
 def histogram_graph(
-    source: RasterSource, pipeline, grid: TileGrid, halo: int, cache: str, vmin: float, vmax: float
+    source: RasterSource,
+    pipeline,
+    grid: TileGrid,
+    halo: int,
+    cache: str,
+    vmin: float,
+    vmax: float,
+    codes: bool = False,
 ) -> Graph:
-    """The global 256-bin histogram over ``[vmin, vmax]`` of the cached values, summed."""
+    """The global 256-bin histogram over ``[vmin, vmax]`` of the cached values, summed.
+
+    With ``codes``, tiles keep their bin codes in ``cache`` if it keeps codes.
+    """
     g = _Builder("histogram")
+    args = (halo, cache, vmin, vmax, codes)
     parts = [
-        g.add(f"tile-{t}", tasks.cached_histogram, source, pipeline, w, halo, cache, vmin, vmax)
+        g.add(f"tile-{t}", tasks.cached_histogram, source, pipeline, w, *args)
         for t, _, _, w in grid
     ]
     return g.graph([g.tree(parts, operator.add)])

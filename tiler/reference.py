@@ -11,33 +11,60 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import threshold_otsu
+from skimage.color import rgb2hsv
+from skimage.filters import threshold_local, threshold_multiotsu, threshold_otsu
 from skimage.measure import label, regionprops_table
 from skimage.morphology import disk
 
-from tiler.config import FillHoles, Index, Morphology, Otsu, Pipeline
+from tiler.config import (
+    FillHoles,
+    FixedThreshold,
+    Gaussian,
+    Index,
+    LocalThreshold,
+    Median,
+    Morphology,
+    MultiOtsu,
+    Otsu,
+    Pipeline,
+    Smooth,
+)
 
 
 @dataclass(frozen=True)
 class Reference:
-    """Whole-image results: index image, threshold, mask and labels."""
+    """Whole-image results: index image, threshold(s), mask and labels.
+
+    ``threshold`` is a float, a tuple (multi-Otsu) or ``None`` (local threshold).
+    """
 
     values: np.ndarray
-    threshold: float
+    threshold: float | tuple[float, ...] | None
     mask: np.ndarray
     labels: np.ndarray
 
 
-def reference_index(image: np.ndarray, index: Index, bands: tuple[int, ...]) -> np.ndarray:
-    """The index of section 3 on ``image``, the selected bands as float64."""
+def dtype_maximum(dtype: np.dtype) -> float:
+    """The value that means "full scale": the integer maximum, or 1.0 for floats."""
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def reference_index(
+    image: np.ndarray, index: Index, bands: tuple[int, ...], full_scale: float = 1.0
+) -> np.ndarray:
+    """The index of section 3 on ``image``, the selected bands as float64.
+
+    ``full_scale`` is the maximum of the file's data type (HSV only).
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        if index.name == "exg":
+        if index.name in ("exg", "exgr"):
             R, G, B = image[0], image[1], image[2]
             s = (R + G) + B
             r = np.where(s == 0, 0.0, R / s)
             g = np.where(s == 0, 0.0, G / s)
             b = np.where(s == 0, 0.0, B / s)
-            return (2 * g - r) - b
+            exg = (2 * g - r) - b
+            return exg if index.name == "exg" else exg - (1.4 * r - g)
         if index.name == "ndvi":
             red, nir = image[bands.index(index.red)], image[bands.index(index.nir)]
             total = nir + red
@@ -47,6 +74,9 @@ def reference_index(image: np.ndarray, index: Index, bands: tuple[int, ...]) -> 
         # reproducible across memory layouts (see tiler.kernels.indices.gray).
         R, G, B = image[0], image[1], image[2]
         return (0.2125 * R + 0.7154 * G) + 0.0721 * B
+    if index.name == "hsv":
+        hsv = rgb2hsv(np.moveaxis(image[:3], 0, -1) / full_scale)
+        return np.ascontiguousarray(hsv[..., "hsv".index(index.channel)])
     return image[index.band - 1]
 
 
@@ -54,7 +84,10 @@ def reference_refine(mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:
     """The refine steps of section 3, one after the other, on the whole mask."""
     conn = pipeline.connectivity
     for step in pipeline.refine:
-        if isinstance(step, Morphology):
+        if isinstance(step, Smooth):
+            smooth = ndi.gaussian_filter(mask.astype(np.float64), step.sigma, mode="nearest")
+            mask = smooth > 0.5
+        elif isinstance(step, Morphology):
             fp = disk(step.radius)
             if step.op in ("erosion", "opening"):
                 mask = ndi.binary_erosion(mask, fp, border_value=1)
@@ -93,14 +126,31 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
         With ``bands`` resolved.
     """
     x = image.astype(np.float64)
-    values = reference_index(x, pipeline.index, pipeline.bands)
+    values = reference_index(x, pipeline.index, pipeline.bands, dtype_maximum(image.dtype))
     for step in pipeline.filters:
-        values = ndi.gaussian_filter(values, step.sigma, mode="nearest", truncate=4.0)
-    if isinstance(pipeline.threshold, Otsu):
+        if isinstance(step, Gaussian):
+            values = ndi.gaussian_filter(values, step.sigma, mode="nearest", truncate=4.0)
+        else:
+            assert isinstance(step, Median)
+            values = ndi.median_filter(values, footprint=disk(step.radius), mode="reflect")
+    threshold = pipeline.threshold
+    t: float | tuple[float, ...] | None
+    if isinstance(threshold, Otsu):
         t = threshold_otsu(values[valid])
+        fg = values > t
+    elif isinstance(threshold, FixedThreshold):
+        t = threshold.value
+        fg = values > t
+    elif isinstance(threshold, MultiOtsu):
+        t = tuple(threshold_multiotsu(values[valid], classes=threshold.classes).tolist())
+        fg = np.isin(np.digitize(values, t), threshold.keep)
     else:
-        t = pipeline.threshold.value
-    fg = values > t
+        assert isinstance(threshold, LocalThreshold)
+        t = None
+        local = threshold_local(
+            values, threshold.block_size, threshold.method, threshold.offset, mode="reflect"
+        )
+        fg = values > local
     if pipeline.polarity == "below":
         fg = ~fg
     fg &= valid

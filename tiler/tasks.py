@@ -15,17 +15,28 @@ import numpy as np
 import zarr
 
 from tiler import cache as value_cache
-from tiler.config import FillHoles, Morphology, Pipeline, RemoveSmallObjects
+from tiler.config import (
+    FillHoles,
+    Gaussian,
+    LocalThreshold,
+    Morphology,
+    MultiOtsu,
+    Pipeline,
+    RemoveSmallObjects,
+    Smooth,
+)
 from tiler.io.raster import RasterSource, WindowRC
 from tiler.kernels.buffers import scratch
-from tiler.kernels.filters import gaussian
+from tiler.kernels.filters import gaussian, median
 from tiler.kernels.indices import compute_index
 from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
-from tiler.kernels.morphology import morphology
+from tiler.kernels.morphology import morphology, smooth
 from tiler.kernels.threshold import (
+    class_foreground,
     code_foreground,
     foreground,
     histogram_codes,
+    local_foreground,
     masked_histogram,
     masked_range,
 )
@@ -71,10 +82,15 @@ def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
         red=index.red,
         nir=index.nir,
         band=index.band,
+        channel=index.channel,
         out=out,
     )
     for step in filters:
-        values = gaussian(values, step.sigma)
+        values = (
+            gaussian(values, step.sigma)
+            if isinstance(step, Gaussian)
+            else median(values, step.radius)
+        )
     return values
 
 
@@ -124,15 +140,16 @@ def cached_histogram(
     cache: str,
     vmin: float,
     vmax: float,
+    codes: bool = False,
 ) -> np.ndarray:
     """The 256-bin histogram over ``[vmin, vmax]`` of a tile's valid (cached) values.
 
-    With a cache that keeps codes, the bin codes of the tile grown by ``halo``
-    are kept there for the mask pass (see :func:`histogram_codes`).
+    With ``codes`` and a cache that keeps them, the bin codes of the tile
+    grown by ``halo`` are kept there for the mask pass (see :func:`histogram_codes`).
     """
     outer, crop = expand(window, halo, _shape(source))
     values, valid = cached_values(source, pipeline, outer, cache)
-    if not value_cache.keeps_codes(cache):
+    if not (codes and value_cache.keeps_codes(cache)):
         return masked_histogram(values[crop], valid[crop], vmin, vmax)
     counts, codes = histogram_codes(values, valid, crop, vmin, vmax)
     if codes is not None:
@@ -149,15 +166,17 @@ def cached_histogram(
 class RasterMask:
     """The thresholded mask from the raster (preprocess, threshold, ``&= valid``).
 
-    With a ``cache`` (see :mod:`tiler.cache`), what the Otsu passes kept for
-    the same windows is used where present: the values, or the bin codes,
-    which give the same mask when ``threshold`` is the centre of bin
+    ``threshold`` is what the global passes found: a float, multi-Otsu's
+    thresholds, or ``None`` for a local threshold (computed per window). With
+    a ``cache`` (see :mod:`tiler.cache`), what the Otsu passes kept for the
+    same windows is used where present: the values, or the bin codes, which
+    give the same mask when ``threshold`` is the centre of bin
     ``threshold_bin`` of the histogram they were made for.
     """
 
     source: RasterSource
     pipeline: Pipeline
-    threshold: float
+    threshold: float | tuple[float, ...] | None
     cache: str = value_cache.NONE
     threshold_bin: int | None = None
 
@@ -170,8 +189,18 @@ class RasterMask:
             codes = value_cache.get_codes(self.cache, window)
             if codes is not None:
                 return code_foreground(codes, self.threshold_bin, self.pipeline.polarity)
+        step, polarity = self.pipeline.threshold, self.pipeline.polarity
+        if isinstance(step, LocalThreshold):
+            outer, crop = expand(window, step.reach, self.shape)
+            values, valid = index_window(self.source, self.pipeline, outer)
+            fg = local_foreground(
+                values, valid, step.block_size, step.method, step.offset, polarity
+            )
+            return fg[crop]
         values, valid = cached_values(self.source, self.pipeline, window, self.cache)
-        return foreground(values, valid, self.threshold, self.pipeline.polarity)
+        if isinstance(step, MultiOtsu):
+            return class_foreground(values, valid, self.threshold, step.keep, polarity)
+        return foreground(values, valid, self.threshold, polarity)
 
 
 @dataclass(frozen=True)
@@ -198,7 +227,7 @@ class TileMask:
     """
 
     base: MaskBase
-    local: tuple[Morphology, ...] = ()
+    local: tuple[Morphology | Smooth, ...] = ()
     edits: tuple[tuple[FillHoles | RemoveSmallObjects, np.ndarray], ...] = ()
     connectivity: int = 2
 
@@ -208,7 +237,10 @@ class TileMask:
         outer, crop = expand(window, halo, self.base.shape)
         mask = self.base.read(outer)
         for step in self.local:
-            mask = morphology(mask, step.op, step.radius)
+            if isinstance(step, Smooth):
+                mask = smooth(mask, step.sigma)
+            else:
+                mask = morphology(mask, step.op, step.radius)
         return mask[crop]
 
     def apply_edits(self, mask: np.ndarray) -> np.ndarray:

@@ -13,9 +13,13 @@ but rounds differently, so it is not used.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numba
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.ndimage._filters import _gaussian_kernel1d
+from skimage.morphology import disk
 
 from tiler.kernels.buffers import scratch
 
@@ -98,3 +102,18 @@ def _symmetric(w: np.ndarray) -> bool:
     r = len(w) // 2
     eps = np.finfo(np.float64).eps
     return len(w) % 2 == 1 and all(abs(w[r + k] - w[r - k]) <= eps for k in range(1, r + 1))
+
+
+def median(image: np.ndarray, radius: int) -> np.ndarray:
+    """``scipy.ndimage.median_filter(image, footprint=disk(radius), mode="reflect")``.
+
+    SciPy itself: a window read with a halo of ``radius`` (clipped at the
+    image border, where "reflect" then sees the same pixels as the whole
+    image) gives the whole image's medians.
+    """
+    return ndi.median_filter(image, footprint=_disk(radius), mode="reflect")
+
+
+@lru_cache(maxsize=16)
+def _disk(radius: int) -> np.ndarray:
+    return disk(radius).astype(bool)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numba
 import numpy as np
+from skimage.color import rgb2hsv
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -50,6 +51,40 @@ def _excess_green(red, green, blue, out):  # pragma: no cover - compiled
                 out[i, j] = (2 * (G / total) - R / total) - B / total
             else:
                 out[i, j] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _excess_green_red(red, green, blue, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            R = np.float64(red[i, j])
+            G = np.float64(green[i, j])
+            B = np.float64(blue[i, j])
+            total = (R + G) + B
+            if total != 0:
+                r, g = R / total, G / total
+                out[i, j] = ((2 * g - r) - B / total) - (1.4 * r - g)
+            else:
+                out[i, j] = 0.0
+
+
+def excess_green_red(image: np.ndarray) -> np.ndarray:
+    """ExGR = ExG - (1.4*r - g) on chromatic coordinates, fused as :func:`excess_green_bands`."""
+    out = np.empty(image.shape[1:], dtype=np.float64)
+    _excess_green_red(image[0], image[1], image[2], out)
+    return out
+
+
+def hsv_channel(image: np.ndarray, channel: str) -> np.ndarray:
+    """One channel of ``skimage.color.rgb2hsv`` of the first three bands over their full scale.
+
+    Bands are converted to float64 and divided by the data type's maximum
+    (255 for uint8, 65535 for uint16, 1.0 for floats) first. rgb2hsv works
+    pixel by pixel, so a window gives the whole image's values.
+    """
+    full_scale = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
+    rgb = np.moveaxis(image[:3].astype(np.float64), 0, -1) / float(full_scale)
+    return np.ascontiguousarray(rgb2hsv(rgb)[..., "hsv".index(channel)])
 
 
 def excess_green_bands(
@@ -98,6 +133,7 @@ def compute_index(
     red: int | None = None,
     nir: int | None = None,
     band: int | None = None,
+    channel: str | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The named index of ``image``, the selected bands as read (any dtype).
@@ -108,6 +144,10 @@ def compute_index(
     """
     if name == "exg":
         return excess_green_bands(image[0], image[1], image[2], out=out)
+    if name == "exgr":
+        return excess_green_red(image)
+    if name == "hsv":
+        return hsv_channel(image, channel)
     if name == "band":
         return np.array(image[band - 1], dtype=np.float64)
     values = image.astype(np.float64, copy=False)

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from skimage.morphology import disk
 
+from tiler.kernels.filters import gaussian
+
 
 @lru_cache(maxsize=32)
 def _disk(radius: int) -> np.ndarray:
@@ -60,3 +62,11 @@ OPERATIONS = {"erosion": erosion, "dilation": dilation, "opening": opening, "clo
 def morphology(mask: np.ndarray, op: str, radius: int) -> np.ndarray:
     """Apply the named binary operation with ``disk(radius)``."""
     return OPERATIONS[op](mask, radius)
+
+
+def smooth(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter(mask.astype(float64), sigma, mode="nearest") > 0.5``.
+
+    With our bit-identical Gaussian (:mod:`tiler.kernels.filters`).
+    """
+    return gaussian(mask.astype(np.float64), sigma) > 0.5

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from skimage.filters import threshold_otsu
+from skimage.filters import threshold_local, threshold_multiotsu, threshold_otsu
 
 NBINS = 256
 
@@ -204,3 +204,50 @@ def foreground(
         np.logical_not(above, out=above)
     above &= valid
     return above
+
+
+def multiotsu_from_histogram(
+    counts: np.ndarray, vmin: float, vmax: float, classes: int
+) -> tuple[float, ...]:
+    """The thresholds ``threshold_multiotsu(x, classes)`` returns for values with this histogram.
+
+    scikit-image normalises the image's histogram (``counts / counts.sum()``)
+    before its float32 search, so the same probabilities are passed here.
+    Raises ``ValueError`` as scikit-image does when fewer bins than classes
+    are occupied.
+    """
+    _, centers = bin_edges(vmin, vmax)
+    probabilities = np.asarray(counts) / np.sum(counts)
+    return tuple(threshold_multiotsu(hist=(probabilities, centers), classes=classes).tolist())
+
+
+def class_foreground(
+    values: np.ndarray,
+    valid: np.ndarray,
+    thresholds: tuple[float, ...],
+    keep: tuple[int, ...],
+    polarity: str,
+) -> np.ndarray:
+    """``numpy.isin(numpy.digitize(values, thresholds), keep)``, polarity, then ``&= valid``."""
+    kept = np.isin(np.digitize(values, thresholds), keep)
+    if polarity == "below":
+        np.logical_not(kept, out=kept)
+    kept &= valid
+    return kept
+
+
+def local_foreground(
+    values: np.ndarray,
+    valid: np.ndarray,
+    block_size: int,
+    method: str,
+    offset: float,
+    polarity: str,
+) -> np.ndarray:
+    """``values > threshold_local(values, block_size, method, offset, mode="reflect")``.
+
+    scikit-image itself, on a window grown by the threshold's reach (clipped
+    at the image border, where "reflect" sees what the whole image has).
+    """
+    local = threshold_local(values, block_size, method, offset, mode="reflect")
+    return foreground(values, valid, local, polarity)
