@@ -9,6 +9,7 @@ connectivities).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage.measure import label as sk_label
 
+from tiler import engine
 from tiler.config import (
     FillHoles,
     FixedThreshold,
@@ -28,6 +30,7 @@ from tiler.config import (
     Morphology,
     MultiOtsu,
     Otsu,
+    Percentile,
     Pipeline,
     RemoveSmallObjects,
     Smooth,
@@ -97,6 +100,7 @@ def pipelines(draw) -> Pipeline:
         st.one_of(
             st.just(Otsu()),
             st.floats(-0.3, 0.3).map(FixedThreshold),
+            st.one_of(st.sampled_from([0.0, 50.0, 100.0]), st.floats(0, 100)).map(Percentile),
             st.builds(
                 MultiOtsu,
                 st.just(classes),
@@ -254,3 +258,15 @@ def test_local_steps_after_object_steps(connectivity):
     assert len(pipeline.stages()) == 3
     for chunks in [(7, 9), (3, 5), (45, 38)]:
         assert_matches_reference(image, valid, chunks, pipeline)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.sampled_from([0, 1, 3, 40]), st.floats(0, 100))
+def test_percentile_narrowing_passes(case, limit, q):
+    """Tiny collect limits force the narrowing passes, ties and all (few distinct values)."""
+    image, valid, chunks, pipeline, cache_kind = case
+    image = image // 64 * 64  # four grey levels: long runs of equal values
+    pipeline = dataclasses.replace(pipeline, threshold=Percentile(q))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "COLLECT_LIMIT", limit)
+        assert_matches_reference(image, valid, chunks, pipeline, cache_kind=cache_kind)

@@ -28,14 +28,19 @@ from tiler.kernels.label import label, relabel, tile_stats
 from tiler.kernels.morphology import dilation, erosion
 from tiler.kernels.threshold import (
     bin_edges,
+    binnable,
     code_foreground,
     foreground,
     histogram,
     histogram_codes,
+    interval_histogram,
     masked_histogram,
     masked_range,
     multiotsu_from_histogram,
+    narrow,
     otsu_from_histogram,
+    percentile_from_ranks,
+    percentile_ranks,
     threshold_index,
 )
 from tiler.reference import dtype_maximum, reference_index
@@ -67,6 +72,51 @@ def test_summed_tile_histograms_give_scikit_images_otsu(seed, n, parts):
     counts = sum(histogram(chunk, vmin, vmax) for chunk in np.array_split(values, parts))
     assert counts.sum() == n
     assert otsu_from_histogram(counts, vmin, vmax) == threshold_otsu(values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 2000),
+    st.one_of(st.sampled_from([0.0, 100.0, 50.0, 99.9999]), st.floats(0, 100)),
+    st.booleans(),
+)
+def test_percentile_from_its_two_order_statistics_is_numpys(seed, n, q, ties):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=n) * rng.choice([1e-9, 1.0, 1e12])
+    if ties:
+        values = np.round(values, 0 if rng.random() < 0.5 else 1)
+    lower, upper, gamma = percentile_ranks(n, q)
+    ordered = np.sort(values)
+    assert 0 <= lower <= upper <= n - 1
+    assert percentile_from_ranks(ordered[lower], ordered[upper], gamma) == np.percentile(values, q)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.tuples(st.integers(1, 45), st.integers(1, 45)),
+    st.integers(0, 10**6),
+)
+def test_narrowing_keeps_the_rank_inside(seed, shape, pick):
+    """The narrowed interval holds the order statistic, with the right count below it."""
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.normal(size=shape) * 10, int(rng.integers(0, 3)))
+    valid = rng.random(shape) > 0.2
+    valid.flat[0] = True
+    ordered = np.sort(values[valid])
+    rank = pick % len(ordered)
+    lo, hi, below = ordered[0], ordered[-1], 0
+    for _ in range(60):
+        if lo == hi or not binnable(lo, hi):
+            break
+        n_below, counts = interval_histogram(values, valid, lo, hi)
+        assert n_below == below
+        lo, hi, below, count = narrow(lo, hi, below, counts, rank)
+        assert below <= rank < below + count
+        assert below == np.count_nonzero(ordered < lo)
+        assert count == np.count_nonzero((ordered >= lo) & (ordered <= hi))
+    assert ordered[rank] == lo == hi or lo <= ordered[rank] <= hi
 
 
 @settings(max_examples=60, deadline=None)

@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler.config import LocalThreshold, MultiOtsu, Pipeline, load_pipeline, parse_pipeline
+from tiler.config import (
+    LocalThreshold,
+    MultiOtsu,
+    Percentile,
+    Pipeline,
+    load_pipeline,
+    parse_pipeline,
+)
 from tiler.engine import Passes
 from tiler.errors import ConfigError
 from tiler.io import output
@@ -320,8 +327,13 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
     threshold: dict[str, Any] = {"value": list(value) if isinstance(value, tuple) else value}
     if segmentation.value_range is not None:
         vmin, vmax, n_valid = segmentation.value_range
-        method = "multi_otsu" if isinstance(step, MultiOtsu) else "otsu"
-        threshold.update(method=method, bins=256, range=[vmin, vmax], valid_pixels=n_valid)
+        if isinstance(step, Percentile):
+            threshold.update(method="percentile", q=step.q)
+        else:
+            threshold.update(method="otsu", bins=256)
+            if isinstance(step, MultiOtsu):
+                threshold.update(method="multi_otsu", classes=step.classes, keep=list(step.keep))
+        threshold.update(range=[vmin, vmax], valid_pixels=n_valid)
     elif isinstance(step, LocalThreshold):
         threshold.update(method="local", **step.to_dict()["local"])
     else:

@@ -20,7 +20,7 @@ decides how it runs in tiles:
 
 * ``pixel``  – band math and indices: no halo;
 * ``local``  – reaches ``reach`` pixels: the tile is read with a halo;
-* ``global`` – Otsu, multi-Otsu: one histogram over every valid pixel, then per pixel;
+* ``global`` – Otsu, multi-Otsu, percentiles: statistics over every valid pixel, then per pixel;
 * ``object`` – hole filling and small-object removal: through the stitched labels.
 
 The whole file is validated before any work starts; a :class:`ConfigError`
@@ -196,6 +196,17 @@ class MultiOtsu:
 
 
 @dataclass(frozen=True)
+class Percentile:
+    """``t = numpy.percentile(x[valid], q)`` (linear interpolation): a global statistic."""
+
+    q: float
+    kind = "global"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"percentile": self.q}
+
+
+@dataclass(frozen=True)
 class FixedThreshold:
     """A threshold known in advance."""
 
@@ -215,7 +226,8 @@ class LocalThreshold:
 
     The threshold of each pixel comes from its own neighbourhood: Gaussian
     (sigma ``(block_size - 1) / 6``, truncated at 4 sigma), mean or median
-    over a ``block_size`` square.
+    over a ``block_size`` square. The mean is a plain sum per window divided
+    by ``block_size**2`` (see :func:`tiler.kernels.threshold.local_mean`).
     """
 
     block_size: int
@@ -236,7 +248,7 @@ class LocalThreshold:
 
 RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects
 PreprocessStep = Index | Gaussian | Median
-Threshold = Otsu | MultiOtsu | FixedThreshold | LocalThreshold
+Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold
 
 
 @dataclass(frozen=True)
@@ -399,7 +411,13 @@ REFINE_STEPS = (
     "fill_holes",
     "remove_small_objects",
 )
-THRESHOLDS = ("'otsu'", "a number", "{multi_otsu: {classes, keep}}", "{local: {block_size, ...}}")
+THRESHOLDS = (
+    "'otsu'",
+    "a number",
+    "{percentile: q}",
+    "{multi_otsu: {classes, keep}}",
+    "{local: {block_size, ...}}",
+)
 
 
 def _positive_int(value: Any, key: str, *, minimum: int = 1) -> int:
@@ -551,6 +569,11 @@ def _parse_threshold(value: Any) -> Threshold:
         raise ConfigError(f"threshold: expected one of {', '.join(THRESHOLDS)}, got {value!r}")
     ((name, params),) = value.items()
     key = f"threshold.{name}"
+    if name == "percentile":
+        q = _number(params, key)
+        if not 0 <= q <= 100:
+            raise ConfigError(f"{key}: expected a number from 0 to 100, got {params!r}")
+        return Percentile(q)
     if name == "multi_otsu":
         params = _params(params, key, ("classes", "keep"))
         classes = _positive_int(params.get("classes", 3), f"{key}.classes", minimum=2)
@@ -663,6 +686,7 @@ __all__ = [
     "Morphology",
     "MultiOtsu",
     "Otsu",
+    "Percentile",
     "Pipeline",
     "RemoveSmallObjects",
     "Smooth",

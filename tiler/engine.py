@@ -30,6 +30,7 @@ from tiler.config import (
     LocalThreshold,
     MultiOtsu,
     Otsu,
+    Percentile,
     Pipeline,
     RemoveSmallObjects,
     Stage,
@@ -38,9 +39,13 @@ from tiler.errors import InputError
 from tiler.io.output import create_mask_store
 from tiler.io.raster import RasterSource
 from tiler.kernels.threshold import (
+    binnable,
     codes_possible,
     multiotsu_from_histogram,
+    narrow,
     otsu_from_histogram,
+    percentile_from_ranks,
+    percentile_ranks,
     threshold_index,
 )
 from tiler.plan import (
@@ -48,6 +53,7 @@ from tiler.plan import (
     Graph,
     TileGrid,
     histogram_graph,
+    interval_graph,
     label_graph,
     mask_graph,
     range_graph,
@@ -57,6 +63,9 @@ from tiler.stitch import Stitched, renumber, stitch
 from tiler.tasks import MaskBase, RasterMask, StoredMask, TileMask
 
 Log = Callable[[str], None]
+
+# A percentile's last pass gathers at most this many values per rank (32 MiB).
+COLLECT_LIMIT = 1 << 22
 
 
 @dataclass
@@ -158,6 +167,9 @@ class Passes:
                 f"{self.source.name}: the preprocessed values are not finite at valid pixels "
                 f"(range [{vmin}, {vmax}]); mark NaN or infinite pixels as nodata"
             )
+        if isinstance(step, Percentile):
+            t = self._percentile(step.q, value_range, halo)
+            return RasterMask(self.source, pipeline, t, self.cache), t, value_range
         otsu = isinstance(step, Otsu)
         (counts,) = self._compute(
             "histogram",
@@ -173,6 +185,61 @@ class Passes:
         codes = value_cache.keeps_codes(self.cache) and codes_possible(vmin, vmax)
         index = threshold_index(t, vmin, vmax) if codes else None
         return RasterMask(self.source, pipeline, t, self.cache, index), t, value_range
+
+    def _percentile(self, q: float, value_range: tuple[float, float, int], halo: int) -> float:
+        """``numpy.percentile(x[valid], q)``, exactly, from passes over the tiles.
+
+        The two order statistics NumPy interpolates are found by narrowing a
+        value interval around each: a pass counts the values below the
+        interval and bins those inside it in 256 bins; the bin holding the
+        rank becomes the next interval. Once an interval holds at most
+        ``COLLECT_LIMIT`` values (usually after one or two passes), or is too
+        narrow for 256 bins, one last pass gathers them and the rank is read
+        off after sorting.
+        """
+        vmin, vmax, n = value_range
+        lower, upper, gamma = percentile_ranks(n, q)
+        # rank -> (lo, hi, values below lo, values in [lo, hi])
+        search = {rank: (vmin, vmax, 0, n) for rank in (lower, upper)}
+        found: dict[int, float] = {}
+        while pending := [r for r in search if r not in found]:
+            for rank in pending:
+                lo, hi, _, _ = search[rank]
+                if lo == hi:
+                    found[rank] = lo
+            pending = [r for r in pending if r not in found]
+            if not pending:
+                break
+            large = [
+                r for r in pending if search[r][3] > COLLECT_LIMIT and binnable(*search[r][:2])
+            ]
+            if not large:
+                intervals = tuple(sorted({search[r][:2] for r in pending}))
+                (within,) = self._compute(
+                    "percentile: collect",
+                    interval_graph(
+                        self.source, self.pipeline, self.grid, halo, self.cache, intervals,
+                        collect=True,
+                    ),
+                )  # fmt: skip
+                for rank in pending:
+                    lo, hi, below, _ = search[rank]
+                    values = np.sort(within[intervals.index((lo, hi))])
+                    found[rank] = float(values[rank - below])
+                break
+            intervals = tuple(sorted({search[r][:2] for r in large}))
+            (results,) = self._compute(
+                "percentile: narrow",
+                interval_graph(self.source, self.pipeline, self.grid, halo, self.cache, intervals),
+            )
+            for rank in large:
+                lo, hi, _, _ = search[rank]
+                below, counts = results[intervals.index((lo, hi))]
+                narrowed = narrow(lo, hi, below, counts, rank)
+                # An interval that cannot shrink any more is collected next time.
+                stuck = narrowed[:2] == (lo, hi)
+                search[rank] = (lo, hi, below, 0) if stuck else narrowed
+        return percentile_from_ranks(found[lower], found[upper], gamma)
 
     # -- 2.-3. labelling ----------------------------------------------------
 

@@ -163,6 +163,36 @@ def histogram_graph(
     return g.graph([g.tree(parts, operator.add)])
 
 
+def _add_interval_results(a: list, b: list) -> list:
+    return [(x[0] + y[0], x[1] + y[1]) for x, y in zip(a, b, strict=True)]
+
+
+def _concatenate_lists(a: list, b: list) -> list:
+    return [np.concatenate([x, y]) for x, y in zip(a, b, strict=True)]
+
+
+def interval_graph(
+    source: RasterSource,
+    pipeline,
+    grid: TileGrid,
+    halo: int,
+    cache: str,
+    intervals: tuple[tuple[float, float], ...],
+    *,
+    collect: bool = False,
+) -> Graph:
+    """Per interval: values below it and its 256-bin histogram, summed over tiles.
+
+    With ``collect``, the values in each interval instead (unsorted across tiles).
+    """
+    g = _Builder("collect" if collect else "intervals")
+    task = tasks.cached_values_within if collect else tasks.cached_interval_histograms
+    parts = [
+        g.add(f"tile-{t}", task, source, pipeline, w, halo, cache, intervals) for t, _, _, w in grid
+    ]
+    return g.graph([g.tree(parts, _concatenate_lists if collect else _add_interval_results)])
+
+
 def label_graph(
     recipes: Callable[[int], tasks.TileMask],
     grid: TileGrid,

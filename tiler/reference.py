@@ -26,6 +26,7 @@ from tiler.config import (
     Morphology,
     MultiOtsu,
     Otsu,
+    Percentile,
     Pipeline,
     Smooth,
 )
@@ -138,6 +139,9 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
     if isinstance(threshold, Otsu):
         t = threshold_otsu(values[valid])
         fg = values > t
+    elif isinstance(threshold, Percentile):
+        t = float(np.percentile(values[valid], threshold.q))
+        fg = values > t
     elif isinstance(threshold, FixedThreshold):
         t = threshold.value
         fg = values > t
@@ -147,9 +151,15 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
     else:
         assert isinstance(threshold, LocalThreshold)
         t = None
-        local = threshold_local(
-            values, threshold.block_size, threshold.method, threshold.offset, mode="reflect"
-        )
+        b = threshold.block_size
+        if threshold.method == "mean":
+            # A sum per window (see tiler.kernels.threshold.local_mean for why
+            # not scikit-image's running-sum uniform_filter).
+            sums = ndi.correlate1d(values, np.ones(b), axis=1, mode="reflect")
+            sums = ndi.correlate1d(sums, np.ones(b), axis=0, mode="reflect")
+            local = sums / float(b * b) - threshold.offset
+        else:
+            local = threshold_local(values, b, threshold.method, threshold.offset, mode="reflect")
         fg = values > local
     if pipeline.polarity == "below":
         fg = ~fg

@@ -36,9 +36,11 @@ from tiler.kernels.threshold import (
     code_foreground,
     foreground,
     histogram_codes,
+    interval_histogram,
     local_foreground,
     masked_histogram,
     masked_range,
+    values_within,
 )
 
 
@@ -155,6 +157,36 @@ def cached_histogram(
     if codes is not None:
         value_cache.put_codes(cache, outer, codes)
     return counts
+
+
+def cached_interval_histograms(
+    source: RasterSource,
+    pipeline: Pipeline,
+    window: WindowRC,
+    halo: int,
+    cache: str,
+    intervals: tuple[tuple[float, float], ...],
+) -> list[tuple[int, np.ndarray]]:
+    """Per interval ``[lo, hi]``: the tile's valid values below ``lo``, and its histogram."""
+    outer, crop = expand(window, halo, _shape(source))
+    values, valid = cached_values(source, pipeline, outer, cache)
+    values, valid = values[crop], valid[crop]
+    return [interval_histogram(values, valid, lo, hi) for lo, hi in intervals]
+
+
+def cached_values_within(
+    source: RasterSource,
+    pipeline: Pipeline,
+    window: WindowRC,
+    halo: int,
+    cache: str,
+    intervals: tuple[tuple[float, float], ...],
+) -> list[np.ndarray]:
+    """Per interval ``[lo, hi]``: the tile's valid values in it, sorted."""
+    outer, crop = expand(window, halo, _shape(source))
+    values, valid = cached_values(source, pipeline, outer, cache)
+    values, valid = values[crop], valid[crop]
+    return [values_within(values, valid, lo, hi) for lo, hi in intervals]
 
 
 # ---------------------------------------------------------------------------

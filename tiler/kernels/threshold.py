@@ -9,8 +9,11 @@ exactly, and :func:`otsu_from_histogram` returns the same threshold bit for bit.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.filters import threshold_local, threshold_multiotsu, threshold_otsu
 
 NBINS = 256
@@ -244,10 +247,108 @@ def local_foreground(
     offset: float,
     polarity: str,
 ) -> np.ndarray:
-    """``values > threshold_local(values, block_size, method, offset, mode="reflect")``.
+    """``values > T``, T the local threshold of :class:`tiler.config.LocalThreshold`.
 
-    scikit-image itself, on a window grown by the threshold's reach (clipped
-    at the image border, where "reflect" sees what the whole image has).
+    Computed on a window grown by the threshold's reach (clipped at the image
+    border, where "reflect" sees what the whole image has): scikit-image's
+    ``threshold_local`` for ``gaussian`` and ``median``, and for ``mean`` the
+    window sum of :func:`local_mean`.
     """
-    local = threshold_local(values, block_size, method, offset, mode="reflect")
+    if method == "mean":
+        local = local_mean(values, block_size) - offset
+    else:
+        local = threshold_local(values, block_size, method, offset, mode="reflect")
     return foreground(values, valid, local, polarity)
+
+
+def local_mean(values: np.ndarray, block_size: int) -> np.ndarray:
+    """Mean over a ``block_size`` square: row sums, then column sums, then ``/ block_size**2``.
+
+    ``scipy.ndimage.correlate1d`` with a flat kernel and ``mode="reflect"``
+    sums each window on its own, so any window of the image gives the whole
+    image's values. (scikit-image's ``threshold_local(method="mean")`` uses
+    ``uniform_filter``, whose running sum carries rounding along each whole
+    line: its last bits depend on where a pixel lies in the image, which no
+    tiling can reproduce. This definition differs from it by a few ulps.)
+    """
+    ones = np.ones(block_size)
+    sums = ndi.correlate1d(values, ones, axis=1, mode="reflect")
+    sums = ndi.correlate1d(sums, ones, axis=0, mode="reflect")
+    return sums / float(block_size * block_size)
+
+
+# ---------------------------------------------------------------------------
+# Percentiles: exact order statistics from passes over the tiles
+# ---------------------------------------------------------------------------
+
+
+def percentile_ranks(n: int, q: float) -> tuple[int, int, float]:
+    """The ranks (0-based, in sorted order) ``numpy.percentile(x, q)`` interpolates, and its weight.
+
+    NumPy's default (``linear``) method: the virtual index ``(n - 1) * (q / 100)``,
+    its floor and the next rank (both clipped to ``n - 1``), and the
+    fractional part. :func:`percentile_from_ranks` finishes the job.
+    """
+    virtual = (n - 1) * (q / 100)
+    lower = math.floor(virtual)
+    gamma = virtual - lower
+    lower = min(lower, n - 1)
+    return lower, min(lower + 1, n - 1), gamma
+
+
+def percentile_from_ranks(a: float, b: float, gamma: float) -> float:
+    """NumPy's interpolation between the two order statistics, bit for bit.
+
+    ``numpy.quantile([a, b], gamma)`` takes the same virtual index ``gamma``
+    (``1 * gamma``) and so runs NumPy's own interpolation on the same inputs.
+    """
+    return float(np.quantile(np.array([a, b], dtype=np.float64), gamma))
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_below(values, valid, lo):  # pragma: no cover - compiled
+    n = 0
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if valid[i, j] and values[i, j] < lo:
+                n += 1
+    return n
+
+
+def interval_histogram(
+    values: np.ndarray, valid: np.ndarray, lo: float, hi: float
+) -> tuple[int, np.ndarray]:
+    """How many valid values lie below ``lo``, and the 256-bin histogram of ``[lo, hi]``."""
+    return _count_below(values, valid, lo), masked_histogram(values, valid, lo, hi)
+
+
+def values_within(values: np.ndarray, valid: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The valid values in ``[lo, hi]``, sorted."""
+    found = values[valid]
+    return np.sort(found[(found >= lo) & (found <= hi)])
+
+
+def binnable(lo: float, hi: float) -> bool:
+    """Whether NumPy can split ``[lo, hi]`` into 256 bins (not when it spans a few ulps)."""
+    try:
+        bin_edges(lo, hi)
+    except ValueError:
+        return False
+    return True
+
+
+def narrow(
+    lo: float, hi: float, below: int, counts: np.ndarray, rank: int
+) -> tuple[float, float, int, int]:
+    """The bin of ``counts`` (a histogram over ``[lo, hi]``) that holds order statistic ``rank``.
+
+    Returns the bin as a closed interval ``[lo', hi']`` of the values it
+    holds (``edges[k] <= x < edges[k + 1]``, the last bin closed), the number
+    of values below it and the number in it.
+    """
+    edges, _ = bin_edges(lo, hi)
+    cumulative = below + np.cumsum(counts)
+    k = int(np.searchsorted(cumulative, rank, side="right"))
+    start = below if k == 0 else int(cumulative[k - 1])
+    top = hi if k == NBINS - 1 else float(np.nextafter(edges[k + 1], -np.inf))
+    return float(edges[k]), top, start, int(counts[k])
