@@ -44,3 +44,9 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python -m benchmarks.scale --size 32768 --base-size 8000 --chunk 2048 --out benchmarks/results
+
+.PHONY: accuracy
+
+## accuracy: tiler's objects scored against ground truth (8 NAIP tiles with tree points, a synthetic field)
+accuracy: $(STAMP)
+	$(BIN)/python -m benchmarks.accuracy --out benchmarks/results
