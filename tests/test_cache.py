@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,3 +103,25 @@ def test_codes_are_kept_compressed_and_dropped(tmp_path):
     cache.drop(name)
     assert not (tmp_path / "codes").exists()
     assert cache.get_codes(name, window) is None
+
+
+@pytest.mark.parametrize("kind", ["directory", "codes"])
+def test_concurrent_writers_of_one_window(kind, tmp_path):
+    """Tiles smaller than the halo grow into the same window; their writes must not collide."""
+    name = str(tmp_path / "v") if kind == "directory" else cache.codes_cache(tmp_path / "c")
+    cache.prepare(name)
+    window = ((0, 1), (0, 2))
+    values, valid = np.ones((1, 2)), np.ones((1, 2), bool)
+    codes = np.array([[3, 4]], dtype=np.uint16)
+
+    def write(_):
+        cache.put(name, window, values, valid)
+        cache.put_codes(name, window, codes)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(200)))
+    if kind == "directory":
+        np.testing.assert_array_equal(cache.get(name, window)[0], values)
+    else:
+        np.testing.assert_array_equal(cache.get_codes(name, window), codes)
+    assert not list(tmp_path.rglob("*.partial"))

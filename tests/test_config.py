@@ -116,6 +116,10 @@ ROUND_TRIPS = {
         "threshold": {"multi_otsu": {"classes": 3, "keep": [1, 2]}},
         "refine": [{"smooth": {"sigma": 1.5}}, {"fill_holes": {}}],
     },
+    "equalize-then-gaussian-percentile": {
+        "preprocess": [{"index": "exg"}, {"equalize": {}}, {"gaussian": {"sigma": 1.0}}],
+        "threshold": {"percentile": 90},
+    },
     "exgr-local-threshold": {
         "preprocess": [{"index": "exgr"}],
         "threshold": {"local": {"block_size": 31, "method": "median", "offset": -0.01}},
@@ -497,6 +501,14 @@ BAD = {
         ["preprocess[1].median.radius", ">= 1"],
     ),
     "smooth-without-sigma": ({"refine": [{"smooth": {}}]}, ["refine[0].smooth.sigma", "required"]),
+    "equalize-with-parameters": (
+        {"preprocess": [{"index": "exg"}, {"equalize": {"nbins": 64}}]},
+        ["preprocess[1].equalize.nbins", "unknown parameter"],
+    ),
+    "percentile-out-of-range": (
+        {"threshold": {"percentile": 101}},
+        ["threshold.percentile", "0 to 100", "101"],
+    ),
     "unknown-threshold-method": (
         {"threshold": {"triangle": {}}},
         ["threshold", "'triangle'", "multi_otsu", "local"],

@@ -21,6 +21,7 @@ from skimage.measure import label as sk_label
 
 from tiler import engine
 from tiler.config import (
+    Equalize,
     FillHoles,
     FixedThreshold,
     Gaussian,
@@ -78,6 +79,7 @@ filters = st.lists(
     st.one_of(
         st.sampled_from([0.5, 0.8, 1.0, 1.6, 2.3]).map(Gaussian),
         st.integers(1, 3).map(Median),
+        st.just(Equalize()),
     ),
     max_size=2,
 )

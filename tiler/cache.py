@@ -96,6 +96,11 @@ def prepare(cache: str) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
 
 
+def _partial(path: Path) -> Path:
+    """A temporary name of this writer's own: tiles smaller than the halo share windows."""
+    return path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+
+
 def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> None:
     """Keep a tile's values and valid mask under ``window`` (if this cache keeps values)."""
     if not keeps_values(cache):
@@ -107,7 +112,7 @@ def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> 
                 store[window] = (values, valid)
         return
     for path, array in zip(_paths(cache, window), (values, valid), strict=True):
-        partial = path.with_name(path.name + ".partial")
+        partial = _partial(path)
         with open(partial, "wb") as f:
             np.save(f, array)  # raw .npy: written and read at memory speed
         os.replace(partial, path)
@@ -132,7 +137,7 @@ def put_codes(cache: str, window: WindowRC, codes: np.ndarray) -> None:
     if not keeps_codes(cache):
         return
     path = _stem(_directory(cache), window).with_suffix(".codes")
-    partial = path.with_name(path.name + ".partial")
+    partial = _partial(path)
     partial.write_bytes(_CODEC.encode(np.ascontiguousarray(codes, dtype=np.uint16)))
     os.replace(partial, path)
 

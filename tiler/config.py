@@ -20,7 +20,8 @@ decides how it runs in tiles:
 
 * ``pixel``  – band math and indices: no halo;
 * ``local``  – reaches ``reach`` pixels: the tile is read with a halo;
-* ``global`` – Otsu, multi-Otsu, percentiles: statistics over every valid pixel, then per pixel;
+* ``global`` – histogram equalisation, Otsu, multi-Otsu, percentiles: statistics over
+  every valid pixel, then per pixel;
 * ``object`` – hole filling and small-object removal: through the stitched labels.
 
 The whole file is validated before any work starts; a :class:`ConfigError`
@@ -108,6 +109,27 @@ class Median:
 
     def to_dict(self) -> dict[str, Any]:
         return {"median": {"radius": self.radius}}
+
+
+@dataclass(frozen=True)
+class Equalize:
+    """``skimage.exposure.equalize_hist(x, nbins=256, mask=valid)``: a global statistic.
+
+    The cumulative histogram of the valid values (256 bins over their range)
+    maps every pixel through ``numpy.interp``. Once the passes have found it
+    (``centers``, ``cdf``), the step is per pixel.
+    """
+
+    centers: tuple[float, ...] | None = field(default=None, repr=False)
+    cdf: tuple[float, ...] | None = field(default=None, repr=False)
+    reach = 0
+
+    @property
+    def kind(self) -> str:
+        return "global" if self.cdf is None else "pixel"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"equalize": {}}
 
 
 @dataclass(frozen=True)
@@ -247,7 +269,7 @@ class LocalThreshold:
 
 
 RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects
-PreprocessStep = Index | Gaussian | Median
+PreprocessStep = Index | Gaussian | Median | Equalize
 Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold
 
 
@@ -267,8 +289,15 @@ class Pipeline:
         return self.preprocess[0]  # type: ignore[return-value]
 
     @property
-    def filters(self) -> tuple[Gaussian | Median, ...]:
+    def filters(self) -> tuple[Gaussian | Median | Equalize, ...]:
         return self.preprocess[1:]  # type: ignore[return-value]
+
+    def unresolved_global_step(self) -> int | None:
+        """Position in ``preprocess`` of the first global step still without its statistic."""
+        for i, step in enumerate(self.preprocess):
+            if isinstance(step, Equalize) and step.cdf is None:
+                return i
+        return None
 
     @property
     def preprocess_reach(self) -> int:
@@ -401,7 +430,7 @@ connectivity: 2
 TOP_KEYS = ("bands", "preprocess", "threshold", "polarity", "refine", "connectivity")
 INDEX_NAMES = ("exg", "exgr", "ndvi", "gray", "hsv")
 HSV_CHANNELS = ("h", "s", "v")
-PREPROCESS_STEPS = ("index", "band", "gaussian", "median")
+PREPROCESS_STEPS = ("index", "band", "gaussian", "median", "equalize")
 REFINE_STEPS = (
     "erosion",
     "dilation",
@@ -513,6 +542,9 @@ def _parse_preprocess(items: Any) -> tuple[PreprocessStep, ...]:
                 steps.append(Index(value))
         elif name == "band":
             steps.append(Index("band", band=_positive_int(value, f"{key}.band")))
+        elif name == "equalize":
+            _params(value, f"{key}.equalize", ())
+            steps.append(Equalize())
         elif name == "median":
             params = _params(value, f"{key}.median", ("radius",))
             steps.append(Median(_positive_int(params.get("radius", 1), f"{key}.median.radius")))
@@ -677,6 +709,7 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
 
 __all__ = [
     "DEFAULT_PIPELINE_YAML",
+    "Equalize",
     "FillHoles",
     "FixedThreshold",
     "Gaussian",

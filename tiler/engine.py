@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from tiler import cache as value_cache
 from tiler.config import (
+    Equalize,
     FillHoles,
     FixedThreshold,
     LocalThreshold,
@@ -41,6 +42,7 @@ from tiler.io.raster import RasterSource
 from tiler.kernels.threshold import (
     binnable,
     codes_possible,
+    equalization,
     multiotsu_from_histogram,
     narrow,
     otsu_from_histogram,
@@ -154,19 +156,8 @@ class Passes:
             return RasterMask(self.source, pipeline, None), None, None
         halo = pipeline.stages()[0].reach
         value_cache.prepare(self.cache)
-        (value_range,) = self._compute(
-            "preprocess", range_graph(self.source, pipeline, grid, halo, self.cache)
-        )
+        value_range = self._value_range("preprocess", pipeline, halo, self.cache)
         vmin, vmax, n_valid = value_range
-        if n_valid == 0:
-            raise InputError(
-                f"{self.source.name}: no valid pixels (the dataset mask is empty everywhere)"
-            )
-        if not (np.isfinite(vmin) and np.isfinite(vmax)):
-            raise InputError(
-                f"{self.source.name}: the preprocessed values are not finite at valid pixels "
-                f"(range [{vmin}, {vmax}]); mark NaN or infinite pixels as nodata"
-            )
         if isinstance(step, Percentile):
             t = self._percentile(step.q, value_range, halo)
             return RasterMask(self.source, pipeline, t, self.cache), t, value_range
@@ -185,6 +176,45 @@ class Passes:
         codes = value_cache.keeps_codes(self.cache) and codes_possible(vmin, vmax)
         index = threshold_index(t, vmin, vmax) if codes else None
         return RasterMask(self.source, pipeline, t, self.cache, index), t, value_range
+
+    def _value_range(
+        self, name: str, pipeline: Pipeline, halo: int, cache: str
+    ) -> tuple[float, float, int]:
+        """``(min, max, n)`` of the preprocessed values over the valid pixels, checked."""
+        (value_range,) = self._compute(
+            name, range_graph(self.source, pipeline, self.grid, halo, cache)
+        )
+        vmin, vmax, n_valid = value_range
+        if n_valid == 0:
+            raise InputError(
+                f"{self.source.name}: no valid pixels (the dataset mask is empty everywhere)"
+            )
+        if not (np.isfinite(vmin) and np.isfinite(vmax)):
+            raise InputError(
+                f"{self.source.name}: the preprocessed values are not finite at valid pixels "
+                f"(range [{vmin}, {vmax}]); mark NaN or infinite pixels as nodata"
+            )
+        return value_range
+
+    def resolve_preprocess(self) -> None:
+        """Find the statistic of every global preprocessing step, in order.
+
+        ``equalize`` needs the histogram of the values before it over every
+        valid pixel: two passes (range, histogram) over the pipeline cut just
+        before it, not cached. The step then carries its cumulative histogram
+        and runs per pixel in every later pass.
+        """
+        while (i := self.pipeline.unresolved_global_step()) is not None:
+            before = replace(self.pipeline, preprocess=self.pipeline.preprocess[:i])
+            vmin, vmax, _ = self._value_range("equalize: range", before, 0, value_cache.NONE)
+            (counts,) = self._compute(
+                "equalize: histogram",
+                histogram_graph(self.source, before, self.grid, 0, value_cache.NONE, vmin, vmax),
+            )
+            centers, cdf = equalization(counts, vmin, vmax)
+            steps = list(self.pipeline.preprocess)
+            steps[i] = Equalize(centers, cdf)
+            self.pipeline = replace(self.pipeline, preprocess=tuple(steps))
 
     def _percentile(self, q: float, value_range: tuple[float, float, int], halo: int) -> float:
         """``numpy.percentile(x[valid], q)``, exactly, from passes over the tiles.
@@ -260,6 +290,7 @@ class Passes:
         )
 
     def segment(self) -> Segmentation:
+        self.resolve_preprocess()
         pipeline, grid = self.pipeline, self.grid
         conn = pipeline.connectivity
         first_base, threshold, value_range = self.threshold()

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import rgb2hsv
+from skimage.exposure import equalize_hist
 from skimage.filters import threshold_local, threshold_multiotsu, threshold_otsu
 from skimage.measure import label, regionprops_table
 from skimage.morphology import disk
 
 from tiler.config import (
+    Equalize,
     FillHoles,
     FixedThreshold,
     Gaussian,
@@ -131,6 +133,8 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
     for step in pipeline.filters:
         if isinstance(step, Gaussian):
             values = ndi.gaussian_filter(values, step.sigma, mode="nearest", truncate=4.0)
+        elif isinstance(step, Equalize):
+            values = equalize_hist(values, nbins=256, mask=valid)
         else:
             assert isinstance(step, Median)
             values = ndi.median_filter(values, footprint=disk(step.radius), mode="reflect")

@@ -16,6 +16,7 @@ import zarr
 
 from tiler import cache as value_cache
 from tiler.config import (
+    Equalize,
     FillHoles,
     Gaussian,
     LocalThreshold,
@@ -88,11 +89,12 @@ def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
         out=out,
     )
     for step in filters:
-        values = (
-            gaussian(values, step.sigma)
-            if isinstance(step, Gaussian)
-            else median(values, step.radius)
-        )
+        if isinstance(step, Gaussian):
+            values = gaussian(values, step.sigma)
+        elif isinstance(step, Equalize):
+            values = np.interp(values, step.centers, step.cdf)
+        else:
+            values = median(values, step.radius)
     return values
 
 

@@ -161,6 +161,21 @@ def code_foreground(codes: np.ndarray, index: int, polarity: str) -> np.ndarray:
     return above
 
 
+def equalization(
+    counts: np.ndarray, vmin: float, vmax: float
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Bin centres and cumulative distribution, as ``skimage.exposure.equalize_hist`` uses them.
+
+    ``cumulative_distribution``: the histogram's cumulative sum divided by
+    its last element, in float64; ``numpy.interp(x, centers, cdf)`` then maps
+    each pixel.
+    """
+    _, centers = bin_edges(vmin, vmax)
+    cdf = np.cumsum(np.asarray(counts))
+    cdf = cdf / float(cdf[-1])
+    return tuple(centers.tolist()), tuple(cdf.tolist())
+
+
 def otsu_from_histogram(counts: np.ndarray, vmin: float, vmax: float) -> float:
     """The threshold ``threshold_otsu`` returns for an image with this histogram and range."""
     if vmin == vmax:  # scikit-image returns the single value of a constant image
