@@ -30,9 +30,10 @@ names the key at fault and what is allowed there.
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -268,6 +269,35 @@ class LocalThreshold:
         return {"local": params}
 
 
+MODEL_OUTPUTS = ("mask",)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A user's segmenter in place of ``preprocess`` and ``threshold``.
+
+    ``function`` names a callable ``package.module:function`` that takes the
+    selected bands of a window as read, ``(bands, rows, cols)`` in the file's
+    data type, and returns a ``(rows, cols)`` mask (bool, or 0/1). Whole-image
+    meaning: ``function(image) & valid``. Tiled, each tile is given its window
+    grown by ``halo`` pixels and keeps its own part: exact when the function
+    looks no further than ``halo`` pixels (a per-pixel classifier: ``halo: 0``),
+    approximate otherwise.
+    """
+
+    function: str
+    halo: int = 0
+    output: Literal["mask"] = "mask"
+    kind = "approximate"
+
+    @property
+    def reach(self) -> int:
+        return self.halo
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"callable": self.function, "halo": self.halo, "output": self.output}
+
+
 RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects
 PreprocessStep = Index | Gaussian | Median | Equalize
 Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold
@@ -283,6 +313,7 @@ class Pipeline:
     refine: tuple[RefineStep, ...] = ()
     connectivity: Literal[1, 2] = 2
     bands: tuple[int, ...] | None = None
+    model: Model | None = None
 
     @property
     def index(self) -> Index:
@@ -333,9 +364,12 @@ class Pipeline:
         out: dict[str, Any] = {}
         if self.bands is not None:
             out["bands"] = list(self.bands)
-        out["preprocess"] = [step.to_dict() for step in self.preprocess]
-        out["threshold"] = self.threshold.to_dict()
-        out["polarity"] = self.polarity
+        if self.model is not None:
+            out["model"] = self.model.to_dict()
+        else:
+            out["preprocess"] = [step.to_dict() for step in self.preprocess]
+            out["threshold"] = self.threshold.to_dict()
+            out["polarity"] = self.polarity
         out["refine"] = [step.to_dict() for step in self.refine]
         out["connectivity"] = self.connectivity
         return out
@@ -366,6 +400,8 @@ class Pipeline:
                 raise ConfigError(
                     f"bands: band {b} is out of range: {source} has {count} band(s) (1..{count})"
                 )
+        if self.model is not None:
+            return replace(self, bands=tuple(bands))
         index = self.index
         need = index.bands_needed
         if len(bands) < need:
@@ -386,14 +422,7 @@ class Pipeline:
                         f"preprocess[0].{role}: band {number} is not among the selected bands "
                         f"{list(bands)} of {source} ({count} band(s)); list it in 'bands:'"
                     )
-        return Pipeline(
-            preprocess=self.preprocess,
-            threshold=self.threshold,
-            polarity=self.polarity,
-            refine=self.refine,
-            connectivity=self.connectivity,
-            bands=tuple(bands),
-        )
+        return replace(self, bands=tuple(bands))
 
 
 @dataclass(frozen=True)
@@ -427,7 +456,7 @@ refine:
 connectivity: 2
 """
 
-TOP_KEYS = ("bands", "preprocess", "threshold", "polarity", "refine", "connectivity")
+TOP_KEYS = ("bands", "preprocess", "threshold", "polarity", "model", "refine", "connectivity")
 INDEX_NAMES = ("exg", "exgr", "ndvi", "gray", "hsv")
 HSV_CHANNELS = ("h", "s", "v")
 PREPROCESS_STEPS = ("index", "band", "gaussian", "median", "equalize")
@@ -672,14 +701,54 @@ def parse_pipeline(data: Any) -> Pipeline:
             f"connectivity: expected 1 (4-connected) or 2 (8-connected), got {connectivity!r}"
         )
 
+    refine = _parse_refine(data.get("refine"))
+    if "model" in data:
+        for key in ("preprocess", "threshold", "polarity"):
+            if key in data:
+                raise ConfigError(f"{key}: not allowed beside 'model:', which replaces it")
+        model = _parse_model(data["model"])
+        return Pipeline((), refine=refine, connectivity=connectivity, bands=bands, model=model)
     return Pipeline(
         preprocess=_parse_preprocess(data.get("preprocess", [{"index": "exg"}])),
         threshold=threshold,
         polarity=polarity,
-        refine=_parse_refine(data.get("refine")),
+        refine=refine,
         connectivity=connectivity,
         bands=bands,
     )
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """Import ``package.module:function``; a :class:`ConfigError` says what is wrong."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ConfigError(f"model.callable: expected 'package.module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"model.callable: cannot import {module_name!r} ({exc})") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"model.callable: {module_name!r} has no callable {name!r}")
+    return function
+
+
+def _parse_model(value: Any) -> Model:
+    params = _params(value, "model", ("callable", "halo", "output"))
+    if "callable" not in params:
+        raise ConfigError("model.callable: required ('package.module:function')")
+    spec = params["callable"]
+    if not isinstance(spec, str):
+        raise ConfigError(f"model.callable: expected 'package.module:function', got {spec!r}")
+    load_callable(spec)  # fail now, before any work
+    halo = _positive_int(params.get("halo", 0), "model.halo", minimum=0)
+    output = params.get("output", "mask")
+    if output not in MODEL_OUTPUTS:
+        raise ConfigError(
+            f"model.output: expected one of {', '.join(MODEL_OUTPUTS)}, got {output!r} "
+            "(instance labels from a model are not supported yet)"
+        )
+    return Model(spec, halo, output)
 
 
 def load_pipeline(path: str | Path | None = None) -> Pipeline:
@@ -716,6 +785,7 @@ __all__ = [
     "Index",
     "LocalThreshold",
     "Median",
+    "Model",
     "Morphology",
     "MultiOtsu",
     "Otsu",
@@ -724,6 +794,7 @@ __all__ = [
     "RemoveSmallObjects",
     "Smooth",
     "Stage",
+    "load_callable",
     "load_pipeline",
     "parse_pipeline",
 ]

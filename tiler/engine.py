@@ -150,6 +150,8 @@ class Passes:
         """
         pipeline, grid = self.pipeline, self.grid
         step = pipeline.threshold
+        if pipeline.model is not None:
+            return RasterMask(self.source, pipeline, None), None, None
         if isinstance(step, FixedThreshold):
             return RasterMask(self.source, pipeline, step.value), step.value, None
         if isinstance(step, LocalThreshold):

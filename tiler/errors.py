@@ -31,3 +31,9 @@ class OutputError(TilerError):
     """The output directory cannot be written as asked."""
 
     exit_code = 3
+
+
+class ModelError(TilerError):
+    """A user's model (``model: {callable: ...}``) returned something that is not a mask."""
+
+    exit_code = 4

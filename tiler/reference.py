@@ -31,6 +31,7 @@ from tiler.config import (
     Percentile,
     Pipeline,
     Smooth,
+    load_callable,
 )
 
 
@@ -128,6 +129,11 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
     pipeline : Pipeline
         With ``bands`` resolved.
     """
+    if pipeline.model is not None:
+        fg = np.asarray(load_callable(pipeline.model.function)(image)).astype(bool) & valid
+        mask = reference_refine(fg, pipeline)
+        labels = label(mask, connectivity=pipeline.connectivity)
+        return Reference(np.zeros(image.shape[1:]), None, mask, labels)
     x = image.astype(np.float64)
     values = reference_index(x, pipeline.index, pipeline.bands, dtype_maximum(image.dtype))
     for step in pipeline.filters:

@@ -10,6 +10,7 @@ times, with the same result. The graphs that call them are built in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import zarr
@@ -25,7 +26,9 @@ from tiler.config import (
     Pipeline,
     RemoveSmallObjects,
     Smooth,
+    load_callable,
 )
+from tiler.errors import ModelError
 from tiler.io.raster import RasterSource, WindowRC
 from tiler.kernels.buffers import scratch
 from tiler.kernels.filters import gaussian, median
@@ -223,6 +226,8 @@ class RasterMask:
             codes = value_cache.get_codes(self.cache, window)
             if codes is not None:
                 return code_foreground(codes, self.threshold_bin, self.pipeline.polarity)
+        if self.pipeline.model is not None:
+            return model_mask(self.source, self.pipeline, window)
         step, polarity = self.pipeline.threshold, self.pipeline.polarity
         if isinstance(step, LocalThreshold):
             outer, crop = expand(window, step.reach, self.shape)
@@ -235,6 +240,33 @@ class RasterMask:
         if isinstance(step, MultiOtsu):
             return class_foreground(values, valid, self.threshold, step.keep, polarity)
         return foreground(values, valid, self.threshold, polarity)
+
+
+def model_mask(source: RasterSource, pipeline: Pipeline, window: WindowRC) -> np.ndarray:
+    """The pipeline's model on ``window`` grown by its halo, cropped back, ``&= valid``."""
+    model = pipeline.model
+    outer, crop = expand(window, model.halo, _shape(source))
+    image, valid = source.read(pipeline.bands, outer)
+    return run_model(model.function, image)[crop] & valid[crop]
+
+
+def run_model(function: str, image: np.ndarray) -> np.ndarray:
+    """``function(image)`` as a bool mask, checked: one clear error if it returns anything else."""
+    out = np.asarray(_model(function)(image))
+    if out.shape != image.shape[1:]:
+        raise ModelError(
+            f"model {function}: returned shape {out.shape} for a window of {image.shape[1:]}"
+        )
+    if out.dtype != bool and not (
+        np.issubdtype(out.dtype, np.integer) and np.isin(out, (0, 1)).all()
+    ):
+        raise ModelError(f"model {function}: returned {out.dtype} values; expected a mask")
+    return out.astype(bool, copy=False)
+
+
+@lru_cache(maxsize=8)
+def _model(function: str):
+    return load_callable(function)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,28 @@
+"""Models for the ``model:`` step's tests, importable as ``example_models:NAME``."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def bright_mean(tile: np.ndarray) -> np.ndarray:
+    """3 x 3 mean of the first band above 120: looks one pixel away (exact with ``halo: 1``).
+
+    Summed in integers, so any window gives the whole image's sums.
+    """
+    sums = ndi.correlate(tile[0].astype(np.int64), np.ones((3, 3), np.int64), mode="nearest")
+    return sums > 9 * 120
+
+
+def green_pixels(tile: np.ndarray) -> np.ndarray:
+    """A per-pixel rule (exact with ``halo: 0``), returned as 0/1 integers."""
+    return (tile[1].astype(np.int32) > tile[0]).astype(np.uint8)
+
+
+def wrong_shape(tile: np.ndarray) -> np.ndarray:
+    return np.zeros((1, 1), dtype=bool)
+
+
+def probabilities(tile: np.ndarray) -> np.ndarray:
+    return tile[0] / 255.0
