@@ -311,7 +311,7 @@ BAD_PIPELINES = {
             "pipeline.yaml",
             "refine[1]",
             "'blur'",
-            "erosion, dilation, opening, closing, smooth, fill_holes, remove_small_objects",
+            "erosion, dilation, opening, closing, smooth, fill_holes, remove_small_objects, split",
         ],
     ),
     "bad-parameter-type": (BAD_SIGMA, ["pipeline.yaml", "preprocess[1].gaussian.sigma", "'abc'"]),

@@ -31,7 +31,9 @@ from tiler.config import (
 from tiler.errors import ConfigError, TilerError
 
 DEFAULT = yaml.safe_load(DEFAULT_PIPELINE_YAML)
-REFINE_STEPS = "erosion, dilation, opening, closing, smooth, fill_holes, remove_small_objects"
+REFINE_STEPS = (
+    "erosion, dilation, opening, closing, smooth, fill_holes, remove_small_objects, split"
+)
 
 
 def pipeline(**data) -> Pipeline:
@@ -119,6 +121,12 @@ ROUND_TRIPS = {
     "equalize-then-gaussian-percentile": {
         "preprocess": [{"index": "exg"}, {"equalize": {}}, {"gaussian": {"sigma": 1.0}}],
         "threshold": {"percentile": 90},
+    },
+    "split-last": {
+        "refine": [
+            {"closing": {"radius": 1}},
+            {"split": {"watershed": {"min_distance": 5, "footprint": 3, "halo": 40}}},
+        ],
     },
     "exgr-local-threshold": {
         "preprocess": [{"index": "exgr"}],
@@ -508,6 +516,18 @@ BAD = {
     "percentile-out-of-range": (
         {"threshold": {"percentile": 101}},
         ["threshold.percentile", "0 to 100", "101"],
+    ),
+    "split-not-last": (
+        {"refine": [{"split": {"watershed": {}}}, {"opening": {}}]},
+        ["refine[0].split", "last refine step"],
+    ),
+    "split-even-footprint": (
+        {"refine": [{"split": {"watershed": {"footprint": 4}}}]},
+        ["refine[0].split.watershed.footprint", "odd"],
+    ),
+    "split-without-method": (
+        {"refine": [{"split": {}}]},
+        ["refine[0].split", "watershed"],
     ),
     "unknown-threshold-method": (
         {"threshold": {"triangle": {}}},

@@ -25,7 +25,9 @@ def imported_roots(path: Path) -> set[str]:
 
 PURE = sorted((PACKAGE / "kernels").glob("*.py")) + [
     PACKAGE / "stitch.py",
+    PACKAGE / "split.py",
     PACKAGE / "reference.py",
+    PACKAGE / "accuracy.py",
 ]
 
 

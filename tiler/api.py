@@ -28,7 +28,7 @@ from tiler.config import (
     load_pipeline,
     parse_pipeline,
 )
-from tiler.engine import Passes
+from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError
 from tiler.io import output
 from tiler.io.raster import GeoTiffSource, RasterSource, fingerprint, open_geotiff
@@ -356,11 +356,27 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
         "threshold": threshold,
         "labels": {"path": output.LABELS + "/labels", "dtype": str(segmentation.dtype)},
         "object_count": segmentation.n_objects,
+        **_split_summary(pipeline, segmentation),
         "timings_seconds": {
             **{k: round(v, 4) for k, v in segmentation.timings.items()},
             "total": round(seconds, 4),
         },
         "complete": True,
+    }
+
+
+def _split_summary(pipeline: Pipeline, segmentation: Segmentation) -> dict[str, Any]:
+    """The watershed split's settings and how often neighbouring windows disagreed."""
+    step = pipeline.split
+    if step is None:
+        return {}
+    return {
+        "split": {
+            "method": "watershed",
+            "approximate": True,
+            "halo": step.halo,
+            "objects_decided_by_fallback": segmentation.split_fallbacks,
+        }
     }
 
 

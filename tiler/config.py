@@ -269,6 +269,33 @@ class LocalThreshold:
         return {"local": params}
 
 
+@dataclass(frozen=True)
+class Split:
+    """Split touching objects at the watershed lines of the mask's distance transform.
+
+    Whole-image meaning: :func:`tiler.kernels.split.reference_split` (markers
+    from ``skimage.feature.peak_local_max(distance, min_distance, footprint,
+    labels=...)``, ``skimage.segmentation.watershed(-distance, markers,
+    mask=m)``). It reaches as far as an object is large, so it is approximate
+    when tiled: each tile splits its window grown by ``halo``, and objects are
+    owned by the tile holding their centroid (:mod:`tiler.split`). ``halo``
+    should be at least the largest object's diameter.
+    """
+
+    min_distance: int = 7
+    footprint: int | None = None
+    halo: int = 32
+    kind = "approximate"
+
+    @property
+    def reach(self) -> int:
+        return self.halo
+
+    def to_dict(self) -> dict[str, Any]:
+        params = {"min_distance": self.min_distance, "footprint": self.footprint}
+        return {"split": {"watershed": {**params, "halo": self.halo}}}
+
+
 MODEL_OUTPUTS = ("mask",)
 
 
@@ -298,7 +325,7 @@ class Model:
         return {"callable": self.function, "halo": self.halo, "output": self.output}
 
 
-RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects
+RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects | Split
 PreprocessStep = Index | Gaussian | Median | Equalize
 Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold
 
@@ -340,6 +367,11 @@ class Pipeline:
         """Halo of preprocessed values that the threshold needs (a local threshold's)."""
         return self.threshold.reach if isinstance(self.threshold, LocalThreshold) else 0
 
+    @property
+    def split(self) -> Split | None:
+        """The final ``split`` step, if any (it turns the mask into instance labels)."""
+        return self.refine[-1] if self.refine and isinstance(self.refine[-1], Split) else None
+
     def stages(self) -> list[Stage]:
         """Split ``refine`` into stages: local steps, then the object steps after them.
 
@@ -349,7 +381,7 @@ class Pipeline:
         stages: list[Stage] = []
         local: list[Morphology | Smooth] = []
         objects: list[FillHoles | RemoveSmallObjects] = []
-        for step in self.refine:
+        for step in self.refine[:-1] if self.split else self.refine:
             if step.kind == "local":
                 if objects:
                     stages.append(Stage(tuple(local), tuple(objects)))
@@ -468,6 +500,7 @@ REFINE_STEPS = (
     "smooth",
     "fill_holes",
     "remove_small_objects",
+    "split",
 )
 THRESHOLDS = (
     "'otsu'",
@@ -602,6 +635,10 @@ def _parse_refine(items: Any) -> tuple[RefineStep, ...]:
             if max_area is not None:
                 max_area = _positive_int(max_area, f"{key}.fill_holes.max_area")
             steps.append(FillHoles(max_area))
+        elif name == "split":
+            if i != len(items) - 1:
+                raise ConfigError(f"{key}.split: must be the last refine step")
+            steps.append(_parse_split(value, f"{key}.split"))
         elif name == "smooth":
             params = _params(value, f"{key}.smooth", ("sigma",))
             if "sigma" not in params:
@@ -718,6 +755,22 @@ def parse_pipeline(data: Any) -> Pipeline:
     )
 
 
+def _parse_split(value: Any, key: str) -> Split:
+    params = _params(value, key, ("watershed",))
+    if "watershed" not in params:
+        raise ConfigError(f"{key}: expected {{watershed: {{min_distance, footprint, halo}}}}")
+    key = f"{key}.watershed"
+    params = _params(params["watershed"], key, ("min_distance", "footprint", "halo"))
+    min_distance = _positive_int(params.get("min_distance", 7), f"{key}.min_distance")
+    footprint = params.get("footprint")
+    if footprint is not None:
+        footprint = _positive_int(footprint, f"{key}.footprint", minimum=3)
+        if footprint % 2 == 0:
+            raise ConfigError(f"{key}.footprint: must be odd, got {footprint}")
+    halo = _positive_int(params.get("halo", 32), f"{key}.halo")
+    return Split(min_distance, footprint, halo)
+
+
 def load_callable(spec: str) -> Callable[..., Any]:
     """Import ``package.module:function``; a :class:`ConfigError` says what is wrong."""
     module_name, _, name = spec.partition(":")
@@ -793,6 +846,7 @@ __all__ = [
     "Pipeline",
     "RemoveSmallObjects",
     "Smooth",
+    "Split",
     "Stage",
     "load_callable",
     "load_pipeline",

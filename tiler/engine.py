@@ -34,10 +34,11 @@ from tiler.config import (
     Percentile,
     Pipeline,
     RemoveSmallObjects,
+    Split,
     Stage,
 )
 from tiler.errors import InputError
-from tiler.io.output import create_mask_store
+from tiler.io.output import create_local_label_store, create_mask_store
 from tiler.io.raster import RasterSource
 from tiler.kernels.threshold import (
     binnable,
@@ -59,8 +60,11 @@ from tiler.plan import (
     label_graph,
     mask_graph,
     range_graph,
+    split_graph,
+    split_write_graph,
     write_graph,
 )
+from tiler.split import renumber_split
 from tiler.stitch import Stitched, renumber, stitch
 from tiler.tasks import MaskBase, RasterMask, StoredMask, TileMask
 
@@ -81,6 +85,7 @@ class Segmentation:
     final_ids: np.ndarray
     dtype: np.dtype
     timings: dict[str, float] = field(default_factory=dict)
+    split_fallbacks: int | None = None  # watershed split: windows that disagreed
 
     @property
     def n_objects(self) -> int:
@@ -127,6 +132,8 @@ class Passes:
         self.executor, self.workdir, self.log = executor, workdir, log
         self.cache = cache if cache is not None else str(workdir / "values")
         self.timings: dict[str, float] = {}
+        self.split_labels: str | None = None
+        self.split_fallbacks = 0
 
     def _compute(self, name: str, graph: Graph) -> list:
         start = time.perf_counter()
@@ -300,7 +307,8 @@ class Passes:
         stages = pipeline.stages()
         final_min_area = None
         last = stages[-1]
-        if last.objects and isinstance(last.objects[-1], RemoveSmallObjects):
+        split = pipeline.split
+        if not split and last.objects and isinstance(last.objects[-1], RemoveSmallObjects):
             # A trailing small-object removal is a filter on the final labels.
             final_min_area = last.objects[-1].min_area
             stages[-1] = Stage(last.local, last.objects[:-1])
@@ -340,6 +348,9 @@ class Passes:
                 self._materialise(f"stage {k}: store", state.recipe, out)
                 state = MaskState(StoredMask(out, grid.shape), connectivity=conn)
 
+        if split is not None:
+            return self._split(state, split, threshold, value_range)
+
         # The final labelling stores the final mask, so the write pass only
         # labels it again (no edits, no halo).
         final = None
@@ -369,6 +380,40 @@ class Passes:
             timings=self.timings,
         )
 
+    def _split(
+        self,
+        state: MaskState,
+        step: Split,
+        threshold: float | tuple[float, ...] | None,
+        value_range: tuple[float, float, int] | None,
+    ) -> Segmentation:
+        """Store the final mask, split its objects tile by tile, number them (see tiler.split)."""
+        grid = self.grid
+        final = create_mask_store(self.workdir / "final.zarr", grid.shape, grid.chunks)
+        self._materialise("split: store mask", state.recipe, final)
+        self._drop_value_cache()
+        self.split_labels = create_local_label_store(
+            self.workdir / "split.zarr", grid.shape, grid.chunks
+        )
+        base = StoredMask(final, grid.shape)
+        results = self._compute(
+            "split",
+            split_graph(base, grid, step, self.pipeline.connectivity, self.split_labels),
+        )
+        stitched = renumber_split([r[0] for r in results], [r[1] for r in results])
+        self.split_fallbacks = sum(r[2] + r[3] for r in results)
+        keep = np.ones(stitched.n_objects, dtype=bool)
+        return Segmentation(
+            threshold=threshold,
+            value_range=value_range,
+            stitched=stitched,
+            keep=keep,
+            final_ids=renumber(keep),
+            dtype=label_dtype(stitched.n_objects),
+            timings=self.timings,
+            split_fallbacks=self.split_fallbacks,
+        )
+
     def _drop_value_cache(self) -> None:
         """The stored mask replaces the value cache: free the disk early."""
         value_cache.drop(self.cache)
@@ -381,6 +426,10 @@ class Passes:
     def write(self, segmentation: Segmentation, path: str) -> None:
         """Write the final labels into the (already created) Zarr array at ``path``."""
         ids = segmentation.final_ids.astype(segmentation.dtype)
+        if self.pipeline.split is not None:
+            luts = lambda t: segmentation.stitched.tile_lut(t, ids)  # noqa: E731
+            self._compute("write", split_write_graph(self.split_labels, luts, self.grid, path=path))
+            return
         graph = write_graph(
             self.final_state.recipe,
             lambda t: segmentation.stitched.tile_lut(t, ids),

@@ -28,6 +28,7 @@ import numpy as np
 
 from tiler import tasks
 from tiler.io.raster import RasterSource, WindowRC
+from tiler.split import neighbours, split_stride
 from tiler.stitch import seam_pairs
 
 
@@ -243,6 +244,43 @@ def _seams(stride: int, connectivity: int, index: int, tile, *neighbours):
     ]
     pairs = seam_pairs((index, edges), *found, stride=stride, connectivity=connectivity)
     return stats, pairs
+
+
+def split_graph(base: tasks.MaskBase, grid: TileGrid, step, connectivity: int, local: str) -> Graph:
+    """Split every tile's window, then decide each core with its neighbours: two tasks per tile.
+
+    The second task of tile ``t`` keeps its local labels in the Zarr array
+    ``local`` and returns ``(provisional ids, TileStats, fallback counts)``.
+    """
+    g = _Builder("split")
+    windows = {
+        (i, j): g.add(f"window-{t}", tasks.split_window, base, w, t, step, connectivity)
+        for t, i, j, w in grid
+    }
+    stride = split_stride(grid.chunks, step.halo)
+    keys = [
+        g.add(
+            f"core-{t}",
+            tasks.assign_split,
+            stride,
+            local,
+            windows[i, j],
+            *(windows[n] for n in neighbours(i, j, grid.grid, grid.chunks, step.halo)),
+        )
+        for t, i, j, _ in grid
+    ]
+    return g.graph(keys)
+
+
+def split_write_graph(
+    local: str, luts: Callable[[int], np.ndarray], grid: TileGrid, *, path: str
+) -> Graph:
+    """Relabel every tile's local split labels and write them (chunk-aligned)."""
+    g = _Builder("write")
+    keys = [
+        g.add(f"tile-{t}", tasks.write_split_labels, local, w, luts(t), path) for t, _, _, w in grid
+    ]
+    return g.graph(keys)
 
 
 def mask_graph(recipes: Callable[[int], tasks.TileMask], grid: TileGrid, *, path: str) -> Graph:

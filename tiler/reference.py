@@ -31,8 +31,10 @@ from tiler.config import (
     Percentile,
     Pipeline,
     Smooth,
+    Split,
     load_callable,
 )
+from tiler.kernels.split import reference_split
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ def reference_refine(mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:
     """The refine steps of section 3, one after the other, on the whole mask."""
     conn = pipeline.connectivity
     for step in pipeline.refine:
+        if isinstance(step, Split):
+            continue  # not a mask step: see run_reference
         if isinstance(step, Smooth):
             smooth = ndi.gaussian_filter(mask.astype(np.float64), step.sigma, mode="nearest")
             mask = smooth > 0.5
@@ -132,8 +136,7 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
     if pipeline.model is not None:
         fg = np.asarray(load_callable(pipeline.model.function)(image)).astype(bool) & valid
         mask = reference_refine(fg, pipeline)
-        labels = label(mask, connectivity=pipeline.connectivity)
-        return Reference(np.zeros(image.shape[1:]), None, mask, labels)
+        return Reference(np.zeros(image.shape[1:]), None, mask, _labels(mask, pipeline))
     x = image.astype(np.float64)
     values = reference_index(x, pipeline.index, pipeline.bands, dtype_maximum(image.dtype))
     for step in pipeline.filters:
@@ -175,7 +178,16 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
         fg = ~fg
     fg &= valid
     mask = reference_refine(fg, pipeline)
-    return Reference(values, t, mask, label(mask, connectivity=pipeline.connectivity))
+    return Reference(values, t, mask, _labels(mask, pipeline))
+
+
+def _labels(mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:
+    """Connected components, or the watershed split of a final ``split`` step."""
+    step = pipeline.split
+    if step is None:
+        return label(mask, connectivity=pipeline.connectivity)
+    labels, _ = reference_split(mask, step.min_distance, step.footprint, pipeline.connectivity)
+    return labels
 
 
 def reference_objects(labels: np.ndarray, transform: tuple[float, ...]) -> dict[str, np.ndarray]:

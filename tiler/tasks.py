@@ -26,6 +26,7 @@ from tiler.config import (
     Pipeline,
     RemoveSmallObjects,
     Smooth,
+    Split,
     load_callable,
 )
 from tiler.errors import ModelError
@@ -46,6 +47,7 @@ from tiler.kernels.threshold import (
     masked_range,
     values_within,
 )
+from tiler.split import SplitTile, assign_core, split_tile
 
 
 def expand(
@@ -371,4 +373,48 @@ def write_labels(
     Writes are chunk-aligned, so they need no lock and may run twice.
     """
     labels, _ = label(recipe.read(window), connectivity)
+    _write_chunk(path, window, relabel(labels, lut))
+
+
+# ---------------------------------------------------------------------------
+# Watershed splitting (approximate: see tiler.split)
+# ---------------------------------------------------------------------------
+
+
+def split_window(
+    base: MaskBase, window: WindowRC, index: int, step: Split, connectivity: int
+) -> SplitTile:
+    """Split the objects of a tile's window (grown by the step's halo) of the final mask."""
+    outer, _ = expand(window, step.halo, base.shape)
+    return split_tile(
+        base.read(outer),
+        outer,
+        window,
+        index,
+        base.shape,
+        min_distance=step.min_distance,
+        footprint=step.footprint,
+        connectivity=connectivity,
+    )
+
+
+def assign_split(
+    stride: int, path: str, tile: SplitTile, *others: SplitTile
+) -> tuple[np.ndarray, TileStats, int, int]:
+    """Decide every core pixel's object; keep the core's local labels in ``path``.
+
+    Returns the provisional ids of the local labels, their partial statistics
+    and the two fallback counts (see :func:`tiler.split.assign_core`).
+    """
+    shape = zarr.open_array(path, mode="r").shape
+    cropped = [other.crop(tile.extent) for other in others]
+    core = assign_core(tile, cropped, stride=stride, image_shape=shape)
+    _write_chunk(path, tile.core, core.labels)
+    return core.ids, core.stats, core.fallback_iou, core.fallback_own
+
+
+def write_split_labels(local: str, window: WindowRC, lut: np.ndarray, path: str) -> None:
+    """Relabel a tile's kept local split labels with its slice of the final look-up table."""
+    (r0, r1), (c0, c1) = window
+    labels = zarr.open_array(local, mode="r")[r0:r1, c0:c1]
     _write_chunk(path, window, relabel(labels, lut))

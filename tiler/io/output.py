@@ -93,6 +93,14 @@ def create_mask_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int
     return str(path)
 
 
+def create_local_label_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
+    """An empty int32 Zarr array chunked as the tiles, for tile-local labels in the work folder."""
+    zarr.create_array(
+        str(path), shape=shape, chunks=chunks, dtype=np.int32, fill_value=0, overwrite=True
+    )
+    return str(path)
+
+
 def _geotransform(transform: tuple[float, ...]) -> str:
     a, b, c, d, e, f = transform
     return " ".join(repr(float(v)) for v in (c, a, b, f, d, e))
