@@ -1,7 +1,7 @@
 """How accurate is tiler? Its detected objects scored against ground-truth points.
 
     python -m benchmarks.accuracy --out benchmarks/results \\
-        [--pipeline-naip FILE.yaml] [--pipeline-field FILE.yaml]
+        [--pipeline-naip PRESET|FILE.yaml] [--pipeline-field PRESET|FILE.yaml]
 
 Two datasets, each run through ``tiler.run`` and scored with
 :mod:`tiler.accuracy` (optimal one-to-one matching of object centroids, the
@@ -9,12 +9,13 @@ Two datasets, each run through ``tiler.run`` and scored with
 
 * **NAIP urban trees**: the 8 NAIP 2020 tiles of ``tests/data/urban_trees_naip``
   (256 x 256 px, 0.6 m, R, G, B, NIR) against the annotated tree points in
-  ``json/<tile>.json``, within 3 m; default pipeline
-  ``benchmarks/pipelines/naip-trees.yaml``.
+  ``json/<tile>.json``, within 3 m; default pipeline: the ``tree-crowns``
+  preset (``benchmarks/pipelines/naip-trees.yaml`` is the best variant
+  without watershed splitting, for comparison).
 * **Synthetic row-crop field**: a 4000 x 4000 ``tiler.synthetic.SyntheticField``
   (2.5 cm pixels) against its known crop-plant centres, within half the plant
-  spacing (25 px x 0.025 m / 2 = 0.3125 m); default pipeline: tiler's
-  default plant pipeline. Weeds are not in the truth: detecting one is a
+  spacing (25 px x 0.025 m / 2 = 0.3125 m); default pipeline: the
+  ``row-crop-plants`` preset. Weeds are not in the truth: detecting one is a
   false positive.
 
 Scores are per tile and pooled (sums of tp/fp/fn, then precision, recall, F1).
@@ -50,6 +51,7 @@ import yaml
 from pyproj import CRS
 
 import tiler
+from tiler import presets
 from tiler.accuracy import Score, combine_scores, match_points
 from tiler.config import Pipeline, load_pipeline
 from tiler.io.raster import GeoTiffSource, open_geotiff
@@ -58,7 +60,6 @@ from tiler.synthetic import SyntheticField, write_geotiff
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NAIP_DIR = ROOT / "tests" / "data" / "urban_trees_naip"
-NAIP_PIPELINE = HERE / "pipelines" / "naip-trees.yaml"
 NAIP_RADIUS_M = 3.0
 FIELD_SIZE = 4000
 FIELD_SEED = 0
@@ -348,10 +349,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _pipeline(path: Path | None, default: Path | None) -> tuple[str, Pipeline]:
-    chosen = path or default
-    if chosen is None:
-        return "tiler's default pipeline", load_pipeline(None)
+def _pipeline(choice: str | None, default: str) -> tuple[str, Pipeline]:
+    """A preset by name (default ``default``) or a pipeline file, and how to show it."""
+    choice = choice or default
+    if choice in presets.names():
+        return f"preset {choice} (tiler/data/presets/{choice}.yaml)", presets.load(choice)
+    chosen = Path(choice)
     try:
         shown = str(chosen.resolve().relative_to(ROOT))
     except ValueError:
@@ -366,15 +369,19 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--pipeline-naip", type=Path, help=f"default: {NAIP_PIPELINE.name}")
-    parser.add_argument("--pipeline-field", type=Path, help="default: tiler's default pipeline")
+    parser.add_argument(
+        "--pipeline-naip", help="preset name or pipeline file (default: preset tree-crowns)"
+    )
+    parser.add_argument(
+        "--pipeline-field", help="preset name or pipeline file (default: preset row-crop-plants)"
+    )
     parser.add_argument("--field-size", type=int, default=FIELD_SIZE, help="field side in px")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     try:
-        naip_pipeline = _pipeline(args.pipeline_naip, NAIP_PIPELINE)
-        field_pipeline = _pipeline(args.pipeline_field, None)
+        naip_pipeline = _pipeline(args.pipeline_naip, "tree-crowns")
+        field_pipeline = _pipeline(args.pipeline_field, "row-crop-plants")
         with tempfile.TemporaryDirectory(prefix="tiler-accuracy-") as tmp:
             workdir = Path(tmp)
             print("NAIP urban trees:", flush=True)

@@ -15,8 +15,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
 import tiler
+from tiler import presets
 from tiler.accuracy import Score, combine_scores, match_points
-from tiler.config import load_pipeline
 from tiler.synthetic import SyntheticField
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,7 +245,7 @@ def test_naip_tile_scores_every_truth_point_and_object(harness, tmp_path):
     features = json.loads(truth.read_text())["features"]
     n_truth = sum(f["geometry"]["type"] == "Point" for f in features)
 
-    pipeline = load_pipeline(harness.NAIP_PIPELINE)
+    pipeline = presets.load("tree-crowns")
     result = harness.score_naip_tile(tif, truth, pipeline, tmp_path)
     s = result.score
     n_objects = len(tiler.read_objects(result.dst))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from tiler import api
+from tiler import api, presets
 from tiler.errors import TilerError
 
 
@@ -53,11 +53,19 @@ def _scheduler(value: str | None) -> str:
     return value or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
 
 
+def _threshold_text(threshold) -> str:
+    if threshold is None:
+        return "per pixel (local threshold or model)"
+    if isinstance(threshold, tuple):
+        return ", ".join(f"{t:.6g}" for t in threshold)
+    return f"{threshold:.6g}"
+
+
 def _summary(result: api.RunResult) -> list[str]:
     h, w = result.shape
     return [
         f"objects:    {result.n_objects}",
-        f"threshold:  {result.threshold:.6g}",
+        f"threshold:  {_threshold_text(result.threshold)}",
         f"image:      {h} x {w} px ({h * w / 1e6:.1f} MP) in {result.n_tiles} tile(s)",
         f"time:       {result.seconds:.1f} s ({result.megapixels_per_second:.1f} MP/s)",
         f"labels:     {result.labels}",
@@ -82,13 +90,23 @@ def cli() -> None:
     default=None,
     help="Pipeline file (YAML). Default: the plant pipeline (see `tiler pipeline`).",
 )
+@click.option(
+    "--preset",
+    "-p",
+    default=None,
+    help="A shipped pipeline instead of --config (see `tiler presets`).",
+)
 @chunk_option
 @workers_option
 @scheduler_option
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty DST.")
 @quiet_option
-def run(src, dst, config, chunk_size, workers, scheduler, overwrite, quiet):
+def run(src, dst, config, preset, chunk_size, workers, scheduler, overwrite, quiet):
     """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
+    if preset is not None:
+        if config is not None:
+            raise click.UsageError("use --config or --preset, not both")
+        config = presets.load(preset)
     result = api.run(
         src,
         dst,
@@ -104,11 +122,20 @@ def run(src, dst, config, chunk_size, workers, scheduler, overwrite, quiet):
 
 
 @cli.command()
-def pipeline():
-    """Print the default pipeline file."""
+@click.option("--preset", "-p", default=None, help="Print this preset instead.")
+def pipeline(preset):
+    """Print the default pipeline file (or a preset's), to copy and adapt."""
     from tiler.config import DEFAULT_PIPELINE_YAML
 
-    click.echo(DEFAULT_PIPELINE_YAML, nl=False)
+    click.echo(DEFAULT_PIPELINE_YAML if preset is None else presets.text(preset), nl=False)
+
+
+@cli.command("presets")
+def list_presets():
+    """List the shipped pipelines for `tiler run --preset NAME`."""
+    width = max(len(name) for name in presets.names())
+    for name in presets.names():
+        click.echo(f"{name:<{width}}  {presets.describe(name)}")
 
 
 @cli.command()

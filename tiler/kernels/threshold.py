@@ -320,21 +320,21 @@ def percentile_from_ranks(a: float, b: float, gamma: float) -> float:
     return float(np.quantile(np.array([a, b], dtype=np.float64), gamma))
 
 
-@numba.njit(cache=True, nogil=True)
-def _count_below(values, valid, lo):  # pragma: no cover - compiled
-    n = 0
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            if valid[i, j] and values[i, j] < lo:
-                n += 1
-    return n
-
-
 def interval_histogram(
     values: np.ndarray, valid: np.ndarray, lo: float, hi: float
 ) -> tuple[int, np.ndarray]:
-    """How many valid values lie below ``lo``, and the 256-bin histogram of ``[lo, hi]``."""
-    return _count_below(values, valid, lo), masked_histogram(values, valid, lo, hi)
+    """How many valid values lie below ``lo``, and their 256-bin histogram over ``[lo, hi]``.
+
+    Bin ``k`` holds ``edges[k] <= x < edges[k + 1]`` (the last bin also ``hi``),
+    found by binary search in the edges: exact for any interval, however
+    narrow (NumPy's scaled index can miss by more than one bin when the
+    interval spans a few ulps), as :func:`narrow` relies on.
+    """
+    found = values[valid]
+    inside = found[(found >= lo) & (found <= hi)]
+    edges, _ = bin_edges(lo, hi)
+    bins = np.minimum(np.searchsorted(edges, inside, side="right") - 1, NBINS - 1)
+    return int(np.count_nonzero(found < lo)), np.bincount(bins, minlength=NBINS)
 
 
 def values_within(values: np.ndarray, valid: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -1,0 +1,40 @@
+"""Presets: documented pipeline files for the common jobs, shipped in the package.
+
+``tiler run SRC DST --preset NAME`` runs one; ``tiler presets`` lists them and
+``tiler pipeline --preset NAME`` prints one, to copy and adapt.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import yaml
+
+from tiler.config import Pipeline, parse_pipeline
+from tiler.errors import ConfigError
+
+_FOLDER = resources.files("tiler") / "data" / "presets"
+
+
+def names() -> list[str]:
+    """The presets, sorted."""
+    return sorted(
+        p.name.removesuffix(".yaml") for p in _FOLDER.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def text(name: str) -> str:
+    """The pipeline file of preset ``name``."""
+    if name not in names():
+        raise ConfigError(f"preset {name!r}: unknown; available: {', '.join(names())}")
+    return (_FOLDER / f"{name}.yaml").read_text()
+
+
+def describe(name: str) -> str:
+    """The preset's first comment line: what it is for."""
+    return text(name).splitlines()[0].removeprefix("#").strip()
+
+
+def load(name: str) -> Pipeline:
+    """The validated pipeline of preset ``name``."""
+    return parse_pipeline(yaml.safe_load(text(name)))
