@@ -25,6 +25,7 @@ from tiler.config import (
     FillHoles,
     FixedThreshold,
     Gaussian,
+    Grow,
     Index,
     LocalThreshold,
     Median,
@@ -298,3 +299,30 @@ def test_split_on_the_synthetic_field_agrees_with_the_whole_image():
         same = identical_objects(ref.labels, labels)
         assert same >= 0.99 * n, f"{chunks}: {same} of {n} objects identical"
         assert seg.n_objects == len(np.unique(labels)) - 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.data())
+def test_grow_is_the_union_of_the_seeds_floods(case, data):
+    """Region growing through the stitched labels equals skimage's flood, seed by seed."""
+    image, valid, chunks, pipeline, cache_kind = case
+    h, w = valid.shape
+    pixels = data.draw(
+        st.lists(st.tuples(st.integers(0, h - 1), st.integers(0, w - 1)), min_size=1, max_size=4)
+    )
+    pixels = [p for p in dict.fromkeys(pixels) if valid[p]]
+    if not pixels:
+        pixels = [tuple(np.argwhere(valid)[0])]
+    tolerance = data.draw(st.sampled_from([0.0, 0.02, 0.1, 0.5, 30.0]))
+    connectivity = data.draw(st.sampled_from([1, 2]))
+    a, _, c, _, e, f = TRANSFORM
+    seeds = tuple((c + (col + 0.5) * a, f + (row + 0.5) * e) for row, col in pixels)
+    tiled = dataclasses.replace(
+        pipeline, threshold=Grow(tolerance, connectivity, seeds=seeds), polarity="above"
+    )
+    whole = dataclasses.replace(tiled, threshold=Grow(tolerance, connectivity, pixels=pixels))
+    ref = run_reference(image, valid, whole)
+    source = ArraySource(image, valid, transform=TRANSFORM)
+    labels, seg, _ = run_tiled(source, tiled, chunks, cache_kind=cache_kind)
+    np.testing.assert_array_equal(labels, ref.labels)
+    assert seg.threshold is None

@@ -21,6 +21,7 @@ import numpy as np
 
 from tiler import cache as value_cache
 from tiler.config import (
+    Grow,
     LocalThreshold,
     MultiOtsu,
     Percentile,
@@ -336,6 +337,8 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
         threshold.update(range=[vmin, vmax], valid_pixels=n_valid)
     elif isinstance(step, LocalThreshold):
         threshold.update(method="local", **step.to_dict()["local"])
+    elif isinstance(step, Grow):
+        threshold.update(method="grow", **step.to_dict()["grow"])
     else:
         threshold.update(method="fixed")
     return {

@@ -240,6 +240,34 @@ class FixedThreshold:
         return self.value
 
 
+@dataclass(frozen=True)
+class Grow:
+    """Region growing from seeds: an object-level threshold.
+
+    Whole-image meaning: the union over the seeds of
+    ``skimage.segmentation.flood(where(valid, x, nan), seed, tolerance=tolerance,
+    connectivity=connectivity)``: every valid pixel within ``tolerance`` of its
+    seed's value (inclusive) that is connected to the seed through such
+    pixels. Seeds are map ``(x, y)`` points in the raster's CRS (``seeds``)
+    and/or the points of a GeoJSON or GeoPackage file (``seeds_file``, in any
+    CRS); ``pixels`` holds them as ``(row, col)`` once resolved against a
+    raster. A flood crosses any number of tiles: it is exact through the
+    stitched labels, one labelling pass per distinct seed value.
+    """
+
+    tolerance: float
+    connectivity: Literal[1, 2] = 1
+    seeds: tuple[tuple[float, float], ...] = ()
+    seeds_file: str | None = None
+    pixels: tuple[tuple[int, int], ...] | None = None
+    kind = "object"
+
+    def to_dict(self) -> dict[str, Any]:
+        seeds: Any = self.seeds_file if self.seeds_file else [list(xy) for xy in self.seeds]
+        params = {"seeds": seeds, "tolerance": self.tolerance, "connectivity": self.connectivity}
+        return {"grow": params}
+
+
 LOCAL_METHODS = ("gaussian", "mean", "median")
 
 
@@ -327,7 +355,7 @@ class Model:
 
 RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects | Split
 PreprocessStep = Index | Gaussian | Median | Equalize
-Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold
+Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold | Grow
 
 
 @dataclass(frozen=True)
@@ -506,6 +534,7 @@ THRESHOLDS = (
     "'otsu'",
     "a number",
     "{percentile: q}",
+    "{grow: {seeds, tolerance, connectivity}}",
     "{multi_otsu: {classes, keep}}",
     "{local: {block_size, ...}}",
 )
@@ -686,6 +715,8 @@ def _parse_threshold(value: Any) -> Threshold:
         if len(set(keep)) != len(keep):
             raise ConfigError(f"{key}.keep: class numbers repeat in {keep}")
         return MultiOtsu(classes, tuple(sorted(keep)))
+    if name == "grow":
+        return _parse_grow(params, key)
     if name == "local":
         params = _params(params, key, ("block_size", "method", "offset"))
         if "block_size" not in params:
@@ -731,6 +762,8 @@ def parse_pipeline(data: Any) -> Pipeline:
     polarity = data.get("polarity", "above")
     if polarity not in ("above", "below"):
         raise ConfigError(f"polarity: expected 'above' or 'below', got {polarity!r}")
+    if isinstance(threshold, Grow) and polarity != "above":
+        raise ConfigError("polarity: 'below' does not apply to threshold grow (the grown regions)")
 
     connectivity = data.get("connectivity", 2)
     if type(connectivity) is not int or connectivity not in (1, 2):
@@ -753,6 +786,29 @@ def parse_pipeline(data: Any) -> Pipeline:
         connectivity=connectivity,
         bands=bands,
     )
+
+
+def _parse_grow(value: Any, key: str) -> Grow:
+    params = _params(value, key, ("seeds", "tolerance", "connectivity"))
+    if "tolerance" not in params:
+        raise ConfigError(f"{key}.tolerance: required (a number >= 0)")
+    tolerance = abs(_number(params["tolerance"], f"{key}.tolerance"))
+    connectivity = params.get("connectivity", 1)
+    if type(connectivity) is not int or connectivity not in (1, 2):
+        raise ConfigError(f"{key}.connectivity: expected 1 or 2, got {connectivity!r}")
+    seeds = params.get("seeds")
+    if isinstance(seeds, str):
+        if not Path(seeds).is_file():
+            raise ConfigError(f"{key}.seeds: {seeds}: no such file (GeoJSON or GeoPackage points)")
+        return Grow(tolerance, connectivity, seeds_file=seeds)
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{key}.seeds: expected a file of points or a list of [x, y] points")
+    points = []
+    for i, point in enumerate(seeds):
+        if not isinstance(point, list) or len(point) != 2:
+            raise ConfigError(f"{key}.seeds[{i}]: expected [x, y] in the raster's CRS")
+        points.append(tuple(_number(v, f"{key}.seeds[{i}]") for v in point))
+    return Grow(tolerance, connectivity, seeds=tuple(points))
 
 
 def _parse_split(value: Any, key: str) -> Split:
@@ -835,6 +891,7 @@ __all__ = [
     "FillHoles",
     "FixedThreshold",
     "Gaussian",
+    "Grow",
     "Index",
     "LocalThreshold",
     "Median",

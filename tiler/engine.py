@@ -28,6 +28,7 @@ from tiler.config import (
     Equalize,
     FillHoles,
     FixedThreshold,
+    Grow,
     LocalThreshold,
     MultiOtsu,
     Otsu,
@@ -40,10 +41,13 @@ from tiler.config import (
 from tiler.errors import InputError
 from tiler.io.output import create_local_label_store, create_mask_store
 from tiler.io.raster import RasterSource
+from tiler.io.seeds import seed_pixels
+from tiler.kernels.label import label
 from tiler.kernels.threshold import (
     binnable,
     codes_possible,
     equalization,
+    flood_range,
     multiotsu_from_histogram,
     narrow,
     otsu_from_histogram,
@@ -66,7 +70,15 @@ from tiler.plan import (
 )
 from tiler.split import renumber_split
 from tiler.stitch import Stitched, renumber, stitch
-from tiler.tasks import MaskBase, RasterMask, StoredMask, TileMask
+from tiler.tasks import (
+    GrownTile,
+    IntervalMask,
+    MaskBase,
+    RasterMask,
+    StoredMask,
+    TileMask,
+    index_window,
+)
 
 Log = Callable[[str], None]
 
@@ -163,6 +175,8 @@ class Passes:
             return RasterMask(self.source, pipeline, step.value), step.value, None
         if isinstance(step, LocalThreshold):
             return RasterMask(self.source, pipeline, None), None, None
+        if isinstance(step, Grow):
+            return self._grow(step), None, None
         halo = pipeline.stages()[0].reach
         value_cache.prepare(self.cache)
         value_range = self._value_range("preprocess", pipeline, halo, self.cache)
@@ -185,6 +199,50 @@ class Passes:
         codes = value_cache.keeps_codes(self.cache) and codes_possible(vmin, vmax)
         index = threshold_index(t, vmin, vmax) if codes else None
         return RasterMask(self.source, pipeline, t, self.cache, index), t, value_range
+
+    def _grow(self, step: Grow) -> StoredMask:
+        """The union of the seeds' floods, stored: one labelling pass per distinct seed range.
+
+        A flood is the connected component holding its seed of the valid
+        pixels within the seed's range; the stitched labels find it across
+        any number of tiles, and seeds that share a range share the pass.
+        """
+        grid, conn = self.grid, step.connectivity
+        seeds = seed_pixels(step, self.source)
+        ranges: dict[tuple[float, float], list[tuple[int, int]]] = {}
+        for r, c in seeds:
+            values, valid = index_window(self.source, self.pipeline, ((r, r + 1), (c, c + 1)))
+            if not valid[0, 0]:
+                raise InputError(f"{self.source.name}: seed at pixel ({r}, {c}) is on nodata")
+            low, high = flood_range(float(values[0, 0]), step.tolerance)
+            ranges.setdefault((low, high), []).append((r, c))
+        bases = tuple(IntervalMask(self.source, self.pipeline, lo, hi) for lo, hi in ranges)
+        keeps = []
+        for k, (base, members) in enumerate(zip(bases, ranges.values(), strict=True)):
+            stitched = self._label(
+                f"grow: seed range {k + 1} of {len(bases)}",
+                lambda t, base=base: TileMask(base),
+                background=False,
+                connectivity=conn,
+                store=None,
+            )
+            keep = np.zeros(stitched.n_objects, dtype=bool)
+            objects = np.arange(stitched.n_objects)
+            for r, c in members:
+                t = grid.index(r // grid.chunks[0], c // grid.chunks[1])
+                window = grid.window(r // grid.chunks[0], c // grid.chunks[1])
+                labels, _ = label(base.read(window), conn)
+                local = labels[r - window[0][0], c - window[1][0]]
+                keep[stitched.tile_lut(t, objects, -1)[local]] = True
+            keeps.append((stitched, keep))
+
+        def recipe(t: int) -> GrownTile:
+            luts = tuple(st.tile_lut(t, keep, False) for st, keep in keeps)
+            return GrownTile(bases, luts, conn)
+
+        path = create_mask_store(self.workdir / "grown.zarr", grid.shape, grid.chunks)
+        self._materialise("grow: store", recipe, path)
+        return StoredMask(path, grid.shape)
 
     def _value_range(
         self, name: str, pipeline: Pipeline, halo: int, cache: str

@@ -16,12 +16,14 @@ from skimage.exposure import equalize_hist
 from skimage.filters import threshold_local, threshold_multiotsu, threshold_otsu
 from skimage.measure import label, regionprops_table
 from skimage.morphology import disk
+from skimage.segmentation import flood
 
 from tiler.config import (
     Equalize,
     FillHoles,
     FixedThreshold,
     Gaussian,
+    Grow,
     Index,
     LocalThreshold,
     Median,
@@ -152,6 +154,14 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
     if isinstance(threshold, Otsu):
         t = threshold_otsu(values[valid])
         fg = values > t
+    elif isinstance(threshold, Grow):
+        t = None
+        masked = np.where(valid, values, np.nan)
+        fg = np.zeros(values.shape, dtype=bool)
+        for seed in threshold.pixels:
+            fg |= flood(
+                masked, seed, tolerance=threshold.tolerance, connectivity=threshold.connectivity
+            )
     elif isinstance(threshold, Percentile):
         t = float(np.percentile(values[valid], threshold.q))
         fg = values > t

@@ -283,7 +283,45 @@ class StoredMask:
         return np.asarray(zarr.open_array(self.path, mode="r")[r0:r1, c0:c1], dtype=bool)
 
 
-MaskBase = RasterMask | StoredMask
+@dataclass(frozen=True)
+class IntervalMask:
+    """Valid pixels whose preprocessed value lies in ``[low, high]`` (a seed's flood range)."""
+
+    source: RasterSource
+    pipeline: Pipeline
+    low: float
+    high: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return _shape(self.source)
+
+    def read(self, window: WindowRC) -> np.ndarray:
+        values, valid = index_window(self.source, self.pipeline, window)
+        return (values >= self.low) & (values <= self.high) & valid
+
+
+@dataclass(frozen=True)
+class GrownTile:
+    """One tile of the grown regions: per seed range, the tile's components that hold a seed.
+
+    ``luts`` holds, per range, this tile's look-up table from local labels to
+    "holds a seed" (from the stitched labels). Only for the tile's own window.
+    """
+
+    ranges: tuple[IntervalMask, ...]
+    luts: tuple[np.ndarray, ...]
+    connectivity: int
+
+    def read(self, window: WindowRC) -> np.ndarray:
+        grown = np.zeros((window[0][1] - window[0][0], window[1][1] - window[1][0]), dtype=bool)
+        for base, lut in zip(self.ranges, self.luts, strict=True):
+            labels, _ = label(base.read(window), self.connectivity)
+            grown |= relabel(labels, lut)
+        return grown
+
+
+MaskBase = RasterMask | StoredMask | IntervalMask
 
 
 @dataclass(frozen=True)

@@ -367,3 +367,15 @@ def narrow(
     start = below if k == 0 else int(cumulative[k - 1])
     top = hi if k == NBINS - 1 else float(np.nextafter(edges[k + 1], -np.inf))
     return float(edges[k]), top, start, int(counts[k])
+
+
+def flood_range(seed_value: float, tolerance: float) -> tuple[float, float]:
+    """The values ``skimage.segmentation.flood`` accepts around a seed: ``[low, high]``.
+
+    scikit-image's own arithmetic on Python floats, clipped to float64's range.
+    """
+    tolerance = abs(tolerance)
+    info = np.finfo(np.float64)
+    return max(float(info.min), seed_value - tolerance), min(
+        float(info.max), seed_value + tolerance
+    )
