@@ -26,3 +26,13 @@ def wrong_shape(tile: np.ndarray) -> np.ndarray:
 
 def probabilities(tile: np.ndarray) -> np.ndarray:
     return tile[0] / 255.0
+
+
+def bright_blobs(tile: np.ndarray) -> np.ndarray:
+    """Instances: the 8-connected components of :func:`bright_mean` (int32 labels)."""
+    labels, _ = ndi.label(bright_mean(tile), structure=np.ones((3, 3), bool))
+    return labels
+
+
+def negative_labels(tile: np.ndarray) -> np.ndarray:
+    return -np.ones(tile.shape[1:], dtype=np.int64)

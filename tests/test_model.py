@@ -73,7 +73,7 @@ def test_a_model_that_returns_no_mask_is_one_clear_error(function, message):
         ({"callable": "example_models"}, {}, "expected 'package.module:function'"),
         ({"halo": 3}, {}, "model.callable: required"),
         ({"callable": "example_models:bright_mean", "halo": -1}, {}, "model.halo"),
-        ({"callable": "example_models:bright_mean", "output": "labels"}, {}, "model.output"),
+        ({"callable": "example_models:bright_mean", "output": "polygons"}, {}, "model.output"),
         ({"callable": "example_models:bright_mean"}, {"threshold": "otsu"}, "threshold: not"),
         ({"callable": "example_models:bright_mean"}, {"preprocess": []}, "preprocess: not"),
     ],
@@ -92,3 +92,32 @@ def test_model_pipelines_round_trip():
         "output": "mask",
     }
     assert load_callable("example_models:bright_mean").__name__ == "bright_mean"
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("chunks", [(3, 4), (5, 7), (16, 16), (37, 45)])
+def test_model_instances_within_the_halo_are_the_whole_images(seed, chunks):
+    """Instances owned by centroid: with a halo over the whole image, exactly the reference."""
+    image, valid = blobs(seed)
+    data = {"model": {"callable": "example_models:bright_blobs", "halo": 64, "output": "labels"}}
+    pipeline = parse_pipeline(data).resolve_bands(3)
+    ref = run_reference(image, valid, pipeline)
+    labels, seg, columns = run_tiled(
+        ArraySource(image, valid, transform=TRANSFORM), pipeline, chunks
+    )
+    np.testing.assert_array_equal(labels, ref.labels)
+    assert seg.n_objects == ref.labels.max() > 0
+    np.testing.assert_array_equal(columns["area_px"], np.bincount(ref.labels.ravel())[1:])
+
+
+def test_model_labels_must_be_labels():
+    image, valid = blobs(2)
+    data = {"model": {"callable": "example_models:negative_labels", "output": "labels"}}
+    with pytest.raises(ModelError, match="expected labels >= 0"):
+        run_tiled(ArraySource(image, valid), parse_pipeline(data).resolve_bands(3), (16, 16))
+
+
+def test_model_labels_take_no_refine_steps():
+    data = {"model": {"callable": "example_models:bright_blobs", "output": "labels"}}
+    with pytest.raises(ConfigError, match="refine: not allowed with model output 'labels'"):
+        parse_pipeline({**data, "refine": [{"opening": {}}]})

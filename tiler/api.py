@@ -369,15 +369,18 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
 
 
 def _split_summary(pipeline: Pipeline, segmentation: Segmentation) -> dict[str, Any]:
-    """The watershed split's settings and how often neighbouring windows disagreed."""
-    step = pipeline.split
-    if step is None:
+    """How instances were made across tiles (watershed split or a model's labels), if so."""
+    if pipeline.split is not None:
+        method, halo = "watershed", pipeline.split.halo
+    elif pipeline.model is not None and pipeline.model.output == "labels":
+        method, halo = f"model {pipeline.model.function}", pipeline.model.halo
+    else:
         return {}
     return {
         "split": {
-            "method": "watershed",
+            "method": method,
             "approximate": True,
-            "halo": step.halo,
+            "halo": halo,
             "objects_decided_by_fallback": segmentation.split_fallbacks,
         }
     }

@@ -324,7 +324,7 @@ class Split:
         return {"split": {"watershed": {**params, "halo": self.halo}}}
 
 
-MODEL_OUTPUTS = ("mask",)
+MODEL_OUTPUTS = ("mask", "labels")
 
 
 @dataclass(frozen=True)
@@ -333,16 +333,21 @@ class Model:
 
     ``function`` names a callable ``package.module:function`` that takes the
     selected bands of a window as read, ``(bands, rows, cols)`` in the file's
-    data type, and returns a ``(rows, cols)`` mask (bool, or 0/1). Whole-image
-    meaning: ``function(image) & valid``. Tiled, each tile is given its window
-    grown by ``halo`` pixels and keeps its own part: exact when the function
-    looks no further than ``halo`` pixels (a per-pixel classifier: ``halo: 0``),
-    approximate otherwise.
+    data type, and returns a ``(rows, cols)`` mask (bool, or 0/1), or with
+    ``output: labels`` instance labels (integers, 0 for background).
+    Whole-image meaning: ``function(image) & valid``, or the instances of
+    ``function(image)`` on valid pixels numbered by first pixel in raster
+    order. Tiled, each tile is given its window grown by ``halo`` pixels:
+    masks keep the tile's own part, exact when the function looks no further
+    than ``halo`` pixels (a per-pixel classifier: ``halo: 0``); instances are
+    owned by the tile holding their centroid and matched across the overlap
+    as watershed splits are (:mod:`tiler.split`): make ``halo`` at least the
+    largest object's diameter.
     """
 
     function: str
     halo: int = 0
-    output: Literal["mask"] = "mask"
+    output: Literal["mask", "labels"] = "mask"
     kind = "approximate"
 
     @property
@@ -777,6 +782,10 @@ def parse_pipeline(data: Any) -> Pipeline:
             if key in data:
                 raise ConfigError(f"{key}: not allowed beside 'model:', which replaces it")
         model = _parse_model(data["model"])
+        if model.output == "labels" and refine:
+            raise ConfigError(
+                "refine: not allowed with model output 'labels' (objects come as given)"
+            )
         return Pipeline((), refine=refine, connectivity=connectivity, bands=bands, model=model)
     return Pipeline(
         preprocess=_parse_preprocess(data.get("preprocess", [{"index": "exg"}])),
@@ -854,8 +863,7 @@ def _parse_model(value: Any) -> Model:
     output = params.get("output", "mask")
     if output not in MODEL_OUTPUTS:
         raise ConfigError(
-            f"model.output: expected one of {', '.join(MODEL_OUTPUTS)}, got {output!r} "
-            "(instance labels from a model are not supported yet)"
+            f"model.output: expected one of {', '.join(MODEL_OUTPUTS)}, got {output!r}"
         )
     return Model(spec, halo, output)
 

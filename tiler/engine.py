@@ -60,6 +60,7 @@ from tiler.plan import (
     Graph,
     TileGrid,
     histogram_graph,
+    instance_graph,
     interval_graph,
     label_graph,
     mask_graph,
@@ -78,6 +79,7 @@ from tiler.tasks import (
     StoredMask,
     TileMask,
     index_window,
+    model_window,
 )
 
 Log = Callable[[str], None]
@@ -359,6 +361,8 @@ class Passes:
     def segment(self) -> Segmentation:
         self.resolve_preprocess()
         pipeline, grid = self.pipeline, self.grid
+        if pipeline.model is not None and pipeline.model.output == "labels":
+            return self._model_instances()
         conn = pipeline.connectivity
         first_base, threshold, value_range = self.threshold()
 
@@ -450,14 +454,33 @@ class Passes:
         final = create_mask_store(self.workdir / "final.zarr", grid.shape, grid.chunks)
         self._materialise("split: store mask", state.recipe, final)
         self._drop_value_cache()
-        self.split_labels = create_local_label_store(
-            self.workdir / "split.zarr", grid.shape, grid.chunks
-        )
+        local = self._local_labels()
         base = StoredMask(final, grid.shape)
-        results = self._compute(
-            "split",
-            split_graph(base, grid, step, self.pipeline.connectivity, self.split_labels),
+        graph = split_graph(base, grid, step, self.pipeline.connectivity, local)
+        return self._instances("split", graph, threshold, value_range)
+
+    def _model_instances(self) -> Segmentation:
+        """A model's instance labels, owned by centroid and matched across windows."""
+        window = (model_window, self.source, self.pipeline)
+        graph = instance_graph(self.grid, self.pipeline.model.halo, self._local_labels(), window)
+        return self._instances("model", graph, None, None)
+
+    def _local_labels(self) -> str:
+        """The work array that keeps each tile's local instance labels until the write."""
+        self.split_labels = create_local_label_store(
+            self.workdir / "instances.zarr", self.grid.shape, self.grid.chunks
         )
+        return self.split_labels
+
+    def _instances(
+        self,
+        name: str,
+        graph: Graph,
+        threshold: float | tuple[float, ...] | None,
+        value_range: tuple[float, float, int] | None,
+    ) -> Segmentation:
+        """Number the instances that an instance graph decided, tile by tile (tiler.split)."""
+        results = self._compute(name, graph)
         stitched = renumber_split([r[0] for r in results], [r[1] for r in results])
         self.split_fallbacks = sum(r[2] + r[3] for r in results)
         keep = np.ones(stitched.n_objects, dtype=bool)
@@ -484,7 +507,7 @@ class Passes:
     def write(self, segmentation: Segmentation, path: str) -> None:
         """Write the final labels into the (already created) Zarr array at ``path``."""
         ids = segmentation.final_ids.astype(segmentation.dtype)
-        if self.pipeline.split is not None:
+        if self.split_labels is not None:
             luts = lambda t: segmentation.stitched.tile_lut(t, ids)  # noqa: E731
             self._compute("write", split_write_graph(self.split_labels, luts, self.grid, path=path))
             return

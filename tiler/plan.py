@@ -252,12 +252,24 @@ def split_graph(base: tasks.MaskBase, grid: TileGrid, step, connectivity: int, l
     The second task of tile ``t`` keeps its local labels in the Zarr array
     ``local`` and returns ``(provisional ids, TileStats, fallback counts)``.
     """
-    g = _Builder("split")
-    windows = {
-        (i, j): g.add(f"window-{t}", tasks.split_window, base, w, t, step, connectivity)
-        for t, i, j, w in grid
-    }
-    stride = split_stride(grid.chunks, step.halo)
+    window = (tasks.split_window, base)
+    return instance_graph(grid, step.halo, local, window, (step, connectivity))
+
+
+def instance_graph(
+    grid: TileGrid, halo: int, local: str, window: tuple, options: tuple = ()
+) -> Graph:
+    """Instances per tile window, then each core decided with its neighbours: two tasks per tile.
+
+    ``window`` is ``(function, *args)``; the window task of tile ``t`` calls
+    ``function(*args, window, t, *options)`` and returns a
+    :class:`tiler.split.SplitTile`. The second task of tile ``t`` keeps its
+    local labels in the Zarr array ``local`` and returns ``(provisional ids,
+    TileStats, fallback counts)``.
+    """
+    g = _Builder("instances")
+    windows = {(i, j): g.add(f"window-{t}", *window, w, t, *options) for t, i, j, w in grid}
+    stride = split_stride(grid.chunks, halo)
     keys = [
         g.add(
             f"core-{t}",
@@ -265,7 +277,7 @@ def split_graph(base: tasks.MaskBase, grid: TileGrid, step, connectivity: int, l
             stride,
             local,
             windows[i, j],
-            *(windows[n] for n in neighbours(i, j, grid.grid, grid.chunks, step.halo)),
+            *(windows[n] for n in neighbours(i, j, grid.grid, grid.chunks, halo)),
         )
         for t, i, j, _ in grid
     ]

@@ -36,7 +36,7 @@ from tiler.config import (
     Split,
     load_callable,
 )
-from tiler.kernels.split import reference_split
+from tiler.kernels.split import raster_order, reference_split
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,11 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
         With ``bands`` resolved.
     """
     if pipeline.model is not None:
-        fg = np.asarray(load_callable(pipeline.model.function)(image)).astype(bool) & valid
+        out = np.asarray(load_callable(pipeline.model.function)(image))
+        if pipeline.model.output == "labels":
+            labels, _ = raster_order(np.where(valid, out, 0))
+            return Reference(np.zeros(image.shape[1:]), None, labels > 0, labels)
+        fg = out.astype(bool) & valid
         mask = reference_refine(fg, pipeline)
         return Reference(np.zeros(image.shape[1:]), None, mask, _labels(mask, pipeline))
     x = image.astype(np.float64)

@@ -167,6 +167,18 @@ def split_tile(
         As :func:`tiler.kernels.split.watershed_split`.
     """
     labels, n = watershed_split(window_mask, min_distance, footprint, connectivity)
+    return measure_window(labels, n, outer, core, index, image_shape)
+
+
+def measure_window(
+    labels: np.ndarray,
+    n: int,
+    outer: Window,
+    core: Window,
+    index: int,
+    image_shape: tuple[int, int],
+) -> SplitTile:
+    """A window's instances (labels 1..n over ``outer``) measured for :func:`assign_core`."""
     stats = tile_stats(labels, n, (outer[0][0], outer[1][0]), image_shape)
     sums = np.stack([stats.sum_row, stats.sum_col], axis=1)
     return SplitTile(

@@ -47,7 +47,7 @@ from tiler.kernels.threshold import (
     masked_range,
     values_within,
 )
-from tiler.split import SplitTile, assign_core, split_tile
+from tiler.split import SplitTile, assign_core, measure_window, split_tile
 
 
 def expand(
@@ -264,6 +264,32 @@ def run_model(function: str, image: np.ndarray) -> np.ndarray:
     ):
         raise ModelError(f"model {function}: returned {out.dtype} values; expected a mask")
     return out.astype(bool, copy=False)
+
+
+def model_window(
+    source: RasterSource, pipeline: Pipeline, window: WindowRC, index: int
+) -> SplitTile:
+    """The model's instances on a tile's window grown by its halo, measured for ownership."""
+    outer, _ = expand(window, pipeline.model.halo, _shape(source))
+    image, valid = source.read(pipeline.bands, outer)
+    labels, n = model_labels(pipeline.model.function, image, valid)
+    return measure_window(labels, n, outer, window, index, _shape(source))
+
+
+def model_labels(function: str, image: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, int]:
+    """``function(image)`` as instance labels 1..n on valid pixels (in order of their ids)."""
+    out = np.asarray(_model(function)(image))
+    if out.shape != image.shape[1:]:
+        raise ModelError(
+            f"model {function}: returned shape {out.shape} for a window of {image.shape[1:]}"
+        )
+    if not np.issubdtype(out.dtype, np.integer) or out.min(initial=0) < 0:
+        raise ModelError(f"model {function}: returned {out.dtype} values; expected labels >= 0")
+    ids, compact = np.unique(np.where(valid, out, 0), return_inverse=True)
+    compact = compact.reshape(out.shape).astype(np.int32)
+    if ids[0] != 0:
+        compact += 1
+    return compact, int(np.count_nonzero(ids))
 
 
 @lru_cache(maxsize=8)
