@@ -21,6 +21,7 @@ from skimage.measure import label as sk_label
 
 from tiler import engine
 from tiler.config import (
+    CannyEdges,
     Equalize,
     FillHoles,
     FixedThreshold,
@@ -326,3 +327,19 @@ def test_grow_is_the_union_of_the_seeds_floods(case, data):
     labels, seg, _ = run_tiled(source, tiled, chunks, cache_kind=cache_kind)
     np.testing.assert_array_equal(labels, ref.labels)
     assert seg.threshold is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cases(),
+    st.sampled_from([0.5, 1.0, 2.0]),
+    st.sampled_from([(0.0, 0.0), (0.02, 0.1), (0.05, 0.3), (0.1, 0.1)]),
+)
+def test_edges_are_scikit_images_canny_filled(case, sigma, thresholds):
+    """Hysteresis through the stitched labels and filled contours: bit for bit at any tiling."""
+    image, valid, chunks, pipeline, cache_kind = case
+    low, high = thresholds
+    pipeline = dataclasses.replace(
+        pipeline, threshold=CannyEdges(sigma, low, high), polarity="above"
+    )
+    assert_matches_reference(image, valid, chunks, pipeline, cache_kind=cache_kind)

@@ -64,15 +64,16 @@ def test_provisional_ids_of_huge_images_do_not_overflow():
 
 
 def stats(*rows) -> TileStats:
-    """TileStats from rows of (count, sum_row, sum_col, min/max row/col, first, border)."""
-    columns = np.array(rows, dtype=np.int64).reshape(-1, 9).T
+    """TileStats from rows of (count, sum_row, sum_col, min/max row/col, first, border[, flag])."""
+    rows = [row if len(row) == 10 else (*row, 0) for row in rows]
+    columns = np.array(rows, dtype=np.int64).reshape(-1, 10).T
     return TileStats(*columns)
 
 
 def test_stitch_merges_statistics_and_numbers_by_first_pixel():
     # Tile 0: labels 1, 2; tile 1: label 1 joins tile 0's label 2.
     t0 = stats((3, 3, 6, 0, 1, 1, 3, 1, 1), (2, 10, 2, 5, 1, 5, 1, 51, 0))
-    t1 = stats((4, 26, 4, 6, 1, 7, 1, 61, 0))
+    t1 = stats((4, 26, 4, 6, 1, 7, 1, 61, 0, 1))  # flagged: the merged object is
     result = stitch([t0, t1], [np.array([[2, 11]], dtype=np.uint64)], stride=10)
     assert result.n_objects == 2
     assert result.stats["count"].tolist() == [3, 6]
@@ -81,6 +82,7 @@ def test_stitch_merges_statistics_and_numbers_by_first_pixel():
     assert result.stats["max_row"].tolist() == [1, 7]
     assert result.stats["first"].tolist() == [1, 51]
     assert result.stats["border"].tolist() == [1, 0]
+    assert result.stats["flag"].tolist() == [0, 1]
     assert result.tile_lut(0, np.array([10, 20])).tolist() == [0, 10, 20]
     assert result.tile_lut(1, np.array([10, 20])).tolist() == [0, 20]
 

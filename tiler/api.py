@@ -21,6 +21,7 @@ import numpy as np
 
 from tiler import cache as value_cache
 from tiler.config import (
+    CannyEdges,
     Grow,
     LocalThreshold,
     MultiOtsu,
@@ -339,6 +340,8 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
         threshold.update(method="local", **step.to_dict()["local"])
     elif isinstance(step, Grow):
         threshold.update(method="grow", **step.to_dict()["grow"])
+    elif isinstance(step, CannyEdges):
+        threshold.update(method="edges", **step.to_dict()["edges"])
     else:
         threshold.update(method="fixed")
     return {

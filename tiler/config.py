@@ -268,6 +268,27 @@ class Grow:
         return {"grow": params}
 
 
+@dataclass(frozen=True)
+class CannyEdges:
+    """Edge-based masks: closed Canny contours, filled.
+
+    Whole-image meaning: ``scipy.ndimage.binary_fill_holes(skimage.feature.canny(x,
+    sigma, low_threshold=low, high_threshold=high, mask=valid))``; ``low`` and
+    ``high`` are absolute gradient magnitudes. Tiled: the gradients and the
+    non-maximum suppression are local (reach ``int(4 * sigma + 0.5) + 2``),
+    the hysteresis keeps stitched 8-connected components of weak edges that
+    hold a strong one, and the filling is the ``fill_holes`` object step.
+    """
+
+    sigma: float = 1.0
+    low: float = 0.1
+    high: float = 0.2
+    kind = "object"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": {"sigma": self.sigma, "low": self.low, "high": self.high}}
+
+
 LOCAL_METHODS = ("gaussian", "mean", "median")
 
 
@@ -360,7 +381,7 @@ class Model:
 
 RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects | Split
 PreprocessStep = Index | Gaussian | Median | Equalize
-Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold | Grow
+Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold | Grow | CannyEdges
 
 
 @dataclass(frozen=True)
@@ -540,6 +561,7 @@ THRESHOLDS = (
     "a number",
     "{percentile: q}",
     "{grow: {seeds, tolerance, connectivity}}",
+    "{edges: {sigma, low, high}}",
     "{multi_otsu: {classes, keep}}",
     "{local: {block_size, ...}}",
 )
@@ -722,6 +744,14 @@ def _parse_threshold(value: Any) -> Threshold:
         return MultiOtsu(classes, tuple(sorted(keep)))
     if name == "grow":
         return _parse_grow(params, key)
+    if name == "edges":
+        params = _params(params, key, ("sigma", "low", "high"))
+        sigma = _number(params.get("sigma", 1.0), f"{key}.sigma", positive=True)
+        low = _number(params.get("low", 0.1), f"{key}.low")
+        high = _number(params.get("high", 0.2), f"{key}.high")
+        if not 0 <= low <= high:
+            raise ConfigError(f"{key}: expected 0 <= low <= high, got low {low}, high {high}")
+        return CannyEdges(sigma, low, high)
     if name == "local":
         params = _params(params, key, ("block_size", "method", "offset"))
         if "block_size" not in params:
@@ -767,8 +797,9 @@ def parse_pipeline(data: Any) -> Pipeline:
     polarity = data.get("polarity", "above")
     if polarity not in ("above", "below"):
         raise ConfigError(f"polarity: expected 'above' or 'below', got {polarity!r}")
-    if isinstance(threshold, Grow) and polarity != "above":
-        raise ConfigError("polarity: 'below' does not apply to threshold grow (the grown regions)")
+    if isinstance(threshold, (Grow, CannyEdges)) and polarity != "above":
+        name = "grow" if isinstance(threshold, Grow) else "edges"
+        raise ConfigError(f"polarity: 'below' does not apply to threshold {name}")
 
     connectivity = data.get("connectivity", 2)
     if type(connectivity) is not int or connectivity not in (1, 2):
@@ -894,6 +925,7 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
 
 
 __all__ = [
+    "CannyEdges",
     "DEFAULT_PIPELINE_YAML",
     "Equalize",
     "FillHoles",

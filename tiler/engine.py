@@ -25,6 +25,7 @@ import numpy as np
 
 from tiler import cache as value_cache
 from tiler.config import (
+    CannyEdges,
     Equalize,
     FillHoles,
     FixedThreshold,
@@ -42,6 +43,7 @@ from tiler.errors import InputError
 from tiler.io.output import create_local_label_store, create_mask_store
 from tiler.io.raster import RasterSource
 from tiler.io.seeds import seed_pixels
+from tiler.kernels.edges import hysteresis_connectivity
 from tiler.kernels.label import label
 from tiler.kernels.threshold import (
     binnable,
@@ -72,13 +74,17 @@ from tiler.plan import (
 from tiler.split import renumber_split
 from tiler.stitch import Stitched, renumber, stitch
 from tiler.tasks import (
+    CannyMask,
     GrownTile,
     IntervalMask,
+    KeptTile,
     MaskBase,
     RasterMask,
     StoredMask,
     TileMask,
     index_window,
+    label_hysteresis,
+    label_tile,
     model_window,
 )
 
@@ -179,6 +185,8 @@ class Passes:
             return RasterMask(self.source, pipeline, None), None, None
         if isinstance(step, Grow):
             return self._grow(step), None, None
+        if isinstance(step, CannyEdges):
+            return self._edges(step), None, None
         halo = pipeline.stages()[0].reach
         value_cache.prepare(self.cache)
         value_range = self._value_range("preprocess", pipeline, halo, self.cache)
@@ -245,6 +253,30 @@ class Passes:
         path = create_mask_store(self.workdir / "grown.zarr", grid.shape, grid.chunks)
         self._materialise("grow: store", recipe, path)
         return StoredMask(path, grid.shape)
+
+    def _edges(self, step: CannyEdges) -> StoredMask:
+        """Canny's edges, stored: weak edges kept where their stitched component holds a strong one.
+
+        (The filling of closed contours is the ``fill_holes`` step that
+        :meth:`segment` puts first in ``refine``.)
+        """
+        base = CannyMask(self.source, self.pipeline, step)
+        stitched = self._label(
+            "edges: hysteresis",
+            lambda t: TileMask(base),
+            background=False,
+            connectivity=hysteresis_connectivity,
+            store=None,
+            task=label_hysteresis,
+        )
+        keep = stitched.stats["flag"] > 0
+        path = create_mask_store(self.workdir / "edges.zarr", self.grid.shape, self.grid.chunks)
+
+        def recipe(t: int) -> KeptTile:
+            return KeptTile(base, stitched.tile_lut(t, keep, False), hysteresis_connectivity)
+
+        self._materialise("edges: store", recipe, path)
+        return StoredMask(path, self.grid.shape)
 
     def _value_range(
         self, name: str, pipeline: Pipeline, halo: int, cache: str
@@ -343,7 +375,15 @@ class Passes:
     # -- 2.-3. labelling ----------------------------------------------------
 
     def _label(
-        self, name: str, recipes, *, background: bool, connectivity: int, store, store_final=None
+        self,
+        name: str,
+        recipes,
+        *,
+        background: bool,
+        connectivity: int,
+        store,
+        store_final=None,
+        task=label_tile,
     ) -> Stitched:
         graph = label_graph(
             recipes,
@@ -352,6 +392,7 @@ class Passes:
             connectivity=connectivity,
             store=store,
             store_final=store_final,
+            task=task,
         )
         results = self._compute(name, graph)
         return stitch(
@@ -360,6 +401,8 @@ class Passes:
 
     def segment(self) -> Segmentation:
         self.resolve_preprocess()
+        if isinstance(self.pipeline.threshold, CannyEdges):  # closed contours are filled
+            self.pipeline = replace(self.pipeline, refine=(FillHoles(), *self.pipeline.refine))
         pipeline, grid = self.pipeline, self.grid
         if pipeline.model is not None and pipeline.model.output == "labels":
             return self._model_instances()

@@ -202,6 +202,7 @@ def label_graph(
     connectivity: int,
     store: str | None = None,
     store_final: str | None = None,
+    task: Callable = tasks.label_tile,
 ) -> Graph:
     """Label every tile, then find the label pairs across every seam: two tasks per tile.
 
@@ -214,7 +215,7 @@ def label_graph(
     labelled = {
         (i, j): g.add(
             f"tile-{t}",
-            tasks.label_tile,
+            task,
             recipes(t),
             window,
             background,

@@ -7,18 +7,20 @@ with itself. It holds the whole image: use it on small images and in tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import rgb2hsv
 from skimage.exposure import equalize_hist
+from skimage.feature import canny
 from skimage.filters import threshold_local, threshold_multiotsu, threshold_otsu
 from skimage.measure import label, regionprops_table
 from skimage.morphology import disk
 from skimage.segmentation import flood
 
 from tiler.config import (
+    CannyEdges,
     Equalize,
     FillHoles,
     FixedThreshold,
@@ -158,6 +160,12 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
     if isinstance(threshold, Otsu):
         t = threshold_otsu(values[valid])
         fg = values > t
+    elif isinstance(threshold, CannyEdges):
+        t = None
+        fg = canny(
+            values, threshold.sigma, threshold.low, threshold.high, mask=valid, mode="constant"
+        )
+        pipeline = replace(pipeline, refine=(FillHoles(), *pipeline.refine))  # fill contours
     elif isinstance(threshold, Grow):
         t = None
         masked = np.where(valid, values, np.nan)

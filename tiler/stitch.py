@@ -186,7 +186,7 @@ def stitch(tiles: Sequence[TileStats], pairs: Sequence[np.ndarray], stride: int)
             merged[name] = column
         elif name.startswith("min") or name == "first":
             merged[name] = np.minimum.reduceat(column, starts)
-        elif name.startswith("max") or name == "border":
+        elif name.startswith("max") or name in ("border", "flag"):
             merged[name] = np.maximum.reduceat(column, starts)
         else:
             merged[name] = np.add.reduceat(column, starts)

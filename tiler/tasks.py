@@ -17,6 +17,7 @@ import zarr
 
 from tiler import cache as value_cache
 from tiler.config import (
+    CannyEdges,
     Equalize,
     FillHoles,
     Gaussian,
@@ -32,6 +33,7 @@ from tiler.config import (
 from tiler.errors import ModelError
 from tiler.io.raster import RasterSource, WindowRC
 from tiler.kernels.buffers import scratch
+from tiler.kernels.edges import canny_masks, canny_reach, component_has_strong
 from tiler.kernels.filters import gaussian, median
 from tiler.kernels.indices import compute_index
 from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
@@ -347,7 +349,57 @@ class GrownTile:
         return grown
 
 
-MaskBase = RasterMask | StoredMask | IntervalMask
+@dataclass(frozen=True)
+class CannyMask:
+    """Canny's weak edges (after non-maximum suppression) of the preprocessed values."""
+
+    source: RasterSource
+    pipeline: Pipeline
+    step: CannyEdges
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return _shape(self.source)
+
+    def masks(self, window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+        """``(weak, strong)`` edge pixels of ``window``, from it grown by Canny's reach."""
+        outer, crop = expand(window, canny_reach(self.step.sigma), self.shape)
+        values, valid = index_window(self.source, self.pipeline, outer)
+        low, high = canny_masks(
+            values, valid, sigma=self.step.sigma, low=self.step.low, high=self.step.high
+        )
+        return low[crop], high[crop]
+
+    def read(self, window: WindowRC) -> np.ndarray:
+        return self.masks(window)[0]
+
+
+def label_hysteresis(
+    recipe: TileMask, window: WindowRC, background: bool, connectivity: int, *_
+) -> tuple[TileStats, Edges]:
+    """Label a tile's weak edges; each label's ``flag`` says whether it holds a strong edge."""
+    weak, strong = recipe.base.masks(window)
+    labels, n = label(weak, connectivity)
+    origin = (window[0][0], window[1][0])
+    stats = tile_stats(labels, n, origin, recipe.base.shape)
+    stats.flag[:] = component_has_strong(labels, n, strong)
+    return stats, Edges.of(labels)
+
+
+@dataclass(frozen=True)
+class KeptTile:
+    """One tile's components (under ``connectivity``) of ``base`` whose ``lut`` entry is true."""
+
+    base: MaskBase
+    lut: np.ndarray
+    connectivity: int
+
+    def read(self, window: WindowRC) -> np.ndarray:
+        labels, _ = label(self.base.read(window), self.connectivity)
+        return relabel(labels, self.lut)
+
+
+MaskBase = RasterMask | StoredMask | IntervalMask | CannyMask
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ STAT_FIELDS = (
     "max_col",  # inclusive
     "first",  # global raster index (row * width + col) of the first pixel
     "border",  # 1 if any pixel lies on the image border
+    "flag",  # 1 if a step marked a pixel of the label (a strong Canny edge); else 0
 )
 
 
@@ -61,7 +62,7 @@ def relabel(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
 class TileStats:
     """Partial statistics of the labels 1..n of one tile, in global coordinates.
 
-    Every field is an ``(n,)`` int64 array (``border`` holds 0/1).
+    Every field is an ``(n,)`` int64 array (``border`` and ``flag`` hold 0/1).
     """
 
     count: np.ndarray
@@ -73,6 +74,7 @@ class TileStats:
     max_col: np.ndarray
     first: np.ndarray
     border: np.ndarray
+    flag: np.ndarray
 
     @property
     def n(self) -> int:
@@ -149,6 +151,7 @@ def tile_stats(
         max_col=max_col,
         first=first,
         border=border.astype(np.int64),
+        flag=np.zeros(n, dtype=np.int64),
     )
 
 
