@@ -128,6 +128,9 @@ ROUND_TRIPS = {
             {"split": {"watershed": {"min_distance": 5, "footprint": 3, "halo": 40}}},
         ],
     },
+    "clahe": {
+        "preprocess": [{"index": "exg"}, {"clahe": {"kernel_size": 64, "clip_limit": 0.02}}],
+    },
     "exgr-local-threshold": {
         "preprocess": [{"index": "exgr"}],
         "threshold": {"local": {"block_size": 31, "method": "median", "offset": -0.01}},
@@ -512,6 +515,14 @@ BAD = {
     "equalize-with-parameters": (
         {"preprocess": [{"index": "exg"}, {"equalize": {"nbins": 64}}]},
         ["preprocess[1].equalize.nbins", "unknown parameter"],
+    ),
+    "clahe-without-kernel-size": (
+        {"preprocess": [{"index": "exg"}, {"clahe": {"clip_limit": 0.01}}]},
+        ["preprocess[1].clahe.kernel_size", "required"],
+    ),
+    "clahe-negative-clip": (
+        {"preprocess": [{"index": "exg"}, {"clahe": {"kernel_size": 8, "clip_limit": -1}}]},
+        ["preprocess[1].clahe.clip_limit", ">= 0"],
     ),
     "percentile-out-of-range": (
         {"threshold": {"percentile": 101}},

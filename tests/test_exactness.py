@@ -22,6 +22,7 @@ from skimage.measure import label as sk_label
 from tiler import engine
 from tiler.config import (
     CannyEdges,
+    Clahe,
     Equalize,
     FillHoles,
     FixedThreshold,
@@ -86,6 +87,7 @@ filters = st.lists(
         st.sampled_from([0.5, 0.8, 1.0, 1.6, 2.3]).map(Gaussian),
         st.integers(1, 3).map(Median),
         st.just(Equalize()),
+        st.builds(Clahe, st.integers(2, 12), st.sampled_from([0.005, 0.01, 0.05, 1.0])),
     ),
     max_size=2,
 )

@@ -134,6 +134,36 @@ class Equalize:
 
 
 @dataclass(frozen=True)
+class Clahe:
+    """Contrast-limited adaptive histogram equalisation of the values rescaled to ``[0, 1]``.
+
+    Whole-image meaning: ``skimage.exposure.equalize_adapthist(
+    rescale_intensity(x, in_range=(x.min(), x.max()), out_range=(0, 1)),
+    kernel_size, clip_limit, nbins=256)``, the range over every pixel (as
+    scikit-image sees the array; the rescale lets any index in). Its
+    contextual regions are aligned to the image, and it needs two global
+    statistics (the input range, then the range of its unscaled output):
+    two passes find them (``ranges``); then it is local, reaching
+    ``kernel_size + ceil(kernel_size / 2) - 1`` pixels (:mod:`tiler.kernels.clahe`).
+    """
+
+    kernel_size: int
+    clip_limit: float = 0.01
+    ranges: tuple[float, float, int, int] | None = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "global" if self.ranges is None else "local"
+
+    @property
+    def reach(self) -> int:
+        return self.kernel_size + (self.kernel_size + 1) // 2 - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clahe": {"kernel_size": self.kernel_size, "clip_limit": self.clip_limit}}
+
+
+@dataclass(frozen=True)
 class Morphology:
     """Binary erosion, dilation, opening or closing with ``disk(radius)``."""
 
@@ -380,7 +410,7 @@ class Model:
 
 
 RefineStep = Morphology | Smooth | FillHoles | RemoveSmallObjects | Split
-PreprocessStep = Index | Gaussian | Median | Equalize
+PreprocessStep = Index | Gaussian | Median | Equalize | Clahe
 Threshold = Otsu | MultiOtsu | Percentile | FixedThreshold | LocalThreshold | Grow | CannyEdges
 
 
@@ -401,13 +431,13 @@ class Pipeline:
         return self.preprocess[0]  # type: ignore[return-value]
 
     @property
-    def filters(self) -> tuple[Gaussian | Median | Equalize, ...]:
+    def filters(self) -> tuple[Gaussian | Median | Equalize | Clahe, ...]:
         return self.preprocess[1:]  # type: ignore[return-value]
 
     def unresolved_global_step(self) -> int | None:
         """Position in ``preprocess`` of the first global step still without its statistic."""
         for i, step in enumerate(self.preprocess):
-            if isinstance(step, Equalize) and step.cdf is None:
+            if step.kind == "global":
                 return i
         return None
 
@@ -545,7 +575,7 @@ connectivity: 2
 TOP_KEYS = ("bands", "preprocess", "threshold", "polarity", "model", "refine", "connectivity")
 INDEX_NAMES = ("exg", "exgr", "ndvi", "gray", "hsv")
 HSV_CHANNELS = ("h", "s", "v")
-PREPROCESS_STEPS = ("index", "band", "gaussian", "median", "equalize")
+PREPROCESS_STEPS = ("index", "band", "gaussian", "median", "equalize", "clahe")
 REFINE_STEPS = (
     "erosion",
     "dilation",
@@ -660,6 +690,15 @@ def _parse_preprocess(items: Any) -> tuple[PreprocessStep, ...]:
                 steps.append(Index(value))
         elif name == "band":
             steps.append(Index("band", band=_positive_int(value, f"{key}.band")))
+        elif name == "clahe":
+            params = _params(value, f"{key}.clahe", ("kernel_size", "clip_limit"))
+            if "kernel_size" not in params:
+                raise ConfigError(f"{key}.clahe.kernel_size: required (an integer >= 2, pixels)")
+            size = _positive_int(params["kernel_size"], f"{key}.clahe.kernel_size", minimum=2)
+            clip = _number(params.get("clip_limit", 0.01), f"{key}.clahe.clip_limit")
+            if clip < 0:
+                raise ConfigError(f"{key}.clahe.clip_limit: expected a number >= 0, got {clip}")
+            steps.append(Clahe(size, clip))
         elif name == "equalize":
             _params(value, f"{key}.equalize", ())
             steps.append(Equalize())
@@ -926,6 +965,7 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
 
 __all__ = [
     "CannyEdges",
+    "Clahe",
     "DEFAULT_PIPELINE_YAML",
     "Equalize",
     "FillHoles",

@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from tiler import cache as value_cache
+from tiler import tasks
 from tiler.config import (
     CannyEdges,
+    Clahe,
     Equalize,
     FillHoles,
     FixedThreshold,
@@ -66,7 +68,10 @@ from tiler.plan import (
     interval_graph,
     label_graph,
     mask_graph,
+    merge_minmax,
+    merge_range,
     range_graph,
+    reduce_graph,
     split_graph,
     split_write_graph,
     write_graph,
@@ -307,15 +312,37 @@ class Passes:
         """
         while (i := self.pipeline.unresolved_global_step()) is not None:
             before = replace(self.pipeline, preprocess=self.pipeline.preprocess[:i])
+            steps = list(self.pipeline.preprocess)
+            if isinstance(steps[i], Clahe):
+                steps[i] = self._clahe_ranges(before, steps[i])
+                self.pipeline = replace(self.pipeline, preprocess=tuple(steps))
+                continue
             vmin, vmax, _ = self._value_range("equalize: range", before, 0, value_cache.NONE)
             (counts,) = self._compute(
                 "equalize: histogram",
                 histogram_graph(self.source, before, self.grid, 0, value_cache.NONE, vmin, vmax),
             )
             centers, cdf = equalization(counts, vmin, vmax)
-            steps = list(self.pipeline.preprocess)
             steps[i] = Equalize(centers, cdf)
             self.pipeline = replace(self.pipeline, preprocess=tuple(steps))
+
+    def _clahe_ranges(self, before: Pipeline, step: Clahe) -> Clahe:
+        """CLAHE's two global statistics: the input range, then its unscaled output's range."""
+        g = self.grid
+        (found,) = self._compute(
+            "clahe: range",
+            reduce_graph("range", tasks.full_range, (self.source, before), g, merge_range),
+        )
+        vmin, vmax, _ = found
+        if not (np.isfinite(vmin) and np.isfinite(vmax)):
+            raise InputError(f"{self.source.name}: clahe: the values before it are not finite")
+        args = (self.source, before)
+        options = (step, vmin, vmax)
+        (out,) = self._compute(
+            "clahe: output range",
+            reduce_graph("clahe", tasks.clahe_output_range, args, g, merge_minmax, options),
+        )
+        return Clahe(step.kernel_size, step.clip_limit, (vmin, vmax, *out))
 
     def _percentile(self, q: float, value_range: tuple[float, float, int], halo: int) -> float:
         """``numpy.percentile(x[valid], q)``, exactly, from passes over the tiles.

@@ -125,10 +125,28 @@ def _fold(combine: Callable[[Any, Any], Any], *values: Any) -> Any:
     return reduce(combine, values)
 
 
-def _merge_range(
+def merge_range(
     a: tuple[float, float, int], b: tuple[float, float, int]
 ) -> tuple[float, float, int]:
     return (min(a[0], b[0]), max(a[1], b[1]), a[2] + b[2])
+
+
+def merge_minmax(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return (min(a[0], b[0]), max(a[1], b[1]))
+
+
+def reduce_graph(
+    name: str,
+    task: Callable,
+    args: tuple,
+    grid: TileGrid,
+    combine: Callable[[Any, Any], Any],
+    options: tuple = (),
+) -> Graph:
+    """``task(*args, window, *options)`` on every tile, combined in a tree."""
+    g = _Builder(name)
+    parts = [g.add(f"tile-{t}", task, *args, w, *options) for t, _, _, w in grid]
+    return g.graph([g.tree(parts, combine)])
 
 
 def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache: str) -> Graph:
@@ -138,7 +156,7 @@ def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache
         g.add(f"tile-{t}", tasks.cache_values, source, pipeline, w, halo, cache)
         for t, _, _, w in grid
     ]
-    return g.graph([g.tree(parts, _merge_range)])
+    return g.graph([g.tree(parts, merge_range)])
 
 
 def histogram_graph(

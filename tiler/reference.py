@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import rgb2hsv
-from skimage.exposure import equalize_hist
+from skimage.exposure import equalize_adapthist, equalize_hist, rescale_intensity
 from skimage.feature import canny
 from skimage.filters import threshold_local, threshold_multiotsu, threshold_otsu
 from skimage.measure import label, regionprops_table
@@ -21,6 +21,7 @@ from skimage.segmentation import flood
 
 from tiler.config import (
     CannyEdges,
+    Clahe,
     Equalize,
     FillHoles,
     FixedThreshold,
@@ -152,6 +153,13 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
             values = ndi.gaussian_filter(values, step.sigma, mode="nearest", truncate=4.0)
         elif isinstance(step, Equalize):
             values = equalize_hist(values, nbins=256, mask=valid)
+        elif isinstance(step, Clahe):
+            unit = rescale_intensity(
+                values, in_range=(values.min(), values.max()), out_range=(0.0, 1.0)
+            )
+            values = equalize_adapthist(
+                unit, kernel_size=step.kernel_size, clip_limit=step.clip_limit, nbins=256
+            )
         else:
             assert isinstance(step, Median)
             values = ndi.median_filter(values, footprint=disk(step.radius), mode="reflect")

@@ -14,10 +14,12 @@ from functools import lru_cache
 
 import numpy as np
 import zarr
+from skimage.exposure import rescale_intensity
 
 from tiler import cache as value_cache
 from tiler.config import (
     CannyEdges,
+    Clahe,
     Equalize,
     FillHoles,
     Gaussian,
@@ -33,6 +35,7 @@ from tiler.config import (
 from tiler.errors import ModelError
 from tiler.io.raster import RasterSource, WindowRC
 from tiler.kernels.buffers import scratch
+from tiler.kernels.clahe import clahe_tile, clahe_tile_range, clahe_unscaled
 from tiler.kernels.edges import canny_masks, canny_reach, component_has_strong
 from tiler.kernels.filters import gaussian, median
 from tiler.kernels.indices import compute_index
@@ -79,8 +82,20 @@ def _shape(source: RasterSource) -> tuple[int, int]:
 # ---------------------------------------------------------------------------
 
 
-def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
-    """Index then filters, in float64, on an array of the selected bands."""
+def preprocess(
+    image: np.ndarray,
+    pipeline: Pipeline,
+    window: WindowRC | None = None,
+    shape: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, WindowRC | None]:
+    """Index then filters, in float64, on an array of the selected bands over ``window``.
+
+    Returns the values and the window they cover: a ``clahe`` step returns
+    only the part of its input that later steps need (its own reach and what
+    came before it are used up), so the array may shrink. ``window`` and the
+    image ``shape`` are needed only for ``clahe``, whose regions are aligned
+    to the image.
+    """
     index = pipeline.index
     filters = pipeline.filters
     # An index that a filter consumes lives in a per-thread scratch buffer.
@@ -95,23 +110,91 @@ def preprocess(image: np.ndarray, pipeline: Pipeline) -> np.ndarray:
         channel=index.channel,
         out=out,
     )
+    pending = 0  # reach of the steps since the array's window was last exact
     for step in filters:
+        if isinstance(step, Clahe):
+            core = _shrink(window, pending + step.reach, shape)
+            values, window, pending = clahe_values(values, window, core, shape, step), core, 0
+            continue
         if isinstance(step, Gaussian):
             values = gaussian(values, step.sigma)
         elif isinstance(step, Equalize):
             values = np.interp(values, step.centers, step.cdf)
         else:
             values = median(values, step.radius)
-    return values
+        pending += step.reach
+    return values, window
+
+
+def _shrink(window: WindowRC, by: int, shape: tuple[int, int]) -> WindowRC:
+    """``window`` less ``by`` pixels on each side that is not the image's border."""
+    (r0, r1), (c0, c1) = window
+    return (
+        (r0 if r0 == 0 else r0 + by, r1 if r1 == shape[0] else r1 - by),
+        (c0 if c0 == 0 else c0 + by, c1 if c1 == shape[1] else c1 - by),
+    )
+
+
+def _within(window: WindowRC, outer: WindowRC) -> tuple[slice, slice]:
+    (r0, r1), (c0, c1) = window
+    return (slice(r0 - outer[0][0], r1 - outer[0][0]), slice(c0 - outer[1][0], c1 - outer[1][0]))
+
+
+def clahe_values(
+    values: np.ndarray, window: WindowRC, core: WindowRC, shape: tuple[int, int], step: Clahe
+) -> np.ndarray:
+    """The resolved ``clahe`` step on ``core``, from the values over ``window``."""
+    vmin, vmax, out_min, out_max = step.ranges
+    scaled, lo, hi = _unit_range(values, vmin, vmax)
+    return clahe_tile(
+        scaled, window, core, shape, kernel_size=step.kernel_size, clip_limit=step.clip_limit,
+        vmin=lo, vmax=hi, out_min=out_min, out_max=out_max,
+    )  # fmt: skip
+
+
+def _unit_range(values: np.ndarray, vmin: float, vmax: float) -> tuple[np.ndarray, float, float]:
+    """``values`` and the image's ``(vmin, vmax)`` rescaled to ``[0, 1]`` (per pixel)."""
+    scaled = rescale_intensity(values, in_range=(vmin, vmax), out_range=(0.0, 1.0))
+    lo, hi = rescale_intensity(np.array([vmin, vmax]), in_range=(vmin, vmax), out_range=(0.0, 1.0))
+    return scaled, float(lo), float(hi)
+
+
+def full_range(
+    source: RasterSource, pipeline: Pipeline, window: WindowRC
+) -> tuple[float, float, int]:
+    """``(min, max, n)`` of the preprocessed values over every pixel of ``window`` (nodata too)."""
+    values, _ = index_window(source, pipeline, window)
+    return masked_range(values, np.ones(values.shape, dtype=bool))
+
+
+def clahe_output_range(
+    source: RasterSource,
+    before: Pipeline,
+    window: WindowRC,
+    step: Clahe,
+    vmin: float,
+    vmax: float,
+) -> tuple[int, int]:
+    """The range of a tile's unscaled CLAHE output (``before``: the steps up to ``clahe``)."""
+    outer, _ = expand(window, step.reach, _shape(source))
+    values, _ = index_window(source, before, outer)
+    scaled, lo, hi = _unit_range(values, vmin, vmax)
+    unscaled = clahe_unscaled(
+        scaled, outer, window, _shape(source), kernel_size=step.kernel_size,
+        clip_limit=step.clip_limit, vmin=lo, vmax=hi,
+    )  # fmt: skip
+    return clahe_tile_range(unscaled)
 
 
 def index_window(
     source: RasterSource, pipeline: Pipeline, window: WindowRC
 ) -> tuple[np.ndarray, np.ndarray]:
     """The preprocessed values and the valid mask of ``window`` (read with its halo)."""
-    outer, crop = expand(window, pipeline.preprocess_reach, _shape(source))
+    shape = _shape(source)
+    outer, crop = expand(window, pipeline.preprocess_reach, shape)
     image, valid = source.read(pipeline.bands, outer)
-    return preprocess(image, pipeline)[crop], valid[crop]
+    values, at = preprocess(image, pipeline, outer, shape)
+    return values[_within(window, at)], valid[crop]
 
 
 def cached_values(
