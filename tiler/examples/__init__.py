@@ -1,0 +1,1 @@
+"""Examples of user-supplied segmenters for the ``model:`` step."""
