@@ -80,13 +80,13 @@ from tiler.split import renumber_split
 from tiler.stitch import Stitched, renumber, stitch
 from tiler.tasks import (
     CannyMask,
-    GrownTile,
     IntervalMask,
     KeptTile,
     MaskBase,
     RasterMask,
     StoredMask,
     TileMask,
+    UnionTile,
     index_window,
     label_hysteresis,
     label_tile,
@@ -111,6 +111,26 @@ class Segmentation:
     dtype: np.dtype
     timings: dict[str, float] = field(default_factory=dict)
     split_fallbacks: int | None = None  # watershed split: windows that disagreed
+
+    @classmethod
+    def of(
+        cls,
+        stitched: Stitched,
+        keep: np.ndarray,
+        threshold: float | tuple[float, ...] | None,
+        value_range: tuple[float, float, int] | None,
+        timings: dict[str, float],
+    ) -> Segmentation:
+        """The kept objects of ``stitched``, numbered 1.. in order, in the smallest label dtype."""
+        return cls(
+            threshold=threshold,
+            value_range=value_range,
+            stitched=stitched,
+            keep=keep,
+            final_ids=renumber(keep),
+            dtype=label_dtype(int(keep.sum())),
+            timings=timings,
+        )
 
     @property
     def n_objects(self) -> int:
@@ -251,9 +271,11 @@ class Passes:
                 keep[stitched.tile_lut(t, objects, -1)[local]] = True
             keeps.append((stitched, keep))
 
-        def recipe(t: int) -> GrownTile:
-            luts = tuple(st.tile_lut(t, keep, False) for st, keep in keeps)
-            return GrownTile(bases, luts, conn)
+        def recipe(t: int) -> UnionTile:
+            parts = zip(bases, keeps, strict=True)
+            return UnionTile(
+                tuple(KeptTile(b, st.tile_lut(t, keep, False), conn) for b, (st, keep) in parts)
+            )
 
         path = create_mask_store(self.workdir / "grown.zarr", grid.shape, grid.chunks)
         self._materialise("grow: store", recipe, path)
@@ -502,15 +524,7 @@ class Passes:
         self.final_state = state
         counts = stitched.stats["count"]
         keep = counts >= final_min_area if final_min_area else np.ones(len(counts), dtype=bool)
-        return Segmentation(
-            threshold=threshold,
-            value_range=value_range,
-            stitched=stitched,
-            keep=keep,
-            final_ids=renumber(keep),
-            dtype=label_dtype(int(keep.sum())),
-            timings=self.timings,
-        )
+        return Segmentation.of(stitched, keep, threshold, value_range, self.timings)
 
     def _split(
         self,
@@ -554,16 +568,9 @@ class Passes:
         stitched = renumber_split([r[0] for r in results], [r[1] for r in results])
         self.split_fallbacks = sum(r[2] + r[3] for r in results)
         keep = np.ones(stitched.n_objects, dtype=bool)
-        return Segmentation(
-            threshold=threshold,
-            value_range=value_range,
-            stitched=stitched,
-            keep=keep,
-            final_ids=renumber(keep),
-            dtype=label_dtype(stitched.n_objects),
-            timings=self.timings,
-            split_fallbacks=self.split_fallbacks,
-        )
+        segmentation = Segmentation.of(stitched, keep, threshold, value_range, self.timings)
+        segmentation.split_fallbacks = self.split_fallbacks
+        return segmentation
 
     def _drop_value_cache(self) -> None:
         """The stored mask replaces the value cache: free the disk early."""

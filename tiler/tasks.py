@@ -413,26 +413,6 @@ class IntervalMask:
 
 
 @dataclass(frozen=True)
-class GrownTile:
-    """One tile of the grown regions: per seed range, the tile's components that hold a seed.
-
-    ``luts`` holds, per range, this tile's look-up table from local labels to
-    "holds a seed" (from the stitched labels). Only for the tile's own window.
-    """
-
-    ranges: tuple[IntervalMask, ...]
-    luts: tuple[np.ndarray, ...]
-    connectivity: int
-
-    def read(self, window: WindowRC) -> np.ndarray:
-        grown = np.zeros((window[0][1] - window[0][0], window[1][1] - window[1][0]), dtype=bool)
-        for base, lut in zip(self.ranges, self.luts, strict=True):
-            labels, _ = label(base.read(window), self.connectivity)
-            grown |= relabel(labels, lut)
-        return grown
-
-
-@dataclass(frozen=True)
 class CannyMask:
     """Canny's weak edges (after non-maximum suppression) of the preprocessed values."""
 
@@ -471,7 +451,11 @@ def label_hysteresis(
 
 @dataclass(frozen=True)
 class KeptTile:
-    """One tile's components (under ``connectivity``) of ``base`` whose ``lut`` entry is true."""
+    """One tile's components (under ``connectivity``) of ``base`` whose ``lut`` entry is true.
+
+    ``lut`` maps the tile's local labels to "kept" (from the stitched labels),
+    so this reads only the tile's own window.
+    """
 
     base: MaskBase
     lut: np.ndarray
@@ -480,6 +464,16 @@ class KeptTile:
     def read(self, window: WindowRC) -> np.ndarray:
         labels, _ = label(self.base.read(window), self.connectivity)
         return relabel(labels, self.lut)
+
+
+@dataclass(frozen=True)
+class UnionTile:
+    """The union of some masks of one tile (the grown regions of several seed ranges)."""
+
+    parts: tuple[KeptTile, ...]
+
+    def read(self, window: WindowRC) -> np.ndarray:
+        return np.logical_or.reduce([part.read(window) for part in self.parts])
 
 
 MaskBase = RasterMask | StoredMask | IntervalMask | CannyMask
