@@ -1,14 +1,23 @@
 """The passes of a tiled run, in order, with the small reductions between them.
 
-1. Global threshold (Otsu only): the value range of the preprocessed image
-   over valid pixels, then one 256-bin histogram over that range.
+0. Global preprocessing steps (``equalize``, ``clahe``): the passes that find
+   their statistics over the steps before them; they then run per tile.
+1. The mask the refine steps start from, by threshold kind:
+   global (Otsu, multi-Otsu: the value range over valid pixels, then one
+   256-bin histogram; percentile: the range, then passes narrowing an
+   interval around the order statistics), per pixel or local (fixed, local
+   threshold, a model's mask: nothing to find), or object level (region
+   growing, Canny's hysteresis: label passes whose kept components are
+   stored as the starting mask).
 2. For each stage of ``refine`` (local steps, then object steps): one label
    pass per object step, stitched into look-up-table edits; the first pass of
    a stage also stores the stage's mask in a work Zarr, so later passes read
    the mask instead of decoding the raster again. A stage followed by more
    local steps is written out whole, to be read with a halo by the next.
 3. Final labels: the foreground labelled with the pipeline's connectivity and
-   stitched; a trailing ``remove_small_objects`` becomes a filter of this pass.
+   stitched (a trailing ``remove_small_objects`` becomes a filter of this
+   pass); or instances, from a final ``split`` or a model's labels, decided
+   per halo window and owned by centroid (:mod:`tiler.split`).
 4. Write: each tile relabelled with its slice of the final look-up table.
 
 The driver holds only per-label statistics and seam pairs; tiles stay on the workers.
