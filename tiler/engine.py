@@ -272,12 +272,15 @@ class Passes:
             )
             keep = np.zeros(stitched.n_objects, dtype=bool)
             objects = np.arange(stitched.n_objects)
+            by_tile: dict[tuple[int, int], list[tuple[int, int]]] = {}
             for r, c in members:
-                t = grid.index(r // grid.chunks[0], c // grid.chunks[1])
-                window = grid.window(r // grid.chunks[0], c // grid.chunks[1])
+                by_tile.setdefault((r // grid.chunks[0], c // grid.chunks[1]), []).append((r, c))
+            for (i, j), here in by_tile.items():  # label each seed's tile once
+                window = grid.window(i, j)
                 labels, _ = label(base.read(window), conn)
-                local = labels[r - window[0][0], c - window[1][0]]
-                keep[stitched.tile_lut(t, objects, -1)[local]] = True
+                lut = stitched.tile_lut(grid.index(i, j), objects, -1)
+                for r, c in here:
+                    keep[lut[labels[r - window[0][0], c - window[1][0]]]] = True
             keeps.append((stitched, keep))
 
         def recipe(t: int) -> UnionTile:

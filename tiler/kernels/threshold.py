@@ -85,7 +85,9 @@ def _histogram_codes(
                 codes[i, j] = 0
                 sound = False  # a valid value outside the global range: no codes
                 continue
-            k = int(((x - lo) / denominator) * nbins)  # as _masked_histogram
+            # _masked_histogram's arithmetic, repeated: a shared numba helper
+            # made both loops 3.5x slower here (14 -> 51 ms per 2048 x 2048 tile).
+            k = int(((x - lo) / denominator) * nbins)
             if k == nbins:
                 k -= 1
             if x < edges[k]:
