@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -36,3 +39,10 @@ def bright_blobs(tile: np.ndarray) -> np.ndarray:
 
 def negative_labels(tile: np.ndarray) -> np.ndarray:
     return -np.ones(tile.shape[1:], dtype=np.int64)
+
+
+def dies_on_marker(tile: np.ndarray) -> np.ndarray:
+    """Kills its own process, as the OOM killer would, on a tile holding 251 in band 1."""
+    if (tile[0] == 251).any():
+        os.kill(os.getpid(), signal.SIGKILL)
+    return tile[1] > tile[0]

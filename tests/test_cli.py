@@ -492,7 +492,7 @@ def test_local_cluster_matches_threads(tmp_path, tif):
         dst = tmp_path / scheduler
         args = ["--scheduler", scheduler, "--chunk-size", 32]
         if scheduler == "local":
-            args += ["--workers", 1]
+            args += ["--workers", 1, "--threads-per-worker", 1]
         proc = tiler("run", src, dst, *args, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert sorted(os.listdir(dst)) == OUTPUTS
@@ -501,5 +501,5 @@ def test_local_cluster_matches_threads(tmp_path, tif):
     labels, table, log = runs["local"]
     np.testing.assert_array_equal(labels, runs["threads"][0])
     assert table.drop_columns(["geometry"]).equals(runs["threads"][1].drop_columns(["geometry"]))
-    assert "1 worker thread(s), dashboard http://127.0.0.1:" in log
+    assert "1 thread(s) in this process, dashboard http://127.0.0.1:" in log
     assert "0.0.0.0" not in log

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import platform
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -15,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from tiler import cache as value_cache
+from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
 from tiler.config import (
     CannyEdges,
     Grow,
@@ -31,13 +29,14 @@ from tiler.config import (
     parse_pipeline,
 )
 from tiler.engine import Passes, Segmentation
-from tiler.errors import ConfigError
+from tiler.errors import ConfigError, OutputError, TileError
 from tiler.io import output
 from tiler.io.raster import GeoTiffSource, RasterSource, fingerprint, open_geotiff
+from tiler.journal import Journal, describe_change
 from tiler.plan import Executor, TileGrid
+from tiler.progress import Progress
 
 DEFAULT_CHUNK_SIZE = 2048
-SCHEDULERS = ("local", "threads", "sync")
 
 
 @dataclass(frozen=True)
@@ -77,87 +76,6 @@ def _chunks(chunk_size: int | tuple[int, int]) -> tuple[int, int]:
     return chunks  # type: ignore[return-value]
 
 
-def check_scheduler(scheduler: Any) -> None:
-    """Refuse an unknown scheduler name before anything is written."""
-    if (
-        isinstance(scheduler, str)
-        and scheduler not in SCHEDULERS
-        and not scheduler.startswith(("tcp://", "tls://", "inproc://"))
-    ):
-        allowed = ", ".join(SCHEDULERS)
-        raise ConfigError(
-            f"scheduler: expected one of {allowed} or tcp://HOST:PORT, got {scheduler!r}"
-        )
-
-
-@contextlib.contextmanager
-def executor_for(
-    scheduler: Any = "local",
-    *,
-    workers: int | None = None,
-    log: Callable[[str], None] | None = None,
-) -> Iterator[Executor]:
-    """An :class:`Executor` for a scheduler name, a ``tcp://`` address or a distributed ``Client``.
-
-    ``local`` starts a LocalCluster whose worker threads run in this process
-    (one per core, or ``workers``), with its dashboard on 127.0.0.1 and no
-    other listening socket, and closes it afterwards. tiler's kernels (GDAL,
-    OpenCV, numba, NumPy, the Zarr codecs) release the GIL, so threads use
-    every core, start in milliseconds instead of seconds, share one GDAL block
-    cache per thread's handle, and let the Otsu passes keep values in memory.
-    """
-    log = log or (lambda message: None)
-    if scheduler in ("sync", "threads"):
-        yield Executor(scheduler)
-        return
-    if not isinstance(scheduler, str):  # a distributed Client
-        yield Executor(scheduler)
-        return
-    from distributed import Client, LocalCluster
-
-    if scheduler == "local":
-        n = workers or os.cpu_count() or 1
-        with (
-            LocalCluster(
-                n_workers=1,
-                threads_per_worker=n,
-                processes=False,
-                dashboard_address="127.0.0.1:0",
-                worker_dashboard_address="127.0.0.1:0",
-                silence_logs=logging.CRITICAL,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            port = urlsplit(client.dashboard_link).port
-            log(f"local cluster: {n} worker thread(s), dashboard http://127.0.0.1:{port}/status")
-            yield Executor(client)
-        return
-    check_scheduler(scheduler)
-    with Client(scheduler, timeout="30s") as client:
-        log(f"connected to {scheduler}, dashboard {client.dashboard_link}")
-        yield Executor(client)
-
-
-def _worker_addresses(executor: Executor) -> set[str]:
-    return set(executor.scheduler.scheduler_info().get("workers", {}))
-
-
-def _in_this_process(executor: Executor) -> bool:
-    """Whether every task runs in this process (so an in-memory cache is seen by all)."""
-    if isinstance(executor.scheduler, str):
-        return True
-    addresses = _worker_addresses(executor)
-    return bool(addresses) and all(a.startswith("inproc://") for a in addresses)
-
-
-def _on_this_machine(executor: Executor) -> bool:
-    """Whether every worker shares this machine's memory (so a tmpfs cache is visible to all)."""
-    if _in_this_process(executor):
-        return True
-    hosts = {a.split("://")[-1].rsplit(":", 1)[0] for a in _worker_addresses(executor)}
-    return bool(hosts) and hosts <= {"127.0.0.1", "localhost", "[::1]", socket.gethostname()}
-
-
 # Values kept in memory for the Otsu passes at most (9 bytes per pixel: 2 GiB is
 # about 230 megapixels); larger images use tmpfs, or recompute.
 MEMORY_CACHE_BYTES = 2 * 2**30
@@ -178,13 +96,13 @@ def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Path) -> str
     """
     estimate = 9 * grid.shape[0] * grid.shape[1] * 1.1
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if _in_this_process(executor) and estimate <= min(MEMORY_CACHE_BYTES, 0.25 * available):
+    if in_this_process(executor) and estimate <= min(MEMORY_CACHE_BYTES, 0.25 * available):
         return value_cache.memory_cache()
     shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK) and _on_this_machine(executor):
+    if shm.is_dir() and os.access(shm, os.W_OK) and on_this_machine(executor):
         if estimate < 0.25 * min(shutil.disk_usage(shm).free, available):
             return tempfile.mkdtemp(prefix="tiler-values-", dir=shm)
-    if _on_this_machine(executor):
+    if on_this_machine(executor):
         return value_cache.codes_cache(workdir / "codes")
     return value_cache.NONE
 
@@ -219,7 +137,13 @@ def run(
     client: Any = None,
     scheduler: str = "local",
     workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: str | None = None,
+    security: Any = None,
     overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = False,
+    performance_report: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Segment a GeoTIFF in tiles and write labels, objects and the manifest to ``dst``.
@@ -229,7 +153,7 @@ def run(
     src : path or RasterSource
         A georeferenced GeoTIFF (opened with the GTiff driver only).
     dst : path
-        Output directory; must be empty or absent unless ``overwrite``.
+        Output directory; must be empty or absent unless ``overwrite`` or ``resume``.
     config : path, dict or Pipeline, optional
         The pipeline; ``None`` runs the default plant pipeline.
     chunk_size : int or (int, int)
@@ -237,9 +161,26 @@ def run(
     client : distributed.Client, optional
         Run on this client (takes precedence over ``scheduler``).
     scheduler : str
-        ``local`` (a LocalCluster on 127.0.0.1), ``threads``, ``sync`` or ``tcp://HOST:PORT``.
-    workers : int, optional
-        Worker processes of the local cluster (default: one per core).
+        ``local`` (a LocalCluster on 127.0.0.1), ``threads``, ``sync``,
+        ``tcp://HOST:PORT`` / ``tls://HOST:PORT``, or ``slurm`` / ``pbs``
+        (dask-jobqueue); see :mod:`tiler.cluster`.
+    workers, threads_per_worker, memory_limit : optional
+        The local cluster's worker processes (default: one worker whose
+        threads, one per core, run in this process), threads per worker and
+        memory limit per worker (``"4GiB"``); for ``slurm``/``pbs``, the
+        number of workers to start.
+    security : distributed.Security, optional
+        TLS for a ``tls://`` scheduler (see :func:`tiler.cluster.security`).
+    overwrite : bool
+        Replace a non-empty ``dst``.
+    resume : bool
+        Continue an unfinished run in ``dst``: tiles it finished are not
+        computed again. Refused if the input, pipeline or chunking changed.
+        A ``dst`` holding the same run, complete, is returned as it is.
+    progress : bool
+        Draw a progress bar per pass on stderr.
+    performance_report : path, optional
+        Write dask's performance report (HTML) there; distributed schedulers only.
 
     Returns
     -------
@@ -252,27 +193,53 @@ def run(
     source = src if not isinstance(src, (str, os.PathLike)) else open_geotiff(src)
     pipeline = pipeline.resolve_bands(source.count, source.alpha_bands, source=source.name)
     src_path = Path(source.path) if isinstance(source, GeoTiffSource) else None
-    check_scheduler(client if client is not None else scheduler)
+    target = client if client is not None else scheduler
+    check_scheduler(target)
+    if performance_report is not None and target in ("sync", "threads"):
+        raise ConfigError(f"--performance-report needs a distributed scheduler, not {target!r}")
     dst = Path(dst)
+    identity = _identity(source, pipeline, chunks)
+    if resume and (done := _finished(dst, identity)) is not None:
+        log(f"{dst}: already complete; nothing to resume")
+        return done
     created = not dst.exists()
-    workdir = output.prepare_destination(dst, src_path, overwrite=overwrite)
+    workdir = output.prepare_destination(dst, src_path, overwrite=overwrite, resume=resume)
     grid = TileGrid((source.height, source.width), chunks)
     log(f"{source.name}: {grid.shape[0]} x {grid.shape[1]} px, {len(grid)} tile(s) of {chunks}")
+    journal = Journal.start(workdir, identity, resume=resume)  # refusing touches nothing
     cache = None
     try:
+        for stale in journal.stale_caches:
+            value_cache.drop(stale)
+        if journal.attempt > 1:
+            log(f"resuming: attempt {journal.attempt}")
         with (
             _small_pages(),
             executor_for(
-                client if client is not None else scheduler, workers=workers, log=log
+                target,
+                workers=workers,
+                threads_per_worker=threads_per_worker,
+                memory_limit=memory_limit,
+                security=security,
+                log=log,
             ) as executor,
+            _performance_report(performance_report, executor),
         ):
             cache = choose_value_cache(grid, executor, workdir)
-            passes = Passes(source, pipeline, grid, executor, workdir, log, cache)
+            journal.note_cache(cache)
+            passes = Passes(
+                source, pipeline, grid, executor, workdir, log, cache, journal, Progress(progress)
+            )
             segmentation = passes.segment()
             array = output.create_label_store(
                 dst, grid.shape, chunks, segmentation.dtype, source.crs_wkt, source.transform
             )
             passes.write(segmentation, array)
+    except (KeyboardInterrupt, TileError):
+        # Interrupted, or a tile's workers died: keep what is done for --resume.
+        if (workdir / "journal").exists():
+            log(f"{dst}: unfinished; run again with --resume to continue")
+        raise
     except BaseException:
         output.discard_partial(dst, created=created)
         raise
@@ -288,7 +255,13 @@ def run(
     manifest = output.write_manifest(
         dst,
         _manifest(
-            source, pipeline, grid, segmentation, seconds, scheduler if client is None else "client"
+            source,
+            pipeline,
+            grid,
+            segmentation,
+            seconds,
+            scheduler if client is None else "client",
+            journal.summary(),
         ),
     )
     return RunResult(
@@ -305,7 +278,70 @@ def run(
     )
 
 
-def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[str, Any]:
+def _identity(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int]) -> dict:
+    """What a run is of: ``--resume`` continues only the same run (see :mod:`tiler.journal`)."""
+    from tiler import __version__
+
+    inputs: dict[str, Any] = {"path": str(source.name), "height": source.height}
+    inputs["width"] = source.width
+    if isinstance(source, GeoTiffSource):
+        path = Path(source.path)
+        inputs.update(size_bytes=path.stat().st_size, fingerprint_sha256=fingerprint(path))
+    return {
+        "input": inputs,
+        "pipeline": pipeline.to_dict(),
+        "chunks": list(chunks),
+        "tiler_version": __version__,
+    }
+
+
+def _finished(dst: Path, identity: dict) -> RunResult | None:
+    """The result already in ``dst`` if it holds this very run, complete; else ``None``."""
+    try:
+        manifest = output.read_manifest(dst)
+    except (FileNotFoundError, ValueError):
+        return None
+    if manifest.get("complete") is not True:
+        return None
+    inputs = manifest.get("input", {})
+    before = {
+        "input": {k: inputs.get(k) for k in identity["input"]},
+        "pipeline": manifest.get("config"),
+        "chunks": manifest.get("chunking", {}).get("chunk_shape"),
+        "tiler_version": manifest.get("tiler_version"),
+    }
+    if difference := describe_change(before, identity):
+        raise OutputError(
+            f"{dst}: holds a complete run, but {difference}; pass --overwrite to replace it"
+        )
+    threshold = manifest.get("threshold", {}).get("value")
+    chunking = manifest["chunking"]
+    return RunResult(
+        dst=dst,
+        labels=dst / output.LABELS,
+        objects=dst / output.OBJECTS,
+        manifest=dst / output.MANIFEST,
+        n_objects=int(manifest["object_count"]),
+        threshold=tuple(threshold) if isinstance(threshold, list) else threshold,
+        shape=(int(inputs["height"]), int(inputs["width"])),
+        n_tiles=int(chunking["tiles"]),
+        seconds=float(manifest.get("timings_seconds", {}).get("total", 0.0)),
+    )
+
+
+@contextlib.contextmanager
+def _performance_report(path: str | os.PathLike | None, executor) -> Iterator[None]:
+    """dask's performance report of the run, written to ``path`` (distributed only)."""
+    if path is None:
+        yield
+        return
+    from distributed import performance_report
+
+    with performance_report(filename=str(path)):
+        yield
+
+
+def _manifest(source, pipeline, grid, segmentation, seconds, scheduler, journal) -> dict[str, Any]:
     from tiler import __version__
 
     inputs: dict[str, Any] = {
@@ -363,6 +399,7 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler) -> dict[
         "labels": {"path": output.LABELS + "/labels", "dtype": str(segmentation.dtype)},
         "object_count": segmentation.n_objects,
         **_split_summary(pipeline, segmentation),
+        "resume": journal,
         "timings_seconds": {
             **{k: round(v, 4) for k, v in segmentation.timings.items()},
             "total": round(seconds, 4),

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from tiler import api, presets
+from tiler.cluster import JOBQUEUES, executor_for, security
 from tiler.errors import TilerError
 
 
@@ -29,7 +30,7 @@ def _log(quiet: bool):
 scheduler_option = click.option(
     "--scheduler",
     default=None,
-    metavar="local|threads|sync|tcp://HOST:PORT",
+    metavar="local|threads|sync|tcp://HOST:PORT|tls://HOST:PORT",
     help="Where tasks run: a LocalCluster on 127.0.0.1 (default), threads, the synchronous "
     "scheduler, or an existing dask.distributed scheduler (also DASK_SCHEDULER_ADDRESS).",
 )
@@ -37,7 +38,20 @@ workers_option = click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Local cluster worker processes [one per core].",
+    help="Local cluster: worker processes [one worker, its threads in this process]; "
+    "--cluster: workers to start.",
+)
+threads_option = click.option(
+    "--threads-per-worker",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local cluster: threads per worker [cores / workers].",
+)
+memory_option = click.option(
+    "--memory-limit",
+    default=None,
+    metavar="SIZE",
+    help="Local cluster: memory limit per worker, e.g. 4GiB [system memory / workers].",
 )
 chunk_option = click.option(
     "--chunk-size",
@@ -97,24 +111,75 @@ def cli() -> None:
     help="A shipped pipeline instead of --config (see `tiler presets`).",
 )
 @chunk_option
-@workers_option
 @scheduler_option
+@click.option(
+    "--cluster",
+    type=click.Choice(sorted(JOBQUEUES)),
+    default=None,
+    help="Start workers as batch jobs with dask-jobqueue (configured by jobqueue.slurm or "
+    "jobqueue.pbs in a dask config file; pip install 'tiler[jobqueue]').",
+)
+@workers_option
+@threads_option
+@memory_option
+@click.option("--tls-ca-file", type=click.Path(), default=None, help="TLS: the cluster's CA (PEM).")
+@click.option("--tls-cert", type=click.Path(), default=None, help="TLS: this client's certificate.")
+@click.option("--tls-key", type=click.Path(), default=None, help="TLS: this client's private key.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty DST.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an unfinished run in DST, computing only the tiles it did not finish.",
+)
+@click.option(
+    "--performance-report",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write dask's performance report (HTML) here (distributed schedulers).",
+)
 @quiet_option
-def run(src, dst, config, preset, chunk_size, workers, scheduler, overwrite, quiet):
+def run(
+    src,
+    dst,
+    config,
+    preset,
+    chunk_size,
+    scheduler,
+    cluster,
+    workers,
+    threads_per_worker,
+    memory_limit,
+    tls_ca_file,
+    tls_cert,
+    tls_key,
+    overwrite,
+    resume,
+    performance_report,
+    quiet,
+):
     """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
     if preset is not None:
         if config is not None:
             raise click.UsageError("use --config or --preset, not both")
         config = presets.load(preset)
+    if cluster is not None and scheduler is not None:
+        raise click.UsageError("use --scheduler or --cluster, not both")
+    if overwrite and resume:
+        raise click.UsageError("use --overwrite or --resume, not both")
     result = api.run(
         src,
         dst,
         config,
         chunk_size=chunk_size,
-        scheduler=_scheduler(scheduler),
+        scheduler=cluster or _scheduler(scheduler),
         workers=workers,
+        threads_per_worker=threads_per_worker,
+        memory_limit=memory_limit,
+        security=security(tls_ca_file, tls_cert, tls_key),
         overwrite=overwrite,
+        resume=resume,
+        progress=not quiet,
+        performance_report=performance_report,
         log=_log(quiet),
     )
     for line in _summary(result):
@@ -173,7 +238,7 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
     runs = [("synthetic row-crop field", src, out / "synthetic-field")]
     with resources.as_file(resources.files("tiler") / "data" / "neon_sjer_477.tif") as neon:
         runs.append(("real NEON tile (SJER, oak savanna)", neon, out / "neon-sjer-477"))
-        with api.executor_for(_scheduler(scheduler), workers=workers, log=log) as executor:
+        with executor_for(_scheduler(scheduler), workers=workers, log=log) as executor:
             for title, path, dst in runs:
                 _echo(f"{title}: {path}")
                 result = api.run(
@@ -200,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     except TilerError as exc:
         _echo(f"tiler: error: {exc}")
         return exc.exit_code
-    except click.exceptions.Abort:
-        _echo("tiler: aborted")
+    except click.exceptions.Abort:  # click's name for a KeyboardInterrupt
+        _echo("tiler: interrupted")
         return 130
     except click.ClickException as exc:
         exc.show()

@@ -54,6 +54,7 @@ from tiler.errors import InputError
 from tiler.io.output import create_local_label_store, create_mask_store
 from tiler.io.raster import RasterSource
 from tiler.io.seeds import seed_pixels
+from tiler.journal import Journal
 from tiler.kernels.edges import hysteresis_connectivity
 from tiler.kernels.label import label
 from tiler.kernels.threshold import (
@@ -85,6 +86,7 @@ from tiler.plan import (
     split_write_graph,
     write_graph,
 )
+from tiler.progress import Progress
 from tiler.split import renumber_split
 from tiler.stitch import Stitched, renumber, stitch
 from tiler.tasks import (
@@ -181,20 +183,37 @@ class Passes:
         workdir: Path,
         log: Log = lambda message: None,
         cache: str | None = None,
+        journal: Journal | None = None,
+        progress: Progress | None = None,
     ):
         self.source, self.pipeline, self.grid = source, pipeline, grid
         self.executor, self.workdir, self.log = executor, workdir, log
         self.cache = cache if cache is not None else str(workdir / "values")
+        self.journal = journal if journal is not None else Journal(None)
+        self.progress = progress if progress is not None else Progress(enabled=False)
         self.timings: dict[str, float] = {}
         self.split_labels: str | None = None
         self.split_fallbacks = 0
 
     def _compute(self, name: str, graph: Graph) -> list:
+        """Run one pass: its tiles not yet in the journal, each result logged as it arrives."""
         start = time.perf_counter()
-        results = self.executor.compute(graph)
+        log = self.journal.open_pass(name, len(graph.keys))
+        index = {key: i for i, key in enumerate(graph.keys)}
+        todo = [key for key in graph.keys if index[key] not in log.done]
+        megapixels = self.grid.shape[0] * self.grid.shape[1] / 1e6
+        with self.progress.bar(name, len(graph.keys), log.reused, megapixels) as bar:
+
+            def arrived(key: str, value) -> None:
+                log.record(index[key], value)
+                bar.update()
+
+            self.executor.compute(graph, todo, arrived)
+        results = graph.result([log.done[i] for i in range(len(graph.keys))])
         seconds = time.perf_counter() - start
         self.timings[name] = self.timings.get(name, 0.0) + seconds
-        self.log(f"{name}: {len(self.grid)} tiles in {seconds:.2f} s")
+        reused = f" ({log.reused} from the journal)" if log.reused else ""
+        self.log(f"{name}: {len(graph.keys)} tiles{reused} in {seconds:.2f} s")
         return results
 
     # -- 1. threshold ------------------------------------------------------

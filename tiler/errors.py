@@ -37,3 +37,12 @@ class ModelError(TilerError):
     """A user's model (``model: {callable: ...}``) returned something that is not a mask."""
 
     exit_code = 4
+
+
+class TileError(TilerError):
+    """A tile's task failed (an unexpected error in it, or every worker running it died).
+
+    The message names the tile and its window; the original error is the ``__cause__``.
+    """
+
+    exit_code = 5

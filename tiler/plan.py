@@ -3,7 +3,8 @@
 Each pass over the image is a graph of a few tasks per tile (never per seam
 face or per label), so graphs grow linearly with the number of tiles:
 
-* ``range_graph`` / ``histogram_graph`` – the global Otsu statistics, tree-reduced;
+* ``range_graph`` / ``histogram_graph`` – the global Otsu statistics, one result
+  per tile, folded in tile order by the driver as they arrive;
 * ``label_graph``   – label every tile, then one seam task per tile that
   compares it with its right, lower and lower-right neighbours;
 * ``write_graph``   – relabel every tile with its slice of the look-up table.
@@ -18,16 +19,18 @@ import math
 import operator
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
 import dask
 import dask.threaded
 import numpy as np
+from dask.callbacks import Callback
 
 from tiler import tasks
-from tiler.io.raster import RasterSource, WindowRC
+from tiler.errors import TileError
+from tiler.io.raster import RasterSource, WindowRC, describe_window
 from tiler.split import neighbours, split_stride
 from tiler.stitch import seam_pairs
 
@@ -89,40 +92,40 @@ class Graph:
 
     tasks: dict[str, tuple]
     keys: list[str]
+    combine: Callable[[Any, Any], Any] | None = None
+    where: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.tasks)
 
+    def tile_of(self, key: str) -> str:
+        """The tile a task belongs to, for messages (its window), or the key itself."""
+        return self.where.get(key, key)
+
+    def result(self, values: list[Any]) -> list[Any]:
+        """The pass's result from its keys' values: folded in tile order if it is a reduction."""
+        return [reduce(self.combine, values)] if self.combine is not None else values
+
 
 class _Builder:
     def __init__(self, name: str):
+        self.name = name
         self.prefix = f"tiler-{name}-{uuid.uuid4().hex[:12]}"
         self.tasks: dict[str, tuple] = {}
+        self.where: dict[str, str] = {}
 
-    def add(self, label: str, function: Callable, *args: Any) -> str:
+    def add(self, label: str, function: Callable, *args: Any, tile: tuple | None = None) -> str:
+        """Add a task; ``tile=(t, window)`` names the tile it works on in its errors."""
         key = f"{self.prefix}-{label}"
-        self.tasks[key] = (function, *args)
+        if tile is None:
+            self.tasks[key] = (function, *args)
+        else:
+            where = self.where[key] = f"tile {tile[0]} ({describe_window(tile[1])})"
+            self.tasks[key] = (tasks.in_tile, where, function, *args)
         return key
 
-    def tree(
-        self, parts: list[str], combine: Callable[[Any, Any], Any], split_every: int = 16
-    ) -> str:
-        """Combine many task results in a tree of tasks of at most ``split_every`` inputs."""
-        level = 0
-        while len(parts) > 1:
-            parts = [
-                self.add(f"reduce-{level}-{k}", _fold, combine, *parts[k : k + split_every])
-                for k in range(0, len(parts), split_every)
-            ]
-            level += 1
-        return parts[0]
-
-    def graph(self, keys: list[str]) -> Graph:
-        return Graph(self.tasks, keys)
-
-
-def _fold(combine: Callable[[Any, Any], Any], *values: Any) -> Any:
-    return reduce(combine, values)
+    def graph(self, keys: list[str], combine: Callable[[Any, Any], Any] | None = None) -> Graph:
+        return Graph(self.tasks, keys, combine, self.where)
 
 
 def merge_range(
@@ -143,20 +146,20 @@ def reduce_graph(
     combine: Callable[[Any, Any], Any],
     options: tuple = (),
 ) -> Graph:
-    """``task(*args, window, *options)`` on every tile, combined in a tree."""
+    """``task(*args, window, *options)`` on every tile, combined (in tile order) by the driver."""
     g = _Builder(name)
-    parts = [g.add(f"tile-{t}", task, *args, w, *options) for t, _, _, w in grid]
-    return g.graph([g.tree(parts, combine)])
+    parts = [g.add(f"tile-{t}", task, *args, w, *options, tile=(t, w)) for t, _, _, w in grid]
+    return g.graph(parts, combine)
 
 
 def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache: str) -> Graph:
     """Preprocess every tile once into ``cache``; ``(min, max, n_valid)`` over valid pixels."""
     g = _Builder("range")
     parts = [
-        g.add(f"tile-{t}", tasks.cache_values, source, pipeline, w, halo, cache)
+        g.add(f"tile-{t}", tasks.cache_values, source, pipeline, w, halo, cache, tile=(t, w))
         for t, _, _, w in grid
     ]
-    return g.graph([g.tree(parts, merge_range)])
+    return g.graph(parts, merge_range)
 
 
 def histogram_graph(
@@ -176,10 +179,10 @@ def histogram_graph(
     g = _Builder("histogram")
     args = (halo, cache, vmin, vmax, codes)
     parts = [
-        g.add(f"tile-{t}", tasks.cached_histogram, source, pipeline, w, *args)
+        g.add(f"tile-{t}", tasks.cached_histogram, source, pipeline, w, *args, tile=(t, w))
         for t, _, _, w in grid
     ]
-    return g.graph([g.tree(parts, operator.add)])
+    return g.graph(parts, operator.add)
 
 
 def _add_interval_results(a: list, b: list) -> list:
@@ -207,9 +210,10 @@ def interval_graph(
     g = _Builder("collect" if collect else "intervals")
     task = tasks.cached_values_within if collect else tasks.cached_interval_histograms
     parts = [
-        g.add(f"tile-{t}", task, source, pipeline, w, halo, cache, intervals) for t, _, _, w in grid
+        g.add(f"tile-{t}", task, source, pipeline, w, halo, cache, intervals, tile=(t, w))
+        for t, _, _, w in grid
     ]
-    return g.graph([g.tree(parts, _concatenate_lists if collect else _add_interval_results)])
+    return g.graph(parts, _concatenate_lists if collect else _add_interval_results)
 
 
 def label_graph(
@@ -240,17 +244,18 @@ def label_graph(
             connectivity,
             store,
             store_final,
+            tile=(t, window),
         )
         for t, i, j, window in grid
     }
     keys = []
-    for t, i, j, _ in grid:
+    for t, i, j, window in grid:
         neighbours = [
             (grid.index(a, b), labelled[a, b]) if a < rows and b < cols else (None, None)
             for a, b in ((i, j + 1), (i + 1, j), (i + 1, j + 1))
         ]
         args = [t, labelled[i, j]] + [x for pair in neighbours for x in pair]
-        keys.append(g.add(f"seams-{t}", _seams, grid.stride, connectivity, *args))
+        keys.append(g.add(f"seams-{t}", _seams, grid.stride, connectivity, *args, tile=(t, window)))
     return g.graph(keys)
 
 
@@ -287,7 +292,9 @@ def instance_graph(
     TileStats, fallback counts)``.
     """
     g = _Builder("instances")
-    windows = {(i, j): g.add(f"window-{t}", *window, w, t, *options) for t, i, j, w in grid}
+    windows = {
+        (i, j): g.add(f"window-{t}", *window, w, t, *options, tile=(t, w)) for t, i, j, w in grid
+    }
     stride = split_stride(grid.chunks, halo)
     keys = [
         g.add(
@@ -297,8 +304,9 @@ def instance_graph(
             local,
             windows[i, j],
             *(windows[n] for n in neighbours(i, j, grid.grid, grid.chunks, halo)),
+            tile=(t, w),
         )
-        for t, i, j, _ in grid
+        for t, i, j, w in grid
     ]
     return g.graph(keys)
 
@@ -309,7 +317,8 @@ def split_write_graph(
     """Relabel every tile's local split labels and write them (chunk-aligned)."""
     g = _Builder("write")
     keys = [
-        g.add(f"tile-{t}", tasks.write_split_labels, local, w, luts(t), path) for t, _, _, w in grid
+        g.add(f"tile-{t}", tasks.write_split_labels, local, w, luts(t), path, tile=(t, w))
+        for t, _, _, w in grid
     ]
     return g.graph(keys)
 
@@ -318,7 +327,10 @@ def mask_graph(recipes: Callable[[int], tasks.TileMask], grid: TileGrid, *, path
     """Write every tile's mask into the Zarr array at ``path`` (chunk-aligned)."""
     g = _Builder("mask")
     return g.graph(
-        [g.add(f"tile-{t}", tasks.write_mask, recipes(t), w, path) for t, _, _, w in grid]
+        [
+            g.add(f"tile-{t}", tasks.write_mask, recipes(t), w, path, tile=(t, w))
+            for t, _, _, w in grid
+        ]
     )
 
 
@@ -333,7 +345,9 @@ def write_graph(
     """Relabel and write every tile; each task carries only its tile's look-up table."""
     g = _Builder("write")
     keys = [
-        g.add(f"tile-{t}", tasks.write_labels, recipes(t), w, connectivity, luts(t), path)
+        g.add(
+            f"tile-{t}", tasks.write_labels, recipes(t), w, connectivity, luts(t), path, tile=(t, w)
+        )
         for t, _, _, w in grid
     ]
     return g.graph(keys)
@@ -345,13 +359,64 @@ class Executor:
     def __init__(self, scheduler: Any = "threads"):
         self.scheduler = scheduler
 
-    def compute(self, graph: Graph) -> list[Any]:
-        """The values of ``graph.keys``, in order."""
-        if self.scheduler == "sync":
-            return list(dask.get(graph.tasks, graph.keys))
-        if self.scheduler == "threads":
-            return list(dask.threaded.get(graph.tasks, graph.keys))
-        return list(self.scheduler.get(graph.tasks, graph.keys, sync=True))
+    def compute(
+        self,
+        graph: Graph,
+        keys: list[str] | None = None,
+        on_result: Callable[[str, Any], None] | None = None,
+    ) -> list[Any]:
+        """The values of ``keys`` (default: ``graph.keys``), in order.
+
+        ``on_result(key, value)`` is called in this thread as each key's value
+        arrives, in completion order: the journal and the progress bar hang on it.
+        Only the tasks these keys need run (dask culls the rest).
+        """
+        keys = list(graph.keys if keys is None else keys)
+        on_result = on_result or (lambda key, value: None)
+        if not keys:
+            return []
+        if isinstance(self.scheduler, str):
+            wanted = set(keys)
+
+            def posttask(key, value, dsk, state, worker_id):
+                if key in wanted:
+                    on_result(key, value)
+
+            get = dask.get if self.scheduler == "sync" else dask.threaded.get
+            with Callback(posttask=posttask):
+                return list(get(graph.tasks, keys))
+        return self._distributed(graph, keys, on_result)
+
+    def _distributed(self, graph: Graph, keys: list[str], on_result) -> list[Any]:
+        from distributed import as_completed
+        from distributed.client import FutureCancelledError
+        from distributed.scheduler import KilledWorker
+
+        client = self.scheduler
+        futures = client.get(graph.tasks, keys, sync=False)
+        values: dict[str, Any] = {}
+        try:
+            for future in as_completed(futures):
+                try:
+                    value = future.result()
+                except KilledWorker as exc:
+                    task = getattr(exc, "task", None) or future.key
+                    raise TileError(
+                        f"{graph.tile_of(task)}: the workers running it died "
+                        f"{getattr(exc, 'allowed_failures', 0) + 1} times (it, or a task beside "
+                        "it on the same worker, was killed: memory limit, OOM killer, node "
+                        "loss; see the workers' logs)"
+                    ) from exc
+                except FutureCancelledError as exc:
+                    raise TileError(
+                        f"{graph.tile_of(future.key)}: cancelled by the scheduler ({exc})"
+                    ) from exc
+                values[future.key] = value
+                on_result(future.key, value)
+        finally:
+            client.cancel([f for f in futures if f.key not in values])
+            del futures
+        return [values[key] for key in keys]
 
 
 def task_count(*graphs: Graph) -> int:

@@ -32,7 +32,7 @@ from tiler.config import (
     Split,
     load_callable,
 )
-from tiler.errors import ModelError
+from tiler.errors import ModelError, TileError, TilerError
 from tiler.io.raster import RasterSource, WindowRC
 from tiler.kernels.buffers import scratch
 from tiler.kernels.clahe import clahe_tile, clahe_tile_range, clahe_unscaled
@@ -53,6 +53,20 @@ from tiler.kernels.threshold import (
     values_within,
 )
 from tiler.split import SplitTile, assign_core, measure_window, split_tile
+
+
+def in_tile(where: str, function, *args):
+    """Run one tile's task; an unexpected error becomes a :class:`TileError` naming the tile.
+
+    Errors tiler reports to users (a bad window of the input, a model's wrong
+    output) already name what is at fault and pass through unchanged.
+    """
+    try:
+        return function(*args)
+    except TilerError:
+        raise
+    except Exception as exc:
+        raise TileError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
 
 def expand(

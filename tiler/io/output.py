@@ -52,8 +52,15 @@ def _remove(entry: Path) -> None:
         entry.unlink()
 
 
-def prepare_destination(dst: Path, src: Path | None, *, overwrite: bool) -> Path:
-    """Check ``dst`` can take a run's outputs, empty it if allowed, and return its work folder."""
+def prepare_destination(
+    dst: Path, src: Path | None, *, overwrite: bool, resume: bool = False
+) -> Path:
+    """Check ``dst`` can take a run's outputs, empty it if allowed, and return its work folder.
+
+    With ``resume``, the work folder (the journal, stage stores) and the
+    partial label store of an unfinished run are kept; anything else in
+    ``dst`` that is not tiler's own is refused as without it.
+    """
     dst = Path(dst)
     if src is not None:
         src = Path(src).resolve()
@@ -68,9 +75,12 @@ def prepare_destination(dst: Path, src: Path | None, *, overwrite: bool) -> Path
             raise OutputError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
         # The manifest goes first, so the directory never looks complete meanwhile.
         (dst / MANIFEST).unlink(missing_ok=True)
+        resume = False
+    keep = (WORKDIR, PARTIAL_LABELS) if resume else ()
     if dst.exists():
         for entry in list(dst.iterdir()):
-            _remove(entry)
+            if entry.name not in keep:
+                _remove(entry)
     work = dst / WORKDIR
     work.mkdir(parents=True, exist_ok=True)
     return work
@@ -85,20 +95,57 @@ def discard_partial(dst: Path, *, created: bool) -> None:
         dst.rmdir()
 
 
-def create_mask_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
-    """An empty boolean Zarr array chunked as the tiles, for a stage's mask in the work folder."""
-    zarr.create_array(
-        str(path), shape=shape, chunks=chunks, dtype=bool, fill_value=False, overwrite=True
-    )
+# Codecs tiler writes (zarr's defaults) and reads back on --resume; anything
+# else in a store being resumed into (a pickle codec, say) is refused.
+SAFE_CODECS = frozenset({"bytes", "zstd", "blosc", "gzip", "crc32c", "transpose"})
+
+
+def _array(path: Path, shape: tuple[int, int], chunks: tuple[int, int], dtype, fill) -> str:
+    """The Zarr array at ``path``: created empty, or (resuming) an existing one checked first."""
+    if not Path(path).exists():
+        zarr.create_array(
+            str(path), shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, overwrite=True
+        )
+        return str(path)
+    check_store(path, shape, chunks, dtype)
     return str(path)
+
+
+def check_store(path: Path, shape, chunks, dtype) -> None:
+    """Refuse to resume into a Zarr array that is not what this run would have made."""
+    try:
+        array = zarr.open_array(str(path), mode="r")
+    except Exception as exc:
+        raise OutputError(
+            f"{path}: cannot resume into it: not a readable Zarr array ({exc})"
+        ) from None
+    found = {
+        "shape": tuple(array.shape),
+        "chunks": tuple(array.chunks),
+        "dtype": np.dtype(array.dtype),
+    }
+    wanted = {"shape": tuple(shape), "chunks": tuple(chunks), "dtype": np.dtype(dtype)}
+    for key, value in wanted.items():
+        if found[key] != value:
+            raise OutputError(
+                f"{path}: cannot resume into it: {key} is {found[key]}, this run makes {value}"
+            )
+    codecs = {c.to_dict()["name"] for c in getattr(array.metadata, "codecs", ())}
+    if unsafe := codecs - SAFE_CODECS:
+        raise OutputError(
+            f"{path}: cannot resume into it: codec(s) {', '.join(sorted(unsafe))} not allowed "
+            f"(allowed: {', '.join(sorted(SAFE_CODECS))})"
+        )
+
+
+def create_mask_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
+    """A boolean Zarr array chunked as the tiles, for a stage's mask in the work folder."""
+    return _array(path, shape, chunks, bool, False)
 
 
 def create_local_label_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
-    """An empty int32 Zarr array chunked as the tiles, for tile-local labels in the work folder."""
-    zarr.create_array(
-        str(path), shape=shape, chunks=chunks, dtype=np.int32, fill_value=0, overwrite=True
-    )
-    return str(path)
+    """An int32 Zarr array chunked as the tiles, for tile-local labels in the work folder."""
+    return _array(path, shape, chunks, np.int32, 0)
 
 
 def _geotransform(transform: tuple[float, ...]) -> str:
@@ -121,23 +168,13 @@ def create_label_store(
     and the GDAL GeoTransform; ``x``/``y`` hold the map coordinates of pixel centres.
     """
     path = Path(dst) / PARTIAL_LABELS
+    if (path / "labels").exists():  # resuming: the tiles written so far are kept
+        check_store(path / "labels", shape, chunks, dtype)
+        return str(path / "labels")
     if path.exists():
         shutil.rmtree(path)
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     group.attrs.update({"tiler": {"content": "object labels, 0 = background"}})
-    labels = group.create_array(
-        "labels",
-        shape=shape,
-        chunks=chunks,
-        dtype=dtype,
-        fill_value=0,
-        dimension_names=("y", "x"),
-        attributes={
-            "grid_mapping": "spatial_ref",
-            "coordinates": "spatial_ref",
-            "long_name": "object label",
-        },
-    )
     ref = group.create_array(
         "spatial_ref", shape=(), dtype=np.int32, fill_value=0, dimension_names=()
     )
@@ -158,7 +195,20 @@ def create_label_store(
             {"axis": units.upper(), "long_name": f"{name} coordinate of pixel centre"}
         )
         coord[:] = values
-    del labels
+    # The labels array comes last: a store that has it is whole (resume relies on it).
+    group.create_array(
+        "labels",
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        fill_value=0,
+        dimension_names=("y", "x"),
+        attributes={
+            "grid_mapping": "spatial_ref",
+            "coordinates": "spatial_ref",
+            "long_name": "object label",
+        },
+    )
     return str(path / "labels")
 
 

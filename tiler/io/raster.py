@@ -26,9 +26,11 @@ from tiler.errors import InputError
 
 WindowRC = tuple[tuple[int, int], tuple[int, int]]
 
-# GDAL settings for reading inside dask tasks: the tasks are the parallelism,
-# and each worker keeps decoded blocks for the halos of the next tiles.
-GDAL_ENV = {"GDAL_NUM_THREADS": 1, "GDAL_CACHEMAX": 256}
+# GDAL settings for reading inside dask tasks, set by the tasks themselves so
+# that workers need no set-up however they were started (unless the worker's
+# environment sets them): the tasks are the parallelism, and each worker
+# process keeps decoded blocks for the halos of the next tiles.
+GDAL_ENV = {"GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": 256}
 _HANDLES = threading.local()
 _MAX_HANDLES = 8
 
@@ -45,8 +47,9 @@ def _open_cached(path: str):
     handles = getattr(_HANDLES, "handles", None)
     if handles is None:
         handles = _HANDLES.handles = {}
-        set_gdal_config("GDAL_CACHEMAX", GDAL_ENV["GDAL_CACHEMAX"])
-        set_gdal_config("GDAL_NUM_THREADS", str(GDAL_ENV["GDAL_NUM_THREADS"]))
+        for key, value in GDAL_ENV.items():  # a worker's own environment wins
+            if key not in os.environ:
+                set_gdal_config(key, value)
     stat = os.stat(path)
     key = (path, stat.st_mtime_ns, stat.st_size)
     ds = handles.get(key)

@@ -1,0 +1,163 @@
+"""Killed runs and `tiler run --resume`, with real `tiler run` processes killed by signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_cluster import environment, output_bytes, tiler, tiler_command
+
+from tiler.io.output import LABELS, MANIFEST, OBJECTS, WORKDIR
+from tiler.journal import PassLog
+from tiler.synthetic import SyntheticField, write_geotiff
+
+CHUNK = 48  # 19 x 17 = 323 tiles a pass: long enough to be caught part-way
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("field") / "field.tif"
+    return write_geotiff(SyntheticField(height=900, width=800, seed=5), path, blocksize=64)
+
+
+@pytest.fixture(scope="module")
+def reference(field, tmp_path_factory) -> Path:
+    dst = tmp_path_factory.mktemp("reference") / "out"
+    proc = tiler(field, dst, "--scheduler", "sync", "--chunk-size", CHUNK, "-q")
+    assert proc.returncode == 0, proc.stderr
+    return dst
+
+
+def journal_logs(dst: Path) -> list[Path]:
+    return sorted((dst / WORKDIR / "journal").glob("*.log"))
+
+
+def interrupt(
+    src: Path, dst: Path, *args: object, passes: int = 4, sig=signal.SIGKILL
+) -> subprocess.Popen:
+    """Start `tiler run` and send it ``sig`` once its ``passes``-th pass has finished tiles."""
+    run = subprocess.Popen(
+        tiler_command(src, dst, "--chunk-size", CHUNK, "-q", *args),
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (len(logs := journal_logs(dst)) >= passes and logs[-1].stat().st_size > 0):
+        assert run.poll() is None, f"the run ended before it could be interrupted: {run.stderr}"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    run.send_signal(sig)
+    run.wait(timeout=60)
+    return run
+
+
+def assert_not_complete(dst: Path) -> None:
+    assert not (dst / MANIFEST).exists()
+    assert not (dst / LABELS).exists()
+    assert not (dst / OBJECTS).exists()
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "local"])
+def test_a_killed_run_resumes_with_only_its_unfinished_tiles(field, reference, tmp_path, scheduler):
+    dst = tmp_path / "out"
+    run = interrupt(field, dst, "--scheduler", scheduler)
+    assert run.returncode == -signal.SIGKILL
+    assert_not_complete(dst)
+    # What the journal holds now is what the second attempt may reuse (a record the kill
+    # cut short is dropped, as --resume drops it).
+    finished = {log.stem: len(PassLog.load(log).done) for log in journal_logs(dst)}
+    assert sum(finished.values()) > 0
+
+    proc = tiler(field, dst, "--scheduler", scheduler, "--chunk-size", CHUNK, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming: attempt 2" in proc.stderr
+    assert output_bytes(dst) == output_bytes(reference)
+    resume = json.loads((dst / MANIFEST).read_text())["resume"]
+    assert resume["attempt"] == 2
+    assert resume["tiles_reused"] == sum(finished.values())
+    assert resume["tiles_computed"] == resume["tiles"] - resume["tiles_reused"]
+    assert 0 < resume["tiles_computed"] < resume["tiles"]
+    for stem, count in finished.items():  # the journal's n-th log is the n-th pass
+        assert resume["passes"][int(stem[:3])]["reused"] == count
+    assert resume["passes"][0]["reused"] == resume["passes"][0]["tiles"]
+    assert sorted(p.name for p in dst.iterdir()) == [LABELS, OBJECTS, MANIFEST]
+
+
+def test_ctrl_c_keeps_the_work_for_resume(field, reference, tmp_path):
+    dst = tmp_path / "out"
+    run = interrupt(field, dst, "--scheduler", "sync", passes=2, sig=signal.SIGINT)
+    assert run.returncode == 130
+    assert "tiler: interrupted" in run.stderr.read()
+    assert_not_complete(dst)
+    assert journal_logs(dst)
+    proc = tiler(field, dst, "--scheduler", "sync", "--chunk-size", CHUNK, "--resume", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert output_bytes(dst) == output_bytes(reference)
+
+
+def changed_pipeline(tmp_path: Path) -> Path:
+    from tiler.config import DEFAULT_PIPELINE_YAML
+
+    config = yaml.safe_load(DEFAULT_PIPELINE_YAML)
+    config["refine"][-1] = {"remove_small_objects": {"min_area": 25}}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_resume_refuses_a_different_run_and_says_what_changed(field, tmp_path):
+    src = tmp_path / "field.tif"
+    src.write_bytes(field.read_bytes())
+    dst = tmp_path / "out"
+    interrupt(src, dst, "--scheduler", "sync", passes=2)
+    before = {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()}
+
+    attempts = {
+        "the pipeline changed (refine": ["--config", changed_pipeline(tmp_path)],
+        "the chunk size changed ([48, 48] -> [64, 64])": ["--chunk-size", 64],
+    }
+    for words, args in attempts.items():
+        base = ("--scheduler", "sync", "--resume", "-q", "--chunk-size", CHUNK)
+        proc = tiler(src, dst, *base, *args)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.startswith(f"tiler: error: {dst}: cannot resume: {words}"), proc.stderr
+        assert "--overwrite" in proc.stderr
+
+    write_geotiff(SyntheticField(height=900, width=800, seed=6), src, blocksize=64)
+    proc = tiler(src, dst, "--scheduler", "sync", "--resume", "-q", "--chunk-size", CHUNK)
+    assert proc.returncode == 3
+    assert "cannot resume: the input changed (fingerprint_sha256" in proc.stderr
+    # Nothing was touched by the refusals.
+    assert {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()} == before
+
+
+def test_resume_of_a_complete_run_changes_nothing(reference, field, tmp_path):
+    dst = tmp_path / "out"
+    dst.mkdir()
+    for path in reference.rglob("*"):
+        target = dst / path.relative_to(reference)
+        target.mkdir(exist_ok=True) if path.is_dir() else target.write_bytes(path.read_bytes())
+    before = {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()}
+    proc = tiler(field, dst, "--scheduler", "sync", "--chunk-size", CHUNK, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "already complete; nothing to resume" in proc.stderr
+    assert {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()} == before
+    changed = changed_pipeline(tmp_path)
+    proc = tiler(field, dst, "--scheduler", "sync", "--resume", "--config", changed)
+    assert proc.returncode == 3
+    assert "holds a complete run, but the pipeline changed" in proc.stderr
+
+
+def test_resume_of_nothing_is_a_first_run(field, reference, tmp_path):
+    dst = tmp_path / "out"
+    proc = tiler(field, dst, "--scheduler", "sync", "--chunk-size", CHUNK, "--resume", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert output_bytes(dst) == output_bytes(reference)
+    assert json.loads((dst / MANIFEST).read_text())["resume"]["attempt"] == 1
