@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cluster import environment, output_bytes, tiler, tiler_command
+from test_cluster import cluster, environment, output_bytes, tiler, tiler_command  # noqa: F401
 
 from tiler.io.output import LABELS, MANIFEST, OBJECTS, WORKDIR
 from tiler.journal import PassLog
@@ -64,8 +64,14 @@ def assert_not_complete(dst: Path) -> None:
     assert not (dst / OBJECTS).exists()
 
 
-@pytest.mark.parametrize("scheduler", ["sync", "local"])
-def test_a_killed_run_resumes_with_only_its_unfinished_tiles(field, reference, tmp_path, scheduler):
+@pytest.mark.parametrize("scheduler", ["sync", "local", "tcp"])
+def test_a_killed_run_resumes_with_only_its_unfinished_tiles(
+    field, reference, tmp_path, scheduler, request
+):
+    """SIGKILL `tiler run` part-way; with "tcp" the scheduler and its workers live on, and
+    the tasks the dead client left in flight may still write their chunks meanwhile."""
+    if scheduler == "tcp":
+        scheduler = request.getfixturevalue("cluster").address
     dst = tmp_path / "out"
     run = interrupt(field, dst, "--scheduler", scheduler)
     assert run.returncode == -signal.SIGKILL

@@ -288,3 +288,27 @@ def test_numpy_huge_page_advice_is_restored_after_a_run(tmp_path, neon_tile, mon
         assert toggle(True) is True  # what the run left behind: the value it found
     finally:
         toggle(before)
+
+
+def test_local_worker_processes_are_sized_as_asked_and_on_loopback():
+    """--workers 2 --threads-per-worker 1 --memory-limit 1GiB: two nannied processes on 127.0.0.1,
+    and a dashboard that really serves its status page (bokeh is installed)."""
+    from urllib.request import urlopen
+
+    from tiler.cluster import executor_for
+
+    messages = []
+    with executor_for(
+        "local", workers=2, threads_per_worker=1, memory_limit="1GiB", log=messages.append
+    ) as executor:
+        workers = executor.scheduler.scheduler_info()["workers"]
+        assert len(workers) == 2
+        assert all(a.startswith("tcp://127.0.0.1:") for a in workers), workers
+        assert {w["nthreads"] for w in workers.values()} == {1}
+        assert {w["memory_limit"] for w in workers.values()} == {2**30}
+        (message,) = messages
+        assert "2 worker process(es) x 1 thread(s)" in message
+        link = message.split("dashboard ")[1]
+        with urlopen(link, timeout=30) as page:
+            assert page.status == 200
+            assert b"Dask" in page.read()

@@ -109,7 +109,6 @@ class Graph:
 
 class _Builder:
     def __init__(self, name: str):
-        self.name = name
         self.prefix = f"tiler-{name}-{uuid.uuid4().hex[:12]}"
         self.tasks: dict[str, tuple] = {}
         self.where: dict[str, str] = {}
