@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -167,3 +168,37 @@ def test_resume_of_nothing_is_a_first_run(field, reference, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert output_bytes(dst) == output_bytes(reference)
     assert json.loads((dst / MANIFEST).read_text())["resume"]["attempt"] == 1
+
+
+def test_stores_resumed_into_are_checked_before_anything_is_written(tmp_path):
+    """A work store must have this run's shape, chunks and dtype and only allowed codecs."""
+    import warnings
+
+    import zarr
+    from zarr.codecs import numcodecs
+
+    from tiler.errors import OutputError
+    from tiler.io.output import create_mask_store
+
+    path = tmp_path / "stage0.zarr"
+    create_mask_store(path, (10, 12), (4, 4))
+    assert create_mask_store(path, (10, 12), (4, 4)) == str(path)  # reused as it is
+    wrong = {
+        "shape is (10, 12), this run makes (10, 13)": ((10, 13), (4, 4)),
+        "chunks is (4, 4), this run makes (5, 4)": ((10, 12), (5, 4)),
+    }
+    for words, (shape, chunks) in wrong.items():
+        with pytest.raises(OutputError, match=re.escape(words)):
+            create_mask_store(path, shape, chunks)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr: numcodecs codecs are outside the v3 spec
+        zarr.create_array(
+            str(tmp_path / "odd.zarr"), shape=(10, 12), chunks=(4, 4), dtype=bool,
+            compressors=[numcodecs.Zlib(level=1)],
+        )  # fmt: skip
+    with pytest.raises(OutputError, match=r"codec\(s\) numcodecs.zlib not allowed"):
+        create_mask_store(tmp_path / "odd.zarr", (10, 12), (4, 4))
+    (tmp_path / "junk.zarr").mkdir()
+    with pytest.raises(OutputError, match="not a Zarr v3 array tiler wrote"):
+        create_mask_store(tmp_path / "junk.zarr", (10, 12), (4, 4))

@@ -223,7 +223,7 @@ def run(
                 security=security,
                 log=log,
             ) as executor,
-            _performance_report(performance_report, executor),
+            _performance_report(performance_report),
         ):
             cache = choose_value_cache(grid, executor, workdir)
             journal.note_cache(cache)
@@ -282,8 +282,11 @@ def _identity(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int])
     """What a run is of: ``--resume`` continues only the same run (see :mod:`tiler.journal`)."""
     from tiler import __version__
 
-    inputs: dict[str, Any] = {"path": str(source.name), "height": source.height}
-    inputs["width"] = source.width
+    inputs: dict[str, Any] = {
+        "path": str(source.name),
+        "height": source.height,
+        "width": source.width,
+    }
     if isinstance(source, GeoTiffSource):
         path = Path(source.path)
         inputs.update(size_bytes=path.stat().st_size, fingerprint_sha256=fingerprint(path))
@@ -330,7 +333,7 @@ def _finished(dst: Path, identity: dict) -> RunResult | None:
 
 
 @contextlib.contextmanager
-def _performance_report(path: str | os.PathLike | None, executor) -> Iterator[None]:
+def _performance_report(path: str | os.PathLike | None) -> Iterator[None]:
     """dask's performance report of the run, written to ``path`` (distributed only)."""
     if path is None:
         yield

@@ -112,25 +112,28 @@ def _array(path: Path, shape: tuple[int, int], chunks: tuple[int, int], dtype, f
 
 
 def check_store(path: Path, shape, chunks, dtype) -> None:
-    """Refuse to resume into a Zarr array that is not what this run would have made."""
+    """Refuse to resume into a Zarr array that is not what this run would have made.
+
+    Read from its ``zarr.json`` alone, before zarr instantiates any codec of it.
+    """
     try:
-        array = zarr.open_array(str(path), mode="r")
-    except Exception as exc:
+        meta = json.loads((Path(path) / "zarr.json").read_text())
+        found = {
+            "shape": tuple(meta["shape"]),
+            "chunks": tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]),
+            "dtype": str(meta["data_type"]),
+        }
+        codecs = {codec["name"] for codec in meta["codecs"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise OutputError(
-            f"{path}: cannot resume into it: not a readable Zarr array ({exc})"
+            f"{path}: cannot resume into it: not a Zarr v3 array tiler wrote ({exc!r})"
         ) from None
-    found = {
-        "shape": tuple(array.shape),
-        "chunks": tuple(array.chunks),
-        "dtype": np.dtype(array.dtype),
-    }
-    wanted = {"shape": tuple(shape), "chunks": tuple(chunks), "dtype": np.dtype(dtype)}
+    wanted = {"shape": tuple(shape), "chunks": tuple(chunks), "dtype": np.dtype(dtype).name}
     for key, value in wanted.items():
         if found[key] != value:
             raise OutputError(
                 f"{path}: cannot resume into it: {key} is {found[key]}, this run makes {value}"
             )
-    codecs = {c.to_dict()["name"] for c in getattr(array.metadata, "codecs", ())}
     if unsafe := codecs - SAFE_CODECS:
         raise OutputError(
             f"{path}: cannot resume into it: codec(s) {', '.join(sorted(unsafe))} not allowed "
