@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test browser lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tiler demo --out demo-output
 
-## test: the whole suite (property tests against the whole-image reference, CLI, clusters)
-test: $(STAMP)
+## test: the whole suite (property tests against the whole-image reference, CLI, clusters,
+## the report rendered in headless Chromium)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+## browser: Chromium for the report's rendering test (Debian's package, when missing)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; } || \
+	{ echo "make test needs Chromium to render the report: apt-get install chromium"; exit 1; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check tiler tests benchmarks

@@ -187,6 +187,43 @@ def run(
 
 
 @cli.command()
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option(
+    "--fields",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Field polygons (GeoPackage, GeoJSON, any CRS). Default: the whole footprint.",
+)
+@click.option("--field-id", default=None, help="The column naming each field [field 1, 2, ...].")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for fields.csv, fields.parquet and report.html [DST/report].",
+)
+@quiet_option
+def report(dst, fields, field_id, out, quiet):
+    """Count objects per field, with density, canopy cover and sizes; write an HTML report."""
+    from tiler import report as reporting
+
+    result = reporting.build(dst, fields, field_id, out, log=_log(quiet))
+    table = result.table
+    width = max(len(str(f)) for f in table["field_id"])
+    for row in table.itertuples():
+        flag = "  outside the raster" if row.outside_raster else ""
+        click.echo(
+            f"{row.field_id!s:<{width}}  {row.objects:>8} objects  {row.density_per_ha:>9.0f}/ha  "
+            f"cover {row.canopy_cover:6.1%}{flag}"
+        )
+    for name, path in (
+        ("table", result.csv),
+        ("geo table", result.parquet),
+        ("report", result.html),
+    ):
+        click.echo(f"{name + ':':<11}{path}")
+
+
+@cli.command()
 @click.option("--preset", "-p", default=None, help="Print this preset instead.")
 def pipeline(preset):
     """Print the default pipeline file (or a preset's), to copy and adapt."""
@@ -255,7 +292,63 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
                 if path == src:
                     planted = len(field.plant_centres())
                     click.echo(f"planted:    {planted} plants in the synthetic ground truth")
+    from tiler import report as reporting
+    from tiler.synthetic import plots
+
+    fields = out / "synthetic-plots.geojson"
+    plots(field).to_file(fields)
+    result = reporting.build(out / "synthetic-field", fields, "plot", log=log)
+    click.echo("== plant count report, six trial plots of the synthetic field")
+    click.echo(f"fields:     {fields}")
+    click.echo(f"report:     {result.html}")
     click.echo(f"outputs under {out.resolve()}")
+
+
+@cli.command()
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option(
+    "--cog",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PATH.tif",
+    help="The labels as a Cloud-Optimized GeoTIFF (uint32, or uint64 as stored).",
+)
+@click.option(
+    "--mask",
+    is_flag=True,
+    help="With --cog: a uint8 mask instead (1 object, 0 background, 255 nodata).",
+)
+@click.option(
+    "--polygons",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PATH.gpkg|PATH.parquet",
+    help="One polygon per object with the object table's columns (GeoPackage or GeoParquet).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PATH.csv",
+    help="The object table for spreadsheets, with a crs column.",
+)
+def export(dst, cog, mask, polygons, csv_path):
+    """Export the finished run in DST: a COG of its labels, object polygons, a CSV table."""
+    from tiler.io.export import export as export_run
+
+    if cog is None and polygons is None and csv_path is None:
+        raise click.UsageError("give at least one of --cog, --polygons, --csv")
+    if mask and cog is None:
+        raise click.UsageError("--mask goes with --cog")
+    export_run(
+        dst,
+        cog=cog,
+        mask=mask,
+        polygons=polygons,
+        csv=csv_path,
+        log=lambda kind, path: click.echo(f"{kind + ':':<11} {path}"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -421,3 +421,12 @@ class Executor:
 def task_count(*graphs: Graph) -> int:
     """Number of tasks in some graphs."""
     return sum(len(g) for g in graphs)
+
+
+def report_graph(task: Callable, args: tuple, windows: list[WindowRC], pieces: list[list]) -> Graph:
+    """``task(*args, window, pieces)`` for every window of a report pass, results in order."""
+    g = _Builder("report")
+    keys = [
+        g.add(f"window-{k}", task, *args, w, pieces[k], tile=(k, w)) for k, w in enumerate(windows)
+    ]
+    return g.graph(keys)

@@ -1,6 +1,7 @@
 """Progress of a run: one bar per pass (tiles done / total, MP/s, ETA).
 
-On a terminal the bars are tqdm's, redrawn in place on stderr. In a log file
+On a terminal (or in a Jupyter notebook) the bars are tqdm's, redrawn in
+place on stderr. In a log file
 (a batch job's output) a pass prints a plain line at most every
 ``LOG_INTERVAL`` seconds instead, so a long job's log stays readable. Tiles
 that a resumed run takes from its journal count as done from the start and
@@ -31,9 +32,16 @@ class Progress:
 
     def bar(self, name: str, total: int, done: int, megapixels: float) -> PassBar | LogLines:
         """The bar of one pass over ``total`` tiles of ``megapixels`` in all, ``done`` already."""
-        if self.enabled and not self.file.isatty():
+        if self.enabled and not (self.file.isatty() or _in_a_notebook()):
             return LogLines(self, name, total, done, megapixels)
         return PassBar(self, name, total, done, megapixels)
+
+
+def _in_a_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel, whose output redraws a line on \\r as a terminal."""
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None and hasattr(shell, "get_ipython") else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 class LogLines:

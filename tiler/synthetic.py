@@ -399,3 +399,22 @@ def write_geotiff(
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def plots(field: SyntheticField, rows: int = 2, cols: int = 3, gap: float = 0.04):
+    """Trial plots over a synthetic field: a ``rows x cols`` grid of rectangles, ``gap``
+    (a fraction of the field) apart, named ``A1``, ``A2``, … (a GeoDataFrame in its CRS)."""
+    import geopandas as gpd
+    from shapely.geometry import Polygon
+
+    h, w = field.shape
+    step_r, step_c = h / rows, w / cols
+    names, shapes = [], []
+    for i in range(rows):
+        for j in range(cols):
+            r0, r1 = i * step_r + gap * h, (i + 1) * step_r - gap * h
+            c0, c1 = j * step_c + gap * w, (j + 1) * step_c - gap * w
+            corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)]
+            shapes.append(Polygon([field.transform * corner for corner in corners]))
+            names.append(f"{chr(ord('A') + i)}{j + 1}")
+    return gpd.GeoDataFrame({"plot": names}, geometry=shapes, crs=field.crs)
