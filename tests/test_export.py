@@ -251,17 +251,14 @@ def test_cog_windows_cover_the_image_once_in_whole_blocks(shape, chunks, itemsiz
     assert (covered == 1).all()
 
 
-def test_cog_mask_marks_invalid_pixels_as_nodata(field_run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(field_run, dst)
-    labels = read_labels(dst)
-    valid = np.ones(labels.shape, np.uint8)
-    valid[200:700, 100:450] = 0  # across tile borders, over objects and background
-    assert labels[valid == 0].any() and (labels[valid == 0] == 0).any()
-    group = zarr.open_group(str(dst / output.LABELS), mode="r+")
-    group.create_array("valid", shape=labels.shape, chunks=(256, 256), dtype=np.uint8)[:] = valid
-
-    path = ex.export_cog(dst, tmp_path / "mask.tif", mask=True)
+def test_cog_mask_marks_the_inputs_nodata(field_run, tmp_path):
+    """Nodata (255) exactly where the input's GDAL dataset mask is 0 (the synthetic field's
+    ragged border, across tile borders, over objects and background)."""
+    labels = read_labels(field_run)
+    with rasterio.open(output.read_manifest(field_run)["input"]["path"]) as src:
+        valid = src.dataset_mask()
+    assert (valid == 0).any() and (valid > 0).any()
+    path = ex.export_cog(field_run, tmp_path / "mask.tif", mask=True)
     expected = np.where(valid == 0, 255, labels != 0).astype(np.uint8)
     with rasterio.open(path) as ds:
         assert ds.dtypes == ("uint8",) and ds.nodata == 255
@@ -274,12 +271,18 @@ def test_cog_mask_marks_invalid_pixels_as_nodata(field_run, tmp_path):
     assert assert_cog_layout(path) == 2
 
 
-def test_cog_mask_without_valid_array_is_all_valid(field_run, tmp_path):
-    path = ex.export_cog(field_run, tmp_path / "mask.tif", mask=True)
+def test_cog_mask_needs_the_input(field_run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(field_run, dst)
+    manifest = output.read_manifest(dst)
+    manifest["input"]["path"] = str(tmp_path / "moved.tif")
+    output.write_manifest(dst, manifest)
+    with pytest.raises(OutputError, match="moved.tif: the run's input is gone"):
+        ex.export_cog(dst, tmp_path / "mask.tif", mask=True)
+    assert not (tmp_path / "mask.tif").exists()
+    path = ex.export_cog(dst, tmp_path / "labels.tif")  # the labels need only the labels
     with rasterio.open(path) as ds:
-        mask = ds.read(1)
-        assert ds.nodata == 255
-    np.testing.assert_array_equal(mask, (read_labels(field_run) != 0).astype(np.uint8))
+        np.testing.assert_array_equal(ds.read(1), read_labels(dst))
 
 
 def test_cog_keeps_uint64_labels(tmp_path):

@@ -54,7 +54,7 @@ class _Run:
     shape: tuple[int, int]
     chunks: tuple[int, int]
     dtype: np.dtype
-    has_valid: bool
+    source: str | None  # the input GeoTIFF, whose dataset mask marks nodata (if recorded)
     crs_wkt: str
     transform: Affine
 
@@ -73,9 +73,6 @@ def _open_run(dst: str | os.PathLike) -> _Run:
         labels = group["labels"]
         ref = dict(group["spatial_ref"].attrs)
         c, a, b, f, d, e = (float(v) for v in ref["GeoTransform"].split())
-        has_valid = "valid" in group
-        if has_valid and group["valid"].shape != labels.shape:
-            raise ValueError(f"valid has shape {group['valid'].shape}, labels {labels.shape}")
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise OutputError(f"{store}: not the label store of a tiler run ({exc})") from None
     return _Run(
@@ -84,7 +81,7 @@ def _open_run(dst: str | os.PathLike) -> _Run:
         shape=tuple(labels.shape),
         chunks=tuple(labels.chunks),
         dtype=np.dtype(labels.dtype),
-        has_valid=has_valid,
+        source=output.read_manifest(dst).get("input", {}).get("path"),
         crs_wkt=str(ref.get("crs_wkt") or ""),
         transform=Affine(a, b, c, d, e, f),
     )
@@ -178,8 +175,12 @@ def _read_window(run: _Run, window: tuple[int, int, int, int], mask: bool) -> np
     if not mask:
         return labels
     out = (labels != 0).view(np.uint8)
-    if run.has_valid:
-        valid = zarr.open_array(run.store, path="valid", mode="r")[r0:r1, c0:c1]
+    if run.source is not None:
+        import rasterio
+        from rasterio.windows import Window
+
+        with rasterio.open(run.source, driver="GTiff") as ds:
+            valid = ds.dataset_mask(window=Window(c0, r0, c1 - c0, r1 - r0))
         out[valid == 0] = MASK_NODATA
     return out
 
@@ -216,7 +217,8 @@ def export_cog(
         The GeoTIFF to write (``.tif`` or ``.tiff``); replaced if it exists.
     mask : bool
         Write a uint8 mask instead of the labels: 1 object, 0 background,
-        255 (the nodata value) where the run's ``valid`` array is 0.
+        255 (the nodata value) where the input's GDAL dataset mask is 0 (the
+        input must still be where the run read it).
     compress : str
         The COG's compression (GDAL's ``COMPRESS``), with the horizontal predictor.
 
@@ -244,6 +246,8 @@ def export_cog(
 
     run = _open_run(dst)
     path = _target(path, COG_SUFFIXES, "a COG", run)
+    if mask and run.source is not None and not Path(run.source).is_file():
+        raise OutputError(f"{run.source}: the run's input is gone; --mask reads its nodata mask")
     dtype = np.dtype(np.uint8) if mask else run.dtype
     height, width = run.shape
     profile = dict(
