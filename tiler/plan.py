@@ -423,10 +423,14 @@ def task_count(*graphs: Graph) -> int:
     return sum(len(g) for g in graphs)
 
 
-def report_graph(task: Callable, args: tuple, windows: list[WindowRC], pieces: list[list]) -> Graph:
-    """``task(*args, window, pieces)`` for every window of a report pass, results in order."""
-    g = _Builder("report")
+def window_graph(
+    name: str, task: Callable, args: tuple, windows: list[WindowRC], extra: list | None = None
+) -> Graph:
+    """``task(*args, window)`` (or ``task(*args, window, extra[k])``) for every window,
+    results in order: the passes over finished runs (reports, exports)."""
+    g = _Builder(name)
     keys = [
-        g.add(f"window-{k}", task, *args, w, pieces[k], tile=(k, w)) for k, w in enumerate(windows)
+        g.add(f"window-{k}", task, *args, w, *(() if extra is None else (extra[k],)), tile=(k, w))
+        for k, w in enumerate(windows)
     ]
     return g.graph(keys)

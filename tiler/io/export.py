@@ -355,10 +355,10 @@ def tile_pieces(
     return piece_labels, polygons
 
 
-def _polygonize_tile(store: str, window: tuple[int, int, int, int]):
+def _polygonize_tile(store: str, window: tuple[tuple[int, int], tuple[int, int]]):
     import zarr
 
-    r0, r1, c0, c1 = window
+    (r0, r1), (c0, c1) = window
     labels = zarr.open_array(store, path="labels", mode="r")[r0:r1, c0:c1]
     return tile_pieces(labels, r0, c0)
 
@@ -410,8 +410,8 @@ def object_polygons(dst: str | os.PathLike, *, scheduler: Any = "threads"):
     dst : path
         A complete run.
     scheduler : str or distributed.Client
-        Where the per-tile tasks run (dask's ``scheduler=``): ``threads``,
-        ``sync``, ``processes`` or a client.
+        Where the per-tile tasks run: ``threads``, ``sync`` or a
+        ``distributed.Client``.
 
     Returns
     -------
@@ -432,19 +432,20 @@ def object_polygons(dst: str | os.PathLike, *, scheduler: Any = "threads"):
     Every polygon covers exactly its object's pixels: its area is ``area_m2``
     and rasterizing it gives back the labels.
     """
-    import dask
     import geopandas as gpd
     import pandas as pd
+
+    from tiler.plan import Executor, window_graph
 
     run = _open_run(dst)
     table = gpd.read_parquet(run.dst / output.OBJECTS)
     windows = [
-        (r0, min(r0 + run.chunks[0], run.shape[0]), c0, min(c0 + run.chunks[1], run.shape[1]))
+        ((r0, min(r0 + run.chunks[0], run.shape[0])), (c0, min(c0 + run.chunks[1], run.shape[1])))
         for r0 in range(0, run.shape[0], run.chunks[0])
         for c0 in range(0, run.shape[1], run.chunks[1])
     ]
-    tasks = [dask.delayed(_polygonize_tile, pure=True)(run.store, w) for w in windows]
-    pieces = dask.compute(*tasks, scheduler=scheduler)
+    graph = window_graph("polygons", _polygonize_tile, (run.store,), windows)
+    pieces = Executor(scheduler).compute(graph)
     labels = np.concatenate([p[0] for p in pieces])
     polygons = np.concatenate([p[1] for p in pieces])
     tiles = np.repeat(np.arange(len(pieces)), [len(p[0]) for p in pieces])

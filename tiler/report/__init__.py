@@ -29,7 +29,7 @@ from rasterio.enums import ColorInterp
 from tiler.errors import InputError, OutputError
 from tiler.io import output
 from tiler.io.raster import fingerprint, open_geotiff
-from tiler.plan import Executor, report_graph
+from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
 from tiler.report import pyramid
 
@@ -104,7 +104,8 @@ def build(
         (x0, y0), (x1, y1) = _corner(transform, r0, c0), _corner(transform, r1, c1)
         near = tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
         pieces.append([(int(i), table_fields.geometry.iloc[i]) for i in sorted(near)])
-    graph = report_graph(
+    graph = window_graph(
+        "report",
         window_counts,
         (source, bands, str(labels_zarr / "labels"), transform, str(partial or "")),
         windows,
