@@ -31,7 +31,13 @@ from tiler.config import (
 from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError, OutputError, TileError
 from tiler.io import output
-from tiler.io.raster import GeoTiffSource, RasterSource, fingerprint, open_geotiff
+from tiler.io.raster import (
+    DEFAULT_MAX_PIXELS,
+    GeoTiffSource,
+    RasterSource,
+    fingerprint,
+    open_geotiff,
+)
 from tiler.journal import Journal, describe_change
 from tiler.plan import Executor, TileGrid
 from tiler.progress import Progress
@@ -144,6 +150,7 @@ def run(
     resume: bool = False,
     progress: bool = False,
     performance_report: str | os.PathLike | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Segment a GeoTIFF in tiles and write labels, objects and the manifest to ``dst``.
@@ -181,6 +188,9 @@ def run(
         Draw a progress bar per pass on stderr.
     performance_report : path, optional
         Write dask's performance report (HTML) there; distributed schedulers only.
+    max_pixels : int, optional
+        Refuse inputs declaring more pixels (checked on the header, before
+        anything is read); ``None``: no limit.
 
     Returns
     -------
@@ -190,7 +200,10 @@ def run(
     log = log or (lambda message: None)
     pipeline = _pipeline(config)
     chunks = _chunks(chunk_size)
-    source = src if not isinstance(src, (str, os.PathLike)) else open_geotiff(src)
+    if isinstance(src, (str, os.PathLike)):
+        source = open_geotiff(src, max_pixels=max_pixels)
+    else:
+        source = src
     pipeline = pipeline.resolve_bands(source.count, source.alpha_bands, source=source.name)
     src_path = Path(source.path) if isinstance(source, GeoTiffSource) else None
     target = client if client is not None else scheduler

@@ -17,6 +17,7 @@ import click
 from tiler import api, presets
 from tiler.cluster import JOBQUEUES, executor_for, security
 from tiler.errors import TilerError
+from tiler.io.raster import DEFAULT_MAX_PIXELS
 
 
 def _echo(message: str) -> None:
@@ -137,6 +138,12 @@ def cli() -> None:
     default=None,
     help="Write dask's performance report (HTML) here (distributed schedulers).",
 )
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Refuse inputs larger than this [{DEFAULT_MAX_PIXELS:.0e} pixels].",
+)
 @quiet_option
 def run(
     src,
@@ -155,6 +162,7 @@ def run(
     overwrite,
     resume,
     performance_report,
+    max_pixels,
     quiet,
 ):
     """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
@@ -180,6 +188,7 @@ def run(
         resume=resume,
         progress=not quiet,
         performance_report=performance_report,
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
         log=_log(quiet),
     )
     for line in _summary(result):
@@ -349,6 +358,39 @@ def export(dst, cog, mask, polygons, csv_path):
         csv=csv_path,
         log=lambda kind, path: click.echo(f"{kind + ':':<11} {path}"),
     )
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads reading blocks, each with its own handle on SRC [one per core].",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse SRC above this many pixels, as `tiler run` does [200000000000].",
+)
+@quiet_option
+def validate(src, threads, max_pixels, quiet):
+    """Read every block of SRC (every band and the mask); list every block that fails."""
+    from tiler.io.raster import DEFAULT_MAX_PIXELS
+    from tiler.io.validate import validate as validate_file
+
+    report = validate_file(
+        src,
+        threads=threads,
+        progress=not quiet,
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+    )
+    click.echo(report.summary())
+    for bad in report.bad:
+        click.echo(bad.describe())
+    if not report.ok:
+        raise report.error()
 
 
 def main(argv: list[str] | None = None) -> int:

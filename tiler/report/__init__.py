@@ -180,7 +180,7 @@ def _input(manifest: dict):
         )
     if "fingerprint_sha256" in inputs and fingerprint(path) != inputs["fingerprint_sha256"]:
         raise InputError(f"{path}: changed since the run (its fingerprint differs)")
-    return open_geotiff(path)
+    return open_geotiff(path, max_pixels=None)  # the run accepted it (and it is unchanged)
 
 
 def _corner(transform, row: float, col: float) -> tuple[float, float]:
