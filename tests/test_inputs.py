@@ -73,6 +73,15 @@ STRIP_OFFSETS, STRIP_COUNTS, TILE_WIDTH, TILE_LENGTH = 273, 279, 322, 323
 TILE_OFFSETS, TILE_COUNTS, PLANAR = 324, 325, 284
 
 
+def profile(height: int, width: int, *, count=3, dtype="uint8", block=64, **options) -> dict:
+    """A tiled deflate GeoTIFF's creation options in UTM 11N, with any others added."""
+    return dict(
+        driver="GTiff", width=width, height=height, count=count, dtype=dtype, crs="EPSG:32611",
+        transform=TRANSFORM, tiled=True, blockxsize=block, blockysize=block, compress="deflate",
+        **options,
+    )  # fmt: skip
+
+
 def tiff_ifds(path: Path) -> list[dict[int, tuple[int, ...]]]:
     """Every image file directory: tag -> values (integer tags only; others empty)."""
     data = path.read_bytes()
@@ -235,22 +244,7 @@ def _above_max_pixels(tmp_path):
 
 def _bigtiff_bomb(tmp_path):
     path = tmp_path / "bomb-bigtiff.tif"
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=64,
-        height=64,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32611",
-        transform=TRANSFORM,
-        tiled=True,
-        blockxsize=64,
-        blockysize=64,
-        compress="deflate",
-        bigtiff="YES",
-    ) as ds:
+    with rasterio.open(path, "w", **profile(64, 64, bigtiff="YES")) as ds:
         ds.write(np.zeros((3, 64, 64), np.uint8))
     assert path.read_bytes()[2:4] == b"\x2b\x00"  # BigTIFF
     set_dimensions(path, 100_000, 120_000)
@@ -349,21 +343,7 @@ def test_bombs_are_refused_from_the_header_without_allocating(tmp_path):
 def sparse_file(path: Path, height: int, width: int, blocks_written: int = 1) -> Path:
     """A SPARSE_OK GeoTIFF of 512-px deflate tiles: only ``blocks_written`` tiles stored."""
     with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32611",
-        transform=TRANSFORM,
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="deflate",
-        sparse_ok=True,
-        nodata=0,
+        path, "w", **profile(height, width, block=512, sparse_ok=True, nodata=0)
     ) as ds:
         for k in range(blocks_written):
             tile = random_field(512, 512, seed=k)
@@ -409,21 +389,9 @@ def test_sparse_file_validates_and_runs(tmp_path):
 def test_constant_zstd_file_is_refused_until_rewritten_sparse(tmp_path):
     """Blocks of zeros stored with ZSTD reach 15 000:1; SPARSE_OK=TRUE drops them, then it opens."""
     path = tmp_path / "zeros-zstd.tif"
-    profile = dict(
-        driver="GTiff",
-        width=8192,
-        height=8192,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32611",
-        transform=TRANSFORM,
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="zstd",
-    )
+    zstd = profile(8192, 8192, block=512) | {"compress": "zstd"}
     zeros = np.zeros((3, 512, 512), np.uint8)
-    with rasterio.open(path, "w", **profile) as ds:
+    with rasterio.open(path, "w", **zstd) as ds:
         for r in range(0, 8192, 512):
             for c in range(0, 8192, 512):
                 ds.write(zeros, window=Window(c, r, 512, 512))
@@ -568,22 +536,7 @@ def test_a_corrupt_block_in_the_middle_is_listed_alone_and_run_names_it(tmp_path
 def test_validate_blames_the_band_of_a_planar_file(tmp_path):
     path = tmp_path / "planar.tif"
     image = random_field(128, 192)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=192,
-        height=128,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32611",
-        transform=TRANSFORM,
-        tiled=True,
-        blockxsize=64,
-        blockysize=64,
-        compress="deflate",
-        interleave="band",
-    ) as ds:
+    with rasterio.open(path, "w", **profile(128, 192, interleave="band")) as ds:
         ds.write(image)
     assert tiff_ifds(path)[0][PLANAR] == (2,)
     # 6 tiles per band: block 6 + 4 is band 2's tile at row 1, col 1
@@ -600,21 +553,7 @@ def test_validate_blames_the_band_of_a_planar_file(tmp_path):
 def test_validate_reads_the_internal_mask(tmp_path):
     path = tmp_path / "masked.tif"
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            width=128,
-            height=128,
-            count=3,
-            dtype="uint8",
-            crs="EPSG:32611",
-            transform=TRANSFORM,
-            tiled=True,
-            blockxsize=64,
-            blockysize=64,
-            compress="deflate",
-        ) as ds:
+        with rasterio.open(path, "w", **profile(128, 128)) as ds:
             ds.write(random_field(128, 128))
             mask = np.full((128, 128), 255, np.uint8)
             mask[:20, :] = 0
@@ -634,22 +573,7 @@ def test_validate_reads_the_internal_mask(tmp_path):
 def test_validate_a_truncated_bigtiff(tmp_path):
     path = tmp_path / "big.tif"
     image = random_field(256, 256)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=256,
-        height=256,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32611",
-        transform=TRANSFORM,
-        tiled=True,
-        blockxsize=64,
-        blockysize=64,
-        compress="deflate",
-        bigtiff="YES",
-    ) as ds:
+    with rasterio.open(path, "w", **profile(256, 256, bigtiff="YES")) as ds:
         ds.write(image)
     keep = path.stat().st_size - 20_000
     expected = expected_after_cut(path, keep)
@@ -666,22 +590,7 @@ def test_validate_a_truncated_bigtiff(tmp_path):
 def test_bigtiff_runs_and_equals_the_reference(tmp_path):
     path = tmp_path / "big.tif"
     image = field_image(120, 140)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=140,
-        height=120,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32611",
-        transform=TRANSFORM,
-        tiled=True,
-        blockxsize=32,
-        blockysize=32,
-        compress="deflate",
-        bigtiff="YES",
-    ) as ds:
+    with rasterio.open(path, "w", **profile(120, 140, block=32, bigtiff="YES")) as ds:
         ds.write(image)
     assert path.read_bytes()[2:4] == b"\x2b\x00"
     assert validate(path).ok
