@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import geopandas as gpd
@@ -25,6 +26,11 @@ from rasterio.features import rasterize
 from shapely.geometry import box
 
 from tiler.errors import InputError
+
+# rasterio's rasterize builds a MEM dataset whose NotGeoreferencedWarning it hides with
+# warnings.catch_warnings, which is not thread-safe: two report windows rasterizing at
+# once in threads can let it escape. One at a time (each is a field's bounding box, cheap).
+_RASTERIZE = threading.Lock()
 
 COLUMNS = (
     "field_id",
@@ -129,9 +135,10 @@ def pixel_counts(
         if a[0] >= a[1] or b[0] >= b[1]:
             continue
         at = full * Affine.translation(c0 + b[0], r0 + a[0])
-        inside = rasterize(
-            [(geometry, 1)], out_shape=(a[1] - a[0], b[1] - b[0]), transform=at, dtype="uint8"
-        ).astype(bool)
+        with _RASTERIZE:
+            inside = rasterize(
+                [(geometry, 1)], out_shape=(a[1] - a[0], b[1] - b[0]), transform=at, dtype="uint8"
+            ).astype(bool)
         inside_valid = inside & valid[a[0] : a[1], b[0] : b[1]]
         out[row, 1:] = (
             inside.sum(),
