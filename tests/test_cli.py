@@ -199,7 +199,8 @@ def test_input_without_georeferencing_is_refused(what, tmp_path, tif):
             src = tif(field_image(), name="pixels-only.tif", transform=Affine.identity())
     dst = tmp_path / "out"
     proc = tiler("run", src, dst, "--scheduler", "sync", cwd=tmp_path)
-    assert_one_line_error(proc, src.name, "georeferencing")
+    expected = "no CRS" if what == "no-crs" else "no geotransform"
+    assert_one_line_error(proc, src.name, expected, "--pixel-only")
     assert_not_complete(dst)
 
 

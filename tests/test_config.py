@@ -684,8 +684,9 @@ def test_rgb_index_needs_three_bands(index, count, alpha, bands):
     with pytest.raises(ConfigError) as info:
         p.resolve_bands(count, alpha, source="field.tif")
     message = str(info.value)
-    assert message.startswith(f"preprocess[0].index: {index} needs 3 selected bands")
+    assert message.startswith(f"field.tif: preprocess[0].index: {index} needs 3 selected bands")
     assert "bands: [1, 2]" in message or "bands: [1]" in message
+    assert f"({count} band(s) in the file)" in message
 
 
 def test_ndvi_roles_must_be_selected():
@@ -711,7 +712,7 @@ def test_band_index_is_a_position_in_the_selected_bands():
     with pytest.raises(ConfigError) as info:
         pipeline(preprocess=[{"band": 4}]).resolve_bands(3, source="field.tif")
     message = str(info.value)
-    assert message.startswith("preprocess[0].band: 4 is out of range")
+    assert message.startswith("field.tif: preprocess[0].band: 4 is out of range")
     assert "3 band(s) are selected (1..3)" in message
     # k counts selected bands, not the file's: band 3 of two selected bands is out of range.
     with pytest.raises(ConfigError, match=r"preprocess\[0\]\.band: 3 is out of range.*\(1\.\.2\)"):

@@ -47,19 +47,34 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import rasterio
 import rasterio.shutil
 from affine import Affine
 from conftest import write_geotiff
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
-from test_cli import TRANSFORM, assert_not_complete, assert_one_line_error, field_image, tiler
+from test_cli import (
+    BLOBS,
+    TRANSFORM,
+    assert_not_complete,
+    assert_one_line_error,
+    field_image,
+    tiler,
+)
 from test_run import assert_output_equals_reference
 
+import tiler as tiler_api
+from tiler.config import load_pipeline, parse_pipeline
 from tiler.errors import InputError
 from tiler.io.raster import DEFAULT_MAX_PIXELS, MAX_COMPRESSION_RATIO, open_geotiff
 from tiler.io.validate import validate
+from tiler.reference import run_reference
+
+BLOBS_OF_FIELD = BLOBS  # the default pipeline finds one object per blob
 
 RUN = ("run", "--scheduler", "sync", "--chunk-size", 64, "-q")
 
@@ -259,8 +274,8 @@ CATALOGUE = {
     "empty": (_empty, ["validate"], ["empty file"]),
     "text-named-tif": (_text, ["validate"], ["not a readable GeoTIFF"]),
     "vrt-named-tif": (_vrt, ["run", "validate"], ["not a readable GeoTIFF", "not recognized"]),
-    "no-crs": (_no_crs, ["validate"], ["no georeferencing"]),
-    "identity-transform": (_identity, ["validate"], ["no georeferencing"]),
+    "no-crs": (_no_crs, ["validate"], ["geotransform but no CRS", "--assume-crs EPSG:"]),
+    "identity-transform": (_identity, ["validate"], ["no geotransform", "--pixel-only"]),
     "bomb-tiled": (_bomb, ["run", "validate"], BOMB),
     "bomb-one-strip": (_bomb_striped, ["run", "validate"], BOMB),
     "bomb-bigtiff": (_bigtiff_bomb, ["run", "validate"], BOMB),
@@ -636,17 +651,277 @@ def test_float32_with_nan_nodata_runs_and_equals_the_reference(tmp_path):
     assert manifest["object_count"] >= 3
 
 
-def test_float32_nan_nodata_under_a_filter_is_refused_cleanly(tmp_path):
-    """A filter spreads NaN from nodata into valid pixels (in the reference too).
+def independent_reference(path: Path, config=None, *, valid=None, zero_nan=True):
+    """The whole-image reference from the file read by rasterio here, not by tiler's reader.
 
-    Today the run refuses with one line rather than compute a NaN threshold.
+    ``valid`` defaults to GDAL's dataset mask; non-finite values at invalid
+    pixels read as 0 (README, "What tiler refuses and why").
+    """
+    pipeline = parse_pipeline(config) if isinstance(config, dict) else load_pipeline(config)
+    with rasterio.open(path) as ds:
+        alpha = tuple(i + 1 for i, c in enumerate(ds.colorinterp) if c.name == "alpha")
+        pipeline = pipeline.resolve_bands(ds.count, alpha)
+        image = ds.read(list(pipeline.bands))
+        if valid is None:
+            valid = ds.dataset_mask() > 0
+    if zero_nan and image.dtype.kind == "f":
+        image = np.where(~np.isfinite(image) & ~valid, 0, image)
+    return valid, run_reference(image, valid, pipeline)
+
+
+def test_float32_nan_nodata_under_a_filter_equals_the_reference(tmp_path):
+    """A Gaussian reads NaN nodata beside valid pixels: it reads as 0, so nothing spreads.
+
+    (Until issue 7 the run refused: "preprocessed values are not finite at valid pixels".)
     """
     path = nan_field(tmp_path / "f32.tif")
     dst = tmp_path / "out"
     proc = tiler("run", path, dst, *RUN[1:], cwd=tmp_path)
-    assert_one_line_error(proc, "f32.tif", "not finite at valid pixels")
-    assert proc.returncode == 2
+    assert proc.returncode == 0, proc.stderr
+    valid, ref = independent_reference(path)
+    labels = tiler_api.open_labels(dst).values
+    np.testing.assert_array_equal(labels, ref.labels)
+    assert not labels[~valid].any()
+    manifest = json.loads((dst / "run.json").read_text())
+    assert manifest["threshold"]["value"] == ref.threshold
+    assert np.isfinite(ref.threshold)
+    objects = tiler_api.read_objects(dst)
+    assert len(objects) == int(ref.labels.max()) >= 3
+    assert np.isfinite(objects[["area_m2", "x", "y", "centroid_row"]].to_numpy()).all()
+    # Without the zeroing, the reference itself would be poisoned: the rule matters.
+    with np.errstate(invalid="ignore"), pytest.raises(ValueError, match="not finite"):
+        independent_reference(path, zero_nan=False)  # Otsu over NaN spread by the Gaussian
+
+
+def test_nan_at_valid_pixels_is_refused_naming_the_file(tmp_path):
+    """NaN that is not nodata (no nodata declared): refused, not thresholded."""
+    image = field_image(120, 140).astype(np.float32) / 255
+    image[:, 30:40, 30:40] = np.nan
+    path = write_geotiff(tmp_path / "nan-valid.tif", image, transform=TRANSFORM)
+    dst = tmp_path / "out"
+    proc = tiler("run", path, dst, *RUN[1:], cwd=tmp_path)
+    assert_one_line_error(proc, "nan-valid.tif", "not finite at valid pixels")
     assert_not_complete(dst)
+
+
+# ---------------------------------------------------------------------------
+# --mask: which pixels are valid
+# ---------------------------------------------------------------------------
+
+
+def nir_tagged_alpha(path: Path) -> tuple[Path, np.ndarray]:
+    """Four bands, R G B and NIR, the NIR band tagged alpha; nodata 0 at the right edge.
+
+    NIR is 0 in a block (dark water, say): GDAL's dataset mask takes the
+    "alpha" band as the mask and drops it, which is wrong for this file.
+    """
+    image = field_image(120, 140, bands=4)
+    image[3] = 180
+    image[3, 70:100, 20:60] = 0  # NIR 0: "transparent" to GDAL
+    image[:, :, 125:] = 0  # nodata: every band 0
+    with rasterio.open(
+        path, "w", **profile(120, 140, count=4, photometric="RGB", alpha="YES", nodata=0)
+    ) as ds:
+        ds.write(image)
+        assert ds.colorinterp[3] == ColorInterp.alpha
+    return path, image
+
+
+NDVI = {"bands": [1, 2, 3, 4], "preprocess": [{"index": "ndvi", "red": 1, "nir": 4}]}
+
+
+@pytest.mark.parametrize("mode", ["dataset", "alpha", "nodata", "none"])
+def test_mask_modes_equal_the_reference_with_that_mask(mode, tmp_path):
+    path, image = nir_tagged_alpha(tmp_path / "rgbn.tif")
+    expected_valid = {
+        "dataset": image[3] > 0,  # GDAL: the alpha band
+        "alpha": image[3] > 0,
+        "nodata": (image != 0).any(axis=0),  # valid unless every band is nodata
+        "none": np.ones(image.shape[1:], bool),
+    }[mode]
+    config = tmp_path / "ndvi.yaml"
+    config.write_text(json.dumps(NDVI))
+    dst = tmp_path / "out"
+    proc = tiler("run", path, dst, "-c", config, "--mask", mode, *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    valid, ref = independent_reference(path, NDVI, valid=expected_valid)
+    labels = tiler_api.open_labels(dst).values
+    np.testing.assert_array_equal(labels, ref.labels)
+    assert not labels[~valid].any(), "nodata became an object"
+    manifest = json.loads((dst / "run.json").read_text())
+    assert manifest["input"]["options"]["mask"] == mode
+    assert manifest["threshold"]["valid_pixels"] == int(valid.sum())
+
+
+def test_mask_nodata_rescues_nir_tagged_as_alpha(tmp_path):
+    """The water block is lost under GDAL's mask and kept under --mask nodata."""
+    path, _ = nir_tagged_alpha(tmp_path / "rgbn.tif")
+    config = tmp_path / "ndvi.yaml"
+    config.write_text(json.dumps(NDVI))
+    counts = {}
+    for mode in ("dataset", "nodata"):
+        dst = tmp_path / mode
+        proc = tiler("run", path, dst, "-c", config, "--mask", mode, *RUN[1:], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        counts[mode] = json.loads((dst / "run.json").read_text())["threshold"]["valid_pixels"]
+    assert counts["nodata"] - counts["dataset"] == 30 * 40  # the block, and nothing else
+
+
+def test_exported_mask_and_report_follow_the_runs_mask_mode(tmp_path):
+    """`tiler export --mask` marks nodata by the mask the run used, not GDAL's default."""
+    path, image = nir_tagged_alpha(tmp_path / "rgbn.tif")
+    config = tmp_path / "ndvi.yaml"
+    config.write_text(json.dumps(NDVI))
+    dst = tmp_path / "out"
+    proc = tiler("run", path, dst, "-c", config, "--mask", "nodata", *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cog = tmp_path / "mask.tif"
+    proc = tiler("export", dst, "--cog", cog, "--mask", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(cog) as ds:
+        exported = ds.read(1)
+    valid = (image != 0).any(axis=0)
+    np.testing.assert_array_equal(exported == 255, ~valid)
+    proc = tiler("report", dst, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fields = pd.read_csv(dst / "report" / "fields.csv")
+    assert fields["valid_fraction"].iloc[0] == pytest.approx(valid.mean(), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("nodata", ["has no nodata value", "--mask nodata"]), ("alpha", ["no alpha band"])],
+)
+def test_mask_mode_the_file_cannot_serve_is_refused(mode, expected, tmp_path):
+    path = write_geotiff(tmp_path / "rgb.tif", field_image(), transform=TRANSFORM)
+    dst = tmp_path / "out"
+    proc = tiler("run", path, dst, "--mask", mode, *RUN[1:], cwd=tmp_path)
+    assert_one_line_error(proc, "rgb.tif", *expected)
+    assert not dst.exists()
+
+
+# ---------------------------------------------------------------------------
+# Georeferencing: --assume-crs, --pixel-only, CRS units
+# ---------------------------------------------------------------------------
+
+
+def _without_crs(path: Path, **kwargs) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return write_geotiff(path, field_image(120, 140), **kwargs)
+
+
+def test_assume_crs_fills_in_a_missing_crs(tmp_path):
+    path = _without_crs(tmp_path / "no-crs.tif", crs=None, transform=TRANSFORM)
+    dst = tmp_path / "out"
+    proc = tiler("run", path, dst, "--assume-crs", "EPSG:32633", *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((dst / "run.json").read_text())
+    assert manifest["input"]["options"]["georeferencing"] == "assumed"
+    assert rasterio.crs.CRS.from_wkt(manifest["input"]["crs_wkt"]).to_epsg() == 32633
+    objects = tiler_api.read_objects(dst)
+    assert objects.crs.to_epsg() == 32633
+    np.testing.assert_allclose(objects["area_m2"], objects["area_px"] * 0.05**2, rtol=1e-12)
+    assert len(objects) == len(BLOBS_OF_FIELD)
+
+
+def test_assume_crs_is_refused_when_the_file_has_one_or_it_is_not_a_crs(tmp_path):
+    path = write_geotiff(tmp_path / "utm.tif", field_image(), transform=TRANSFORM)
+    proc = tiler("run", path, tmp_path / "a", "--assume-crs", "EPSG:4326", *RUN[1:], cwd=tmp_path)
+    assert_one_line_error(proc, "utm.tif", "already has a CRS", "EPSG:32611")
+    bare = _without_crs(tmp_path / "no-crs.tif", crs=None, transform=TRANSFORM)
+    proc = tiler("run", bare, tmp_path / "b", "--assume-crs", "EPSG:0", *RUN[1:], cwd=tmp_path)
+    assert_one_line_error(proc, "--assume-crs", "'EPSG:0' is not a CRS")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_pixel_only_gives_pixels_and_never_square_metres(tmp_path):
+    path = _without_crs(tmp_path / "pixels.tif", crs=None, transform=Affine.identity())
+    dst = tmp_path / "out"
+    proc = tiler("run", path, dst, "--pixel-only", *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _, ref = independent_reference(path)
+    np.testing.assert_array_equal(tiler_api.open_labels(dst).values, ref.labels)
+    table = pq.read_table(dst / "objects.parquet")
+    assert table.num_rows == int(ref.labels.max()) == len(BLOBS_OF_FIELD)
+    for name in ("area_m2", "x", "y", "geometry"):
+        assert table.column(name).null_count == table.num_rows, name
+    assert table.column("area_px").null_count == 0
+    manifest = json.loads((dst / "run.json").read_text())
+    assert manifest["input"]["options"]["georeferencing"] == "none"
+    proc = tiler("report", dst, cwd=tmp_path)
+    assert_one_line_error(proc, "out", "--pixel-only run has no map coordinates")
+
+
+@pytest.mark.parametrize(
+    ("crs", "transform", "metres_per_unit"),
+    [
+        ("EPSG:2263", Affine(0.25, 0, 980000, 0, -0.25, 200000), 0.3048006096012192),  # US ft
+        ("EPSG:32633", TRANSFORM, 1.0),
+    ],
+)
+def test_area_m2_is_in_square_metres_whatever_the_crs_unit(
+    crs, transform, metres_per_unit, tmp_path
+):
+    path = write_geotiff(tmp_path / "f.tif", field_image(), crs=crs, transform=transform)
+    dst = tmp_path / "out"
+    proc = tiler("run", path, dst, *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    objects = tiler_api.read_objects(dst)
+    pixel = abs(transform.a * transform.e) * metres_per_unit**2
+    np.testing.assert_allclose(objects["area_m2"], objects["area_px"] * pixel, rtol=1e-9)
+
+
+def test_area_m2_of_a_geographic_crs_is_geodesic(tmp_path):
+    """EPSG:4326 at 60° N: each object's area against pyproj's geodesic area of its pixels."""
+    from pyproj import Geod
+
+    step = 2e-6  # degrees: about 22 cm north-south, 11 cm east-west at 60° N
+    transform = Affine(step, 0, 10.0, 0, -step, 60.0)
+    path = write_geotiff(
+        tmp_path / "wgs84.tif", field_image(), crs="EPSG:4326", transform=transform
+    )
+    dst = tmp_path / "out"
+    proc = tiler("run", path, dst, *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    objects = tiler_api.read_objects(dst)
+    labels = tiler_api.open_labels(dst).values
+    geod = Geod(ellps="WGS84")
+    assert len(objects) == len(BLOBS_OF_FIELD)
+    for row in objects.itertuples():
+        rows, _ = np.nonzero(labels == row.label)
+        total = 0.0
+        for r in rows:  # the geodesic area of each pixel, exactly, summed
+            north, south = 60.0 - r * step, 60.0 - (r + 1) * step
+            area, _ = geod.polygon_area_perimeter(
+                [10, 10 + step, 10 + step, 10], [south, south, north, north]
+            )
+            total += abs(area)
+        assert row.area_m2 == pytest.approx(total, rel=1e-6)
+        assert row.area_m2 != pytest.approx(row.area_px * step * step, rel=0.5)  # not degrees²
+
+
+# ---------------------------------------------------------------------------
+# --driver: another GDAL format, only when asked
+# ---------------------------------------------------------------------------
+
+
+def test_driver_opens_a_vrt_only_when_asked(tmp_path):
+    tif = write_geotiff(tmp_path / "base.tif", field_image(120, 140), transform=TRANSFORM)
+    vrt = tmp_path / "mosaic.tif"  # a VRT named .tif
+    rasterio.shutil.copy(tif, vrt, driver="VRT")
+    proc = tiler("run", vrt, tmp_path / "refused", *RUN[1:], cwd=tmp_path)
+    assert_one_line_error(proc, "mosaic.tif", "not a readable GeoTIFF")
+    proc = tiler("run", vrt, tmp_path / "vrt", "--driver", "VRT", *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = tiler("run", tif, tmp_path / "tif", *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(
+        tiler_api.open_labels(tmp_path / "vrt").values,
+        tiler_api.open_labels(tmp_path / "tif").values,
+    )
+    manifest = json.loads((tmp_path / "vrt" / "run.json").read_text())
+    assert manifest["input"]["options"]["driver"] == "VRT"
 
 
 # ---------------------------------------------------------------------------

@@ -151,6 +151,10 @@ def run(
     progress: bool = False,
     performance_report: str | os.PathLike | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    driver: str = "GTiff",
+    mask: str = "dataset",
+    assume_crs: str | None = None,
+    pixel_only: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Segment a GeoTIFF in tiles and write labels, objects and the manifest to ``dst``.
@@ -191,6 +195,16 @@ def run(
     max_pixels : int, optional
         Refuse inputs declaring more pixels (checked on the header, before
         anything is read); ``None``: no limit.
+    driver : str
+        The GDAL driver to open ``src`` with; only GeoTIFFs unless told.
+    mask : {"dataset", "nodata", "alpha", "none"}
+        How valid pixels are told: GDAL's dataset mask (default), the
+        nodata value, the alpha band, or every pixel valid.
+    assume_crs : str, optional
+        The CRS of an input that has a geotransform but no CRS.
+    pixel_only : bool
+        Accept an input without georeferencing: objects get pixel positions
+        and areas only (``area_m2``, ``x``, ``y`` and geometry are null).
 
     Returns
     -------
@@ -201,7 +215,14 @@ def run(
     pipeline = _pipeline(config)
     chunks = _chunks(chunk_size)
     if isinstance(src, (str, os.PathLike)):
-        source = open_geotiff(src, max_pixels=max_pixels)
+        source = open_geotiff(
+            src,
+            max_pixels=max_pixels,
+            driver=driver,
+            mask=mask,
+            assume_crs=assume_crs,
+            pixel_only=pixel_only,
+        )
     else:
         source = src
     pipeline = pipeline.resolve_bands(source.count, source.alpha_bands, source=source.name)
@@ -216,10 +237,19 @@ def run(
         log(f"{dst}: already complete; nothing to resume")
         return done
     created = not dst.exists()
-    workdir = output.prepare_destination(dst, src_path, overwrite=overwrite, resume=resume)
-    grid = TileGrid((source.height, source.width), chunks)
-    log(f"{source.name}: {grid.shape[0]} x {grid.shape[1]} px, {len(grid)} tile(s) of {chunks}")
-    journal = Journal.start(workdir, identity, resume=resume)  # refusing touches nothing
+    # Held until run() returns or raises; a second run into dst is refused here, touching nothing.
+    lock = output.lock_destination(dst, src_path)
+    try:
+        workdir = output.prepare_destination(dst, src_path, overwrite=overwrite, resume=resume)
+        grid = TileGrid((source.height, source.width), chunks)
+        log(f"{source.name}: {grid.shape[0]} x {grid.shape[1]} px, {len(grid)} tile(s) of {chunks}")
+        journal = Journal.start(workdir, identity, resume=resume)  # refusing touches nothing
+    except BaseException as exc:
+        if output.disk_error(exc) is not None:  # a full disk: remove what was written, as below
+            output.discard_partial(dst, created=created)
+        lock.release(remove_dst=created)
+        output.raise_for_write_error(dst, exc)
+        raise
     cache = None
     try:
         for stale in journal.stale_caches:
@@ -248,35 +278,46 @@ def run(
                 dst, grid.shape, chunks, segmentation.dtype, source.crs_wkt, source.transform
             )
             passes.write(segmentation, array)
-    except (KeyboardInterrupt, TileError):
-        # Interrupted, or a tile's workers died: keep what is done for --resume.
-        if (workdir / "journal").exists():
-            log(f"{dst}: unfinished; run again with --resume to continue")
-        raise
-    except BaseException:
+        # Finishing is inside the try: a full disk here is reported and cleaned up as anywhere.
+        labels = output.finish_label_store(dst)
+        columns = output.object_columns(
+            segmentation.object_stats(),
+            source.transform,
+            source.crs_wkt,
+            georeferenced=getattr(source, "georeferencing", "file") != "none",
+        )
+        objects = output.write_objects(dst, columns, source.crs_wkt)
+        seconds = time.perf_counter() - started
+        manifest = output.write_manifest(
+            dst,
+            _manifest(
+                source,
+                pipeline,
+                grid,
+                segmentation,
+                seconds,
+                scheduler if client is None else "client",
+                journal.summary(),
+            ),
+        )
+        # Complete from here on. The journal went only now, so that a run killed while
+        # finishing can be resumed; failing to remove it must not undo a complete run.
+        lock.mark_complete()  # a complete DST keeps no lock file
+        shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, TileError)) and output.disk_error(exc) is None:
+            # Interrupted, or a tile's workers died: keep what is done for --resume.
+            if (workdir / "journal").exists():
+                log(f"{dst}: unfinished; run again with --resume to continue")
+            raise
+        # Anything else, a full disk included (in a tile or not): remove what was written.
         output.discard_partial(dst, created=created)
+        output.raise_for_write_error(dst, exc)  # a full disk: one line naming dst, no traceback
         raise
     finally:
         if cache is not None:
             value_cache.drop(cache)
-
-    labels = output.finish_label_store(dst)
-    columns = output.object_columns(segmentation.object_stats(), source.transform)
-    objects = output.write_objects(dst, columns, source.crs_wkt)
-    shutil.rmtree(workdir)
-    seconds = time.perf_counter() - started
-    manifest = output.write_manifest(
-        dst,
-        _manifest(
-            source,
-            pipeline,
-            grid,
-            segmentation,
-            seconds,
-            scheduler if client is None else "client",
-            journal.summary(),
-        ),
-    )
+        lock.release(remove_dst=created)
     return RunResult(
         dst=dst,
         labels=labels,
@@ -302,7 +343,11 @@ def _identity(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int])
     }
     if isinstance(source, GeoTiffSource):
         path = Path(source.path)
-        inputs.update(size_bytes=path.stat().st_size, fingerprint_sha256=fingerprint(path))
+        inputs.update(
+            size_bytes=path.stat().st_size,
+            fingerprint_sha256=fingerprint(path),
+            options=source.options,
+        )
     return {
         "input": inputs,
         "pipeline": pipeline.to_dict(),
@@ -375,6 +420,7 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler, journal)
             fingerprint_sha256=fingerprint(path),
             dtype=source.dtype,
             nodata=source.nodata,
+            options=source.options,
         )
     step = pipeline.threshold
     value = segmentation.threshold

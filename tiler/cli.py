@@ -17,7 +17,7 @@ import click
 from tiler import api, presets
 from tiler.cluster import JOBQUEUES, executor_for, security
 from tiler.errors import TilerError
-from tiler.io.raster import DEFAULT_MAX_PIXELS
+from tiler.io.raster import DEFAULT_MAX_PIXELS, MASK_MODES
 
 
 def _echo(message: str) -> None:
@@ -144,6 +144,32 @@ def cli() -> None:
     default=None,
     help=f"Refuse inputs larger than this [{DEFAULT_MAX_PIXELS:.0e} pixels].",
 )
+@click.option(
+    "--mask",
+    "mask_mode",
+    type=click.Choice(MASK_MODES),
+    default="dataset",
+    show_default=True,
+    help="Valid pixels: GDAL's dataset mask (internal mask, else alpha, else nodata), "
+    "the nodata value, the alpha band, or none (every pixel valid).",
+)
+@click.option(
+    "--assume-crs",
+    default=None,
+    metavar="CRS",
+    help="The CRS (EPSG:32633, WKT, PROJ) of an input with a geotransform but no CRS.",
+)
+@click.option(
+    "--pixel-only",
+    is_flag=True,
+    help="Accept an input without georeferencing: areas and positions in pixels only.",
+)
+@click.option(
+    "--driver",
+    default="GTiff",
+    show_default=True,
+    help="The GDAL driver to open SRC with (inputs are GeoTIFFs unless you say otherwise).",
+)
 @quiet_option
 def run(
     src,
@@ -163,6 +189,10 @@ def run(
     resume,
     performance_report,
     max_pixels,
+    mask_mode,
+    assume_crs,
+    pixel_only,
+    driver,
     quiet,
 ):
     """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
@@ -174,6 +204,8 @@ def run(
         raise click.UsageError("use --scheduler or --cluster, not both")
     if overwrite and resume:
         raise click.UsageError("use --overwrite or --resume, not both")
+    if assume_crs is not None and pixel_only:
+        raise click.UsageError("use --assume-crs or --pixel-only, not both")
     result = api.run(
         src,
         dst,
@@ -189,6 +221,10 @@ def run(
         progress=not quiet,
         performance_report=performance_report,
         max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        driver=driver,
+        mask=mask_mode,
+        assume_crs=assume_crs,
+        pixel_only=pixel_only,
         log=_log(quiet),
     )
     for line in _summary(result):

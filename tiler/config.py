@@ -514,7 +514,8 @@ class Pipeline:
         for b in bands:
             if not 1 <= b <= count:
                 raise ConfigError(
-                    f"bands: band {b} is out of range: {source} has {count} band(s) (1..{count})"
+                    f"{source}: bands: band {b} is out of range; the file has {count} band(s) "
+                    f"(1..{count})"
                 )
         if self.model is not None:
             return replace(self, bands=tuple(bands))
@@ -522,12 +523,12 @@ class Pipeline:
         need = index.bands_needed
         if len(bands) < need:
             raise ConfigError(
-                f"preprocess[0].index: {index.name} needs {need} selected bands, "
-                f"bands: {list(bands)} gives {len(bands)}"
+                f"{source}: preprocess[0].index: {index.name} needs {need} selected bands, "
+                f"but bands: {list(bands)} gives {len(bands)} ({count} band(s) in the file)"
             )
         if index.name == "band" and not 1 <= (index.band or 0) <= len(bands):
             raise ConfigError(
-                f"preprocess[0].band: {index.band} is out of range; "
+                f"{source}: preprocess[0].band: {index.band} is out of range; "
                 f"{len(bands)} band(s) are selected (1..{len(bands)})"
             )
         if index.name == "ndvi":
@@ -535,8 +536,9 @@ class Pipeline:
                 number = getattr(index, role)
                 if number not in bands:
                     raise ConfigError(
-                        f"preprocess[0].{role}: band {number} is not among the selected bands "
-                        f"{list(bands)} of {source} ({count} band(s)); list it in 'bands:'"
+                        f"{source}: preprocess[0].{role}: band {number} is not among the "
+                        f"selected bands {list(bands)} ({count} band(s) in the file); "
+                        "list it in 'bands:'"
                     )
         return replace(self, bands=tuple(bands))
 

@@ -39,6 +39,7 @@ from tiler.config import (
     Split,
     load_callable,
 )
+from tiler.io.georef import pixel_area_m2
 from tiler.kernels.split import raster_order, reference_split
 
 
@@ -132,9 +133,11 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
     Parameters
     ----------
     image : (B, M, N) ndarray
-        The selected bands (``read(bands)``), any dtype.
+        The selected bands (``read(bands)``), any dtype, with non-finite
+        values at invalid pixels read as 0 (as every tiler reader does:
+        :func:`tiler.io.raster.zero_invalid_non_finite`).
     valid : (M, N) ndarray of bool
-        ``dataset_mask() > 0``.
+        ``dataset_mask() > 0``, or the ``--mask`` the run used.
     pipeline : Pipeline
         With ``bands`` resolved.
     """
@@ -220,19 +223,27 @@ def _labels(mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:
     return labels
 
 
-def reference_objects(labels: np.ndarray, transform: tuple[float, ...]) -> dict[str, np.ndarray]:
-    """The object table of section 4 computed with ``regionprops_table``."""
+def reference_objects(
+    labels: np.ndarray, transform: tuple[float, ...], crs_wkt: str = ""
+) -> dict[str, np.ndarray]:
+    """The object table of section 4 computed with ``regionprops_table``.
+
+    ``area_m2`` is the area in pixels times one pixel's ground area at the
+    centroid (:func:`tiler.io.georef.pixel_area_m2`; constant unless the CRS
+    is geographic).
+    """
     props = regionprops_table(labels, properties=("label", "area", "centroid", "bbox"))
     a, b, c, d, e, f = transform
     rows, cols = props["centroid-0"], props["centroid-1"]
+    y = d * (cols + 0.5) + e * (rows + 0.5) + f
     return {
         "label": props["label"],
         "area_px": props["area"].astype(np.int64),
-        "area_m2": props["area"] * abs(a * e - b * d),
+        "area_m2": props["area"] * pixel_area_m2(crs_wkt, transform, y),
         "centroid_row": rows,
         "centroid_col": cols,
         "x": a * (cols + 0.5) + b * (rows + 0.5) + c,
-        "y": d * (cols + 0.5) + e * (rows + 0.5) + f,
+        "y": y,
         "bbox_min_row": props["bbox-0"],
         "bbox_min_col": props["bbox-1"],
         "bbox_max_row": props["bbox-2"],

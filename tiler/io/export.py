@@ -18,6 +18,7 @@ PosixPath('out/objects.gpkg')
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import uuid
@@ -54,7 +55,7 @@ class _Run:
     shape: tuple[int, int]
     chunks: tuple[int, int]
     dtype: np.dtype
-    source: str | None  # the input GeoTIFF, whose dataset mask marks nodata (if recorded)
+    source: str | None  # the input GeoTIFF, whose mask marks nodata (if recorded)
     crs_wkt: str
     transform: Affine
 
@@ -167,6 +168,18 @@ def cog_windows(
     ]
 
 
+def _input_of(dst: Path):
+    """The run's input, opened once as the run opened it (``--mask``, ``--driver``)."""
+    return _reopen(dst, (dst / output.MANIFEST).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _reopen(dst: Path, manifest_stamp: int):  # the stamp: a new run in dst opens afresh
+    from tiler.io.raster import reopen
+
+    return reopen(output.read_manifest(dst)["input"])
+
+
 def _read_window(run: _Run, window: tuple[int, int, int, int], mask: bool) -> np.ndarray:
     import zarr
 
@@ -175,13 +188,9 @@ def _read_window(run: _Run, window: tuple[int, int, int, int], mask: bool) -> np
     if not mask:
         return labels
     out = (labels != 0).view(np.uint8)
-    if run.source is not None:
-        import rasterio
-        from rasterio.windows import Window
-
-        with rasterio.open(run.source, driver="GTiff") as ds:
-            valid = ds.dataset_mask(window=Window(c0, r0, c1 - c0, r1 - r0))
-        out[valid == 0] = MASK_NODATA
+    if run.source is not None:  # the mask the run used (--mask), read as the run read it
+        _, valid = _input_of(run.dst).read((1,), ((r0, r1), (c0, c1)))
+        out[~valid] = MASK_NODATA
     return out
 
 

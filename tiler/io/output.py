@@ -3,10 +3,22 @@
 Nothing under a final name looks complete before it is: the label store is
 written as ``.labels.zarr.partial`` and renamed, the table and the manifest
 are written to temporary names and renamed, and ``run.json`` comes last.
+
+One run at a time writes a DST: it holds an exclusive ``flock`` on
+``DST/.tiler-lock`` from before it touches anything until it is done (see
+:func:`lock_destination`). A run killed outright loses the lock with its
+process, so a lock is never stale: a lock file left behind is taken over.
+
+A run killed while finishing (after the label store got its final name,
+before ``run.json``) leaves its journal beside the final names; ``--resume``
+takes them back as its own (see :func:`prepare_destination` and
+:func:`create_label_store`).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -19,12 +31,14 @@ import pyarrow.parquet as pq
 import zarr
 
 from tiler.errors import OutputError
+from tiler.io.georef import pixel_area_m2
 
 LABELS = "labels.zarr"
 OBJECTS = "objects.parquet"
 MANIFEST = "run.json"
 WORKDIR = ".tiler-work"
 PARTIAL_LABELS = ".labels.zarr.partial"
+LOCK = ".tiler-lock"
 
 OBJECT_COLUMNS = (
     "label",
@@ -52,16 +66,8 @@ def _remove(entry: Path) -> None:
         entry.unlink()
 
 
-def prepare_destination(
-    dst: Path, src: Path | None, *, overwrite: bool, resume: bool = False
-) -> Path:
-    """Check ``dst`` can take a run's outputs, empty it if allowed, and return its work folder.
-
-    With ``resume``, the work folder (the journal, stage stores) and the
-    partial label store of an unfinished run are kept; anything else in
-    ``dst`` that is not tiler's own is refused as without it.
-    """
-    dst = Path(dst)
+def _check_destination(dst: Path, src: Path | None) -> None:
+    """Refuse a ``dst`` that is, or holds, the input, or is not a directory (touches nothing)."""
     if src is not None:
         src = Path(src).resolve()
         if dst.resolve() == src or dst.resolve() in src.parents:
@@ -70,13 +76,166 @@ def prepare_destination(
             )
     if dst.exists() and not dst.is_dir():
         raise OutputError(f"{dst}: exists and is not a directory")
-    if dst.exists() and any(entry.name not in LEFTOVERS for entry in dst.iterdir()):
+
+
+class DestinationLock:
+    """An exclusive ``flock`` on ``DST/.tiler-lock``, held while a run writes ``DST``.
+
+    The lock belongs to the open file, so it dies with the process: a run
+    killed with SIGKILL leaves at most an unlocked file, which the next run
+    takes over. The file holds the pid of the run holding it, for the message
+    of a run refused meanwhile. It is opened close-on-exec, so worker
+    processes a run spawns do not keep it held after the run is gone.
+
+    A complete run removes the file. A run that does not complete (refused
+    on ``--resume``, say) removes it only if it made it: a file it took over
+    from a killed run gets its old content back, so that such a run leaves
+    ``dst`` as it found it.
+    """
+
+    def __init__(self, dst: Path, fd: int | None, previous: bytes | None = None):
+        self.dst = dst
+        self._fd = fd
+        self._previous = previous  # the file's content before this run took it over
+        self._complete = False
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def mark_complete(self) -> None:
+        """The run is complete: on release, the lock file goes whoever made it."""
+        self._complete = True
+
+    def release(self, *, remove_dst: bool = False) -> None:
+        """Let go of ``dst``; with ``remove_dst``, also remove ``dst`` if left empty.
+
+        The file is unlinked while still locked: a run that opened it meanwhile
+        then finds its lock on a file no longer in ``dst`` and starts over (see
+        :func:`lock_destination`), so two runs never both hold ``dst``.
+        """
+        if self._fd is not None:
+            try:
+                if self._complete or self._previous is None or not self._restore():
+                    (self.dst / LOCK).unlink(missing_ok=True)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+        if remove_dst and self.dst.is_dir() and not any(self.dst.iterdir()):
+            self.dst.rmdir()
+
+    def _restore(self) -> bool:
+        """Put back the content the file had before; False if the disk refuses (it is full,
+        say: the file is then removed instead, being tiler's own)."""
+        assert self._fd is not None and self._previous is not None
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, self._previous, 0)
+        except OSError:
+            return False
+        return True
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock file ``path``, in words, from the pid written in it."""
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):  # not yet written by its holder, or gone since
+        return "another tiler run"
+    return f"another tiler run (pid {pid})"
+
+
+def _open_lock_file(path: Path) -> tuple[int, bool]:
+    """Open (creating if need be) the lock file; the descriptor, and whether it was made."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), True
+    except FileExistsError:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC), False
+
+
+def lock_destination(dst: Path, src: Path | None = None) -> DestinationLock:
+    """Take ``dst`` for this run (creating it if need be), or refuse if another run has it.
+
+    Refused, or refused for the reasons :func:`prepare_destination` checks
+    first (``dst`` is the input, or a file), nothing in ``dst`` is touched.
+    On a file system without ``flock`` (some network file systems), the run
+    goes ahead unprotected: refusing every run there would be worse.
+    """
+    dst = Path(dst)
+    _check_destination(dst, src)
+    created = not dst.exists()
+    path = dst / LOCK
+    while True:
+        try:
+            dst.mkdir(parents=True, exist_ok=True)
+            fd, made = _open_lock_file(path)
+        except FileNotFoundError:  # dst or the file removed meanwhile by a run letting go
+            continue
+        except OSError as exc:
+            raise OutputError(f"{dst}: cannot write here: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(
+                f"{dst}: {_holder(path)} is writing here; wait for it to finish"
+            ) from None
+        except OSError:  # no flock here (ENOLCK, EOPNOTSUPP, ...): go ahead without
+            os.close(fd)
+            if made:
+                path.unlink(missing_ok=True)
+            return DestinationLock(dst, None)
+        # The run before may have unlinked the file between our open and our lock
+        # (see DestinationLock.release): a lock on that file guards nothing.
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        held = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)
+    lock = DestinationLock(dst, fd, None if made else os.pread(fd, 4096, 0))
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:  # a full disk, say: give the lock back before saying so
+        lock.release(remove_dst=created)
+        raise_for_write_error(dst, exc)
+        raise
+    return lock
+
+
+def prepare_destination(
+    dst: Path, src: Path | None, *, overwrite: bool, resume: bool = False
+) -> Path:
+    """Check ``dst`` can take a run's outputs, empty it if allowed, and return its work folder.
+
+    With ``resume``, the work folder (the journal, stage stores) and the
+    partial label store of an unfinished run are kept; anything else in
+    ``dst`` that is not tiler's own is refused as without it. A run killed
+    while finishing has its journal beside ``labels.zarr`` (and maybe
+    ``objects.parquet``) and no ``run.json``: with ``resume`` those are
+    kept too, as this run's own (the journal's identity is checked next).
+    The lock file (:func:`lock_destination`) is never touched here.
+    """
+    dst = Path(dst)
+    _check_destination(dst, src)
+    own = set(LEFTOVERS) | {LOCK}
+    finishing = resume and (dst / WORKDIR / "journal" / "attempt.json").is_file()
+    if finishing:
+        own |= {LABELS, OBJECTS}
+    if dst.exists() and any(entry.name not in own for entry in dst.iterdir()):
         if not overwrite:
             raise OutputError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
         # The manifest goes first, so the directory never looks complete meanwhile.
         (dst / MANIFEST).unlink(missing_ok=True)
-        resume = False
-    keep = (WORKDIR, PARTIAL_LABELS) if resume else ()
+        resume = finishing = False
+    keep = {LOCK}
+    if resume:
+        keep |= {WORKDIR, PARTIAL_LABELS}
+    if finishing:
+        keep |= {LABELS, OBJECTS}
     if dst.exists():
         for entry in list(dst.iterdir()):
             if entry.name not in keep:
@@ -87,12 +246,52 @@ def prepare_destination(
 
 
 def discard_partial(dst: Path, *, created: bool) -> None:
-    """After a failed run: remove what it wrote, and ``dst`` itself if the run created it."""
+    """After a failed run: remove what it wrote, and ``dst`` itself if the run created it.
+
+    That includes ``labels.zarr`` and ``objects.parquet`` if the run got as
+    far as finishing: any there now are this run's, as :func:`prepare_destination`
+    removed or refused any others. The lock file is its holder's to remove.
+    """
     dst = Path(dst)
-    for name in LEFTOVERS:
+    for name in (*LEFTOVERS, LABELS, OBJECTS):
         _remove(dst / name)
     if created and dst.is_dir() and not any(dst.iterdir()):
         dst.rmdir()
+
+
+# Why the disk refused a write, for errors that are the disk's and not tiler's.
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def disk_error(exc: BaseException) -> OSError | None:
+    """The disk refusing a write behind ``exc`` (itself, or its ``__cause__``s), if any.
+
+    Tile tasks wrap their errors in a :class:`~tiler.errors.TileError` naming
+    the tile; the disk's error is then its cause.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in DISK_ERRORS:
+            return cause
+        cause = cause.__cause__
+    return None
+
+
+def raise_for_write_error(dst: Path, exc: BaseException) -> None:
+    """Raise an :class:`OutputError` naming ``dst`` if ``exc`` is the disk refusing a write.
+
+    A full disk (or quota, file size limit, read-only file system) is for the
+    user to fix: one line naming ``dst`` and the reason, not a traceback.
+    The OS's own words are used (pyarrow's message for ENOSPC is longer).
+    Anything else returns, for the caller to re-raise as it was.
+    """
+    cause = disk_error(exc)
+    if cause is None:
+        return
+    where = f" ({cause.filename})" if cause.filename else ""
+    raise OutputError(
+        f"{dst}: cannot write the outputs: {os.strerror(cause.errno).lower()}{where}"
+    ) from exc
 
 
 # Codecs tiler writes (zarr's defaults) and reads back on --resume; anything
@@ -171,6 +370,7 @@ def create_label_store(
     and the GDAL GeoTransform; ``x``/``y`` hold the map coordinates of pixel centres.
     """
     path = Path(dst) / PARTIAL_LABELS
+    _reopen_finished(Path(dst))
     if (path / "labels").exists():  # resuming: the tiles written so far are kept
         check_store(path / "labels", shape, chunks, dtype)
         return str(path / "labels")
@@ -215,6 +415,24 @@ def create_label_store(
     return str(path / "labels")
 
 
+def _reopen_finished(dst: Path) -> None:
+    """Resuming a run killed while finishing: its final label store becomes partial again.
+
+    The journal says which tiles are written, and they are written in that
+    store, so it must be the one resumed into; the table is written again
+    from the journal. (Only a resumed run finds ``labels.zarr`` here:
+    :func:`prepare_destination` removed it otherwise.)
+    """
+    final = dst / LABELS
+    if not final.exists():
+        return
+    if (dst / PARTIAL_LABELS).exists():  # cannot happen by tiler; the partial one is the newer
+        _remove(final)
+    else:
+        os.replace(final, dst / PARTIAL_LABELS)
+    (dst / OBJECTS).unlink(missing_ok=True)
+
+
 def finish_label_store(dst: Path) -> Path:
     """Rename the finished partial store to its final name."""
     final = Path(dst) / LABELS
@@ -223,21 +441,31 @@ def finish_label_store(dst: Path) -> Path:
 
 
 def object_columns(
-    stats: dict[str, np.ndarray], transform: tuple[float, ...]
-) -> dict[str, np.ndarray]:
-    """The object table from merged statistics (objects already in label order)."""
+    stats: dict[str, np.ndarray],
+    transform: tuple[float, ...],
+    crs_wkt: str = "",
+    *,
+    georeferenced: bool = True,
+) -> dict[str, np.ndarray | None]:
+    """The object table from merged statistics (objects already in label order).
+
+    Not ``georeferenced`` (``--pixel-only``): ``area_m2``, ``x`` and ``y``
+    are ``None``, written as nulls; they are never made up from pixels.
+    """
     count = stats["count"]
     a, b, c, d, e, f = transform
     rows = stats["sum_row"] / count
     cols = stats["sum_col"] / count
+    x = a * (cols + 0.5) + b * (rows + 0.5) + c
+    y = d * (cols + 0.5) + e * (rows + 0.5) + f
     return {
         "label": np.arange(1, len(count) + 1, dtype=np.int64),
         "area_px": count.astype(np.int64),
-        "area_m2": count * abs(a * e - b * d),
+        "area_m2": count * pixel_area_m2(crs_wkt, transform, y) if georeferenced else None,
         "centroid_row": rows,
         "centroid_col": cols,
-        "x": a * (cols + 0.5) + b * (rows + 0.5) + c,
-        "y": d * (cols + 0.5) + e * (rows + 0.5) + f,
+        "x": x if georeferenced else None,
+        "y": y if georeferenced else None,
         "bbox_min_row": stats["min_row"],
         "bbox_min_col": stats["min_col"],
         "bbox_max_row": stats["max_row"] + 1,
@@ -264,14 +492,23 @@ def write_objects(dst: Path, columns: dict[str, np.ndarray], crs_wkt: str) -> Pa
     GeoDataFrame with its CRS.
     """
     x, y = columns["x"], columns["y"]
-    table = pa.table({name: columns[name] for name in OBJECT_COLUMNS})
-    table = table.append_column("geometry", _point_wkb(x, y))
+    n = len(columns["label"])
+    table = pa.table(
+        {
+            name: pa.nulls(n, pa.float64()) if columns[name] is None else columns[name]
+            for name in OBJECT_COLUMNS
+        }
+    )
+    if x is None:  # pixel-only: no map position
+        table = table.append_column("geometry", pa.nulls(n, pa.binary()))
+    else:
+        table = table.append_column("geometry", _point_wkb(x, y))
     geometry: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["Point"]}
     if crs_wkt:
         from pyproj import CRS
 
         geometry["crs"] = CRS.from_wkt(crs_wkt).to_json_dict()
-    if len(x):
+    if x is not None and len(x):
         geometry["bbox"] = [float(x.min()), float(y.min()), float(x.max()), float(y.max())]
     geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": geometry}}
     table = table.replace_schema_metadata({b"geo": json.dumps(geo).encode()})

@@ -8,9 +8,11 @@ crosses a process boundary. Windows are ``((row_start, row_stop),
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +21,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.env import set_gdal_config
-from rasterio.errors import RasterioError
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from tiler.errors import InputError
@@ -30,12 +32,65 @@ WindowRC = tuple[tuple[int, int], tuple[int, int]]
 # that workers need no set-up however they were started (unless the worker's
 # environment sets them): the tasks are the parallelism, and each worker
 # process keeps decoded blocks for the halos of the next tiles.
-GDAL_ENV = {"GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": 256}
+#
+# GDAL's own messages go to CPL_LOG instead of stderr: a damaged file makes
+# libtiff print warnings and errors ("Nonstandard tile width", "Can not read
+# TIFF directory count") from inside the tasks' reads, where rasterio has no
+# error handler of its own installed. Every failure also raises, and becomes
+# one error line naming the file, window and GDAL's reason; the warnings are
+# noise beside it. A CPL_LOG set by the user keeps their log.
+GDAL_ENV = {"GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": 256, "CPL_LOG": os.devnull}
+# tiler checks georeferencing itself, with its own message (or --pixel-only
+# says it is absent on purpose): rasterio's warning on opening such a file,
+# on the driver and in every task, would only add lines before that message.
+# A filter, not catch_warnings(), which is not thread-safe.
+# Likewise rasterio's NodataShadowWarning: which mask wins is tiler's
+# documented rule (--mask), not a surprise to warn about on every tile.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+warnings.filterwarnings("ignore", category=NodataShadowWarning)
 _HANDLES = threading.local()
 _MAX_HANDLES = 8
 
 
-def _open_cached(path: str):
+def _quiet_gdal() -> None:
+    """Apply :data:`GDAL_ENV` in this process (once per thread; a worker's environment wins)."""
+    for key, value in GDAL_ENV.items():
+        if key not in os.environ:
+            set_gdal_config(key, value)
+    if "CPL_LOG" not in os.environ:
+        _quiet_libtiff()
+
+
+@functools.cache
+def _quiet_libtiff() -> None:
+    """Turn off libtiff's process-wide message handlers, which print straight to stderr.
+
+    GDAL (3.10, with libtiff >= 4.5) routes libtiff's messages about an open
+    file through per-file handlers into its own error system (and CPL_LOG);
+    libtiff reports the few errors it has no file handle for, such as a
+    failed seek to a forged block offset ("_tiffSeekProc: Invalid
+    argument."), to its global handlers, whose default writes to stderr
+    (see OSGeo/gdal#6659, openslide#569). The read fails and is reported
+    anyway. Done only for the libtiff the process has loaded (rasterio's
+    wheel bundles one); without one, nothing is changed.
+    """
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libtiff" in line.rsplit("/", 1)[-1]}
+    except OSError:  # not Linux: leave libtiff as it is
+        return
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        for name in ("TIFFSetErrorHandler", "TIFFSetWarningHandler"):
+            setter = getattr(lib, name)
+            setter.restype = ctypes.c_void_p
+            setter.argtypes = [ctypes.c_void_p]
+            setter(None)
+
+
+def _open_cached(path: str, driver: str = "GTiff"):
     """A dataset handle kept open by this thread (rasterio handles are not thread-safe).
 
     Reading a tile with its halo decodes the blocks around it, which are
@@ -47,9 +102,7 @@ def _open_cached(path: str):
     handles = getattr(_HANDLES, "handles", None)
     if handles is None:
         handles = _HANDLES.handles = {}
-        for key, value in GDAL_ENV.items():  # a worker's own environment wins
-            if key not in os.environ:
-                set_gdal_config(key, value)
+        _quiet_gdal()
     stat = os.stat(path)
     key = (path, stat.st_mtime_ns, stat.st_size)
     ds = handles.get(key)
@@ -58,7 +111,7 @@ def _open_cached(path: str):
             handles.pop(stale).close()
         while len(handles) >= _MAX_HANDLES:  # dicts keep insertion order: oldest first
             handles.pop(next(iter(handles))).close()
-        ds = handles[key] = rasterio.open(path, driver="GTiff")
+        ds = handles[key] = rasterio.open(path, driver=driver)
     return ds
 
 
@@ -101,6 +154,12 @@ def fingerprint(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# How a pixel is told valid (``--mask``). GDAL's dataset mask is the default:
+# an internal mask if the file has one, else its alpha band, else its nodata
+# value ("valid unless every band is nodata"), else every pixel.
+MASK_MODES = ("dataset", "nodata", "alpha", "none")
+
+
 @dataclass(frozen=True)
 class GeoTiffSource:
     """A georeferenced GeoTIFF, checked on open; read window by window in tasks."""
@@ -115,6 +174,11 @@ class GeoTiffSource:
     crs_wkt: str
     transform: tuple[float, float, float, float, float, float]
     block_shape: tuple[int, int]
+    driver: str = "GTiff"
+    mask: str = "dataset"
+    # How the georeferencing was obtained: "file", "assumed" (--assume-crs) or
+    # "none" (--pixel-only: no CRS, identity transform, no map coordinates).
+    georeferencing: str = "file"
 
     @property
     def name(self) -> str:
@@ -124,40 +188,91 @@ class GeoTiffSource:
     def shape(self) -> tuple[int, int]:
         return (self.height, self.width)
 
+    @property
+    def options(self) -> dict:
+        """How the file was opened: what a later reader of the run opens it with again."""
+        return {
+            "driver": self.driver,
+            "mask": self.mask,
+            "georeferencing": self.georeferencing,
+            "crs_wkt": self.crs_wkt,
+        }
+
     def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
         (r0, r1), (c0, c1) = window
         win = Window(c0, r0, c1 - c0, r1 - r0)
         try:
-            return self._read(_open_cached(self.path), list(bands), win)
+            image, valid = self._read(_open_cached(self.path, self.driver), list(bands), win)
         except RasterioError as exc:
             reason = _gdal_reason(exc)
+        else:
+            return zero_invalid_non_finite(image, valid), valid
         # Raised outside the handler: the InputError carries no GDAL exception
         # as context, so it pickles cleanly back from a distributed worker.
         raise InputError(f"{self.path}: cannot read window {describe_window(window)}: {reason}")
 
     def _read(self, ds, bands: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
-        """The bands and ``dataset_mask() > 0``, decoding each block once where GDAL allows.
-
-        GDAL's dataset mask is the alpha band itself when the file has an 8-bit
-        alpha band, and all-valid when there is no alpha, nodata or internal
-        mask: then the mask comes from the same read as the bands. Otherwise
-        (nodata, internal masks, 16-bit alpha) GDAL computes it.
-        """
+        """The bands and the valid mask, decoding each block once where GDAL allows."""
+        if self.mask == "none":
+            image = ds.read(bands, window=win)
+            return image, np.ones(image.shape[1:], dtype=bool)
+        if self.mask == "nodata":
+            return self._read_nodata(ds, bands, win)
+        if self.mask == "alpha":
+            return self._read_with_band(ds, bands, self.alpha_bands[0], win)
+        # GDAL's dataset mask is the alpha band itself when the file has an
+        # 8-bit alpha band, and all-valid when there is no alpha, nodata or
+        # internal mask: then the mask comes from the same read as the bands.
+        # Otherwise (nodata, internal masks, 16-bit alpha) GDAL computes it.
         flags = ds.mask_flag_enums[0]
         if flags == [MaskFlags.all_valid]:
             image = ds.read(bands, window=win)
             return image, np.ones(image.shape[1:], dtype=bool)
         alpha = self.alpha_bands[0] if len(self.alpha_bands) == 1 else None
         if alpha is not None and MaskFlags.alpha in flags and ds.dtypes[alpha - 1] == "uint8":
-            planes = ds.read(sorted(set(bands) | {alpha}), window=win)
-            order = sorted(set(bands) | {alpha})
-            image = planes[[order.index(b) for b in bands]]
-            return image, planes[order.index(alpha)] > 0
+            return self._read_with_band(ds, bands, alpha, win)
         return ds.read(bands, window=win), ds.dataset_mask(window=win) > 0
+
+    @staticmethod
+    def _read_with_band(ds, bands: list[int], alpha: int, win: Window):
+        """The bands, and ``alpha > 0`` from the same read."""
+        order = sorted(set(bands) | {alpha})
+        planes = ds.read(order, window=win)
+        return planes[[order.index(b) for b in bands]], planes[order.index(alpha)] > 0
+
+    def _read_nodata(self, ds, bands: list[int], win: Window):
+        """The bands, and GDAL's nodata rule: valid unless every band of the file is nodata."""
+        planes = ds.read(window=win)
+        nodata = self.nodata
+        if nodata is not None and np.isnan(nodata):
+            invalid = np.isnan(planes).all(axis=0)
+        else:
+            invalid = (planes == planes.dtype.type(nodata)).all(axis=0)
+        return planes[[b - 1 for b in bands]], ~invalid
 
     def read_all(self, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The whole image (for the in-memory reference only)."""
         return self.read(bands, ((0, self.height), (0, self.width)))
+
+
+def zero_invalid_non_finite(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``image`` with NaN and infinite values at invalid pixels read as 0.
+
+    Float orthomosaics mark nodata with NaN. Invalid pixels never become
+    objects and never enter a statistic, but neighbourhood steps (Gaussian,
+    median, local thresholds) read them near the valid area's edge, and a NaN
+    there would spread into valid pixels. So they read as 0, in tiles and in
+    the whole-image reference alike (both read through here). Non-finite
+    values at valid pixels are kept: the run refuses them, naming the file.
+    """
+    if image.dtype.kind != "f" or valid.all():
+        return image
+    bad = ~np.isfinite(image) & ~valid
+    if not bad.any():
+        return image
+    image = image.copy()
+    image[bad] = 0
+    return image
 
 
 # Limits on what an input may declare, checked on open from the header alone,
@@ -273,13 +388,29 @@ def open_geotiff(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_ratio: float | None = MAX_COMPRESSION_RATIO,
+    driver: str = "GTiff",
+    mask: str = "dataset",
+    assume_crs: str | None = None,
+    pixel_only: bool = False,
 ) -> GeoTiffSource:
     """Check that ``path`` is a readable, georeferenced GeoTIFF and describe it.
 
-    Opens the file with the GTiff driver only, and reads only its header:
-    an image above ``max_pixels`` pixels (width x height), or whose stored
-    blocks would decompress to more than ``max_ratio`` times the file's size,
-    is refused before any pixel is read (``None`` turns a check off).
+    Opens the file with the GTiff driver only (another GDAL ``driver`` if
+    asked), and reads only its header: an image above ``max_pixels`` pixels
+    (width x height), or whose stored blocks would decompress to more than
+    ``max_ratio`` times the file's size, is refused before any pixel is read
+    (``None`` turns a check off; the ratio is checked for GeoTIFFs only).
+
+    Parameters
+    ----------
+    mask : {"dataset", "nodata", "alpha", "none"}
+        How valid pixels are told (see :data:`MASK_MODES`).
+    assume_crs : str, optional
+        A CRS (``EPSG:32633``, WKT, PROJ) for a file that has a geotransform
+        but no CRS. A file that has a CRS keeps it.
+    pixel_only : bool
+        Open a file without georeferencing anyway: objects get pixel
+        coordinates only (no ``area_m2``, ``x``, ``y`` or geometry).
 
     Raises
     ------
@@ -287,6 +418,11 @@ def open_geotiff(
         With one line naming the file and the problem.
     """
     path = Path(path)
+    _quiet_gdal()
+    if mask not in MASK_MODES:
+        raise InputError(f"--mask: {mask!r} is not one of {', '.join(MASK_MODES)}")
+    if assume_crs is not None and pixel_only:
+        raise InputError("use --assume-crs or --pixel-only, not both")
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -295,15 +431,13 @@ def open_geotiff(
     if file_size == 0:
         raise InputError(f"{path}: is an empty file, not a GeoTIFF")
     try:
-        with rasterio.open(path, driver="GTiff") as ds:
-            _check_declared_size(ds, path, file_size, max_pixels, max_ratio)
-            if ds.crs is None or ds.transform.is_identity:
-                raise InputError(
-                    f"{path}: has no georeferencing (CRS and geotransform); "
-                    "tiler needs both for map coordinates and areas in m²"
-                )
+        with rasterio.open(path, driver=driver) as ds:
+            _check_declared_size(
+                ds, path, file_size, max_pixels, max_ratio if driver == "GTiff" else None
+            )
+            crs_wkt, transform, georeferencing = _georeferencing(ds, path, assume_crs, pixel_only)
             alpha = tuple(i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha)
-            t = ds.transform
+            _check_mask_mode(mask, path, ds.nodata, alpha)
             return GeoTiffSource(
                 path=str(path.resolve()),
                 height=ds.height,
@@ -312,13 +446,86 @@ def open_geotiff(
                 dtype=ds.dtypes[0],
                 alpha_bands=alpha,
                 nodata=ds.nodata,
-                crs_wkt=ds.crs.to_wkt(),
-                transform=(t.a, t.b, t.c, t.d, t.e, t.f),
+                crs_wkt=crs_wkt,
+                transform=transform,
                 block_shape=tuple(ds.block_shapes[0]),
+                driver=driver,
+                mask=mask,
+                georeferencing=georeferencing,
             )
     except RasterioError as exc:
         reason = _gdal_reason(exc)
-    raise InputError(f"{path}: not a readable GeoTIFF ({reason})")
+    kind = "GeoTIFF" if driver == "GTiff" else f"{driver} raster"
+    raise InputError(f"{path}: not a readable {kind} ({reason})")
+
+
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def _georeferencing(ds, path: Path, assume_crs: str | None, pixel_only: bool):
+    """``(crs_wkt, transform, how)`` of an open dataset, or one line saying what is missing.
+
+    Areas in m² and map coordinates are never made up: a file without a
+    geotransform is refused unless ``pixel_only``, and one without a CRS
+    unless it is assumed.
+    """
+    if pixel_only:
+        return "", IDENTITY, "none"
+    if ds.transform.is_identity:
+        what = "ground control points but no geotransform" if ds.gcps[0] else "no geotransform"
+        fix = "gdalwarp it onto a grid first" if ds.gcps[0] else "georeference it first"
+        raise InputError(
+            f"{path}: has {what} (pixel size and position), so no areas in m² or map "
+            f"coordinates; {fix}, or pass --pixel-only for results in pixels only"
+        )
+    t = ds.transform
+    transform = (t.a, t.b, t.c, t.d, t.e, t.f)
+    if ds.crs is not None:
+        if assume_crs is not None:
+            raise InputError(
+                f"{path}: already has a CRS ({ds.crs.to_string()}); "
+                "--assume-crs only fills in a missing one"
+            )
+        return ds.crs.to_wkt(), transform, "file"
+    if assume_crs is None:
+        raise InputError(
+            f"{path}: has a geotransform but no CRS; pass --assume-crs EPSG:XXXX "
+            "if you know it, or --pixel-only for results in pixels only"
+        )
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        return CRS.from_user_input(assume_crs).to_wkt(), transform, "assumed"
+    except CRSError as exc:
+        raise InputError(f"--assume-crs: {assume_crs!r} is not a CRS ({exc})") from None
+
+
+def _check_mask_mode(mask: str, path: Path, nodata, alpha: tuple[int, ...]) -> None:
+    if mask == "nodata" and nodata is None:
+        raise InputError(
+            f"{path}: has no nodata value, which --mask nodata needs "
+            "(set one with gdal_edit.py -a_nodata VALUE)"
+        )
+    if mask == "alpha" and len(alpha) != 1:
+        raise InputError(
+            f"{path}: has {len(alpha) or 'no'} alpha band(s); --mask alpha needs exactly one"
+        )
+
+
+def reopen(inputs: dict) -> GeoTiffSource:
+    """A finished run's input, opened again as the run opened it (from run.json's ``input``)."""
+    options = inputs.get("options", {})
+    how = options.get("georeferencing", "file")
+    return open_geotiff(
+        inputs["path"],
+        max_pixels=None,  # the run accepted it
+        max_ratio=None,
+        driver=options.get("driver", "GTiff"),
+        mask=options.get("mask", "dataset"),
+        assume_crs=options.get("crs_wkt") if how == "assumed" else None,
+        pixel_only=how == "none",
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -354,7 +561,8 @@ class ArraySource:
     def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
         (r0, r1), (c0, c1) = window
         planes = [b - 1 for b in bands]
-        return self.image[planes, r0:r1, c0:c1], self.valid[r0:r1, c0:c1]
+        valid = self.valid[r0:r1, c0:c1]
+        return zero_invalid_non_finite(self.image[planes, r0:r1, c0:c1], valid), valid
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from rasterio.enums import ColorInterp
 
 from tiler.errors import InputError, OutputError
 from tiler.io import output
-from tiler.io.raster import fingerprint, open_geotiff
+from tiler.io.raster import fingerprint, reopen
 from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
 from tiler.report import pyramid
@@ -79,6 +79,10 @@ def build(
     out = Path(out) if out is not None else dst / "report"
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a directory")
+    if manifest["input"].get("options", {}).get("georeferencing") == "none":
+        raise OutputError(
+            f"{dst}: a --pixel-only run has no map coordinates or areas, which the report needs"
+        )
     source = _input(manifest)
     transform = tuple(manifest["input"]["transform"])
     bounds = _bounds(transform, source.height, source.width)
@@ -91,7 +95,7 @@ def build(
     labels = zarr.open_array(str(labels_zarr / "labels"), mode="r")
     shape = (source.height, source.width)
     build_pyramid = not pyramid.exists(labels_zarr)
-    bands = display_bands(source.path)
+    bands = display_bands(source)
     partial = None
     if build_pyramid:
         a, b, _, d, e, _ = transform
@@ -146,10 +150,10 @@ def window_counts(source, bands, labels_path, transform, pyramid_path, window, p
     return [(int(row[0]), int(row[1]), int(row[2]), int(row[3])) for row in counts]
 
 
-def display_bands(path: str) -> tuple[int, ...]:
+def display_bands(source) -> tuple[int, ...]:
     """The bands to look at: red, green and blue if tagged so, else the first three
     non-alpha bands, else the first band."""
-    with rasterio.open(path, driver="GTiff") as ds:
+    with rasterio.open(source.path, driver=source.driver) as ds:
         interp = list(ds.colorinterp)
     rgb = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
     if all(c in interp for c in rgb):
@@ -180,7 +184,7 @@ def _input(manifest: dict):
         )
     if "fingerprint_sha256" in inputs and fingerprint(path) != inputs["fingerprint_sha256"]:
         raise InputError(f"{path}: changed since the run (its fingerprint differs)")
-    return open_geotiff(path, max_pixels=None)  # the run accepted it (and it is unchanged)
+    return reopen(inputs)  # as the run opened it (and it is unchanged)
 
 
 def _corner(transform, row: float, col: float) -> tuple[float, float]:
