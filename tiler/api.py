@@ -235,6 +235,13 @@ def run(
     identity = _identity(source, pipeline, chunks)
     if resume and (done := _finished(dst, identity)) is not None:
         log(f"{dst}: already complete; nothing to resume")
+        if (dst / output.WORKDIR).exists():  # killed between run.json and removing its work
+            lock = output.lock_destination(dst, src_path)
+            lock.mark_complete()
+            try:
+                shutil.rmtree(dst / output.WORKDIR, ignore_errors=True)
+            finally:
+                lock.release()
         return done
     created = not dst.exists()
     # Held until run() returns or raises; a second run into dst is refused here, touching nothing.
