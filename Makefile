@@ -58,3 +58,18 @@ bench-scale: $(STAMP)
 ## accuracy: tiler's objects scored against ground truth (8 NAIP tiles with tree points, a synthetic field)
 accuracy: $(STAMP)
 	$(BIN)/python -m benchmarks.accuracy --out benchmarks/results
+
+.PHONY: fuzz
+
+## fuzz: a fuzz campaign of `tiler run` on mutated GeoTIFFs (FUZZ_CASES=2000, FUZZ_SEED, FUZZ_JOBS,
+## FUZZ_TIMEOUT, FUZZ_MEMORY_MB): outcomes per mutation kind; failing files in fuzz-failures/
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz_tiff.py --out fuzz-failures
+
+.PHONY: bench-striped
+
+## bench-striped: striped (untiled) vs tiled GeoTIFF inputs, 2048 x 2048 tiles vs tiles that follow the strips
+bench-striped: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.striped --size 8000 --wide 4096x32768 --extra 2048x8000,1024x4096 \
+		--wide-extra 512x8192,128x32768 --repeats 3 --out benchmarks/results

@@ -8,6 +8,7 @@ import platform
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,8 +30,9 @@ from tiler.config import (
     parse_pipeline,
 )
 from tiler.engine import Passes, Segmentation
-from tiler.errors import ConfigError, OutputError, TileError
+from tiler.errors import ConfigError, OutputError, TileError, TilerWarning
 from tiler.io import output
+from tiler.io.layout import plan_chunks
 from tiler.io.raster import (
     DEFAULT_MAX_PIXELS,
     GeoTiffSource,
@@ -43,6 +45,10 @@ from tiler.plan import Executor, TileGrid
 from tiler.progress import Progress
 
 DEFAULT_CHUNK_SIZE = 2048
+# A striped input is warned about above one default tile's pixels: below, a run
+# takes seconds whatever the layout, and the warning would be noise (its tiles
+# follow the strips all the same).
+WARN_STRIPED_PIXELS = DEFAULT_CHUNK_SIZE * DEFAULT_CHUNK_SIZE
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ def run(
     dst: str | os.PathLike,
     config: str | os.PathLike | dict | Pipeline | None = None,
     *,
-    chunk_size: int | tuple[int, int] = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | tuple[int, int] | None = None,
     client: Any = None,
     scheduler: str = "local",
     workers: int | None = None,
@@ -156,6 +162,7 @@ def run(
     assume_crs: str | None = None,
     pixel_only: bool = False,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Segment a GeoTIFF in tiles and write labels, objects and the manifest to ``dst``.
 
@@ -167,8 +174,11 @@ def run(
         Output directory; must be empty or absent unless ``overwrite`` or ``resume``.
     config : path, dict or Pipeline, optional
         The pipeline; ``None`` runs the default plant pipeline.
-    chunk_size : int or (int, int)
-        Tile size in pixels; tiles are also the Zarr chunks.
+    chunk_size : int or (int, int), optional
+        Tile size in pixels; tiles are also the Zarr chunks. Default 2048 x
+        2048, or for a striped (untiled) GeoTIFF tiles of as many pixels that
+        follow its strips (:func:`tiler.io.layout.plan_chunks`); a striped
+        input is warned about either way.
     client : distributed.Client, optional
         Run on this client (takes precedence over ``scheduler``).
     scheduler : str
@@ -205,6 +215,11 @@ def run(
     pixel_only : bool
         Accept an input without georeferencing: objects get pixel positions
         and areas only (``area_m2``, ``x``, ``y`` and geometry are null).
+    log : callable, optional
+        Receives progress lines.
+    warn : callable, optional
+        Receives warnings (also written to run.json); default: Python's
+        ``warnings.warn`` with :class:`tiler.errors.TilerWarning`.
 
     Returns
     -------
@@ -213,7 +228,7 @@ def run(
     started = time.perf_counter()
     log = log or (lambda message: None)
     pipeline = _pipeline(config)
-    chunks = _chunks(chunk_size)
+    chunks = _chunks(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
     if isinstance(src, (str, os.PathLike)):
         source = open_geotiff(
             src,
@@ -231,6 +246,21 @@ def run(
     check_scheduler(target)
     if performance_report is not None and target in ("sync", "threads"):
         raise ConfigError(f"--performance-report needs a distributed scheduler, not {target!r}")
+    warned: list[str] = []
+    if isinstance(source, GeoTiffSource):
+        plan = plan_chunks(
+            source.height,
+            source.width,
+            source.block_shape,
+            chunks,
+            explicit=chunk_size is not None,
+            pixel_bytes=source.count * np.dtype(source.dtype).itemsize,
+        )
+        chunks = plan.chunks
+        if plan.warning is not None and source.height * source.width > WARN_STRIPED_PIXELS:
+            warned.append(f"{source.name}: {plan.warning}")
+    for message in warned:
+        (warn or _warn)(message)
     dst = Path(dst)
     identity = _identity(source, pipeline, chunks)
     if resume and (done := _finished(dst, identity)) is not None:
@@ -305,6 +335,7 @@ def run(
                 seconds,
                 scheduler if client is None else "client",
                 journal.summary(),
+                warned,
             ),
         )
         # Complete from here on. The journal went only now, so that a run killed while
@@ -409,7 +440,13 @@ def _performance_report(path: str | os.PathLike | None) -> Iterator[None]:
         yield
 
 
-def _manifest(source, pipeline, grid, segmentation, seconds, scheduler, journal) -> dict[str, Any]:
+def _warn(message: str) -> None:
+    warnings.warn(message, TilerWarning, stacklevel=3)
+
+
+def _manifest(
+    source, pipeline, grid, segmentation, seconds, scheduler, journal, warned
+) -> dict[str, Any]:
     from tiler import __version__
 
     inputs: dict[str, Any] = {
@@ -469,6 +506,7 @@ def _manifest(source, pipeline, grid, segmentation, seconds, scheduler, journal)
         "object_count": segmentation.n_objects,
         **_split_summary(pipeline, segmentation),
         "resume": journal,
+        "warnings": warned,
         "timings_seconds": {
             **{k: round(v, 4) for k, v in segmentation.timings.items()},
             "total": round(seconds, 4),

@@ -24,6 +24,11 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _warning(message: str) -> None:
+    """A warning: shown even with --quiet (a run goes on, but the user should know)."""
+    _echo(f"tiler: warning: {message}")
+
+
 def _log(quiet: bool):
     return (lambda message: None) if quiet else (lambda message: _echo(f"  {message}"))
 
@@ -57,9 +62,9 @@ memory_option = click.option(
 chunk_option = click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
-    default=api.DEFAULT_CHUNK_SIZE,
-    show_default=True,
-    help="Tile size in pixels (also the Zarr chunk size).",
+    default=None,
+    help=f"Tile size in pixels (also the Zarr chunk size) [default: {api.DEFAULT_CHUNK_SIZE}; "
+    "a striped GeoTIFF: tiles of as many pixels that follow its strips].",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 
@@ -226,6 +231,7 @@ def run(
         assume_crs=assume_crs,
         pixel_only=pixel_only,
         log=_log(quiet),
+        warn=_warning,
     )
     for line in _summary(result):
         click.echo(line)

@@ -46,3 +46,7 @@ class TileError(TilerError):
     """
 
     exit_code = 5
+
+
+class TilerWarning(UserWarning):
+    """Something the user may want to fix, though the run goes on (a striped input, say)."""
