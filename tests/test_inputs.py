@@ -835,6 +835,17 @@ def test_assume_crs_is_refused_when_the_file_has_one_or_it_is_not_a_crs(tmp_path
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_validate_takes_the_same_georeferencing_options_as_run(tmp_path):
+    bare = _without_crs(tmp_path / "no-crs.tif", crs=None, transform=TRANSFORM)
+    proc = tiler("validate", bare, "--assume-crs", "EPSG:32633", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    pixels = _without_crs(tmp_path / "pixels.tif", crs=None, transform=Affine.identity())
+    proc = tiler("validate", pixels, cwd=tmp_path)
+    assert_one_line_error(proc, "pixels.tif", "--pixel-only")
+    proc = tiler("validate", pixels, "--pixel-only", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_pixel_only_gives_pixels_and_never_square_metres(tmp_path):
     path = _without_crs(tmp_path / "pixels.tif", crs=None, transform=Affine.identity())
     dst = tmp_path / "out"

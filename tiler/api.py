@@ -259,6 +259,7 @@ def run(
         chunks = plan.chunks
         if plan.warning is not None and source.height * source.width > WARN_STRIPED_PIXELS:
             warned.append(f"{source.name}: {plan.warning}")
+    TileGrid((source.height, source.width), chunks).check_size(source.name)  # before DST
     for message in warned:
         (warn or _warn)(message)
     dst = Path(dst)

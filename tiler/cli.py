@@ -66,6 +66,17 @@ chunk_option = click.option(
     help=f"Tile size in pixels (also the Zarr chunk size) [default: {api.DEFAULT_CHUNK_SIZE}; "
     "a striped GeoTIFF: tiles of as many pixels that follow its strips].",
 )
+assume_crs_option = click.option(
+    "--assume-crs",
+    default=None,
+    metavar="CRS",
+    help="The CRS (EPSG:32633, WKT, PROJ) of an input with a geotransform but no CRS.",
+)
+pixel_only_option = click.option(
+    "--pixel-only",
+    is_flag=True,
+    help="Accept an input without georeferencing: areas and positions in pixels only.",
+)
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 
 
@@ -158,17 +169,8 @@ def cli() -> None:
     help="Valid pixels: GDAL's dataset mask (internal mask, else alpha, else nodata), "
     "the nodata value, the alpha band, or none (every pixel valid).",
 )
-@click.option(
-    "--assume-crs",
-    default=None,
-    metavar="CRS",
-    help="The CRS (EPSG:32633, WKT, PROJ) of an input with a geotransform but no CRS.",
-)
-@click.option(
-    "--pixel-only",
-    is_flag=True,
-    help="Accept an input without georeferencing: areas and positions in pixels only.",
-)
+@assume_crs_option
+@pixel_only_option
 @click.option(
     "--driver",
     default="GTiff",
@@ -416,8 +418,10 @@ def export(dst, cog, mask, polygons, csv_path):
     default=None,
     help="Refuse SRC above this many pixels, as `tiler run` does [200000000000].",
 )
+@assume_crs_option
+@pixel_only_option
 @quiet_option
-def validate(src, threads, max_pixels, quiet):
+def validate(src, threads, max_pixels, assume_crs, pixel_only, quiet):
     """Read every block of SRC (every band and the mask); list every block that fails."""
     from tiler.io.raster import DEFAULT_MAX_PIXELS
     from tiler.io.validate import validate as validate_file
@@ -427,6 +431,8 @@ def validate(src, threads, max_pixels, quiet):
         threads=threads,
         progress=not quiet,
         max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        assume_crs=assume_crs,
+        pixel_only=pixel_only,
     )
     click.echo(report.summary())
     for bad in report.bad:

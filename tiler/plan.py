@@ -9,8 +9,9 @@ face or per label), so graphs grow linearly with the number of tiles:
   compares it with its right, lower and lower-right neighbours;
 * ``write_graph``   – relabel every tile with its slice of the look-up table.
 
-:class:`Executor` runs graphs on the synchronous or threaded scheduler or on a
-``dask.distributed`` client.
+:class:`Executor` runs graphs on the synchronous or threaded scheduler (a
+batch of keys at a time) or on a ``dask.distributed`` client. A run has at
+most ``MAX_TILES`` tiles (:meth:`TileGrid.check_size`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import operator
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
@@ -29,10 +30,30 @@ import numpy as np
 from dask.callbacks import Callback
 
 from tiler import tasks
-from tiler.errors import TileError
+from tiler.errors import ConfigError, TileError
 from tiler.io.raster import RasterSource, WindowRC, describe_window
 from tiler.split import neighbours, split_stride
 from tiler.stitch import seam_pairs
+
+# The most tiles a run may have (TileGrid.check_size, called by tiler.api.run
+# before anything is written). The driver pays for every tile whatever its
+# size. Measured on tiny tiles: a 100 000-tile run (1 x 3 200 000 px in tiles
+# of 32, default pipeline, --scheduler sync) peaked at 1.1 GB, 9 KB a tile over
+# an idle tiler: each pass's graph (1.2 KB a tile for a label pass) and what
+# the passes keep per tile (label statistics, seam pairs, histograms, journal
+# records, stitched look-up tables). The default local cluster, whose
+# scheduler lives in the same process, adds about 21 KB a tile at the peak of
+# a label pass (50 000 tiles of trivial tasks: 1.07 GB) and 1-2 ms a task. A
+# tile also costs 10-15 ms of work in all, whatever its size (each task opens
+# and writes its chunks). 200 000 tiles are thus about 2 GB on the driver with
+# a local scheduler (sync, threads), 6 GB with the default cluster, and an hour
+# or so of overhead: a lot, but small next to the pixels of any image that
+# needs that many tiles. The largest image a run accepts (--max-pixels, 200
+# gigapixels) is 48 000 tiles at the default chunk size of 2048 and 191 000 at
+# 1024. More tiles are tiles too small for their image (the fuzzing's
+# 16 777 216 x 1 px header at --chunk-size 32 made 524 288, and ran out of
+# 2 GiB planning its first pass): a larger chunk size is the fix.
+MAX_TILES = 200_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,22 @@ class TileGrid:
         rows, cols = self.grid
         return rows * cols
 
+    def check_size(self, name: str, limit: int | None = None) -> None:
+        """Refuse a grid of more than ``limit`` tiles (default ``MAX_TILES``), as a ConfigError.
+
+        The message names the image ``name``, its size, the tiles, and the
+        smallest square chunk size that fits.
+        """
+        limit = MAX_TILES if limit is None else limit
+        if len(self) <= limit:
+            return
+        (h, w), (ch, cw) = self.shape, self.chunks
+        raise ConfigError(
+            f"{name}: {h} x {w} px in {len(self)} tiles of {ch} x {cw} px is more than the "
+            f"{limit} tiles a run handles; pass a larger --chunk-size "
+            f"({smallest_chunk(self.shape, limit)} or more)"
+        )
+
     @property
     def stride(self) -> int:
         """Provisional-id stride: more than the pixels of any tile."""
@@ -80,27 +117,41 @@ class TileGrid:
                 yield self.index(i, j), i, j, self.window(i, j)
 
 
+def smallest_chunk(shape: tuple[int, int], limit: int) -> int:
+    """The smallest square chunk size that tiles ``shape`` in at most ``limit`` tiles."""
+    low, high = 1, max(shape)  # one tile at the high end
+    while low < high:
+        mid = (low + high) // 2
+        if len(TileGrid(shape, (mid, mid))) <= limit:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
 @dataclass
 class Graph:
     """A hand-built dask task graph and the keys whose values a pass needs.
 
     Tasks are tuples ``(function, *args)``; arguments that are keys of other
-    tasks are replaced by their results. Building them directly (as odc-geo
-    does) costs a few microseconds per task, where ``dask.delayed`` would walk
-    every argument's fields.
+    tasks are replaced by their results (keys are only ever top-level
+    arguments: :func:`_run_batches` finds dependencies there). Building them
+    directly (as odc-geo does) costs a few microseconds per task, where
+    ``dask.delayed`` would walk every argument's fields. A tile's tasks are
+    ``(tasks.in_tile, where, function, *args)``, ``where`` naming the tile.
     """
 
     tasks: dict[str, tuple]
     keys: list[str]
     combine: Callable[[Any, Any], Any] | None = None
-    where: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.tasks)
 
     def tile_of(self, key: str) -> str:
         """The tile a task belongs to, for messages (its window), or the key itself."""
-        return self.where.get(key, key)
+        task = self.tasks.get(key)
+        return task[1] if task is not None and task[0] is tasks.in_tile else key
 
     def result(self, values: list[Any]) -> list[Any]:
         """The pass's result from its keys' values: folded in tile order if it is a reduction."""
@@ -111,7 +162,7 @@ class _Builder:
     def __init__(self, name: str):
         self.prefix = f"tiler-{name}-{uuid.uuid4().hex[:12]}"
         self.tasks: dict[str, tuple] = {}
-        self.where: dict[str, str] = {}
+        self.places: dict[int, str] = {}  # the tiles' names, one string for all of a tile's tasks
 
     def add(self, label: str, function: Callable, *args: Any, tile: tuple | None = None) -> str:
         """Add a task; ``tile=(t, window)`` names the tile it works on in its errors."""
@@ -119,12 +170,14 @@ class _Builder:
         if tile is None:
             self.tasks[key] = (function, *args)
         else:
-            where = self.where[key] = f"tile {tile[0]} ({describe_window(tile[1])})"
+            where = self.places.get(tile[0])
+            if where is None:
+                where = self.places[tile[0]] = f"tile {tile[0]} ({describe_window(tile[1])})"
             self.tasks[key] = (tasks.in_tile, where, function, *args)
         return key
 
     def graph(self, keys: list[str], combine: Callable[[Any, Any], Any] | None = None) -> Graph:
-        return Graph(self.tasks, keys, combine, self.where)
+        return Graph(self.tasks, keys, combine)
 
 
 def merge_range(
@@ -368,23 +421,37 @@ class Executor:
 
         ``on_result(key, value)`` is called in this thread as each key's value
         arrives, in completion order: the journal and the progress bar hang on it.
-        Only the tasks these keys need run (dask culls the rest).
+        Only the tasks these keys need run.
         """
         keys = list(graph.keys if keys is None else keys)
         on_result = on_result or (lambda key, value: None)
         if not keys:
             return []
         if isinstance(self.scheduler, str):
-            wanted = set(keys)
-
-            def posttask(key, value, dsk, state, worker_id):
-                if key in wanted:
-                    on_result(key, value)
-
-            get = dask.get if self.scheduler == "sync" else dask.threaded.get
-            with Callback(posttask=posttask):
-                return list(get(graph.tasks, keys))
+            return self._local(graph, keys, on_result)
         return self._distributed(graph, keys, on_result)
+
+    def _local(self, graph: Graph, keys: list[str], on_result) -> list[Any]:
+        """The keys' values on dask's synchronous or threaded scheduler, in batches.
+
+        dask's local schedulers convert, order and index all of the graph
+        they are given before its first task runs, and keep that until the
+        last: about 5 KB a tile of a label pass besides the graph itself (a
+        524 288-tile pass ran out of 2 GiB there). Given ``BATCH`` keys at a
+        time (see :func:`_run_batches`), that memory is bounded by a batch,
+        and the first tasks start at once.
+        """
+        pending = set(keys)
+
+        def posttask(key, value, dsk, state, worker_id):
+            if key in pending:  # once, though a later batch may pass its value on
+                pending.discard(key)
+                on_result(key, value)
+
+        get = dask.get if self.scheduler == "sync" else dask.threaded.get
+        with Callback(posttask=posttask):
+            values = _run_batches(graph.tasks, keys, BATCH, get)
+        return [values[key] for key in keys]
 
     def _distributed(self, graph: Graph, keys: list[str], on_result) -> list[Any]:
         from distributed import as_completed
@@ -416,6 +483,75 @@ class Executor:
             client.cancel([f for f in futures if f.key not in values])
             del futures
         return [values[key] for key in keys]
+
+
+# Keys a local scheduler is given at a time (see Executor._local): enough that
+# threads idle while a batch's last tasks finish cost nothing next to the
+# batch; few enough that dask's bookkeeping of a batch (about 2.5 KB a task)
+# stays a few tens of MB.
+BATCH = 4096
+
+
+class _Computed:
+    """A value an earlier batch computed, opaque to dask's parsing of the graph."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def _computed(box: _Computed) -> Any:
+    return box.value
+
+
+def _dependencies(dsk: dict[str, tuple], key: str) -> list[str]:
+    """The keys a task takes as arguments (only top-level arguments are keys; see Graph)."""
+    return [a for a in dsk[key][1:] if isinstance(a, str) and a in dsk]
+
+
+def _run_batches(
+    dsk: dict[str, tuple], keys: list[str], size: int, get: Callable
+) -> dict[str, Any]:
+    """The values of ``keys``, computed ``size`` keys at a time, in order, with ``get``.
+
+    Each batch is the keys' tasks and the tasks they need, not computed by an
+    earlier batch: every task runs once. A value that a later batch needs (a
+    tile of the next row, for the seams of a label pass) is kept, given to
+    that batch as data, and dropped after the last batch that needs it.
+    """
+    batches = [keys[i : i + size] for i in range(0, len(keys), size)]
+    last: dict[str, int] = {}  # the last batch that needs each task
+    for b, batch in enumerate(batches):
+        stack = list(batch)
+        while stack:
+            key = stack.pop()
+            seen = last.get(key)
+            if seen == b:
+                continue
+            last[key] = b
+            if seen is None:  # computed in this batch
+                stack.extend(_dependencies(dsk, key))
+    wanted = set(keys)
+    values: dict[str, Any] = {}  # of keys, and of the tasks a later batch needs
+    for b, batch in enumerate(batches):
+        sub: dict[str, tuple] = {}
+        stack = list(batch)
+        while stack:
+            key = stack.pop()
+            if key in sub:
+                continue
+            if key in values:
+                sub[key] = (_computed, _Computed(values[key]))
+                continue
+            sub[key] = dsk[key]
+            stack.extend(_dependencies(dsk, key))
+        new = [k for k in sub if k not in values]
+        out = list(dict.fromkeys(batch + [k for k in new if k in wanted or last[k] > b]))
+        values.update(zip(out, get(sub, out), strict=True))
+        for key in [k for k in sub if k not in wanted and last[k] == b and k in values]:
+            del values[key]
+    return values
 
 
 def task_count(*graphs: Graph) -> int:

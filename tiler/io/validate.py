@@ -169,6 +169,8 @@ def validate(
     threads: int | None = None,
     progress: bool | Progress | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    assume_crs: str | None = None,
+    pixel_only: bool = False,
 ) -> ValidationReport:
     """Open ``path`` as ``tiler run`` does, then decode every block of it.
 
@@ -178,8 +180,8 @@ def validate(
         Threads reading blocks, each with its own dataset handle [one per core].
     progress
         ``True`` (or a :class:`tiler.progress.Progress`) shows a bar of blocks read.
-    max_pixels
-        As :func:`tiler.io.raster.open_geotiff`.
+    max_pixels, assume_crs, pixel_only
+        As :func:`tiler.io.raster.open_geotiff` (and ``tiler run``).
 
     Raises
     ------
@@ -188,7 +190,7 @@ def validate(
         it). Bad blocks do not raise: they are in the report's ``bad``, in
         raster order.
     """
-    source = open_geotiff(path, max_pixels=max_pixels)
+    source = open_geotiff(path, max_pixels=max_pixels, assume_crs=assume_crs, pixel_only=pixel_only)
     threads = threads or os.cpu_count() or 1
     if not isinstance(progress, Progress):
         progress = Progress(enabled=bool(progress))
