@@ -883,6 +883,12 @@ def test_area_m2_is_in_square_metres_whatever_the_crs_unit(
     np.testing.assert_allclose(objects["area_m2"], objects["area_px"] * pixel, rtol=1e-9)
 
 
+def footprint(transform: Affine, height: int, width: int) -> tuple[list, list]:
+    """The image's corners (lons, lats), for pyproj's polygon area."""
+    corners = [transform * (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
+    return [x for x, _ in corners], [y for _, y in corners]
+
+
 def test_area_m2_of_a_geographic_crs_is_geodesic(tmp_path):
     """EPSG:4326 at 60° N: each object's area against pyproj's geodesic area of its pixels."""
     from pyproj import Geod
@@ -910,6 +916,15 @@ def test_area_m2_of_a_geographic_crs_is_geodesic(tmp_path):
             total += abs(area)
         assert row.area_m2 == pytest.approx(total, rel=1e-6)
         assert row.area_m2 != pytest.approx(row.area_px * step * step, rel=0.5)  # not degrees²
+    # The report's footprint field: its pixels cover it (pixel areas in m² there too).
+    proc = tiler("report", dst, "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fields = pd.read_csv(dst / "report" / "fields.csv")
+    assert fields["inside_fraction"].iloc[0] == pytest.approx(1.0, rel=1e-4)
+    assert fields["area_ha"].iloc[0] * 1e4 == pytest.approx(
+        sum(abs(geod.polygon_area_perimeter(*box)[0]) for box in [footprint(transform, 60, 70)]),
+        rel=1e-9,
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from rasterio.enums import ColorInterp
 
 from tiler.errors import InputError, OutputError
 from tiler.io import output
+from tiler.io.georef import pixel_area_m2
 from tiler.io.raster import fingerprint, reopen
 from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
@@ -122,8 +123,10 @@ def build(
             pixels[index] += values
     if partial is not None:
         pyramid.finish(partial)
-    a, b, _, d, e, _ = transform
-    result = field_stats.table(table_fields, members, objects, pixels, abs(a * e - b * d))
+    # One pixel's ground area at each field (it varies with latitude in a geographic CRS).
+    centres = shapely.centroid(np.asarray(table_fields.geometry.values))
+    pixel_areas = pixel_area_m2(crs_wkt, transform, np.nan_to_num(shapely.get_y(centres)))
+    result = field_stats.table(table_fields, members, objects, pixels, pixel_areas)
 
     from tiler.report.html import render
 

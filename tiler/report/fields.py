@@ -153,10 +153,14 @@ def table(
     members: list[np.ndarray],
     objects: pd.DataFrame,
     pixels: np.ndarray,
-    pixel_area_m2: float,
+    pixel_area_m2: float | np.ndarray,
 ) -> gpd.GeoDataFrame:
-    """The per-field table (columns ``COLUMNS`` and the geometry)."""
+    """The per-field table (columns ``COLUMNS`` and the geometry).
+
+    ``pixel_area_m2``: one pixel's ground area, for all fields or per field.
+    """
     area = areas_m2(fields)
+    pixel_area_m2 = np.broadcast_to(np.asarray(pixel_area_m2, dtype=np.float64), (len(fields),))
     pixels_in, valid_in, covered_in = pixels[:, 0], pixels[:, 1], pixels[:, 2]
     object_area = objects["area_m2"].to_numpy()
     rows = []
@@ -171,7 +175,7 @@ def table(
                 "density_per_ha": len(sizes) / (area[i] / 1e4) if area[i] > 0 else np.nan,
                 "canopy_cover": covered_in[i] / valid_in[i] if valid_in[i] else 0.0,
                 "valid_fraction": valid_in[i] / pixels_in[i] if pixels_in[i] else 0.0,
-                "inside_fraction": min(1.0, pixels_in[i] * pixel_area_m2 / area[i])
+                "inside_fraction": min(1.0, pixels_in[i] * pixel_area_m2[i] / area[i])
                 if area[i] > 0
                 else 0.0,
                 "area_mean_m2": sizes.mean() if len(sizes) else np.nan,
