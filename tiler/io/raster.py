@@ -53,7 +53,10 @@ _MAX_HANDLES = 8
 
 
 def _quiet_gdal() -> None:
-    """Apply :data:`GDAL_ENV` in this process (once per thread; a worker's environment wins)."""
+    """Apply :data:`GDAL_ENV` in this process (a worker's own environment wins).
+
+    Called on opening an input and by each task thread's first read; cheap to repeat.
+    """
     for key, value in GDAL_ENV.items():
         if key not in os.environ:
             set_gdal_config(key, value)
