@@ -28,6 +28,7 @@ PURE = sorted((PACKAGE / "kernels").glob("*.py")) + [
     PACKAGE / "split.py",
     PACKAGE / "reference.py",
     PACKAGE / "accuracy.py",
+    PACKAGE / "georef.py",
 ]
 
 

@@ -39,7 +39,7 @@ from tiler.config import (
     Split,
     load_callable,
 )
-from tiler.io.georef import pixel_area_m2
+from tiler.georef import pixel_area_m2
 from tiler.kernels.split import raster_order, reference_split
 
 
@@ -229,7 +229,7 @@ def reference_objects(
     """The object table of section 4 computed with ``regionprops_table``.
 
     ``area_m2`` is the area in pixels times one pixel's ground area at the
-    centroid (:func:`tiler.io.georef.pixel_area_m2`; constant unless the CRS
+    centroid (:func:`tiler.georef.pixel_area_m2`; constant unless the CRS
     is geographic).
     """
     props = regionprops_table(labels, properties=("label", "area", "centroid", "bbox"))

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from tiler.errors import OutputError
-from tiler.io.georef import pixel_area_m2
+from tiler.georef import pixel_area_m2
 
 LABELS = "labels.zarr"
 OBJECTS = "objects.parquet"

@@ -27,8 +27,8 @@ import zarr
 from rasterio.enums import ColorInterp
 
 from tiler.errors import InputError, OutputError
+from tiler.georef import pixel_area_m2
 from tiler.io import output
-from tiler.io.georef import pixel_area_m2
 from tiler.io.raster import fingerprint, reopen
 from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
