@@ -63,8 +63,12 @@ def write_geotiff(
     tiled: bool = True,
     blocksize: int = 64,
     compress="deflate",
+    **options,
 ) -> Path:
-    """Write a (B, H, W) array as a GeoTIFF; with ``alpha`` the last band is alpha."""
+    """Write a (B, H, W) array as a GeoTIFF; with ``alpha`` the last band is alpha.
+
+    ``options``: more creation options (``blockysize=8`` for a striped file, say).
+    """
     count, height, width = image.shape
     profile = dict(
         driver="GTiff",
@@ -81,6 +85,7 @@ def write_geotiff(
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
     if alpha:
         profile["photometric"] = "RGB" if count == 4 else "MINISBLACK"
+    profile.update(options)
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(image)
         if alpha:

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
-from conftest import run_tiled
+from conftest import run_tiled, write_geotiff
 
 from tiler import plan
 from tiler.cli import main
@@ -32,8 +31,7 @@ from tiler.plan import MAX_TILES, Executor, TileGrid, smallest_chunk
 from tiler.reference import run_reference
 from tiler.synthetic import SyntheticField
 
-TRANSFORM = Affine(0.05, 0.0, 500000.0, 0.0, -0.05, 4100000.0)
-ADDRESS_SPACE = 2 << 30  # the fuzzing harness's limit (tests/fuzz_tiff.py on branch fuzz-wip)
+ADDRESS_SPACE = 2 << 30  # the fuzzing harness's limit (tests/fuzz_tiff.py)
 
 
 def soil(height: int, width: int) -> np.ndarray:
@@ -44,23 +42,6 @@ def soil(height: int, width: int) -> np.ndarray:
         :, None, None
     ]
     return image
-
-
-def write_tif(path: Path, image: np.ndarray, **options) -> Path:
-    count, height, width = image.shape
-    profile = dict(
-        driver="GTiff",
-        count=count,
-        height=height,
-        width=width,
-        dtype=image.dtype,
-        crs="EPSG:32611",
-        transform=TRANSFORM,
-        compress="deflate",
-    )
-    with rasterio.open(path, "w", **(profile | options)) as ds:
-        ds.write(image)
-    return path
 
 
 def with_dimensions(data: bytes, height: int, width: int) -> bytes:
@@ -142,7 +123,7 @@ def test_check_size_message_is_one_line_naming_sizes_and_flag():
 
 def test_cli_refuses_too_many_tiles_before_touching_dst(tmp_path, capsys):
     side = math.isqrt(MAX_TILES) + 1  # one more tile row and column than fits at 1 px
-    src = write_tif(tmp_path / "small.tif", soil(side, side), tiled=True)
+    src = write_geotiff(tmp_path / "small.tif", soil(side, side))
     dst = tmp_path / "out"
     code = main(["run", str(src), str(dst), "--chunk-size", "1", "--scheduler", "sync", "-q"])
     out, err = capsys.readouterr()
@@ -163,7 +144,7 @@ def test_fuzzed_16m_pixel_header_ends_in_one_clean_line(tmp_path, height, width)
     """The fuzzing's dims-tall-16m.tif / dims-wide-16m.tif, rebuilt: a 96 x 80 px striped
     uncompressed file (23 KB) whose header then declares 16 777 216 x 1 (or 1 x 16 777 216)
     px: 2 100 times its size, below the decompression-bomb check, so it opens."""
-    base = write_tif(tmp_path / "b.tif", soil(80, 96), tiled=False, blockysize=8, compress=None)
+    base = write_geotiff(tmp_path / "b.tif", soil(80, 96), tiled=False, blockysize=8, compress=None)
     src = tmp_path / f"dims-{height}x{width}.tif"
     src.write_bytes(with_dimensions(base.read_bytes(), height, width))
     with rasterio.open(src) as ds:

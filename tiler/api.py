@@ -259,7 +259,8 @@ def run(
         chunks = plan.chunks
         if plan.warning is not None and source.height * source.width > WARN_STRIPED_PIXELS:
             warned.append(f"{source.name}: {plan.warning}")
-    TileGrid((source.height, source.width), chunks).check_size(source.name)  # before DST
+    grid = TileGrid((source.height, source.width), chunks)
+    grid.check_size(source.name)  # before DST is touched
     for message in warned:
         (warn or _warn)(message)
     dst = Path(dst)
@@ -279,7 +280,6 @@ def run(
     lock = output.lock_destination(dst, src_path)
     try:
         workdir = output.prepare_destination(dst, src_path, overwrite=overwrite, resume=resume)
-        grid = TileGrid((source.height, source.width), chunks)
         log(f"{source.name}: {grid.shape[0]} x {grid.shape[1]} px, {len(grid)} tile(s) of {chunks}")
         journal = Journal.start(workdir, identity, resume=resume)  # refusing touches nothing
     except BaseException as exc:
