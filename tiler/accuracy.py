@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import connected_components, maximum_bipartite_matching
 from scipy.spatial import cKDTree
 
 
@@ -346,3 +346,21 @@ def match_points(pred_xy: ArrayLike, truth_xy: ArrayLike, radius: float) -> Matc
 
 
 __all__ = ["Matches", "Score", "candidate_pairs", "combine_scores", "match_points"]
+
+
+def match_boxes(points_rc: ArrayLike, boxes: ArrayLike) -> Score:
+    """Score points against truth boxes: one to one, a point counting in a box it lies in.
+
+    ``points_rc`` are (row, col) object centroids; ``boxes`` are
+    ``(xmin, ymin, xmax, ymax)`` in pixel columns and rows, edges inclusive.
+    The matching has the most pairs possible (a maximum bipartite matching).
+    """
+    points = _as_points(points_rc, "points_rc")
+    box = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    row, col = points[:, :1], points[:, 1:]
+    inside = (col >= box[:, 0]) & (col <= box[:, 2]) & (row >= box[:, 1]) & (row <= box[:, 3])
+    tp = 0
+    if inside.any():
+        matched = maximum_bipartite_matching(csr_matrix(inside), perm_type="column")
+        tp = int(np.count_nonzero(matched >= 0))
+    return Score(tp, len(points) - tp, len(box) - tp)

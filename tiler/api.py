@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tiler import cache as value_cache
+from tiler import diagnostics, presets
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
 from tiler.config import (
     CannyEdges,
@@ -326,19 +327,25 @@ def run(
         )
         objects = output.write_objects(dst, columns, source.crs_wkt)
         seconds = time.perf_counter() - started
-        manifest = output.write_manifest(
-            dst,
-            _manifest(
-                source,
-                pipeline,
-                grid,
-                segmentation,
-                seconds,
-                scheduler if client is None else "client",
-                journal.summary(),
-                warned,
-            ),
+        record = _manifest(
+            source,
+            pipeline,
+            grid,
+            segmentation,
+            seconds,
+            scheduler if client is None else "client",
+            journal.summary(),
+            warned,
         )
+        for message in diagnostics.check(
+            columns["area_px"],
+            record,
+            candidate_areas=segmentation.stitched.stats["count"],
+            split_presets=presets.splitting(),
+        ):
+            warned.append(message)  # record["warnings"] is this list
+            (warn or _warn)(message)
+        manifest = output.write_manifest(dst, record)
         # Complete from here on. The journal went only now, so that a run killed while
         # finishing can be resumed; failing to remove it must not undo a complete run.
         lock.mark_complete()  # a complete DST keeps no lock file

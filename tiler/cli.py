@@ -92,9 +92,11 @@ def _threshold_text(threshold) -> str:
     return f"{threshold:.6g}"
 
 
-def _summary(result: api.RunResult) -> list[str]:
+def _summary(result: api.RunResult, pipeline: str) -> list[str]:
+    """The lines `tiler run` prints; ``pipeline`` says which ran (default, preset, config)."""
     h, w = result.shape
     return [
+        f"pipeline:   {pipeline}",
         f"objects:    {result.n_objects}",
         f"threshold:  {_threshold_text(result.threshold)}",
         f"image:      {h} x {w} px ({h * w / 1e6:.1f} MP) in {result.n_tiles} tile(s)",
@@ -203,10 +205,12 @@ def run(
     quiet,
 ):
     """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
+    described = "default (`tiler pipeline`)" if config is None else f"config {config}"
     if preset is not None:
         if config is not None:
             raise click.UsageError("use --config or --preset, not both")
         config = presets.load(preset)
+        described = f"preset {preset}"
     if cluster is not None and scheduler is not None:
         raise click.UsageError("use --scheduler or --cluster, not both")
     if overwrite and resume:
@@ -235,7 +239,7 @@ def run(
         log=_log(quiet),
         warn=_warning,
     )
-    for line in _summary(result):
+    for line in _summary(result, described):
         click.echo(line)
 
 
@@ -313,7 +317,11 @@ def list_presets():
 @scheduler_option
 @quiet_option
 def demo(size, out, chunk_size, workers, scheduler, quiet):
-    """Run the plant pipeline on a synthetic row-crop field and on a real NEON tile."""
+    """Run the plant preset on a synthetic row-crop field, and check a real NEON tile's result.
+
+    Each result is scored against its ground truth and the score printed.
+    """
+    from tiler import demo as checks
     from tiler.synthetic import SyntheticField, write_geotiff
 
     out.mkdir(parents=True, exist_ok=True)
@@ -325,26 +333,34 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
         write_geotiff(field, src)
         _echo(f"  done in {time.perf_counter() - started:.1f} s")
     log = _log(quiet)
-    runs = [("synthetic row-crop field", src, out / "synthetic-field")]
-    with resources.as_file(resources.files("tiler") / "data" / "neon_sjer_477.tif") as neon:
-        runs.append(("real NEON tile (SJER, oak savanna)", neon, out / "neon-sjer-477"))
+    plants = "row-crop-plants"
+    runs = [("synthetic row-crop field", src, out / "synthetic-field", plants)]
+    with resources.as_file(checks.NEON_TILE) as neon:
+        runs.append(("real NEON tile (SJER, oak savanna)", neon, out / "neon-sjer-477", None))
         with executor_for(_scheduler(scheduler), workers=workers, log=log) as executor:
-            for title, path, dst in runs:
+            for title, path, dst, preset in runs:
                 _echo(f"{title}: {path}")
                 result = api.run(
                     path,
                     dst,
+                    None if preset is None else presets.load(preset),
                     chunk_size=chunk_size,
                     client=executor.scheduler,
                     overwrite=True,
                     log=log,
+                    warn=_warning,
                 )
                 click.echo(f"== {title}")
-                for line in _summary(result):
+                described = "default (`tiler pipeline`)" if preset is None else f"preset {preset}"
+                for line in _summary(result, described):
                     click.echo(line)
+                objects = api.read_objects(dst)
                 if path == src:
-                    planted = len(field.plant_centres())
-                    click.echo(f"planted:    {planted} plants in the synthetic ground truth")
+                    lines = checks.field_check(field, objects)
+                else:
+                    lines = checks.neon_check(objects, result.shape)
+                for line in lines:
+                    click.echo(line)
     from tiler import report as reporting
     from tiler.synthetic import plots
 

@@ -38,3 +38,8 @@ def describe(name: str) -> str:
 def load(name: str) -> Pipeline:
     """The validated pipeline of preset ``name``."""
     return parse_pipeline(yaml.safe_load(text(name)))
+
+
+def splitting() -> list[str]:
+    """The presets that split touching objects (a watershed ``split`` step)."""
+    return [name for name in names() if load(name).split is not None]
