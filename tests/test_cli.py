@@ -477,8 +477,11 @@ def test_run_writes_exactly_the_outputs_and_a_summary(tmp_path, tif):
     # The summary: one "key: value" line each.
     summary = [line.split(":", 1) for line in proc.stdout.splitlines()]
     keys = [key for key, _ in summary]
-    assert keys == ["objects", "threshold", "image", "time", "labels", "table", "manifest"]
-    values = [value.strip() for _, value in summary]
+    assert keys == [
+        "pipeline", "objects", "threshold", "image", "time", "labels", "table", "manifest"
+    ]  # fmt: skip
+    pipeline, *values = [value.strip() for _, value in summary]
+    assert pipeline == "default (`tiler pipeline`)"
     assert int(values[0]) == n
     assert float(values[1]) == pytest.approx(manifest["threshold"]["value"], rel=1e-5)
     assert values[2].startswith("60 x 70 px") and "6 tile(s)" in values[2]

@@ -262,13 +262,14 @@ def test_the_command_line_warns_once_even_when_quiet_and_follows_the_strips(tmp_
     dst = tmp_path / "out"
     proc = tiler_cli("run", path, dst, "--scheduler", "sync", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    # (the other warning line: the default pipeline's objects look merged, tiler.diagnostics)
+    lines = [line for line in proc.stderr.strip().splitlines() if "median area" not in line]
     assert len(lines) == 1 and lines[0].startswith(f"tiler: warning: {path}: striped"), lines
     assert "gdal_translate -co TILED=YES" in lines[0]
     manifest = json.loads((dst / "run.json").read_text())
     rows, cols = manifest["chunking"]["chunk_shape"]
     assert cols == 2600 and rows % open_geotiff(path).block_shape[0] == 0
-    assert manifest["warnings"] == [lines[0].removeprefix("tiler: warning: ")]
+    assert manifest["warnings"][0] == lines[0].removeprefix("tiler: warning: ")
     assert_output_equals_reference(dst, path)
     # The same file with the chunk size given: kept, and still warned about.
     proc = tiler_cli("run", path, tmp_path / "given", "--scheduler", "sync", "-q",
@@ -293,6 +294,7 @@ def test_the_api_warns_with_a_tiler_warning_and_tiled_files_do_not(tmp_path):
     small = write_striped(tmp_path / "small.tif", 600, 2200)  # under 2048² px: no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error", TilerWarning)
+        warnings.filterwarnings("ignore", ".*median area", TilerWarning)  # not about stripes
         result = tiler.run(tiled, tmp_path / "tiled-out", PER_PIXEL, scheduler="sync")
         assert result.n_tiles == 2  # 2048 x 2048 tiles over 1950 x 2200
         result = tiler.run(small, tmp_path / "small-out", PER_PIXEL, scheduler="sync")
