@@ -82,4 +82,6 @@ def neon_check(objects: pd.DataFrame, shape: tuple[int, int]) -> list[str]:
             "spring image the grass is green, the crowns pale (leafless oaks) and the dark "
             "patches their shadows; no greenness pipeline separates them (README, Accuracy)"
         )
+    else:
+        lines.append("verdict:    right (recall >= 6/7 and precision >= 0.7)")
     return lines
