@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from test_cluster import cluster, environment, output_bytes, tiler, tiler_command  # noqa: F401
@@ -248,3 +249,30 @@ def test_stores_resumed_into_are_checked_before_anything_is_written(tmp_path):
     (tmp_path / "junk.zarr").mkdir()
     with pytest.raises(OutputError, match="not a Zarr v3 array tiler wrote"):
         create_mask_store(tmp_path / "junk.zarr", (10, 12), (4, 4))
+
+
+def test_values_recomputed_on_resume_are_kept_for_the_passes_after(tmp_path):
+    """A resumed run's range pass comes from the journal, its value cache died with the run
+    before: the histogram pass computes each tile's values again, and keeps them, so the mask
+    pass does not compute them a third time (a resume cost more than a clean run)."""
+    from tiler import cache as value_cache
+    from tiler.config import load_pipeline
+    from tiler.io.raster import open_geotiff
+    from tiler.tasks import cache_values, cached_histogram
+
+    path = write_geotiff(SyntheticField(height=96, width=80, seed=2), tmp_path / "f.tif")
+    source = open_geotiff(path)
+    pipeline = load_pipeline(None).resolve_bands(source.count, source.alpha_bands)
+    window, halo = ((0, 48), (0, 40)), 2
+    outer = ((0, 50), (0, 42))
+    fresh, resumed = value_cache.memory_cache(), value_cache.memory_cache()
+    try:
+        vmin, vmax, _ = cache_values(source, pipeline, window, halo, fresh)  # a clean run's
+        counts = cached_histogram(source, pipeline, window, halo, resumed, vmin, vmax)
+        assert counts.sum() > 0
+        kept, expected = value_cache.get(resumed, outer), value_cache.get(fresh, outer)
+        assert kept is not None
+        assert all(np.array_equal(a, b) for a, b in zip(kept, expected, strict=True))
+    finally:
+        value_cache.drop(fresh)
+        value_cache.drop(resumed)
