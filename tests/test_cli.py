@@ -217,12 +217,18 @@ def test_non_empty_destination_needs_overwrite(tmp_path, tif):
     (dst / "sub").mkdir()
     (dst / "sub" / "keep.bin").write_bytes(b"\x00\x01")
 
-    refused = tiler("run", src, dst, "--scheduler", "sync", cwd=tmp_path)
-    assert_one_line_error(refused, "out", "--overwrite")
-    assert sorted(p.name for p in dst.iterdir()) == ["notes.txt", "sub"]
-    assert (dst / "notes.txt").read_text() == "my notes\n"
-    assert (dst / "sub" / "keep.bin").read_bytes() == b"\x00\x01"
+    # Files tiler did not write: refused, --overwrite or not (see test_overwrite.py).
+    for flags in ((), ("--overwrite",)):
+        refused = tiler("run", src, dst, "--scheduler", "sync", *flags, cwd=tmp_path)
+        assert_one_line_error(refused, "out", "notes.txt, sub/", "did not write")
+        assert sorted(p.name for p in dst.iterdir()) == ["notes.txt", "sub"]
+        assert (dst / "notes.txt").read_text() == "my notes\n"
+        assert (dst / "sub" / "keep.bin").read_bytes() == b"\x00\x01"
 
+    (dst / "notes.txt").unlink()
+    (dst / "sub" / "keep.bin").unlink()
+    (dst / "sub").rmdir()
+    tiler("run", src, dst, "--scheduler", "sync", "-q", cwd=tmp_path)
     replaced = tiler("run", src, dst, "--scheduler", "sync", "--overwrite", "-q", cwd=tmp_path)
     assert replaced.returncode == 0, replaced.stderr
     assert sorted(os.listdir(dst)) == OUTPUTS

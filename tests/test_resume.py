@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from test_cluster import cluster, environment, output_bytes, tiler, tiler_command  # noqa: F401
@@ -126,16 +127,24 @@ def test_resume_refuses_a_different_run_and_says_what_changed(field, tmp_path):
     interrupt(src, dst, "--scheduler", "sync", passes=2)
     before = {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()}
 
+    # An option given that differs from the run's is refused, naming it and both values.
     attempts = {
-        "the pipeline changed (refine": ["--config", changed_pipeline(tmp_path)],
-        "the chunk size changed ([48, 48] -> [64, 64])": ["--chunk-size", 64],
+        "--config/--preset differs from the run's pipeline (refine": [
+            "--config",
+            changed_pipeline(tmp_path),
+        ],
+        "--chunk-size 64 x 64 differs from the run's 48 x 48": ["--chunk-size", 64],
+        "--mask 'alpha' differs from the run's 'dataset'": ["--mask", "alpha"],
+        "--assume-crs/--pixel-only 'pixel only' differs from the run's 'from the file'": [
+            "--pixel-only"
+        ],
     }
     for words, args in attempts.items():
         base = ("--scheduler", "sync", "--resume", "-q", "--chunk-size", CHUNK)
         proc = tiler(src, dst, *base, *args)
         assert proc.returncode == 3, proc.stderr
         assert proc.stderr.startswith(f"tiler: error: {dst}: cannot resume: {words}"), proc.stderr
-        assert "--overwrite" in proc.stderr
+        assert proc.stderr.count("\n") == 1 and "--overwrite" in proc.stderr
 
     write_geotiff(SyntheticField(height=900, width=800, seed=6), src, blocksize=64)
     proc = tiler(src, dst, "--scheduler", "sync", "--resume", "-q", "--chunk-size", CHUNK)
@@ -159,7 +168,45 @@ def test_resume_of_a_complete_run_changes_nothing(reference, field, tmp_path):
     changed = changed_pipeline(tmp_path)
     proc = tiler(field, dst, "--scheduler", "sync", "--resume", "--config", changed)
     assert proc.returncode == 3
-    assert "holds a complete run, but the pipeline changed" in proc.stderr
+    assert "cannot resume: --config/--preset differs from the run's pipeline" in proc.stderr
+
+
+def test_resume_takes_the_runs_settings_from_its_journal(field, reference, tmp_path):
+    """Ctrl-C, then `--resume` alone: the chunk size and input options are the run's."""
+    dst = tmp_path / "out"
+    run = interrupt(field, dst, "--scheduler", "sync", "--mask", "alpha", sig=signal.SIGINT)
+    assert run.returncode == 130
+    proc = tiler(field, dst, "--scheduler", "sync", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming: attempt 2" in proc.stderr
+    assert output_bytes(dst) == output_bytes(reference)  # the alpha band is the dataset mask
+    manifest = json.loads((dst / MANIFEST).read_text())
+    assert manifest["chunking"]["chunk_shape"] == [CHUNK, CHUNK]
+    assert manifest["input"]["options"]["mask"] == "alpha"
+    assert 0 < manifest["resume"]["tiles_reused"] < manifest["resume"]["tiles"]
+    # Complete: `--resume` alone finds it so.
+    proc = tiler(field, dst, "--scheduler", "sync", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "already complete; nothing to resume" in proc.stderr
+
+
+def test_a_plain_rerun_into_an_unfinished_run_asks_for_resume_or_overwrite(
+    field, reference, tmp_path
+):
+    dst = tmp_path / "out"
+    interrupt(field, dst, "--scheduler", "sync", passes=2, sig=signal.SIGINT)
+    before = {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()}
+    proc = tiler(field, dst, "--scheduler", "sync", "--chunk-size", CHUNK, "-q")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr == (
+        f"tiler: error: {dst}: holds an unfinished run; pass --resume to continue it, "
+        "or --overwrite to start again\n"
+    )
+    assert {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()} == before
+    proc = tiler(field, dst, "--scheduler", "sync", "--chunk-size", CHUNK, "--overwrite", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert output_bytes(dst) == output_bytes(reference)
+    assert json.loads((dst / MANIFEST).read_text())["resume"]["attempt"] == 1
 
 
 def test_resume_of_nothing_is_a_first_run(field, reference, tmp_path):
@@ -202,3 +249,30 @@ def test_stores_resumed_into_are_checked_before_anything_is_written(tmp_path):
     (tmp_path / "junk.zarr").mkdir()
     with pytest.raises(OutputError, match="not a Zarr v3 array tiler wrote"):
         create_mask_store(tmp_path / "junk.zarr", (10, 12), (4, 4))
+
+
+def test_values_recomputed_on_resume_are_kept_for_the_passes_after(tmp_path):
+    """A resumed run's range pass comes from the journal, its value cache died with the run
+    before: the histogram pass computes each tile's values again, and keeps them, so the mask
+    pass does not compute them a third time (a resume cost more than a clean run)."""
+    from tiler import cache as value_cache
+    from tiler.config import load_pipeline
+    from tiler.io.raster import open_geotiff
+    from tiler.tasks import cache_values, cached_histogram
+
+    path = write_geotiff(SyntheticField(height=96, width=80, seed=2), tmp_path / "f.tif")
+    source = open_geotiff(path)
+    pipeline = load_pipeline(None).resolve_bands(source.count, source.alpha_bands)
+    window, halo = ((0, 48), (0, 40)), 2
+    outer = ((0, 50), (0, 42))
+    fresh, resumed = value_cache.memory_cache(), value_cache.memory_cache()
+    try:
+        vmin, vmax, _ = cache_values(source, pipeline, window, halo, fresh)  # a clean run's
+        counts = cached_histogram(source, pipeline, window, halo, resumed, vmin, vmax)
+        assert counts.sum() > 0
+        kept, expected = value_cache.get(resumed, outer), value_cache.get(fresh, outer)
+        assert kept is not None
+        assert all(np.array_equal(a, b) for a, b in zip(kept, expected, strict=True))
+    finally:
+        value_cache.drop(fresh)
+        value_cache.drop(resumed)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler import diagnostics, presets
+from tiler import diagnostics, presets, resumption
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
 from tiler.config import (
     CannyEdges,
@@ -158,10 +158,10 @@ def run(
     progress: bool = False,
     performance_report: str | os.PathLike | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    driver: str = "GTiff",
-    mask: str = "dataset",
+    driver: str | None = None,
+    mask: str | None = None,
     assume_crs: str | None = None,
-    pixel_only: bool = False,
+    pixel_only: bool | None = None,
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> RunResult:
@@ -174,7 +174,7 @@ def run(
     dst : path
         Output directory; must be empty or absent unless ``overwrite`` or ``resume``.
     config : path, dict or Pipeline, optional
-        The pipeline; ``None`` runs the default plant pipeline.
+        The pipeline; ``None`` runs the default plant pipeline (resuming: the run's).
     chunk_size : int or (int, int), optional
         Tile size in pixels; tiles are also the Zarr chunks. Default 2048 x
         2048, or for a striped (untiled) GeoTIFF tiles of as many pixels that
@@ -197,8 +197,11 @@ def run(
         Replace a non-empty ``dst``.
     resume : bool
         Continue an unfinished run in ``dst``: tiles it finished are not
-        computed again. Refused if the input, pipeline or chunking changed.
-        A ``dst`` holding the same run, complete, is returned as it is.
+        computed again. The pipeline, chunk size and input options left out
+        (``None``) are the run's, as its journal recorded them; one given
+        that differs is refused, naming it (:mod:`tiler.resumption`), as is
+        a changed input. A ``dst`` holding the same run, complete, is
+        returned as it is.
     progress : bool
         Draw a progress bar per pass on stderr.
     performance_report : path, optional
@@ -206,9 +209,9 @@ def run(
     max_pixels : int, optional
         Refuse inputs declaring more pixels (checked on the header, before
         anything is read); ``None``: no limit.
-    driver : str
-        The GDAL driver to open ``src`` with; only GeoTIFFs unless told.
-    mask : {"dataset", "nodata", "alpha", "none"}
+    driver : str, optional
+        The GDAL driver to open ``src`` with (default ``GTiff``): only GeoTIFFs unless told.
+    mask : {"dataset", "nodata", "alpha", "none"}, optional
         How valid pixels are told: GDAL's dataset mask (default), the
         nodata value, the alpha band, or every pixel valid.
     assume_crs : str, optional
@@ -228,16 +231,21 @@ def run(
     """
     started = time.perf_counter()
     log = log or (lambda message: None)
-    pipeline = _pipeline(config)
+    dst = Path(dst)
+    given = resumption.Settings(config, chunk_size, driver, mask, assume_crs, pixel_only)
+    before = resumption.recorded(dst) if resume else None
+    settings = given.completed(before)  # resuming: what is left out is the run's
+    pipeline = _pipeline(settings.config)
+    chunk_size = settings.chunk_size
     chunks = _chunks(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
     if isinstance(src, (str, os.PathLike)):
         source = open_geotiff(
             src,
             max_pixels=max_pixels,
-            driver=driver,
-            mask=mask,
-            assume_crs=assume_crs,
-            pixel_only=pixel_only,
+            driver=settings.driver or "GTiff",
+            mask=settings.mask or "dataset",
+            assume_crs=settings.assume_crs,
+            pixel_only=bool(settings.pixel_only),
         )
     else:
         source = src
@@ -264,8 +272,9 @@ def run(
     grid.check_size(source.name)  # before DST is touched
     for message in warned:
         (warn or _warn)(message)
-    dst = Path(dst)
     identity = _identity(source, pipeline, chunks)
+    if before is not None:
+        resumption.check(dst, before, given, identity)  # an option given that differs
     if resume and (done := _finished(dst, identity)) is not None:
         log(f"{dst}: already complete; nothing to resume")
         if (dst / output.WORKDIR).exists():  # killed between run.json and removing its work
@@ -411,13 +420,7 @@ def _finished(dst: Path, identity: dict) -> RunResult | None:
     if manifest.get("complete") is not True:
         return None
     inputs = manifest.get("input", {})
-    before = {
-        "input": {k: inputs.get(k) for k in identity["input"]},
-        "pipeline": manifest.get("config"),
-        "chunks": manifest.get("chunking", {}).get("chunk_shape"),
-        "tiler_version": manifest.get("tiler_version"),
-    }
-    if difference := describe_change(before, identity):
+    if difference := describe_change(resumption.manifest_identity(manifest), identity):
         raise OutputError(
             f"{dst}: holds a complete run, but {difference}; pass --overwrite to replace it"
         )

@@ -75,6 +75,7 @@ assume_crs_option = click.option(
 pixel_only_option = click.option(
     "--pixel-only",
     is_flag=True,
+    default=None,  # not given: `run --resume` takes the run's
     help="Accept an input without georeferencing: areas and positions in pixels only.",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
@@ -144,11 +145,16 @@ def cli() -> None:
 @click.option("--tls-ca-file", type=click.Path(), default=None, help="TLS: the cluster's CA (PEM).")
 @click.option("--tls-cert", type=click.Path(), default=None, help="TLS: this client's certificate.")
 @click.option("--tls-key", type=click.Path(), default=None, help="TLS: this client's private key.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty DST.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the tiler outputs in DST (a DST holding other files is refused).",
+)
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue an unfinished run in DST, computing only the tiles it did not finish.",
+    help="Continue an unfinished run in DST, computing only the tiles it did not finish; "
+    "its pipeline, chunk size and input options are the run's unless given.",
 )
 @click.option(
     "--performance-report",
@@ -166,18 +172,16 @@ def cli() -> None:
     "--mask",
     "mask_mode",
     type=click.Choice(MASK_MODES),
-    default="dataset",
-    show_default=True,
+    default=None,
     help="Valid pixels: GDAL's dataset mask (internal mask, else alpha, else nodata), "
-    "the nodata value, the alpha band, or none (every pixel valid).",
+    "the nodata value, the alpha band, or none (every pixel valid) [dataset].",
 )
 @assume_crs_option
 @pixel_only_option
 @click.option(
     "--driver",
-    default="GTiff",
-    show_default=True,
-    help="The GDAL driver to open SRC with (inputs are GeoTIFFs unless you say otherwise).",
+    default=None,
+    help="The GDAL driver to open SRC with (inputs are GeoTIFFs unless you say otherwise) [GTiff].",
 )
 @quiet_option
 def run(
@@ -258,12 +262,13 @@ def run(
     default=None,
     help="Folder for fields.csv, fields.parquet and report.html [DST/report].",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing report there.")
 @quiet_option
-def report(dst, fields, field_id, out, quiet):
+def report(dst, fields, field_id, out, overwrite, quiet):
     """Count objects per field, with density, canopy cover and sizes; write an HTML report."""
     from tiler import report as reporting
 
-    result = reporting.build(dst, fields, field_id, out, log=_log(quiet))
+    result = reporting.build(dst, fields, field_id, out, overwrite=overwrite, log=_log(quiet))
     table = result.table
     width = max(len(str(f)) for f in table["field_id"])
     for row in table.itertuples():
@@ -366,7 +371,7 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
 
     fields = out / "synthetic-plots.geojson"
     plots(field).to_file(fields)
-    result = reporting.build(out / "synthetic-field", fields, "plot", log=log)
+    result = reporting.build(out / "synthetic-field", fields, "plot", overwrite=True, log=log)
     click.echo("== plant count report, six trial plots of the synthetic field")
     click.echo(f"fields:     {fields}")
     click.echo(f"report:     {result.html}")
@@ -402,7 +407,8 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
     metavar="PATH.csv",
     help="The object table for spreadsheets, with a crs column.",
 )
-def export(dst, cog, mask, polygons, csv_path):
+@click.option("--overwrite", is_flag=True, help="Replace files that exist at these paths.")
+def export(dst, cog, mask, polygons, csv_path, overwrite):
     """Export the finished run in DST: a COG of its labels, object polygons, a CSV table."""
     from tiler.io.export import export as export_run
 
@@ -416,6 +422,7 @@ def export(dst, cog, mask, polygons, csv_path):
         mask=mask,
         polygons=polygons,
         csv=csv_path,
+        overwrite=overwrite,
         log=lambda kind, path: click.echo(f"{kind + ':':<11} {path}"),
     )
 

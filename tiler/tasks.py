@@ -212,16 +212,24 @@ def index_window(
 
 
 def cached_values(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC, cache: str
+    source: RasterSource, pipeline: Pipeline, window: WindowRC, cache: str, keep: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Values and valid mask of ``window`` from the cache, or computed again if it is not there.
 
     The cache only saves time: a task that runs where the cache is not (a
     worker on another machine, a cache cleaned away) gets the same values
-    by reading the raster again.
+    by reading the raster again. With ``keep``, values computed again are
+    kept for the passes after: a resumed run whose range pass came from the
+    journal (its cache died with the run before) computes each tile once, not
+    once a pass.
     """
     found = value_cache.get(cache, window)
-    return found if found is not None else index_window(source, pipeline, window)
+    if found is not None:
+        return found
+    values, valid = index_window(source, pipeline, window)
+    if keep:
+        value_cache.put(cache, window, values, valid)
+    return values, valid
 
 
 def cache_values(
@@ -256,7 +264,7 @@ def cached_histogram(
     grown by ``halo`` are kept there for the mask pass (see :func:`histogram_codes`).
     """
     outer, crop = expand(window, halo, _shape(source))
-    values, valid = cached_values(source, pipeline, outer, cache)
+    values, valid = cached_values(source, pipeline, outer, cache, keep=True)
     if not (codes and value_cache.keeps_codes(cache)):
         return masked_histogram(values[crop], valid[crop], vmin, vmax)
     counts, codes = histogram_codes(values, valid, crop, vmin, vmax)
@@ -275,7 +283,7 @@ def cached_interval_histograms(
 ) -> list[tuple[int, np.ndarray]]:
     """Per interval ``[lo, hi]``: the tile's valid values below ``lo``, and its histogram."""
     outer, crop = expand(window, halo, _shape(source))
-    values, valid = cached_values(source, pipeline, outer, cache)
+    values, valid = cached_values(source, pipeline, outer, cache, keep=True)
     values, valid = values[crop], valid[crop]
     return [interval_histogram(values, valid, lo, hi) for lo, hi in intervals]
 
@@ -290,7 +298,7 @@ def cached_values_within(
 ) -> list[np.ndarray]:
     """Per interval ``[lo, hi]``: the tile's valid values in it, sorted."""
     outer, crop = expand(window, halo, _shape(source))
-    values, valid = cached_values(source, pipeline, outer, cache)
+    values, valid = cached_values(source, pipeline, outer, cache, keep=True)
     values, valid = values[crop], valid[crop]
     return [values_within(values, valid, lo, hi) for lo, hi in intervals]
 

@@ -34,6 +34,7 @@ from affine import Affine
 
 from tiler.errors import OutputError
 from tiler.io import output
+from tiler.io.targets import claim
 
 COG_SUFFIXES = (".tif", ".tiff")
 POLYGON_DRIVERS = {".gpkg": "GPKG", ".parquet": "Parquet"}
@@ -545,10 +546,12 @@ def export(
     mask: bool = False,
     polygons: str | os.PathLike | None = None,
     csv: str | os.PathLike | None = None,
+    overwrite: bool = False,
     log: Callable[[str, Path], None] | None = None,
 ) -> dict[str, Path]:
     """Write any of the exports of the run in ``dst``; every path is checked before any is written.
 
+    A path that exists is refused unless ``overwrite`` (see :func:`tiler.io.targets.claim`).
     Returns ``{"cog": path, "polygons": path, "csv": path}`` for those asked;
     ``log(kind, path)`` is called as each is written.
     """
@@ -561,6 +564,8 @@ def export(
         "csv": (CSV_SUFFIXES, "the CSV table"),
     }
     targets = {k: _target(p, *rules[k], run) for k, p in wanted.items() if p is not None}
+    for path in targets.values():
+        claim(path, None, overwrite=overwrite)  # replaced by the writer's rename
     writers = {
         "cog": lambda p: export_cog(run.dst, p, mask=mask),
         "polygons": lambda p: export_polygons(run.dst, p),

@@ -32,6 +32,7 @@ import zarr
 
 from tiler.errors import OutputError
 from tiler.georef import pixel_area_m2
+from tiler.io import targets
 
 LABELS = "labels.zarr"
 OBJECTS = "objects.parquet"
@@ -57,13 +58,28 @@ OBJECT_COLUMNS = (
 
 # What an interrupted run of tiler leaves behind: tiler's own, so removed without asking.
 LEFTOVERS = (WORKDIR, PARTIAL_LABELS, f".{OBJECTS}.partial", f".{MANIFEST}.partial")
+# An unfinished run's journal (see tiler.journal): what --resume continues.
+JOURNAL_IDENTITY = f"{WORKDIR}/journal/attempt.json"
 
-
-def _remove(entry: Path) -> None:
-    if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry)
-    elif entry.exists() or entry.is_symlink():
-        entry.unlink()
+# The report `tiler report` writes (into DST/report unless told): its files and their
+# temporary names.
+REPORT = "report"
+REPORT_FILES = ("fields.csv", "fields.parquet", "report.html")
+REPORT_OUTPUTS = targets.Outputs(
+    "--out folder",
+    frozenset(REPORT_FILES),
+    REPORT_FILES,
+    frozenset(f".{name}.partial" for name in REPORT_FILES),
+)
+# A run's DST: its outputs are tiler's when it has run.json or a journal; its default
+# report folder is tiler's when it holds only a report.
+RUN_OUTPUTS = targets.Outputs(
+    "DST",
+    frozenset({LABELS, OBJECTS, MANIFEST}),
+    (MANIFEST, JOURNAL_IDENTITY),
+    frozenset(LEFTOVERS),
+    {REPORT: REPORT_OUTPUTS},
+)
 
 
 def _check_destination(dst: Path, src: Path | None) -> None:
@@ -211,35 +227,34 @@ def prepare_destination(
 ) -> Path:
     """Check ``dst`` can take a run's outputs, empty it if allowed, and return its work folder.
 
-    With ``resume``, the work folder (the journal, stage stores) and the
-    partial label store of an unfinished run are kept; anything else in
-    ``dst`` that is not tiler's own is refused as without it. A run killed
-    while finishing has its journal beside ``labels.zarr`` (and maybe
-    ``objects.parquet``) and no ``run.json``: with ``resume`` those are
-    kept too, as this run's own (the journal's identity is checked next).
-    The lock file (:func:`lock_destination`) is never touched here.
+    ``dst`` may hold only tiler's own outputs (:data:`RUN_OUTPUTS`, see
+    :func:`tiler.io.targets.claim`): a previous run, replaced with
+    ``overwrite``, or what an interrupted one left. An unfinished run (its
+    journal) is continued with ``resume`` and refused without it or
+    ``overwrite``: a plain rerun does not throw its work away. Resuming, the
+    work folder (the journal, stage stores) and the partial label store are
+    kept; a run killed while finishing has its journal beside ``labels.zarr``
+    (and maybe ``objects.parquet``) and no ``run.json``: those are kept too,
+    as this run's own (the journal's identity is checked next). Refused,
+    nothing is touched. The lock file (:func:`lock_destination`) never is.
     """
     dst = Path(dst)
     _check_destination(dst, src)
-    own = set(LEFTOVERS) | {LOCK}
-    finishing = resume and (dst / WORKDIR / "journal" / "attempt.json").is_file()
-    if finishing:
-        own |= {LABELS, OBJECTS}
-    if dst.exists() and any(entry.name not in own for entry in dst.iterdir()):
-        if not overwrite:
-            raise OutputError(f"{dst}: exists and is not empty; pass --overwrite to replace it")
-        # The manifest goes first, so the directory never looks complete meanwhile.
-        (dst / MANIFEST).unlink(missing_ok=True)
-        resume = finishing = False
+    unfinished = (dst / JOURNAL_IDENTITY).is_file()
+    if unfinished and not (resume or overwrite):
+        raise OutputError(
+            f"{dst}: holds an unfinished run; pass --resume to continue it, "
+            "or --overwrite to start again"
+        )
     keep = {LOCK}
-    if resume:
-        keep |= {WORKDIR, PARTIAL_LABELS}
-    if finishing:
-        keep |= {LABELS, OBJECTS}
-    if dst.exists():
-        for entry in list(dst.iterdir()):
-            if entry.name not in keep:
-                _remove(entry)
+    if resume and unfinished:
+        keep |= {WORKDIR, PARTIAL_LABELS, LABELS, OBJECTS}
+    entries = targets.claim(
+        dst, RUN_OUTPUTS, overwrite=overwrite, keep=keep, holds="the outputs of a tiler run"
+    )
+    # The manifest goes first, so the directory never looks complete meanwhile.
+    for entry in sorted(entries, key=lambda e: e.name != MANIFEST):
+        targets.remove(entry)
     work = dst / WORKDIR
     work.mkdir(parents=True, exist_ok=True)
     return work
@@ -254,7 +269,7 @@ def discard_partial(dst: Path, *, created: bool) -> None:
     """
     dst = Path(dst)
     for name in (*LEFTOVERS, LABELS, OBJECTS):
-        _remove(dst / name)
+        targets.remove(dst / name)
     if created and dst.is_dir() and not any(dst.iterdir()):
         dst.rmdir()
 
@@ -427,7 +442,7 @@ def _reopen_finished(dst: Path) -> None:
     if not final.exists():
         return
     if (dst / PARTIAL_LABELS).exists():  # cannot happen by tiler; the partial one is the newer
-        _remove(final)
+        targets.remove(final)
     else:
         os.replace(final, dst / PARTIAL_LABELS)
     (dst / OBJECTS).unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from tiler.errors import InputError, OutputError
 from tiler.georef import pixel_area_m2
 from tiler.io import output
 from tiler.io.raster import fingerprint, reopen
+from tiler.io.targets import claim
 from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
 from tiler.report import pyramid
@@ -54,6 +55,7 @@ def build(
     field_id: str | None = None,
     out: str | os.PathLike | None = None,
     *,
+    overwrite: bool = False,
     scheduler: str = "threads",
     log: Callable[[str], None] | None = None,
 ) -> Report:
@@ -70,6 +72,8 @@ def build(
         The column naming each field (default: ``field 1``, ``field 2``, … in row order).
     out : path, optional
         Folder for ``fields.csv``, ``fields.parquet`` and ``report.html``; default ``dst/report``.
+        A folder holding a report is refused unless ``overwrite``, one holding
+        anything else always (see :func:`tiler.io.targets.claim`).
     scheduler : str
         ``threads`` (default) or ``sync`` for the pass over the image.
     """
@@ -77,9 +81,9 @@ def build(
     log = log or (lambda message: None)
     dst = Path(dst)
     manifest = _finished_manifest(dst)
-    out = Path(out) if out is not None else dst / "report"
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a directory")
+    out = Path(out) if out is not None else dst / output.REPORT
+    # The report's files are then replaced one by one (each renamed into place).
+    claim(out, output.REPORT_OUTPUTS, overwrite=overwrite, holds="a tiler report")
     if manifest["input"].get("options", {}).get("georeferencing") == "none":
         raise OutputError(
             f"{dst}: a --pixel-only run has no map coordinates or areas, which the report needs"
