@@ -260,14 +260,8 @@ def report(dst, fields, field_id, out, quiet):
     from tiler import report as reporting
 
     result = reporting.build(dst, fields, field_id, out, log=_log(quiet))
-    table = result.table
-    width = max(len(str(f)) for f in table["field_id"])
-    for row in table.itertuples():
-        flag = "  outside the raster" if row.outside_raster else ""
-        click.echo(
-            f"{row.field_id!s:<{width}}  {row.objects:>8} objects  {row.density_per_ha:>9.0f}/ha  "
-            f"cover {row.canopy_cover:6.1%}{flag}"
-        )
+    for line in reporting.lines(result):
+        click.echo(line)
     for name, path in (
         ("table", result.csv),
         ("geo table", result.parquet),
