@@ -108,8 +108,11 @@ def build(
     centre = _corner(transform, shape[0] / 2, shape[1] / 2)[1]
     pixel_m = float(np.sqrt(pixel_area_m2(crs_wkt, transform, centre)))
     k = grid.cell_pixels(shape, pixel_m)
-    out.mkdir(parents=True, exist_ok=True)
-    partial = pyramid.create(out, shape, len(bands), source.dtype, labels.dtype, scale)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        partial = pyramid.create(out, shape, len(bands), source.dtype, labels.dtype, scale)
+    except OSError as exc:  # a read-only or full file system: the one line, no traceback
+        raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     try:
         pixels, valid = _pass(
             source, bands, dst, transform, table_fields, partial, k, scheduler, log
