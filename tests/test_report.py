@@ -8,6 +8,8 @@ Chromium.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
@@ -29,7 +31,7 @@ from shapely.geometry import Polygon, box
 
 import tiler
 from tiler.errors import InputError, OutputError
-from tiler.report import build, pyramid
+from tiler.report import build, maps, pyramid
 from tiler.synthetic import SyntheticField, write_geotiff
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -349,3 +351,20 @@ def test_the_report_renders_in_chromium(report, tmp_path):
     pixels = imread(shot)
     assert pixels.shape[:2] == (1600, 1200)
     assert pixels[..., :3].std() > 0.08  # a page with pictures, not a blank one
+
+
+def test_the_maps_are_framed_on_the_image(report):
+    """The 'away' field, 900 px off the image, neither frames nor widens the pictures; big
+    per-hectare numbers are kept on one line (no-break spaces, cells that do not wrap)."""
+    text = report.html.read_text()
+    image_ratio = 620 / 700  # width / height of the run's image
+    sizes = {}
+    for alt in ("orthomosaic with objects", "density per field and on a grid"):
+        found = re.search(rf'alt="{alt}"\s+src="data:image/png;base64,([^"]+)"', text)
+        sizes[alt] = imread(io.BytesIO(base64.b64decode(found.group(1)))).shape[:2]
+    h, w = sizes["orthomosaic with objects"]
+    assert w / h == pytest.approx(image_ratio, rel=0.03) and h < 1.05 * maps.WIDTH_IN * maps.DPI
+    h, w = sizes["density per field and on a grid"]  # two panels and a colour bar
+    assert h < 1.1 * (maps.PANEL_IN + 0.4) * maps.DPI and 2 * image_ratio < w / h < 3.5
+    assert re.search(r"<td>\d{1,3}\u00a0\d{3}</td>", text)  # e.g. 16 433 objects per ha
+    assert "td { white-space: nowrap; }" in text

@@ -62,7 +62,12 @@ def _histogram(objects: pd.DataFrame, unit: str, scale: float) -> str:
         ax.hist(areas, bins=bins, color="#3f8f4f")
         if not isinstance(bins, int):
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10², 3x10², … overlap
+            exponents = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+            ticks = [
+                m * 10.0**e for e in exponents for m in (1, 2, 5) if low <= m * 10.0**e <= high
+            ]
+            ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])  # 1-2-5, plain numbers
+            ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"object area ({unit})"), ax.set_ylabel("objects")
     ax.spines[["top", "right"]].set_visible(False)
     return maps.png(figure)
