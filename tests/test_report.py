@@ -166,7 +166,7 @@ def test_areas_density_sizes_and_flags(run, fields, report):
 def test_the_files_are_real_tables_with_geometry(report):
     csv = pd.read_csv(report.csv)
     # The fields file's own columns (its id under its name), then ours.
-    assert list(csv.columns) == ["name", "crop", *tiler.report.fields.COLUMNS]
+    assert list(csv.columns) == ["name", "crop", *tiler.report.fields.COLUMNS, "exg_mean"]
     assert report.field_id == "name" and csv["crop"].tolist() == ["maize"] * 5
     assert csv["name"].tolist() == ["north", "tilted", "edge", "away", "ring"]
     for column, digits in tiler.report.fields.COLUMNS.items():  # rounded, as named

@@ -254,17 +254,26 @@ def run(
     default=None,
     help="Folder for fields.csv, fields.parquet and report.html [DST/report].",
 )
+@click.option(
+    "--index",
+    default=None,
+    metavar="NAME",
+    help="Vegetation index averaged per object: exg, exgr, gray, ndvi, ndvi:RED,NIR or none "
+    "[the run's NDVI, else exg].",
+)
 @quiet_option
-def report(dst, fields, field_id, out, quiet):
-    """Count objects per field, with density, canopy cover and sizes; write an HTML report."""
+def report(dst, fields, field_id, out, index, quiet):
+    """Count objects per field, with density, canopy cover, sizes and a vegetation index
+    per object; write an HTML report."""
     from tiler import report as reporting
 
-    result = reporting.build(dst, fields, field_id, out, log=_log(quiet))
+    result = reporting.build(dst, fields, field_id, out, index=index, log=_log(quiet))
     for line in reporting.lines(result):
         click.echo(line)
     for name, path in (
         ("table", result.csv),
         ("geo table", result.parquet),
+        ("objects", result.parquet.with_name("objects.parquet")),
         ("report", result.html),
     ):
         click.echo(f"{name + ':':<11}{path}")

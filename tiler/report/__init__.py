@@ -1,11 +1,13 @@
 """Plant counts, density, canopy cover and object sizes per field, and the HTML report.
 
 ``build(dst, fields=..., field_id=..., out=...)`` reads a finished run and
-writes ``fields.csv``, ``fields.parquet`` (with the field geometry), a
-self-contained ``report.html`` and ``pyramid.zarr``, all in ``out``. It makes
-one pass over the image in windows (reading the input's mask and the
-labels): the pixel counts of every field, the valid pixels of every cell of
-the density grid (:mod:`tiler.report.grid`), and the multiscale pyramid
+writes ``fields.csv``, ``fields.parquet`` (with the field geometry),
+``objects.csv``, ``objects.parquet`` (one row per object, with its field and
+vegetation index), a self-contained ``report.html`` and ``pyramid.zarr``,
+all in ``out``. It makes one pass over the image in windows (reading the
+input and the labels): the pixel counts of every field, the valid pixels of
+every cell of the density grid (:mod:`tiler.report.grid`), each object's
+index sums (:mod:`tiler.report.vigour`), and the multiscale pyramid
 (:mod:`tiler.report.pyramid`) that the report's pictures come from. It only
 ever reads the run: a read-only run folder is reported like any other.
 """
@@ -23,7 +25,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import rasterio
 import shapely
 import zarr
@@ -35,9 +36,12 @@ from tiler.io import output
 from tiler.io.raster import fingerprint, reopen
 from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
-from tiler.report import grid, pyramid
+from tiler.report import grid, pyramid, vigour
 
 __all__ = ["Report", "build", "lines"]
+
+# What the report reads of the run's object table (besides the point geometry).
+OBJECT_COLUMNS = ("label", "x", "y", "area_px", "area_m2", "centroid_row", "centroid_col")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Report:
     html: Path
     seconds: float
     field_id: str  # the table's id column: the fields file's own name for it
+    objects: gpd.GeoDataFrame | None = None  # the per-object table
+    index: vigour.Vigour | None = None  # the vegetation index averaged per object
 
 
 def build(
@@ -58,6 +64,7 @@ def build(
     field_id: str | None = None,
     out: str | os.PathLike | None = None,
     *,
+    index: str | None = None,
     scheduler: str = "threads",
     log: Callable[[str], None] | None = None,
 ) -> Report:
@@ -76,6 +83,10 @@ def build(
     out : path, optional
         Folder for ``fields.csv``, ``fields.parquet``, ``report.html`` and the
         pyramid ``pyramid.zarr``; default ``dst/report``.
+    index : str, optional
+        The vegetation index averaged per object (:mod:`tiler.report.vigour`):
+        ``exg``, ``exgr``, ``gray``, ``ndvi``, ``ndvi:RED,NIR`` or ``none``;
+        default: the run's NDVI if its pipeline is NDVI, else ExG.
     scheduler : str
         ``threads`` (default) or ``sync`` for the pass over the image.
     """
@@ -91,12 +102,16 @@ def build(
             f"{dst}: a --pixel-only run has no map coordinates or areas, which the report needs"
         )
     source = _input(manifest)
+    index_of = vigour.choose(
+        index, manifest.get("config", {}), manifest["input"]["count"], str(dst)
+    )
     transform = tuple(manifest["input"]["transform"])
     bounds = _bounds(transform, source.height, source.width)
     crs_wkt = manifest["input"]["crs_wkt"]
     table_fields, id_name = field_stats.load_fields(fields, field_id, crs_wkt, bounds)
-    objects = pd.read_parquet(
-        dst / output.OBJECTS, columns=["label", "x", "y", "area_m2", "centroid_row", "centroid_col"]
+    objects = gpd.read_parquet(
+        dst / output.OBJECTS,
+        columns=[*OBJECT_COLUMNS, "geometry"],
     )
     members = field_stats.count_objects(objects, table_fields)
 
@@ -114,9 +129,10 @@ def build(
     except OSError as exc:  # a read-only or full file system: the one line, no traceback
         raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     try:
-        pixels, valid = _pass(
-            source, bands, dst, transform, table_fields, partial, k, scheduler, log
-        )
+        pixels, valid, stats = _pass(
+            source, (bands, index_of), dst, transform, table_fields, partial, k, scheduler, log,
+            objects["label"].to_numpy(),
+        )  # fmt: skip
         pyramid.finish(partial)
     finally:
         if partial.exists():
@@ -125,18 +141,26 @@ def build(
     centres = shapely.centroid(np.asarray(table_fields.geometry.values))
     pixel_areas = pixel_area_m2(crs_wkt, transform, np.nan_to_num(shapely.get_y(centres)))
     result = field_stats.table(table_fields, members, objects, pixels, pixel_areas)
+    if index_of is not None:  # after the other computed columns, before the geometry
+        means = vigour.field_means(members, stats[0])
+        result.insert(len(result.columns) - 1, index_of.mean_column, means)
+    per_object = vigour.object_table(
+        objects, members, table_fields[id_name], id_name, index_of, stats
+    )
     cells = grid.density(objects, valid, k, crs_wkt, transform, pixel_m)
 
     from tiler.report.html import render
 
     csv = _atomic(out / "fields.csv", lambda p: field_stats.rounded(result).to_csv(p, index=False))
     parquet = _atomic(out / "fields.parquet", lambda p: result.to_parquet(p, index=False))
+    _atomic(out / "objects.csv", lambda p: vigour.rounded(per_object).to_csv(p, index=False))
+    _atomic(out / "objects.parquet", lambda p: per_object.to_parquet(p, index=False))
     seconds = time.perf_counter() - started
     page = render(dst, manifest, out / pyramid.GROUP, result, id_name, objects, cells,
                   fields is not None)  # fmt: skip
     html = _atomic(out / "report.html", lambda p: Path(p).write_text(page, encoding="utf-8"))
     log(f"report: {len(result)} field(s) in {seconds:.1f} s")
-    return Report(result, csv, parquet, html, seconds, id_name)
+    return Report(result, csv, parquet, html, seconds, id_name, per_object, index_of)
 
 
 def lines(report: Report) -> list[str]:
@@ -144,29 +168,34 @@ def lines(report: Report) -> list[str]:
     table = report.table
     names = table[report.field_id].astype(str).tolist()
     width = max(len(n) for n in [*names, "all imaged"])
+    index = report.index
     out = []
     for name, (_, row) in zip(names, table.iterrows(), strict=True):
         head = f"{name:<{width}}  {row['objects']:>8} objects  "
         if row["no_image"]:
             out.append(head + "no image: outside the raster or only nodata")
             continue
-        out.append(
-            head + f"{row['density_per_ha']:>9,.0f}/ha  cover {row['canopy_cover_pct']:5.1f}%  "
-            f"imaged {row['imaged_area_ha']:.4f} of {row['area_ha']:.4f} ha"
-        )
+        out.append(head + _figures(row, index))
     if len(table) > 1:
         total = field_stats.totals(table)
         out.append(
-            f"{'all imaged':<{width}}  {total['objects']:>8} objects  "
-            f"{total['density_per_ha']:>9,.0f}/ha  cover {total['canopy_cover_pct']:5.1f}%  "
-            f"imaged {total['imaged_area_ha']:.4f} of {total['area_ha']:.4f} ha"
+            f"{'all imaged':<{width}}  {total['objects']:>8} objects  " + _figures(total, index)
         )
     return out
 
 
-def _pass(source, bands, dst, transform, table_fields, partial, k, scheduler, log):
-    """The pass over the image: per field ``(pixels, valid, object pixels)``, and the
-    valid pixels per grid cell."""
+def _figures(row, index: vigour.Vigour | None) -> str:
+    text = (
+        f"{row['density_per_ha']:>9,.0f}/ha  cover {row['canopy_cover_pct']:5.1f}%  "
+        f"imaged {row['imaged_area_ha']:.4f} of {row['area_ha']:.4f} ha"
+    )
+    return text + (f"  {index.title} {row[index.mean_column]:.3f}" if index else "")
+
+
+def _pass(source, bands, dst, transform, table_fields, partial, k, scheduler, log, labels):
+    """The pass over the image: per field ``(pixels, valid, object pixels)``, the
+    valid pixels per grid cell, and the index's ``(mean, sd)`` per object of ``labels``
+    (``bands``: the display bands and the :class:`vigour.Vigour`, or None)."""
     shape = (source.height, source.width)
     windows = pyramid.windows(shape)
     tree = shapely.STRtree(list(table_fields.geometry))
@@ -183,23 +212,32 @@ def _pass(source, bands, dst, transform, table_fields, partial, k, scheduler, lo
     log(f"{dst}: {len(windows)} window(s) of {pyramid.WINDOW} px over {shape[0]} x {shape[1]}")
     pixels = np.zeros((len(table_fields), 3), dtype=np.int64)
     valid = np.zeros(grid.grid_shape(shape, k), dtype=np.int64)
-    for counts, (row, col, block) in Executor(scheduler).compute(graph):
+    sums = vigour.Accumulator(labels)
+    for counts, (row, col, block), partial_sums in Executor(scheduler).compute(graph):
         for index, *values in counts:
             pixels[index] += values
         valid[row : row + block.shape[0], col : col + block.shape[1]] += block
-    return pixels, valid
+        if partial_sums is not None:
+            sums.add(partial_sums)  # in window order: the same sums for any scheduler
+    return pixels, valid, sums.result()
 
 
 def window_counts(source, bands, labels_path, transform, pyramid_path, k, window, pieces):
     """One window of the report pass: the fields' pixel counts, the valid pixels per
-    grid cell, and its pyramid block."""
+    grid cell, the index's sums per object, and its pyramid block."""
     (r0, r1), (c0, c1) = window
-    image, valid = source.read(bands, window)
+    display, index_of = bands
+    read = tuple(dict.fromkeys(display + (index_of.bands if index_of else ())))
+    image, valid = source.read(read, window)  # every band once
     labels = zarr.open_array(labels_path, mode="r")[r0:r1, c0:c1]
-    pyramid.write_level0(pyramid_path, window, image, valid, labels)
+    planes = lambda wanted: image[[read.index(b) for b in wanted]]  # noqa: E731
+    pyramid.write_level0(pyramid_path, window, planes(display), valid, labels)
+    sums = (
+        vigour.window_partial(index_of, planes(index_of.bands), valid, labels) if index_of else None
+    )
     counts = field_stats.pixel_counts(window, transform, pieces, valid, labels)
     fields = [(int(row[0]), int(row[1]), int(row[2]), int(row[3])) for row in counts]
-    return fields, grid.valid_block(window, valid, k)
+    return fields, grid.valid_block(window, valid, k), sums
 
 
 def display_bands(source) -> tuple[int, ...]:

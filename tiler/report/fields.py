@@ -31,6 +31,7 @@ from rasterio.features import rasterize
 from shapely.geometry import box
 
 from tiler.errors import InputError
+from tiler.report.vigour import COLUMNS as INDEX_COLUMNS
 
 # rasterio's rasterize builds a MEM dataset whose NotGeoreferencedWarning it hides with
 # warnings.catch_warnings, which is not thread-safe: two report windows rasterizing at
@@ -51,6 +52,7 @@ COLUMNS = {
     "area_p90_m2": 6,
     "no_image": None,
 }
+INDEX_DIGITS = 4  # fields.csv's decimals of an index column (exg_mean, ...), after COLUMNS
 DEFAULT_ID = "field"  # the id column when the fields file names none
 
 
@@ -99,7 +101,7 @@ def load_fields(
     if len(set(ids)) != len(ids):
         raise InputError(f"{name}: field ids in {field_id or 'the row order'} are not unique")
     # A file's own column named like one of ours is kept, as NAME_input.
-    taken = {id_name, *COLUMNS}
+    taken = {id_name, *COLUMNS, *INDEX_COLUMNS}
     attributes = attributes.rename(columns=lambda c: f"{c}_input" if c in taken else c)
     attributes.insert(0, id_name, list(ids))
     geometry = frame.geometry.to_crs(crs_wkt).make_valid()
@@ -214,15 +216,23 @@ def rounded(table: pd.DataFrame) -> pd.DataFrame:
     for name, digits in COLUMNS.items():
         if digits is not None:
             out[name] = out[name].round(digits)
+    for name in set(INDEX_COLUMNS) & set(out.columns):
+        out[name] = out[name].round(INDEX_DIGITS)
     return out
 
 
 def totals(table: pd.DataFrame) -> dict[str, float]:
-    """The headline figures over the fields that have an image (overlaps count twice)."""
+    """The headline figures over the fields that have an image (overlaps count twice);
+    an index column's figure is the mean over those fields' objects."""
     imaged = table[~table["no_image"]]
     area = float(imaged["imaged_area_ha"].sum())
     covered = float((imaged["canopy_cover_pct"] * imaged["imaged_area_ha"]).sum())
-    return {
+    index = {}
+    for name in [c for c in INDEX_COLUMNS if c in table.columns]:  # per object, not per field
+        counted = imaged[imaged["objects"] > 0]
+        weights = counted["objects"].sum()
+        index[name] = (counted[name] * counted["objects"]).sum() / weights if weights else np.nan
+    return index | {
         "objects": int(imaged["objects"].sum()),
         "fields": len(imaged),
         "no_image": int(table["no_image"].sum()),

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from tiler.report import maps
+from tiler.report import maps, vigour
 from tiler.report.fields import totals
 from tiler.report.grid import Cells
 
@@ -86,12 +86,19 @@ def _number(value, digits: int = 1) -> str:
     return f"{value:,.{digits}f}".replace(",", NBSP)
 
 
+def _index_column(table: pd.DataFrame) -> tuple[str, str] | None:
+    """The table's vegetation index column and its title (``exg_mean``, ``ExG``), if any."""
+    column = next((c for c in vigour.COLUMNS if c in table.columns), None)
+    return (column, vigour.TITLES[column.rsplit("_", 1)[0]]) if column else None
+
+
 def _table(table: gpd.GeoDataFrame, id_name: str, unit: str, scale: float) -> str:
+    index = _index_column(table)
     head = "".join(
         f"<th>{html.escape(h)}</th>"
         for h in (id_name, "area (ha)", "imaged (ha)", "imaged", "objects", "per ha imaged",
                   "canopy cover", f"mean ({unit})", f"median ({unit})", f"p10 ({unit})",
-                  f"p90 ({unit})", "no image")
+                  f"p90 ({unit})", *([f"mean {index[1]}"] if index else []), "no image")
     )  # fmt: skip
     rows = []
     for (_, row), name in zip(table.iterrows(), table[id_name], strict=True):
@@ -106,6 +113,7 @@ def _table(table: gpd.GeoDataFrame, id_name: str, unit: str, scale: float) -> st
             _number(row["density_per_ha"], 0),
             _number(row["canopy_cover_pct"], 1) + ("%" if not row["no_image"] else ""),
             *(_number(row[f"area_{s}_m2"] * scale, 1) for s in ("mean", "median", "p10", "p90")),
+            *([_number(row[index[0]], 3)] if index else []),
             _number(bool(row["no_image"])),
         ]
         rows.append(f"<tr{flag}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -137,6 +145,9 @@ def render(
         ("canopy cover", _number(total["canopy_cover_pct"], 1) + "%"),
         (f"median size ({unit})", _number(median, 1)),
     ]
+    index = _index_column(table)
+    if index:
+        cards.append((f"mean {index[1]} per object", _number(total[index[0]], 3)))
     flagged = table[table["no_image"]][id_name].astype(str).tolist()
     warning = (
         "<p class='lead'>No image (outside the raster or nodata only), left out of the "
