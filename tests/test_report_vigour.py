@@ -161,7 +161,7 @@ def test_the_report_writes_the_object_table_and_field_means(field_run, tmp_path)
     assert fields_table.loc["east", "exg_mean"] == pytest.approx(mean[~west].mean(), rel=1e-12)
     assert pd.read_csv(report.csv).columns[-1] == "exg_mean"
     page = report.html.read_text()
-    assert "<th>mean ExG</th>" in page and "mean ExG per object" in page
+    assert "<th>mean ExG</th>" in page and "ExG per object<b>" in page
     overall = f"{mean.mean():.3f}"
     assert f"<b>{overall}</b>" in page
 

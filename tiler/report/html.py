@@ -28,8 +28,9 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
 main { max-width: 1100px; margin: 0 auto; padding: 24px; }
 h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 19px; margin: 28px 0 8px; }
 .lead { color: #4b5a4d; margin: 0 0 16px; }
-.cards { display: flex; flex-wrap: wrap; gap: 12px; }
-.card { background: #fff; border: 1px solid #dfe3dc; border-radius: 8px; padding: 10px 16px; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; }
+.card { background: #fff; border: 1px solid #dfe3dc; border-radius: 8px; padding: 8px 14px;
+        font-size: 13px; }
 .card b { display: block; font-size: 22px; }
 figure { margin: 0; background: #fff; border: 1px solid #dfe3dc; border-radius: 8px;
          padding: 8px; } figure img { width: 100%; height: auto; display: block; }
@@ -147,7 +148,7 @@ def render(
     ]
     index = _index_column(table)
     if index:
-        cards.append((f"mean {index[1]} per object", _number(total[index[0]], 3)))
+        cards.append((f"{index[1]} per object", _number(total[index[0]], 3)))
     flagged = table[table["no_image"]][id_name].astype(str).tolist()
     warning = (
         "<p class='lead'>No image (outside the raster or nodata only), left out of the "
