@@ -784,8 +784,8 @@ def test_exported_mask_and_report_follow_the_runs_mask_mode(tmp_path):
     np.testing.assert_array_equal(exported == 255, ~valid)
     proc = tiler("report", dst, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    fields = pd.read_csv(dst / "report" / "fields.csv")
-    assert fields["valid_fraction"].iloc[0] == pytest.approx(valid.mean(), abs=1e-12)
+    fields = pd.read_parquet(dst / "report" / "fields.parquet")  # full precision
+    assert fields["imaged_pct"].iloc[0] == pytest.approx(100 * valid.mean(), abs=1e-10)
 
 
 @pytest.mark.parametrize(
@@ -919,8 +919,8 @@ def test_area_m2_of_a_geographic_crs_is_geodesic(tmp_path):
     # The report's footprint field: its pixels cover it (pixel areas in m² there too).
     proc = tiler("report", dst, "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    fields = pd.read_csv(dst / "report" / "fields.csv")
-    assert fields["inside_fraction"].iloc[0] == pytest.approx(1.0, rel=1e-4)
+    fields = pd.read_parquet(dst / "report" / "fields.parquet")  # full precision
+    assert fields["imaged_pct"].iloc[0] == pytest.approx(100.0, rel=1e-4)
     assert fields["area_ha"].iloc[0] * 1e4 == pytest.approx(
         sum(abs(geod.polygon_area_perimeter(*box)[0]) for box in [footprint(transform, 60, 70)]),
         rel=1e-9,

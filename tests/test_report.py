@@ -8,6 +8,8 @@ Chromium.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
@@ -29,7 +31,7 @@ from shapely.geometry import Polygon, box
 
 import tiler
 from tiler.errors import InputError, OutputError
-from tiler.report import build, pyramid
+from tiler.report import build, maps, pyramid
 from tiler.synthetic import SyntheticField, write_geotiff
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -102,7 +104,7 @@ def independent_counts(dst: Path, frame: gpd.GeoDataFrame) -> dict[str, int]:
 def test_objects_are_counted_by_centroid_exactly(run, fields, report):
     frame = gpd.read_file(fields)
     expected = independent_counts(run, frame)
-    table = report.table.set_index("field_id")
+    table = report.table.set_index("name")
     assert {k: int(table.loc[k, "objects"]) for k in expected} == expected
     assert expected["north"] > 100 and expected["tilted"] > 20 and expected["away"] == 0
     # Overlapping fields both count the objects they share.
@@ -124,32 +126,34 @@ def test_canopy_cover_is_the_whole_image_rasterized_at_once(run, fields, report)
     manifest = json.loads((run / "run.json").read_text())
     with rasterio.open(manifest["input"]["path"]) as ds:
         valid = ds.dataset_mask() > 0
-    table = report.table.set_index("field_id")
+    table = report.table.set_index("name")
     frame = gpd.read_file(fields)
+    pixel_ha = abs(transform.a * transform.e) / 1e4
     for name, polygon in zip(frame["name"], frame.geometry, strict=True):
         inside = rasterize([(polygon, 1)], out_shape=(h, w), transform=transform).astype(bool)
         row = table.loc[name]
         if not inside.any():
-            assert row["outside_raster"] and row["canopy_cover"] == 0 and row["valid_fraction"] == 0
+            assert row["no_image"] and row["imaged_area_ha"] == 0
+            assert np.isnan(row["canopy_cover_pct"]) and np.isnan(row["density_per_ha"])
             continue
-        assert row["canopy_cover"] == (inside & valid & (labels > 0)).sum() / (inside & valid).sum()
-        assert row["valid_fraction"] == (inside & valid).sum() / inside.sum()
-    assert 0.05 < table.loc["north", "canopy_cover"] < 0.6
+        imaged = inside & valid
+        assert row["canopy_cover_pct"] == 100 * (imaged & (labels > 0)).sum() / imaged.sum()
+        assert row["imaged_area_ha"] == pytest.approx(imaged.sum() * pixel_ha, rel=1e-12)
+    assert 5 < table.loc["north", "canopy_cover_pct"] < 60
 
 
 def test_areas_density_sizes_and_flags(run, fields, report):
-    table = report.table.set_index("field_id")
+    table = report.table.set_index("name")
     frame = gpd.read_file(fields).set_index("name")
     objects = tiler.read_objects(run)
     for name in frame.index:
         row = table.loc[name]
         assert row["area_ha"] == pytest.approx(frame.geometry[name].area / 1e4, rel=1e-12)
-        assert row["density_per_ha"] == pytest.approx(row["objects"] / row["area_ha"])
-    assert table.loc["away", "outside_raster"] and table.loc["away", "inside_fraction"] == 0
-    assert (
-        0.3 < table.loc["edge", "inside_fraction"] < 0.7 and not table.loc["edge", "outside_raster"]
-    )
-    assert table.loc["north", "inside_fraction"] == pytest.approx(1.0, abs=0.01)
+        if not row["no_image"]:
+            assert row["density_per_ha"] == pytest.approx(row["objects"] / row["imaged_area_ha"])
+    assert table.loc["away", "no_image"] and table.loc["away", "imaged_pct"] == 0
+    assert 30 < table.loc["edge", "imaged_pct"] < 70 and not table.loc["edge", "no_image"]
+    assert 60 < table.loc["north", "imaged_pct"] < 95  # inside the raster; nodata corners
     # Sizes: the areas of the objects counted in the field.
     polygon = frame.geometry["north"]
     inside = PolygonPath(np.asarray(polygon.exterior.coords)).contains_points(objects[["x", "y"]])
@@ -161,8 +165,16 @@ def test_areas_density_sizes_and_flags(run, fields, report):
 
 def test_the_files_are_real_tables_with_geometry(report):
     csv = pd.read_csv(report.csv)
-    assert list(csv.columns) == list(tiler.report.fields.COLUMNS)
-    assert csv["field_id"].tolist() == ["north", "tilted", "edge", "away", "ring"]
+    # The fields file's own columns (its id under its name), then ours.
+    assert list(csv.columns) == ["name", "crop", *tiler.report.fields.COLUMNS, "exg_mean"]
+    assert report.field_id == "name" and csv["crop"].tolist() == ["maize"] * 5
+    assert csv["name"].tolist() == ["north", "tilted", "edge", "away", "ring"]
+    for column, digits in tiler.report.fields.COLUMNS.items():  # rounded, as named
+        if digits is not None:
+            np.testing.assert_allclose(csv[column], report.table[column].round(digits))
+    text = pd.read_csv(report.csv, dtype=str, keep_default_na=False)
+    assert all(re.fullmatch(r"\d+(\.\d)?", v) for v in text["density_per_ha"] if v)
+    assert text.set_index("name").loc["away", "density_per_ha"] == ""  # no image: no density
     geo = gpd.read_parquet(report.parquet)
     assert geo.crs == report.table.crs
     assert geo.geometry.geom_type.tolist()[:1] == ["Polygon"]
@@ -173,7 +185,7 @@ def test_fields_in_another_crs_are_reprojected(run, fields, tmp_path):
     frame = gpd.read_file(fields)
     path = tmp_path / "fields-wgs84.geojson"
     frame.to_crs("EPSG:4326").to_file(path)
-    again = build(run, path, field_id="name", out=tmp_path / "again").table.set_index("field_id")
+    again = build(run, path, field_id="name", out=tmp_path / "again").table.set_index("name")
     table = gpd.read_file(fields).set_index("name")
     assert again.crs == frame.crs
     for name in table.index:  # the round trip through degrees moves vertices by nanometres
@@ -185,19 +197,18 @@ def test_fields_in_another_crs_are_reprojected(run, fields, tmp_path):
 
 def test_without_fields_the_footprint_is_reported(run, tmp_path):
     table = build(run, out=tmp_path / "whole").table
-    assert table["field_id"].tolist() == ["footprint"]
+    assert table["field"].tolist() == ["footprint"]
     assert int(table["objects"][0]) == len(tiler.read_objects(run))
     _, h, w, _ = corners(run)
     labels = zarr.open_array(str(run / "labels.zarr" / "labels"), mode="r")[...]
     with rasterio.open(json.loads((run / "run.json").read_text())["input"]["path"]) as ds:
         valid = ds.dataset_mask() > 0
-    assert table["canopy_cover"][0] == ((labels > 0) & valid).sum() / valid.sum()
+    assert table["canopy_cover_pct"][0] == 100 * ((labels > 0) & valid).sum() / valid.sum()
 
 
 def test_the_pyramid_is_ome_zarr_and_exact(run, report):
-    root = run / "labels.zarr"
-    labels = zarr.open_array(str(root / "labels"), mode="r")[...]
-    group = zarr.open_group(str(root / "pyramid"), mode="r")
+    labels = zarr.open_array(str(run / "labels.zarr" / "labels"), mode="r")[...]
+    group = zarr.open_group(str(report.html.parent / "pyramid.zarr"), mode="r")
     _, h, w, _ = corners(run)
     shapes = pyramid.level_shapes((h, w))
     assert shapes[0] == (175, 155) and len(shapes) == 1  # 700 x 620 / 4, already under 256
@@ -228,7 +239,7 @@ def test_the_pyramid_is_read_by_ome_zarr_as_an_image_with_labels(run, report):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
-    nodes = list(Reader(parse_url(str(run / "labels.zarr" / "pyramid")))())
+    nodes = list(Reader(parse_url(str(report.html.parent / "pyramid.zarr")))())
     kinds = {type(spec).__name__ for node in nodes for spec in node.specs}
     assert {"Multiscales", "Labels", "Label"} <= kinds
     image = next(n for n in nodes if n.metadata.get("name") == "image")
@@ -244,7 +255,7 @@ def test_a_larger_image_gets_coarser_levels(tmp_path):
     dst = tmp_path / "out"
     tiler.run(src, dst, chunk_size=1000, scheduler="threads")
     build(dst, out=tmp_path / "r")
-    group = zarr.open_group(str(dst / "labels.zarr" / "pyramid"), mode="r")
+    group = zarr.open_group(str(tmp_path / "r" / "pyramid.zarr"), mode="r")
     labels = zarr.open_array(str(dst / "labels.zarr" / "labels"), mode="r")[...]
     assert [group[str(k)].shape[1:] for k in range(3)] == [(750, 550), (375, 275), (188, 138)]
     assert "3" not in group
@@ -257,13 +268,6 @@ def test_a_larger_image_gets_coarser_levels(tmp_path):
     block = alpha[200:202, 300:302]
     means = finer[:3, 200:202, 300:302][:, block].mean(axis=1)
     np.testing.assert_array_equal(coarser[:3, 100, 150], np.rint(means).astype(np.uint8))
-
-
-def test_a_second_report_reuses_the_pyramid(run, report, tmp_path):
-    meta = run / "labels.zarr" / "pyramid" / "zarr.json"
-    before = meta.stat().st_mtime_ns
-    build(run, out=tmp_path / "second")
-    assert meta.stat().st_mtime_ns == before
 
 
 def test_bad_fields_and_runs_are_one_clear_error(run, fields, tmp_path):
@@ -290,7 +294,7 @@ def test_the_cli_prints_each_field_and_the_files(run, fields, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert re.search(
-        r"^away\s+0 objects\s+0/ha\s+cover\s+0.0%  outside the raster$", proc.stdout, re.M
+        r"^away\s+0 objects  no image: outside the raster or only nodata$", proc.stdout, re.M
     )
     assert f"report:    {tmp_path / 'cli' / 'report.html'}" in proc.stdout
     bad = subprocess.run(
@@ -347,3 +351,20 @@ def test_the_report_renders_in_chromium(report, tmp_path):
     pixels = imread(shot)
     assert pixels.shape[:2] == (1600, 1200)
     assert pixels[..., :3].std() > 0.08  # a page with pictures, not a blank one
+
+
+def test_the_maps_are_framed_on_the_image(report):
+    """The 'away' field, 900 px off the image, neither frames nor widens the pictures; big
+    per-hectare numbers are kept on one line (no-break spaces, cells that do not wrap)."""
+    text = report.html.read_text()
+    image_ratio = 620 / 700  # width / height of the run's image
+    sizes = {}
+    for alt in ("orthomosaic with objects", "density per field and on a grid"):
+        found = re.search(rf'alt="{alt}"\s+src="data:image/png;base64,([^"]+)"', text)
+        sizes[alt] = imread(io.BytesIO(base64.b64decode(found.group(1)))).shape[:2]
+    h, w = sizes["orthomosaic with objects"]
+    assert w / h == pytest.approx(image_ratio, rel=0.03) and h < 1.05 * maps.WIDTH_IN * maps.DPI
+    h, w = sizes["density per field and on a grid"]  # two panels and a colour bar
+    assert h < 1.1 * (maps.PANEL_IN + 0.4) * maps.DPI and 2 * image_ratio < w / h < 3.5
+    assert re.search(r"<td>\d{1,3}\u00a0\d{3}</td>", text)  # e.g. 16 433 objects per ha
+    assert "td { white-space: nowrap; }" in text

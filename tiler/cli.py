@@ -262,24 +262,29 @@ def run(
     default=None,
     help="Folder for fields.csv, fields.parquet and report.html [DST/report].",
 )
+@click.option(
+    "--index",
+    default=None,
+    metavar="NAME",
+    help="Vegetation index averaged per object: exg, exgr, gray, ndvi, ndvi:RED,NIR or none "
+    "[the run's NDVI, else exg].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing report there.")
 @quiet_option
-def report(dst, fields, field_id, out, overwrite, quiet):
-    """Count objects per field, with density, canopy cover and sizes; write an HTML report."""
+def report(dst, fields, field_id, out, index, overwrite, quiet):
+    """Count objects per field, with density, canopy cover, sizes and a vegetation index
+    per object; write an HTML report."""
     from tiler import report as reporting
 
-    result = reporting.build(dst, fields, field_id, out, overwrite=overwrite, log=_log(quiet))
-    table = result.table
-    width = max(len(str(f)) for f in table["field_id"])
-    for row in table.itertuples():
-        flag = "  outside the raster" if row.outside_raster else ""
-        click.echo(
-            f"{row.field_id!s:<{width}}  {row.objects:>8} objects  {row.density_per_ha:>9.0f}/ha  "
-            f"cover {row.canopy_cover:6.1%}{flag}"
-        )
+    result = reporting.build(
+        dst, fields, field_id, out, index=index, overwrite=overwrite, log=_log(quiet)
+    )
+    for line in reporting.lines(result):
+        click.echo(line)
     for name, path in (
         ("table", result.csv),
         ("geo table", result.parquet),
+        ("objects", result.parquet.with_name("objects.parquet")),
         ("report", result.html),
     ):
         click.echo(f"{name + ':':<11}{path}")

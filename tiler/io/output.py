@@ -64,7 +64,14 @@ JOURNAL_IDENTITY = f"{WORKDIR}/journal/attempt.json"
 # The report `tiler report` writes (into DST/report unless told): its files and their
 # temporary names.
 REPORT = "report"
-REPORT_FILES = ("fields.csv", "fields.parquet", "report.html")
+REPORT_FILES = (
+    "fields.csv",
+    "fields.parquet",
+    "objects.csv",
+    "objects.parquet",
+    "report.html",
+    "pyramid.zarr",
+)
 REPORT_OUTPUTS = targets.Outputs(
     "--out folder",
     frozenset(REPORT_FILES),

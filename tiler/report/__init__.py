@@ -1,17 +1,22 @@
 """Plant counts, density, canopy cover and object sizes per field, and the HTML report.
 
 ``build(dst, fields=..., field_id=..., out=...)`` reads a finished run and
-writes ``fields.csv``, ``fields.parquet`` (with the field geometry) and a
-self-contained ``report.html``. It makes one pass over the image in windows
-(reading the input's mask and the labels): the pixel counts of every field,
-and, the first time, the multiscale pyramid in ``labels.zarr/pyramid``
-(:mod:`tiler.report.pyramid`) that the report's pictures come from.
+writes ``fields.csv``, ``fields.parquet`` (with the field geometry),
+``objects.csv``, ``objects.parquet`` (one row per object, with its field and
+vegetation index), a self-contained ``report.html`` and ``pyramid.zarr``,
+all in ``out``. It makes one pass over the image in windows (reading the
+input and the labels): the pixel counts of every field, the valid pixels of
+every cell of the density grid (:mod:`tiler.report.grid`), each object's
+index sums (:mod:`tiler.report.vigour`), and the multiscale pyramid
+(:mod:`tiler.report.pyramid`) that the report's pictures come from. It only
+ever reads the run: a read-only run folder is reported like any other.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +25,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import rasterio
 import shapely
 import zarr
@@ -33,9 +37,12 @@ from tiler.io.raster import fingerprint, reopen
 from tiler.io.targets import claim
 from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
-from tiler.report import pyramid
+from tiler.report import grid, pyramid, vigour
 
-__all__ = ["Report", "build"]
+__all__ = ["Report", "build", "lines"]
+
+# What the report reads of the run's object table (besides the point geometry).
+OBJECT_COLUMNS = ("label", "x", "y", "area_px", "area_m2", "centroid_row", "centroid_col")
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class Report:
     parquet: Path
     html: Path
     seconds: float
+    field_id: str  # the table's id column: the fields file's own name for it
+    objects: gpd.GeoDataFrame | None = None  # the per-object table
+    index: vigour.Vigour | None = None  # the vegetation index averaged per object
 
 
 def build(
@@ -55,6 +65,7 @@ def build(
     field_id: str | None = None,
     out: str | os.PathLike | None = None,
     *,
+    index: str | None = None,
     overwrite: bool = False,
     scheduler: str = "threads",
     log: Callable[[str], None] | None = None,
@@ -64,16 +75,22 @@ def build(
     Parameters
     ----------
     dst : path
-        A finished ``tiler run`` output.
+        A finished ``tiler run`` output; only read.
     fields : path or GeoDataFrame, optional
         Field polygons (GeoJSON, GeoPackage or anything GDAL reads, any CRS;
         reprojected to the raster's). Default: one field, the image footprint.
     field_id : str, optional
-        The column naming each field (default: ``field 1``, ``field 2``, … in row order).
+        The column naming each field; kept under its name, with every other
+        attribute of the file (default: a column ``field``, ``field 1``, ``field 2``, …).
     out : path, optional
-        Folder for ``fields.csv``, ``fields.parquet`` and ``report.html``; default ``dst/report``.
-        A folder holding a report is refused unless ``overwrite``, one holding
-        anything else always (see :func:`tiler.io.targets.claim`).
+        Folder for ``fields.csv``, ``fields.parquet``, ``report.html`` and the
+        pyramid ``pyramid.zarr``; default ``dst/report``. A folder holding a
+        report is refused unless ``overwrite``, one holding anything else
+        always (see :func:`tiler.io.targets.claim`).
+    index : str, optional
+        The vegetation index averaged per object (:mod:`tiler.report.vigour`):
+        ``exg``, ``exgr``, ``gray``, ``ndvi``, ``ndvi:RED,NIR`` or ``none``;
+        default: the run's NDVI if its pipeline is NDVI, else ExG.
     scheduler : str
         ``threads`` (default) or ``sync`` for the pass over the image.
     """
@@ -89,23 +106,101 @@ def build(
             f"{dst}: a --pixel-only run has no map coordinates or areas, which the report needs"
         )
     source = _input(manifest)
+    index_of = vigour.choose(
+        index, manifest.get("config", {}), manifest["input"]["count"], str(dst)
+    )
     transform = tuple(manifest["input"]["transform"])
     bounds = _bounds(transform, source.height, source.width)
     crs_wkt = manifest["input"]["crs_wkt"]
-    table_fields = field_stats.load_fields(fields, field_id, crs_wkt, bounds)
-    objects = pd.read_parquet(dst / output.OBJECTS, columns=["label", "x", "y", "area_m2"])
+    table_fields, id_name = field_stats.load_fields(fields, field_id, crs_wkt, bounds)
+    objects = gpd.read_parquet(
+        dst / output.OBJECTS,
+        columns=[*OBJECT_COLUMNS, "geometry"],
+    )
     members = field_stats.count_objects(objects, table_fields)
 
-    labels_zarr = dst / output.LABELS
-    labels = zarr.open_array(str(labels_zarr / "labels"), mode="r")
+    labels = zarr.open_array(str(dst / output.LABELS / "labels"), mode="r")
     shape = (source.height, source.width)
-    build_pyramid = not pyramid.exists(labels_zarr)
     bands = display_bands(source)
-    partial = None
-    if build_pyramid:
-        a, b, _, d, e, _ = transform
-        scale = (abs(e) if b == 0 else np.hypot(b, e), abs(a) if d == 0 else np.hypot(a, d))
-        partial = pyramid.create(labels_zarr, shape, len(bands), source.dtype, labels.dtype, scale)
+    a, b, _, d, e, _ = transform
+    scale = (abs(e) if b == 0 else np.hypot(b, e), abs(a) if d == 0 else np.hypot(a, d))
+    centre = _corner(transform, shape[0] / 2, shape[1] / 2)[1]
+    pixel_m = float(np.sqrt(pixel_area_m2(crs_wkt, transform, centre)))
+    k = grid.cell_pixels(shape, pixel_m)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        partial = pyramid.create(out, shape, len(bands), source.dtype, labels.dtype, scale)
+    except OSError as exc:  # a read-only or full file system: the one line, no traceback
+        raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    try:
+        pixels, valid, stats = _pass(
+            source, (bands, index_of), dst, transform, table_fields, partial, k, scheduler, log,
+            objects["label"].to_numpy(),
+        )  # fmt: skip
+        pyramid.finish(partial)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    # One pixel's ground area at each field (it varies with latitude in a geographic CRS).
+    centres = shapely.centroid(np.asarray(table_fields.geometry.values))
+    pixel_areas = pixel_area_m2(crs_wkt, transform, np.nan_to_num(shapely.get_y(centres)))
+    result = field_stats.table(table_fields, members, objects, pixels, pixel_areas)
+    if index_of is not None:  # after the other computed columns, before the geometry
+        means = vigour.field_means(members, stats[0])
+        result.insert(len(result.columns) - 1, index_of.mean_column, means)
+    per_object = vigour.object_table(
+        objects, members, table_fields[id_name], id_name, index_of, stats
+    )
+    cells = grid.density(objects, valid, k, crs_wkt, transform, pixel_m)
+
+    from tiler.report.html import render
+
+    csv = _atomic(out / "fields.csv", lambda p: field_stats.rounded(result).to_csv(p, index=False))
+    parquet = _atomic(out / "fields.parquet", lambda p: result.to_parquet(p, index=False))
+    _atomic(out / "objects.csv", lambda p: vigour.rounded(per_object).to_csv(p, index=False))
+    _atomic(out / "objects.parquet", lambda p: per_object.to_parquet(p, index=False))
+    seconds = time.perf_counter() - started
+    page = render(dst, manifest, out / pyramid.GROUP, result, id_name, objects, cells,
+                  fields is not None)  # fmt: skip
+    html = _atomic(out / "report.html", lambda p: Path(p).write_text(page, encoding="utf-8"))
+    log(f"report: {len(result)} field(s) in {seconds:.1f} s")
+    return Report(result, csv, parquet, html, seconds, id_name, per_object, index_of)
+
+
+def lines(report: Report) -> list[str]:
+    """What ``tiler report`` prints: a line per field, and the totals over imaged fields."""
+    table = report.table
+    names = table[report.field_id].astype(str).tolist()
+    width = max(len(n) for n in [*names, "all imaged"])
+    index = report.index
+    out = []
+    for name, (_, row) in zip(names, table.iterrows(), strict=True):
+        head = f"{name:<{width}}  {row['objects']:>8} objects  "
+        if row["no_image"]:
+            out.append(head + "no image: outside the raster or only nodata")
+            continue
+        out.append(head + _figures(row, index))
+    if len(table) > 1:
+        total = field_stats.totals(table)
+        out.append(
+            f"{'all imaged':<{width}}  {total['objects']:>8} objects  " + _figures(total, index)
+        )
+    return out
+
+
+def _figures(row, index: vigour.Vigour | None) -> str:
+    text = (
+        f"{row['density_per_ha']:>9,.0f}/ha  cover {row['canopy_cover_pct']:5.1f}%  "
+        f"imaged {row['imaged_area_ha']:.4f} of {row['area_ha']:.4f} ha"
+    )
+    return text + (f"  {index.title} {row[index.mean_column]:.3f}" if index else "")
+
+
+def _pass(source, bands, dst, transform, table_fields, partial, k, scheduler, log, labels):
+    """The pass over the image: per field ``(pixels, valid, object pixels)``, the
+    valid pixels per grid cell, and the index's ``(mean, sd)`` per object of ``labels``
+    (``bands``: the display bands and the :class:`vigour.Vigour`, or None)."""
+    shape = (source.height, source.width)
     windows = pyramid.windows(shape)
     tree = shapely.STRtree(list(table_fields.geometry))
     pieces = []
@@ -113,48 +208,40 @@ def build(
         (x0, y0), (x1, y1) = _corner(transform, r0, c0), _corner(transform, r1, c1)
         near = tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
         pieces.append([(int(i), table_fields.geometry.iloc[i]) for i in sorted(near)])
+    labels_path = str(dst / output.LABELS / "labels")
     graph = window_graph(
-        "report",
-        window_counts,
-        (source, bands, str(labels_zarr / "labels"), transform, str(partial or "")),
-        windows,
-        pieces,
-    )
+        "report", window_counts, (source, bands, labels_path, transform, str(partial), k),
+        windows, pieces,
+    )  # fmt: skip
     log(f"{dst}: {len(windows)} window(s) of {pyramid.WINDOW} px over {shape[0]} x {shape[1]}")
     pixels = np.zeros((len(table_fields), 3), dtype=np.int64)
-    for counts in Executor(scheduler).compute(graph):
+    valid = np.zeros(grid.grid_shape(shape, k), dtype=np.int64)
+    sums = vigour.Accumulator(labels)
+    for counts, (row, col, block), partial_sums in Executor(scheduler).compute(graph):
         for index, *values in counts:
             pixels[index] += values
-    if partial is not None:
-        pyramid.finish(partial)
-    # One pixel's ground area at each field (it varies with latitude in a geographic CRS).
-    centres = shapely.centroid(np.asarray(table_fields.geometry.values))
-    pixel_areas = pixel_area_m2(crs_wkt, transform, np.nan_to_num(shapely.get_y(centres)))
-    result = field_stats.table(table_fields, members, objects, pixels, pixel_areas)
-
-    from tiler.report.html import render
-
-    out.mkdir(parents=True, exist_ok=True)
-    csv = _atomic(
-        out / "fields.csv", lambda p: result.drop(columns="geometry").to_csv(p, index=False)
-    )
-    parquet = _atomic(out / "fields.parquet", lambda p: result.to_parquet(p, index=False))
-    seconds = time.perf_counter() - started
-    page = render(dst, manifest, result, objects, members, fields is not None)
-    html = _atomic(out / "report.html", lambda p: Path(p).write_text(page, encoding="utf-8"))
-    log(f"report: {len(result)} field(s) in {seconds:.1f} s")
-    return Report(result, csv, parquet, html, seconds)
+        valid[row : row + block.shape[0], col : col + block.shape[1]] += block
+        if partial_sums is not None:
+            sums.add(partial_sums)  # in window order: the same sums for any scheduler
+    return pixels, valid, sums.result()
 
 
-def window_counts(source, bands, labels_path, transform, pyramid_path, window, pieces):
-    """One window of the report pass: the fields' pixel counts, and its pyramid block."""
+def window_counts(source, bands, labels_path, transform, pyramid_path, k, window, pieces):
+    """One window of the report pass: the fields' pixel counts, the valid pixels per
+    grid cell, the index's sums per object, and its pyramid block."""
     (r0, r1), (c0, c1) = window
-    image, valid = source.read(bands, window)
+    display, index_of = bands
+    read = tuple(dict.fromkeys(display + (index_of.bands if index_of else ())))
+    image, valid = source.read(read, window)  # every band once
     labels = zarr.open_array(labels_path, mode="r")[r0:r1, c0:c1]
-    if pyramid_path:
-        pyramid.write_level0(pyramid_path, window, image, valid, labels)
+    planes = lambda wanted: image[[read.index(b) for b in wanted]]  # noqa: E731
+    pyramid.write_level0(pyramid_path, window, planes(display), valid, labels)
+    sums = (
+        vigour.window_partial(index_of, planes(index_of.bands), valid, labels) if index_of else None
+    )
     counts = field_stats.pixel_counts(window, transform, pieces, valid, labels)
-    return [(int(row[0]), int(row[1]), int(row[2]), int(row[3])) for row in counts]
+    fields = [(int(row[0]), int(row[1]), int(row[2]), int(row[3])) for row in counts]
+    return fields, grid.valid_block(window, valid, k), sums
 
 
 def display_bands(source) -> tuple[int, ...]:

@@ -4,11 +4,16 @@
   (``within``: a centroid exactly on a field's boundary belongs to none);
   fields may overlap.
 * A pixel belongs to a field when its centre lies inside the polygon
-  (``rasterio.features.rasterize``'s rule). Canopy cover is the share of a
-  field's valid pixels (GDAL's dataset mask of the input) that are object
-  pixels; ``valid_fraction`` the share of the field's pixels that are valid.
-* Areas are in the raster's CRS (geodesic, on the WGS 84 ellipsoid, when it
-  is geographic); density is objects per hectare of the field's whole area.
+  (``rasterio.features.rasterize``'s rule). The field's *imaged* area is its
+  valid pixels (GDAL's dataset mask of the input) times one pixel's ground
+  area; canopy cover is the share of those pixels that are object pixels.
+* ``area_ha`` is the polygon's area in the raster's CRS (geodesic, on the
+  WGS 84 ellipsoid, when it is geographic); every per-area figure (density,
+  cover) is over the imaged area, so that a field half outside the image or
+  half nodata is not reported half as dense. A field with no valid pixel has
+  ``no_image`` set and no density.
+* The table keeps the fields file's id column (under its own name) and every
+  other attribute, before the computed columns.
 """
 
 from __future__ import annotations
@@ -26,26 +31,29 @@ from rasterio.features import rasterize
 from shapely.geometry import box
 
 from tiler.errors import InputError
+from tiler.report.vigour import COLUMNS as INDEX_COLUMNS
 
 # rasterio's rasterize builds a MEM dataset whose NotGeoreferencedWarning it hides with
 # warnings.catch_warnings, which is not thread-safe: two report windows rasterizing at
 # once in threads can let it escape. One at a time (each is a field's bounding box, cheap).
 _RASTERIZE = threading.Lock()
 
-COLUMNS = (
-    "field_id",
-    "area_ha",
-    "objects",
-    "density_per_ha",
-    "canopy_cover",
-    "valid_fraction",
-    "inside_fraction",
-    "area_mean_m2",
-    "area_median_m2",
-    "area_p10_m2",
-    "area_p90_m2",
-    "outside_raster",
-)
+# The computed columns, after the fields' own, and the decimals fields.csv keeps of each.
+COLUMNS = {
+    "area_ha": 4,
+    "imaged_area_ha": 4,
+    "imaged_pct": 1,
+    "objects": None,
+    "density_per_ha": 1,
+    "canopy_cover_pct": 1,
+    "area_mean_m2": 6,
+    "area_median_m2": 6,
+    "area_p10_m2": 6,
+    "area_p90_m2": 6,
+    "no_image": None,
+}
+INDEX_DIGITS = 4  # fields.csv's decimals of an index column (exg_mean, ...), after COLUMNS
+DEFAULT_ID = "field"  # the id column when the fields file names none
 
 
 def load_fields(
@@ -53,10 +61,16 @@ def load_fields(
     field_id: str | None,
     crs_wkt: str,
     bounds: tuple[float, float, float, float],
-) -> gpd.GeoDataFrame:
-    """The fields as ``(field_id, geometry)`` in the raster's CRS; the footprint if ``None``."""
+) -> tuple[gpd.GeoDataFrame, str]:
+    """The fields in the raster's CRS, and the name of their id column.
+
+    The frame holds the id column first (``field_id``, else ``field``: ``field 1``,
+    ``field 2``, … in row order), the file's other attributes, and the geometry;
+    the image's footprint (id ``footprint``) if ``fields`` is ``None``.
+    """
     if fields is None:
-        return gpd.GeoDataFrame({"field_id": ["footprint"]}, geometry=[box(*bounds)], crs=crs_wkt)
+        footprint = gpd.GeoDataFrame({DEFAULT_ID: ["footprint"]}, geometry=[box(*bounds)])
+        return footprint.set_crs(crs_wkt), DEFAULT_ID
     name = str(fields) if not isinstance(fields, gpd.GeoDataFrame) else "fields"
     if isinstance(fields, gpd.GeoDataFrame):
         frame = fields.copy()
@@ -75,17 +89,24 @@ def load_fields(
     kinds = set(frame.geometry.geom_type.dropna())
     if frame.geometry.isna().any() or not kinds <= {"Polygon", "MultiPolygon"}:
         raise InputError(f"{name}: fields must be polygons; found {sorted(map(str, kinds))}")
+    attributes = frame.drop(columns=frame.geometry.name)
     if field_id is None:
-        ids = [f"field {i + 1}" for i in range(len(frame))]
+        id_name, ids = DEFAULT_ID, [f"field {i + 1}" for i in range(len(frame))]
     elif field_id not in frame.columns:
-        columns = ", ".join(c for c in frame.columns if c != frame.geometry.name)
-        raise InputError(f"{name}: no column {field_id!r} for --field-id; columns: {columns}")
+        raise InputError(
+            f"{name}: no column {field_id!r} for --field-id; columns: {', '.join(attributes)}"
+        )
     else:
-        ids = frame[field_id].astype(str).tolist()
+        id_name, ids = field_id, attributes.pop(field_id)
     if len(set(ids)) != len(ids):
         raise InputError(f"{name}: field ids in {field_id or 'the row order'} are not unique")
+    # A file's own column named like one of ours is kept, as NAME_input.
+    taken = {id_name, *COLUMNS, *INDEX_COLUMNS}
+    attributes = attributes.rename(columns=lambda c: f"{c}_input" if c in taken else c)
+    attributes.insert(0, id_name, list(ids))
     geometry = frame.geometry.to_crs(crs_wkt).make_valid()
-    return gpd.GeoDataFrame({"field_id": ids}, geometry=geometry.values, crs=crs_wkt)
+    out = gpd.GeoDataFrame(attributes.reset_index(drop=True), geometry=geometry.values)
+    return out.set_crs(crs_wkt), id_name
 
 
 def areas_m2(fields: gpd.GeoDataFrame) -> np.ndarray:
@@ -155,34 +176,68 @@ def table(
     pixels: np.ndarray,
     pixel_area_m2: float | np.ndarray,
 ) -> gpd.GeoDataFrame:
-    """The per-field table (columns ``COLUMNS`` and the geometry).
+    """The per-field table: the fields' own columns, ``COLUMNS``, the geometry.
 
+    ``pixels``: per field, ``(pixels, valid pixels, object pixels)`` inside it;
     ``pixel_area_m2``: one pixel's ground area, for all fields or per field.
     """
-    area = areas_m2(fields)
+    area = areas_m2(fields) / 1e4
     pixel_area_m2 = np.broadcast_to(np.asarray(pixel_area_m2, dtype=np.float64), (len(fields),))
-    pixels_in, valid_in, covered_in = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+    valid, covered = pixels[:, 1], pixels[:, 2]
+    imaged = valid * pixel_area_m2 / 1e4
     object_area = objects["area_m2"].to_numpy()
-    rows = []
-    for i, field_id in enumerate(fields["field_id"]):
-        sizes = object_area[members[i]]
-        stats = np.percentile(sizes, [50, 10, 90]) if len(sizes) else np.full(3, np.nan)
-        rows.append(
-            {
-                "field_id": field_id,
-                "area_ha": area[i] / 1e4,
-                "objects": len(sizes),
-                "density_per_ha": len(sizes) / (area[i] / 1e4) if area[i] > 0 else np.nan,
-                "canopy_cover": covered_in[i] / valid_in[i] if valid_in[i] else 0.0,
-                "valid_fraction": valid_in[i] / pixels_in[i] if pixels_in[i] else 0.0,
-                "inside_fraction": min(1.0, pixels_in[i] * pixel_area_m2[i] / area[i])
-                if area[i] > 0
-                else 0.0,
-                "area_mean_m2": sizes.mean() if len(sizes) else np.nan,
-                "area_median_m2": stats[0],
-                "area_p10_m2": stats[1],
-                "area_p90_m2": stats[2],
-                "outside_raster": bool(pixels_in[i] == 0),
-            }
-        )
-    return gpd.GeoDataFrame(rows, geometry=fields.geometry.values, crs=fields.crs)
+    counts = np.array([len(m) for m in members], dtype=np.int64)
+    sizes = [object_area[m] for m in members]
+    stats = np.array(
+        [[s.mean(), *np.percentile(s, [50, 10, 90])] if len(s) else [np.nan] * 4 for s in sizes]
+    ).reshape(-1, 4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        computed = {
+            "area_ha": area,
+            "imaged_area_ha": imaged,
+            "imaged_pct": np.where(area > 0, np.minimum(100.0, 100 * imaged / area), 0.0),
+            "objects": counts,
+            "density_per_ha": np.where(valid > 0, counts / imaged, np.nan),
+            "canopy_cover_pct": np.where(valid > 0, 100 * covered / valid, np.nan),
+            "area_mean_m2": stats[:, 0],
+            "area_median_m2": stats[:, 1],
+            "area_p10_m2": stats[:, 2],
+            "area_p90_m2": stats[:, 3],
+            "no_image": valid == 0,
+        }
+    own = fields.drop(columns=fields.geometry.name)
+    frame = pd.concat([own.reset_index(drop=True), pd.DataFrame(computed)], axis=1)
+    return gpd.GeoDataFrame(frame, geometry=fields.geometry.values, crs=fields.crs)
+
+
+def rounded(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as fields.csv shows it: computed columns rounded, no geometry."""
+    out = pd.DataFrame(table.drop(columns=table.geometry.name))
+    for name, digits in COLUMNS.items():
+        if digits is not None:
+            out[name] = out[name].round(digits)
+    for name in set(INDEX_COLUMNS) & set(out.columns):
+        out[name] = out[name].round(INDEX_DIGITS)
+    return out
+
+
+def totals(table: pd.DataFrame) -> dict[str, float]:
+    """The headline figures over the fields that have an image (overlaps count twice);
+    an index column's figure is the mean over those fields' objects."""
+    imaged = table[~table["no_image"]]
+    area = float(imaged["imaged_area_ha"].sum())
+    covered = float((imaged["canopy_cover_pct"] * imaged["imaged_area_ha"]).sum())
+    index = {}
+    for name in [c for c in INDEX_COLUMNS if c in table.columns]:  # per object, not per field
+        counted = imaged[imaged["objects"] > 0]
+        weights = counted["objects"].sum()
+        index[name] = (counted[name] * counted["objects"]).sum() / weights if weights else np.nan
+    return index | {
+        "objects": int(imaged["objects"].sum()),
+        "fields": len(imaged),
+        "no_image": int(table["no_image"].sum()),
+        "area_ha": float(imaged["area_ha"].sum()),
+        "imaged_area_ha": area,
+        "density_per_ha": imaged["objects"].sum() / area if area > 0 else float("nan"),
+        "canopy_cover_pct": covered / area if area > 0 else float("nan"),
+    }

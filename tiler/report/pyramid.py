@@ -1,7 +1,8 @@
-"""A multiscale pyramid of the image and the labels, beside ``labels`` in ``labels.zarr``.
+"""A multiscale pyramid of the image and the labels, written with the report.
 
-``labels.zarr/pyramid`` is an OME-Zarr 0.5 image (NGFF, on Zarr v3), which
-napari (napari-ome-zarr) and tiler both read:
+``REPORT/pyramid.zarr`` is an OME-Zarr 0.5 image (NGFF, on Zarr v3), which
+napari (napari-ome-zarr) and tiler both read. It goes with the report, not
+into the run, so that a report never needs write access to the run:
 
 * ``pyramid/0``, ``pyramid/1``, … – the image, ``(c, y, x)``: the display
   bands (red, green, blue; or the first band) and an alpha channel. Level 0
@@ -12,7 +13,7 @@ napari (napari-ome-zarr) and tiler both read:
   ``k`` is ``labels[::f, ::f]`` with ``f = 4 * 2**k`` (the first pixel of
   each block), so an object keeps its number at every level.
 
-Full resolution is ``labels.zarr/labels`` itself and the input GeoTIFF; the
+Full resolution is the run's ``labels.zarr/labels`` and the input GeoTIFF; the
 pyramid stops once the image fits in 256 pixels. Level 0 is made in one
 pass over the image in windows of ``4 * 256`` pixels (one level-0 chunk
 each, so writes are chunk-aligned); the coarser levels are made from it.
@@ -20,7 +21,6 @@ each, so writes are chunk-aligned); the coarser levels are made from it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -33,7 +33,7 @@ import zarr
 FACTOR = 4  # level 0 against full resolution
 CHUNK = 256  # level chunks, and the smallest level's largest side
 WINDOW = FACTOR * CHUNK
-GROUP = "pyramid"
+GROUP = "pyramid.zarr"
 
 
 def level_shapes(shape: tuple[int, int]) -> list[tuple[int, int]]:
@@ -89,13 +89,13 @@ def alpha_value(dtype: np.dtype) -> float:
     return float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
 
 
-def create(labels_zarr: Path, shape, bands: int, image_dtype, label_dtype, scale) -> Path:
-    """Create the (partial) pyramid group with empty levels; return its path.
+def create(folder: Path, shape, bands: int, image_dtype, label_dtype, scale) -> Path:
+    """Create the (partial) pyramid group in ``folder`` with empty levels; return its path.
 
     ``scale`` is the input's pixel size ``(row, col)`` in map units, so the
     multiscales carry physical scales.
     """
-    path = Path(labels_zarr) / f".{GROUP}.partial"
+    path = Path(folder) / f".{GROUP}.partial"
     if path.exists():
         shutil.rmtree(path)
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
@@ -221,18 +221,11 @@ def _coarser_chunk(root, k: int, r: int, c: int) -> None:
     root[f"labels/objects/{k}"][r : r + objects.shape[0], c : c + objects.shape[1]] = objects
 
 
-def exists(labels_zarr: Path) -> bool:
-    """Whether ``labels.zarr`` has a finished pyramid."""
-    meta = Path(labels_zarr) / GROUP / "zarr.json"
-    if not meta.exists():
-        return False
-    return "multiscales" in json.loads(meta.read_text()).get("attributes", {}).get("ome", {})
-
-
-def read_level(labels_zarr: Path, max_side: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """The finest level whose largest side is at most ``max_side`` (else the coarsest):
-    ``(factor, image (c, h, w) with alpha last, labels (h, w))``."""
-    root = zarr.open_group(str(Path(labels_zarr) / GROUP), mode="r")
+def read_level(path: Path, max_side: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """The finest level of the pyramid at ``path`` whose largest side is at most
+    ``max_side`` (else the coarsest): ``(factor, image (c, h, w) with alpha last,
+    labels (h, w))``."""
+    root = zarr.open_group(str(path), mode="r")
     n = len([key for key in root.array_keys() if key.isdigit()])
     k = next((k for k in range(n) if max(root[str(k)].shape[1:]) <= max_side), n - 1)
     return FACTOR * 2**k, root[str(k)][...], root[f"labels/objects/{k}"][...]
