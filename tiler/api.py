@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tiler import cache as value_cache
+from tiler import presets
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
 from tiler.config import (
     CannyEdges,
@@ -71,7 +72,11 @@ class RunResult:
         return self.shape[0] * self.shape[1] / 1e6 / self.seconds if self.seconds else float("inf")
 
 
-def _pipeline(config: str | os.PathLike | dict | Pipeline | None) -> Pipeline:
+def _pipeline(config: str | os.PathLike | dict | Pipeline | None, preset: str | None) -> Pipeline:
+    if preset is not None:
+        if config is not None:
+            raise ConfigError("give a config or a preset, not both")
+        return presets.load(preset)
     if isinstance(config, Pipeline):
         return config
     if isinstance(config, dict):
@@ -145,6 +150,7 @@ def run(
     dst: str | os.PathLike,
     config: str | os.PathLike | dict | Pipeline | None = None,
     *,
+    preset: str | None = None,
     chunk_size: int | tuple[int, int] | None = None,
     client: Any = None,
     scheduler: str = "local",
@@ -174,6 +180,9 @@ def run(
         Output directory; must be empty or absent unless ``overwrite`` or ``resume``.
     config : path, dict or Pipeline, optional
         The pipeline; ``None`` runs the default plant pipeline.
+    preset : str, optional
+        A shipped pipeline by name instead of ``config`` (as ``tiler run --preset``;
+        :func:`tiler.presets.names` lists them).
     chunk_size : int or (int, int), optional
         Tile size in pixels; tiles are also the Zarr chunks. Default 2048 x
         2048, or for a striped (untiled) GeoTIFF tiles of as many pixels that
@@ -227,7 +236,7 @@ def run(
     """
     started = time.perf_counter()
     log = log or (lambda message: None)
-    pipeline = _pipeline(config)
+    pipeline = _pipeline(config, preset)
     chunks = _chunks(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
     if isinstance(src, (str, os.PathLike)):
         source = open_geotiff(
@@ -548,8 +557,10 @@ def _check_complete(dst: Path) -> None:
 def open_labels(dst: str | os.PathLike):
     """The labels of a finished run as a lazy ``xarray.DataArray`` with CRS and transform.
 
-    ``rioxarray`` reads its georeferencing (``da.rio.crs``, ``da.rio.transform()``).
+    Its ``.rio`` accessor is ready (``da.rio.crs``, ``da.rio.transform()``):
+    rioxarray is imported here, which registers it.
     """
+    import rioxarray  # noqa: F401 - registers the .rio accessor
     import xarray as xr
 
     dst = Path(dst)
