@@ -249,7 +249,12 @@ def run(
         )
     else:
         source = src
-    pipeline = pipeline.resolve_bands(source.count, source.alpha_bands, source=source.name)
+    pipeline = pipeline.resolve_bands(
+        source.count,
+        source.alpha_bands,
+        source=source.name,
+        alpha_is_mask=getattr(source, "alpha_is_mask", True),
+    )
     src_path = Path(source.path) if isinstance(source, GeoTiffSource) else None
     target = client if client is not None else scheduler
     check_scheduler(target)

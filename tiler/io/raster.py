@@ -192,6 +192,11 @@ class GeoTiffSource:
         return (self.height, self.width)
 
     @property
+    def alpha_is_mask(self) -> bool:
+        """Whether the alpha band (if any) is read as the validity mask (``--mask``)."""
+        return self.mask in ("dataset", "alpha")
+
+    @property
     def options(self) -> dict:
         """How the file was opened: what a later reader of the run opens it with again."""
         return {
