@@ -463,8 +463,41 @@ def open_geotiff(
             )
     except RasterioError as exc:
         reason = _gdal_reason(exc)
+    if driver == "GTiff" and (advice := _other_format_advice(path, assume_crs, pixel_only)):
+        raise InputError(f"{path}: {advice}")
     kind = "GeoTIFF" if driver == "GTiff" else f"{driver} raster"
     raise InputError(f"{path}: not a readable {kind} ({reason})")
+
+
+# Plain image formats that a file refused by the GTiff driver is tried with, only
+# to name it: each is a single self-contained file (no VRT, which points at
+# other files, and no format that opens a network or a database).
+IMAGE_DRIVERS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "JP2OpenJPEG")
+
+
+def _other_format_advice(path: Path, assume_crs: str | None, pixel_only: bool) -> str | None:
+    """What a plain image that is not a GeoTIFF is, and the options that run it; else ``None``."""
+    for name in IMAGE_DRIVERS:
+        try:
+            with rasterio.open(path, driver=name) as ds:
+                georeferenced = not ds.transform.is_identity
+                has_crs = ds.crs is not None
+        except RasterioError:
+            continue
+        options = [f"--driver {name}"]
+        if not georeferenced and not pixel_only:
+            options.append("--pixel-only")
+            why = "; it has no georeferencing, so positions and areas come in pixels only"
+        elif georeferenced and not has_crs and assume_crs is None and not pixel_only:
+            options.append("--assume-crs EPSG:XXXX")
+            why = "; it has a geotransform but no CRS: give the CRS you know"
+        else:
+            why = ""
+        return (
+            f"a {name} image, not a GeoTIFF (inputs are opened as GeoTIFFs unless told); "
+            f"to run it anyway, pass {' '.join(options)}{why}"
+        )
+    return None
 
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
