@@ -70,3 +70,54 @@ def test_image_format_is_named_and_the_advised_options_run_it(case, tmp_path):
     assert manifest["input"]["options"]["driver"] == name
     expected = "none" if "--pixel-only" in options else "file"
     assert manifest["input"]["options"]["georeferencing"] in (expected, "assumed")
+
+
+# ---------------------------------------------------------------------------
+# tiler report --src: a moved input
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moved_run(tmp_path):
+    """A finished run whose input then moved: (dst, the input's new path)."""
+    from conftest import write_geotiff
+
+    src = write_geotiff(tmp_path / "field.tif", field_image(120, 140), transform=TRANSFORM)
+    dst = tmp_path / "out"
+    proc = tiler("run", src, dst, *RUN, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    moved = tmp_path / "archive" / "field-2024.tif"
+    moved.parent.mkdir()
+    src.rename(moved)
+    return dst, moved
+
+
+def test_report_of_a_moved_input_says_how_and_takes_src(moved_run, tmp_path):
+    dst, moved = moved_run
+    proc = tiler("report", dst, cwd=tmp_path)
+    assert_one_line_error(proc, "field.tif", "the run's input is gone", "--src")
+    assert not (dst / "report" / "fields.csv").exists()
+    proc = tiler("report", dst, "--src", moved, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fields = (dst / "report" / "fields.csv").read_text()
+    assert fields.count("\n") == 2  # header and the footprint
+    assert (dst / "report" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("change", ["size", "content"])
+def test_report_src_must_be_the_runs_input(change, moved_run, tmp_path):
+    dst, moved = moved_run
+    other = tmp_path / "other.tif"
+    data = bytearray(moved.read_bytes())
+    if change == "size":
+        data += b"\x00"
+        expected = [f"{len(data)} bytes", f"had {len(data) - 1}"]
+    else:
+        data[len(data) // 2] ^= 0xFF
+        expected = ["same size", "fingerprint"]
+    other.write_bytes(bytes(data))
+    proc = tiler("report", dst, "--src", other, cwd=tmp_path)
+    assert_one_line_error(proc, "other.tif", "not the run's input", "field.tif", *expected)
+    assert not (dst / "report" / "fields.csv").exists()
+    proc = tiler("report", dst, "--src", tmp_path / "nowhere.tif", cwd=tmp_path)
+    assert_one_line_error(proc, "nowhere.tif", "no such file")

@@ -254,12 +254,18 @@ def run(
     default=None,
     help="Folder for fields.csv, fields.parquet and report.html [DST/report].",
 )
+@click.option(
+    "--src",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The run's input, if it moved (checked against run.json's size and fingerprint).",
+)
 @quiet_option
-def report(dst, fields, field_id, out, quiet):
+def report(dst, fields, field_id, out, src, quiet):
     """Count objects per field, with density, canopy cover and sizes; write an HTML report."""
     from tiler import report as reporting
 
-    result = reporting.build(dst, fields, field_id, out, log=_log(quiet))
+    result = reporting.build(dst, fields, field_id, out, src=src, log=_log(quiet))
     table = result.table
     width = max(len(str(f)) for f in table["field_id"])
     for row in table.itertuples():
