@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler import presets
+from tiler import presets, reach
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
 from tiler.config import (
     CannyEdges,
@@ -46,10 +46,11 @@ from tiler.plan import Executor, TileGrid
 from tiler.progress import Progress
 
 DEFAULT_CHUNK_SIZE = 2048
-# A striped input is warned about above one default tile's pixels: below, a run
-# takes seconds whatever the layout, and the warning would be noise (its tiles
-# follow the strips all the same).
-WARN_STRIPED_PIXELS = DEFAULT_CHUNK_SIZE * DEFAULT_CHUNK_SIZE
+# A striped input, or a halo that multiplies the work (tiler.reach), is warned
+# about above one default tile's pixels: below, a run takes seconds whatever the
+# layout or halo, and the warning would be noise (its tiles follow the strips
+# all the same).
+WARN_PIXELS = WARN_STRIPED_PIXELS = DEFAULT_CHUNK_SIZE * DEFAULT_CHUNK_SIZE
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,9 @@ def run(
             warned.append(f"{source.name}: {plan.warning}")
     grid = TileGrid((source.height, source.width), chunks)
     grid.check_size(source.name)  # before DST is touched
+    warned.extend(
+        reach.check(pipeline, grid.shape, chunks, source.name, _pixel_m(source), WARN_PIXELS)
+    )
     for message in warned:
         (warn or _warn)(message)
     dst = Path(dst)
@@ -383,6 +387,13 @@ def run(
         seconds=seconds,
         timings=dict(segmentation.timings),
     )
+
+
+def _pixel_m(source: RasterSource) -> float | None:
+    """The pixel's side in metres, for messages; ``None`` for a --pixel-only input."""
+    if getattr(source, "georeferencing", "file") == "none":
+        return None
+    return reach.pixel_size_m(source.crs_wkt, source.transform, source.height)
 
 
 def _identity(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int]) -> dict:
