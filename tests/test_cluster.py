@@ -291,8 +291,7 @@ def test_progress_lines_in_a_log_show_tiles_throughput_and_eta():
         for _ in range(20):
             time.sleep(0.004)
             bar.update()
-    start, *lines = log.getvalue().splitlines()
-    assert start == "  labels: 10/30 tiles, started"
+    lines = log.getvalue().splitlines()
     lines = [line for line in lines if "running for" not in line]  # a beat before the 1st tile
     assert 3 <= len(lines) < 20, lines
     for line in lines:

@@ -1,13 +1,14 @@
 """Progress of a run: one bar per pass (tiles done / total, MP/s, ETA).
 
-On a terminal (or in a Jupyter notebook) the bars are tqdm's, redrawn in
-place on stderr, and at least every ``REFRESH`` seconds while a tile runs,
-so the time shown moves. In a log file (a batch job's output) a pass prints
-a line as it starts and then one every ``LOG_INTERVAL`` seconds, whether or
-not a tile finished meanwhile, so a long job's log stays readable and a
-pass whose first tile takes long is seen running. Tiles that a resumed run
-takes from its journal count as done from the start and do not enter the
-rate.
+On a terminal (or in a Jupyter notebook) the bars are tqdm's, drawn as a
+pass starts and redrawn in place on stderr at least every ``REFRESH``
+seconds while a tile runs, so the time shown moves. In a log file (a batch
+job's output) a pass still running after ``FIRST_LINE`` seconds prints a
+line, then one every ``LOG_INTERVAL`` seconds whether or not a tile
+finished meanwhile: a long job's log stays readable, a pass whose first
+tile takes long is seen running from the first second, and passes that
+take less print nothing. Tiles that a resumed run takes from its journal
+count as done from the start and do not enter the rate.
 """
 
 from __future__ import annotations
@@ -22,20 +23,24 @@ from typing import TextIO
 from tqdm import tqdm
 
 LOG_INTERVAL = 30.0
+FIRST_LINE = 1.0
 REFRESH = 1.0
 
 
 class _Heartbeat:
-    """Calls ``beat`` every ``period`` seconds on a daemon thread until stopped."""
+    """Calls ``beat`` after ``first`` seconds, then every ``period``, on a daemon thread."""
 
-    def __init__(self, period: float, beat: Callable[[], None]):
+    def __init__(self, period: float, beat: Callable[[], None], first: float | None = None):
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(period, beat), daemon=True)
+        args = (period, beat, period if first is None else first)
+        self._thread = threading.Thread(target=self._run, args=args, daemon=True)
         self._thread.start()
 
-    def _run(self, period: float, beat: Callable[[], None]) -> None:
-        while not self._stop.wait(period):
+    def _run(self, period: float, beat: Callable[[], None], first: float) -> None:
+        wait = first
+        while not self._stop.wait(wait):
             beat()
+            wait = period
 
     def stop(self) -> None:
         self._stop.set()
@@ -67,18 +72,19 @@ def _in_a_notebook() -> bool:
 
 
 class LogLines:
-    """A line as the pass starts (``labels: 0/323 tiles, started``), then one every
-    ``interval`` seconds: ``labels: 120/323 tiles, 9.1 MP/s, ETA 0:00:05``, or
-    ``labels: 0/323 tiles, running for 0:00:30`` while no tile has finished."""
+    """A line after the first second, then one every ``interval`` seconds:
+    ``labels: 120/323 tiles, 9.1 MP/s, ETA 0:00:05``, or
+    ``labels: 0/323 tiles, running for 0:00:01`` while no tile has finished."""
 
     def __init__(self, progress: Progress, name: str, total: int, done: int, megapixels: float):
         self.file, self.interval = progress.file, progress.interval
         self.name, self.total, self.done, self.first = name, total, done, done
         self.megapixels_per_tile = megapixels / total if total else 0.0
-        self.started = self.last = time.monotonic()
+        self.started = time.monotonic()
+        first = min(FIRST_LINE, self.interval)
+        self.last = self.started - self.interval + first  # the first line is due at ``first``
         self._lock = threading.Lock()
-        self._write(f"{done}/{total} tiles, started")
-        self._heartbeat = _Heartbeat(self.interval, self._beat)
+        self._heartbeat = _Heartbeat(self.interval, self._beat, first)
 
     def _write(self, text: str) -> None:
         self.file.write(f"  {self.name}: {text}\n")
