@@ -26,8 +26,9 @@ Markdown. The NAIP pipelines tried, with their overall F1, are listed in the
 In ``bishop_2020_3`` and ``eureka_2020_20`` band 4 (NIR) is tagged as alpha:
 tiler's default band selection leaves it out, and GDAL's dataset mask (the
 valid pixels) is ``NIR > 0``. The harness changes nothing about that: a
-pipeline that needs NIR must list it in ``bands:``, and the report notes the
-share of valid pixels of such tiles.
+pipeline that needs NIR must list it in ``bands:`` and run with ``--mask nodata``
+(an alpha band takes no spectral role while it is the mask), and the report
+notes the share of valid pixels of such tiles.
 """
 
 from __future__ import annotations

@@ -292,6 +292,7 @@ def test_progress_lines_in_a_log_show_tiles_throughput_and_eta():
             time.sleep(0.004)
             bar.update()
     lines = log.getvalue().splitlines()
+    lines = [line for line in lines if "running for" not in line]  # a beat before the 1st tile
     assert 3 <= len(lines) < 20, lines
     for line in lines:
         assert re.fullmatch(r"  labels: (\d+)/30 tiles, [\d.]+ MP/s, ETA \d:\d\d:\d\d", line), line

@@ -656,8 +656,9 @@ def test_default_bands_exclude_alpha(count, alpha, bands):
 def test_explicit_bands_are_kept_in_order():
     p = pipeline(bands=[3, 2, 1])
     assert p.resolve_bands(4, (4,)).bands == (3, 2, 1)
-    # An explicitly listed alpha band is the user's choice.
-    assert pipeline(bands=[2, 3, 4]).resolve_bands(4, (4,)).bands == (2, 3, 4)
+    # An explicitly listed alpha band that is not the mask (--mask nodata/none) is the user's
+    # choice; as the mask, it is refused as a colour (test_alpha_band_never_takes_a_colour_role).
+    assert pipeline(bands=[2, 3, 4]).resolve_bands(4, (4,), alpha_is_mask=False).bands == (2, 3, 4)
 
 
 def test_every_band_alpha():
@@ -695,10 +696,11 @@ def test_ndvi_roles_must_be_selected():
     with pytest.raises(ConfigError) as info:
         pipeline(preprocess=ndvi).resolve_bands(3, source="rgb.tif")
     message = str(info.value)
-    for part in ("preprocess[0].nir", "band 4", "[1, 2, 3]", "rgb.tif", "3 band(s)", "'bands:'"):
+    for part in ("preprocess[0].nir", "band 4 does not exist", "rgb.tif", "3 band(s)", "exg"):
         assert part in message, message
-    # An alpha fourth band is not selected by default, so it cannot be the NIR band.
-    with pytest.raises(ConfigError, match=r"preprocess\[0\]\.nir: band 4"):
+    assert "'bands:'" not in message  # listing a band the file lacks cannot help
+    # An alpha fourth band is not selected by default, and is never proposed as NIR.
+    with pytest.raises(ConfigError, match=r"preprocess\[0\]\.nir: band 4 is the file's alpha"):
         pipeline(preprocess=ndvi).resolve_bands(4, (4,), source="rgba.tif")
     with pytest.raises(ConfigError, match=r"preprocess\[0\]\.red: band 1 is not among"):
         pipeline(preprocess=ndvi, bands=[2, 4]).resolve_bands(4, source="cir.tif")
@@ -717,3 +719,36 @@ def test_band_index_is_a_position_in_the_selected_bands():
     # k counts selected bands, not the file's: band 3 of two selected bands is out of range.
     with pytest.raises(ConfigError, match=r"preprocess\[0\]\.band: 3 is out of range.*\(1\.\.2\)"):
         pipeline(preprocess=[{"band": 3}], bands=[2, 3]).resolve_bands(5)
+
+
+@pytest.mark.parametrize("listed", [None, [1, 2, 3, 4]])
+def test_alpha_band_is_never_proposed_or_taken_as_nir(listed):
+    """Issue 19: NDVI on RGBA advised listing band 4 (alpha) as NIR, then ran on alpha."""
+    p = pipeline(preprocess=[{"index": "ndvi"}], bands=listed)  # red 1, nir 4
+    with pytest.raises(ConfigError) as info:
+        p.resolve_bands(4, (4,), source="rgba.tif")
+    message = str(info.value)
+    assert message.startswith("rgba.tif: preprocess[0].nir: band 4 is the file's alpha band")
+    assert "set nir: to its near-infrared band (bands that are not alpha: 1, 2, 3)" in message
+    assert "\n" not in message
+    # The way through for NIR tagged alpha by mistake: say the tag is no mask, and list it.
+    assert "--mask nodata" in message
+    if listed:
+        assert p.resolve_bands(4, (4,), alpha_is_mask=False).bands == tuple(listed)
+    else:  # not the mask, but not listed either: still not taken
+        with pytest.raises(ConfigError, match="is near-infrared tagged alpha by mistake, list it"):
+            p.resolve_bands(4, (4,), alpha_is_mask=False)
+
+
+@pytest.mark.parametrize(
+    ("preprocess", "bands", "colour"),
+    [([{"index": "exg"}], [2, 3, 4], "blue"), ([{"band": 1}], [4, 1], "its values")],
+)
+def test_alpha_band_never_takes_a_colour_role(preprocess, bands, colour):
+    p = pipeline(preprocess=preprocess, bands=bands)
+    with pytest.raises(ConfigError) as info:
+        p.resolve_bands(4, (4,), source="rgba.tif")
+    message = str(info.value)
+    assert message.startswith("rgba.tif: bands: band 4 is the file's alpha band")
+    assert f"would read as {colour}" in message and "leave it out of 'bands:'" in message
+    assert p.resolve_bands(4, (4,), alpha_is_mask=False).bands == tuple(bands)

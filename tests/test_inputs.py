@@ -651,7 +651,9 @@ def test_float32_with_nan_nodata_runs_and_equals_the_reference(tmp_path):
     assert manifest["object_count"] >= 3
 
 
-def independent_reference(path: Path, config=None, *, valid=None, zero_nan=True):
+def independent_reference(
+    path: Path, config=None, *, valid=None, zero_nan=True, alpha_is_mask=True
+):
     """The whole-image reference from the file read by rasterio here, not by tiler's reader.
 
     ``valid`` defaults to GDAL's dataset mask; non-finite values at invalid
@@ -660,7 +662,7 @@ def independent_reference(path: Path, config=None, *, valid=None, zero_nan=True)
     pipeline = parse_pipeline(config) if isinstance(config, dict) else load_pipeline(config)
     with rasterio.open(path) as ds:
         alpha = tuple(i + 1 for i, c in enumerate(ds.colorinterp) if c.name == "alpha")
-        pipeline = pipeline.resolve_bands(ds.count, alpha)
+        pipeline = pipeline.resolve_bands(ds.count, alpha, alpha_is_mask=alpha_is_mask)
         image = ds.read(list(pipeline.bands))
         if valid is None:
             valid = ds.dataset_mask() > 0
@@ -728,6 +730,8 @@ def nir_tagged_alpha(path: Path) -> tuple[Path, np.ndarray]:
 
 
 NDVI = {"bands": [1, 2, 3, 4], "preprocess": [{"index": "ndvi", "red": 1, "nir": 4}]}
+# While band 4 is the mask (--mask dataset or alpha), it takes no spectral role.
+RGB = {"bands": [1, 2, 3], "preprocess": [{"index": "exg"}]}
 
 
 @pytest.mark.parametrize("mode", ["dataset", "alpha", "nodata", "none"])
@@ -739,12 +743,16 @@ def test_mask_modes_equal_the_reference_with_that_mask(mode, tmp_path):
         "nodata": (image != 0).any(axis=0),  # valid unless every band is nodata
         "none": np.ones(image.shape[1:], bool),
     }[mode]
-    config = tmp_path / "ndvi.yaml"
-    config.write_text(json.dumps(NDVI))
+    alpha_is_mask = mode in ("dataset", "alpha")
+    pipeline = RGB if alpha_is_mask else NDVI
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(json.dumps(pipeline))
     dst = tmp_path / "out"
     proc = tiler("run", path, dst, "-c", config, "--mask", mode, *RUN[1:], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    valid, ref = independent_reference(path, NDVI, valid=expected_valid)
+    valid, ref = independent_reference(
+        path, pipeline, valid=expected_valid, alpha_is_mask=alpha_is_mask
+    )
     labels = tiler_api.open_labels(dst).values
     np.testing.assert_array_equal(labels, ref.labels)
     assert not labels[~valid].any(), "nodata became an object"
@@ -754,17 +762,27 @@ def test_mask_modes_equal_the_reference_with_that_mask(mode, tmp_path):
 
 
 def test_mask_nodata_rescues_nir_tagged_as_alpha(tmp_path):
-    """The water block is lost under GDAL's mask and kept under --mask nodata."""
+    """The water block is lost under GDAL's mask and kept under --mask nodata.
+
+    NDVI on the "alpha" band under GDAL's mask is refused, naming that way through.
+    """
     path, _ = nir_tagged_alpha(tmp_path / "rgbn.tif")
-    config = tmp_path / "ndvi.yaml"
-    config.write_text(json.dumps(NDVI))
+    rgb, ndvi = tmp_path / "rgb.yaml", tmp_path / "ndvi.yaml"
+    rgb.write_text(json.dumps(RGB))
+    ndvi.write_text(json.dumps(NDVI))
     counts = {}
     for mode in ("dataset", "nodata"):
         dst = tmp_path / mode
-        proc = tiler("run", path, dst, "-c", config, "--mask", mode, *RUN[1:], cwd=tmp_path)
+        proc = tiler("run", path, dst, "-c", rgb, "--mask", mode, *RUN[1:], cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         counts[mode] = json.loads((dst / "run.json").read_text())["threshold"]["valid_pixels"]
     assert counts["nodata"] - counts["dataset"] == 30 * 40  # the block, and nothing else
+    dst = tmp_path / "ndvi"
+    proc = tiler("run", path, dst, "-c", ndvi, *RUN[1:], cwd=tmp_path)
+    assert_one_line_error(proc, "rgbn.tif", "band 4 is the file's alpha band", "--mask nodata")
+    assert not dst.exists()
+    proc = tiler("run", path, dst, "-c", ndvi, "--mask", "nodata", *RUN[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_exported_mask_and_report_follow_the_runs_mask_mode(tmp_path):

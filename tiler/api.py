@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler import diagnostics, presets, resumption
+from tiler import diagnostics, presets, reach, resumption
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
 from tiler.config import (
     CannyEdges,
@@ -46,10 +46,11 @@ from tiler.plan import Executor, TileGrid
 from tiler.progress import Progress
 
 DEFAULT_CHUNK_SIZE = 2048
-# A striped input is warned about above one default tile's pixels: below, a run
-# takes seconds whatever the layout, and the warning would be noise (its tiles
-# follow the strips all the same).
-WARN_STRIPED_PIXELS = DEFAULT_CHUNK_SIZE * DEFAULT_CHUNK_SIZE
+# A striped input, or a halo that multiplies the work (tiler.reach), is warned
+# about above one default tile's pixels: below, a run takes seconds whatever the
+# layout or halo, and the warning would be noise (its tiles follow the strips
+# all the same).
+WARN_PIXELS = WARN_STRIPED_PIXELS = DEFAULT_CHUNK_SIZE * DEFAULT_CHUNK_SIZE
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ def run(
     dst: str | os.PathLike,
     config: str | os.PathLike | dict | Pipeline | None = None,
     *,
+    preset: str | None = None,
     chunk_size: int | tuple[int, int] | None = None,
     client: Any = None,
     scheduler: str = "local",
@@ -175,6 +177,9 @@ def run(
         Output directory; must be empty or absent unless ``overwrite`` or ``resume``.
     config : path, dict or Pipeline, optional
         The pipeline; ``None`` runs the default plant pipeline (resuming: the run's).
+    preset : str, optional
+        A shipped pipeline by name instead of ``config`` (as ``tiler run --preset``;
+        :func:`tiler.presets.names` lists them).
     chunk_size : int or (int, int), optional
         Tile size in pixels; tiles are also the Zarr chunks. Default 2048 x
         2048, or for a striped (untiled) GeoTIFF tiles of as many pixels that
@@ -232,6 +237,10 @@ def run(
     started = time.perf_counter()
     log = log or (lambda message: None)
     dst = Path(dst)
+    if preset is not None:
+        if config is not None:
+            raise ConfigError("give a config or a preset, not both")
+        config = presets.load(preset)
     given = resumption.Settings(config, chunk_size, driver, mask, assume_crs, pixel_only)
     before = resumption.recorded(dst) if resume else None
     settings = given.completed(before)  # resuming: what is left out is the run's
@@ -249,7 +258,12 @@ def run(
         )
     else:
         source = src
-    pipeline = pipeline.resolve_bands(source.count, source.alpha_bands, source=source.name)
+    pipeline = pipeline.resolve_bands(
+        source.count,
+        source.alpha_bands,
+        source=source.name,
+        alpha_is_mask=getattr(source, "alpha_is_mask", True),
+    )
     src_path = Path(source.path) if isinstance(source, GeoTiffSource) else None
     target = client if client is not None else scheduler
     check_scheduler(target)
@@ -270,6 +284,9 @@ def run(
             warned.append(f"{source.name}: {plan.warning}")
     grid = TileGrid((source.height, source.width), chunks)
     grid.check_size(source.name)  # before DST is touched
+    warned.extend(
+        reach.check(pipeline, grid.shape, chunks, source.name, _pixel_m(source), WARN_PIXELS)
+    )
     for message in warned:
         (warn or _warn)(message)
     identity = _identity(source, pipeline, chunks)
@@ -385,6 +402,13 @@ def run(
         seconds=seconds,
         timings=dict(segmentation.timings),
     )
+
+
+def _pixel_m(source: RasterSource) -> float | None:
+    """The pixel's side in metres, for messages; ``None`` for a --pixel-only input."""
+    if getattr(source, "georeferencing", "file") == "none":
+        return None
+    return reach.pixel_size_m(source.crs_wkt, source.transform, source.height)
 
 
 def _identity(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int]) -> dict:
@@ -558,8 +582,10 @@ def _check_complete(dst: Path) -> None:
 def open_labels(dst: str | os.PathLike):
     """The labels of a finished run as a lazy ``xarray.DataArray`` with CRS and transform.
 
-    ``rioxarray`` reads its georeferencing (``da.rio.crs``, ``da.rio.transform()``).
+    Its ``.rio`` accessor is ready (``da.rio.crs``, ``da.rio.transform()``):
+    rioxarray is imported here, which registers it.
     """
+    import rioxarray  # noqa: F401 - registers the .rio accessor
     import xarray as xr
 
     dst = Path(dst)

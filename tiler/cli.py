@@ -269,15 +269,21 @@ def run(
     help="Vegetation index averaged per object: exg, exgr, gray, ndvi, ndvi:RED,NIR or none "
     "[the run's NDVI, else exg].",
 )
+@click.option(
+    "--src",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The run's input, if it moved (checked against run.json's size and fingerprint).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing report there.")
 @quiet_option
-def report(dst, fields, field_id, out, index, overwrite, quiet):
+def report(dst, fields, field_id, out, index, src, overwrite, quiet):
     """Count objects per field, with density, canopy cover, sizes and a vegetation index
     per object; write an HTML report."""
     from tiler import report as reporting
 
     result = reporting.build(
-        dst, fields, field_id, out, index=index, overwrite=overwrite, log=_log(quiet)
+        dst, fields, field_id, out, index=index, src=src, overwrite=overwrite, log=_log(quiet)
     )
     for line in reporting.lines(result):
         click.echo(line)

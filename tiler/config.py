@@ -491,9 +491,18 @@ class Pipeline:
         return out
 
     def resolve_bands(
-        self, count: int, alpha_bands: Sequence[int] = (), *, source: str = "input"
+        self,
+        count: int,
+        alpha_bands: Sequence[int] = (),
+        *,
+        source: str = "input",
+        alpha_is_mask: bool = True,
     ) -> Pipeline:
         """Fill in the default bands and check every band number against the file.
+
+        An alpha band never takes a spectral role (NDVI's ``red``/``nir``, a
+        colour of ``exg``, ``band: k``) while it is the validity mask; see
+        :func:`_check_alpha_roles`.
 
         Parameters
         ----------
@@ -503,6 +512,9 @@ class Pipeline:
             1-based numbers of the bands whose colour interpretation is alpha.
         source : str
             Name of the file, for messages.
+        alpha_is_mask : bool
+            Whether the alpha band is (part of) the validity mask: ``--mask
+            dataset`` or ``alpha``; not with ``nodata`` or ``none``.
         """
         bands = self.bands
         if bands is None:
@@ -531,6 +543,7 @@ class Pipeline:
                 f"{source}: preprocess[0].band: {index.band} is out of range; "
                 f"{len(bands)} band(s) are selected (1..{len(bands)})"
             )
+        _check_alpha_roles(index, bands, count, tuple(alpha_bands), alpha_is_mask, source)
         if index.name == "ndvi":
             for role in ("red", "nir"):
                 number = getattr(index, role)
@@ -541,6 +554,67 @@ class Pipeline:
                         "list it in 'bands:'"
                     )
         return replace(self, bands=tuple(bands))
+
+
+ROLE_NAMES = {"red": "red", "nir": "near-infrared"}
+
+
+def _check_alpha_roles(
+    index: Index,
+    bands: tuple[int, ...],
+    count: int,
+    alpha: tuple[int, ...],
+    alpha_is_mask: bool,
+    source: str,
+) -> None:
+    """Refuse a band the index would read as a colour that is absent or the alpha band.
+
+    An alpha band is transparency: read as near-infrared or blue it gives a
+    number, but a meaningless one, and as the validity mask it also drops
+    every pixel where it is 0. So it is never proposed for a role, and is
+    refused in one while it is the mask. A spectral band tagged alpha by
+    mistake (NIR in some 4-band files) runs once ``--mask nodata`` or
+    ``none`` says the tag is not a mask and ``bands:`` lists it.
+    """
+    others = ", ".join(str(b) for b in range(1, count + 1) if b not in alpha) or "none"
+    fix = (
+        "list it in 'bands:'"
+        if not alpha_is_mask
+        else ("run with --mask nodata (or --mask none) and list it in 'bands:'")
+    )
+    if index.name == "ndvi":
+        for role in ("red", "nir"):
+            number, name = getattr(index, role), ROLE_NAMES[role]
+            where = f"{source}: preprocess[0].{role}: band {number}"
+            if number > count:
+                raise ConfigError(
+                    f"{where} does not exist: the file has {count} band(s) (1..{count}); "
+                    f"set {role}: to its {name} band (NDVI needs red and near-infrared; "
+                    "an RGB image has no near-infrared: use index: exg)"
+                )
+            if number in alpha and (alpha_is_mask or number not in bands):
+                raise ConfigError(
+                    f"{where} is the file's alpha band (transparency), not {name}; set {role}: "
+                    f"to its {name} band (bands that are not alpha: {others}); if band {number} "
+                    f"is {name} tagged alpha by mistake, {fix}"
+                )
+        return
+    if not alpha_is_mask:
+        return
+    used = (bands[index.band - 1],) if index.name == "band" else bands[: index.bands_needed]
+    for position, number in enumerate(used):
+        if number in alpha:
+            what = f"band: {index.band}" if index.name == "band" else f"index: {index.name}"
+            raise ConfigError(
+                f"{source}: bands: band {number} is the file's alpha band (transparency), which "
+                f"preprocess[0].{what} would read as {_colour(index, position)}; leave it out "
+                f"of 'bands:' (bands that are not alpha: {others}); if it is a spectral band "
+                "tagged alpha by mistake, run with --mask nodata (or --mask none)"
+            )
+
+
+def _colour(index: Index, position: int) -> str:
+    return "its values" if index.name == "band" else ("red", "green", "blue")[position]
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,50 @@
 """Progress of a run: one bar per pass (tiles done / total, MP/s, ETA).
 
-On a terminal (or in a Jupyter notebook) the bars are tqdm's, redrawn in
-place on stderr. In a log file
-(a batch job's output) a pass prints a plain line at most every
-``LOG_INTERVAL`` seconds instead, so a long job's log stays readable. Tiles
-that a resumed run takes from its journal count as done from the start and
-do not enter the rate.
+On a terminal (or in a Jupyter notebook) the bars are tqdm's, drawn as a
+pass starts and redrawn in place on stderr at least every ``REFRESH``
+seconds while a tile runs, so the time shown moves. In a log file (a batch
+job's output) a pass still running after ``FIRST_LINE`` seconds prints a
+line, then one every ``LOG_INTERVAL`` seconds whether or not a tile
+finished meanwhile: a long job's log stays readable, a pass whose first
+tile takes long is seen running from the first second, and passes that
+take less print nothing. Tiles that a resumed run takes from its journal
+count as done from the start and do not enter the rate.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TextIO
 
 from tqdm import tqdm
 
 LOG_INTERVAL = 30.0
+FIRST_LINE = 1.0
+REFRESH = 1.0
+
+
+class _Heartbeat:
+    """Calls ``beat`` after ``first`` seconds, then every ``period``, on a daemon thread."""
+
+    def __init__(self, period: float, beat: Callable[[], None], first: float | None = None):
+        self._stop = threading.Event()
+        args = (period, beat, period if first is None else first)
+        self._thread = threading.Thread(target=self._run, args=args, daemon=True)
+        self._thread.start()
+
+    def _run(self, period: float, beat: Callable[[], None], first: float) -> None:
+        wait = first
+        while not self._stop.wait(wait):
+            beat()
+            wait = period
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Progress:
@@ -45,30 +72,51 @@ def _in_a_notebook() -> bool:
 
 
 class LogLines:
-    """A line every ``interval`` seconds: ``labels: 120/323 tiles, 9.1 MP/s, ETA 0:00:05``."""
+    """A line after the first second, then one every ``interval`` seconds:
+    ``labels: 120/323 tiles, 9.1 MP/s, ETA 0:00:05``, or
+    ``labels: 0/323 tiles, running for 0:00:01`` while no tile has finished."""
 
     def __init__(self, progress: Progress, name: str, total: int, done: int, megapixels: float):
         self.file, self.interval = progress.file, progress.interval
         self.name, self.total, self.done, self.first = name, total, done, done
         self.megapixels_per_tile = megapixels / total if total else 0.0
-        self.started = self.last = time.monotonic()
+        self.started = time.monotonic()
+        first = min(FIRST_LINE, self.interval)
+        self.last = self.started - self.interval + first  # the first line is due at ``first``
+        self._lock = threading.Lock()
+        self._heartbeat = _Heartbeat(self.interval, self._beat, first)
+
+    def _write(self, text: str) -> None:
+        self.file.write(f"  {self.name}: {text}\n")
+        self.file.flush()
 
     def update(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if now - self.last < self.interval or self.done == self.total:
+        with self._lock:
+            self.done += 1
+            if self.done < self.total:
+                self._report(time.monotonic())
+
+    def _beat(self) -> None:
+        with self._lock:
+            if self.done < self.total:
+                self._report(time.monotonic())
+
+    def _report(self, now: float) -> None:
+        """The progress line, if ``interval`` has passed since the last one (lock held)."""
+        if now - self.last < self.interval:
             return
         self.last = now
+        if self.done == self.first:
+            elapsed = timedelta(seconds=round(now - self.started))
+            self._write(f"{self.done}/{self.total} tiles, running for {elapsed}")
+            return
         rate = (self.done - self.first) / max(now - self.started, 1e-9)
         eta = timedelta(seconds=round((self.total - self.done) / rate))
         speed = rate * self.megapixels_per_tile
-        self.file.write(
-            f"  {self.name}: {self.done}/{self.total} tiles, {speed:.1f} MP/s, ETA {eta}\n"
-        )
-        self.file.flush()
+        self._write(f"{self.done}/{self.total} tiles, {speed:.1f} MP/s, ETA {eta}")
 
     def close(self) -> None:
-        pass
+        self._heartbeat.stop()
 
     def __enter__(self) -> LogLines:
         return self
@@ -94,6 +142,8 @@ class PassBar:
             bar_format="{desc} {percentage:3.0f}%|{bar:24}| {n_fmt}/{total_fmt} tiles "
             "[{elapsed}<{remaining}{postfix}]",
         )
+        # tqdm draws only on updates: redrawn meanwhile, the elapsed time moves during a long tile.
+        self._heartbeat = _Heartbeat(REFRESH, self.bar.refresh) if progress.enabled else None
 
     def update(self) -> None:
         """One more tile done."""
@@ -103,6 +153,8 @@ class PassBar:
             self.bar.set_postfix_str(f"{rate * self.megapixels_per_tile:.1f} MP/s", refresh=False)
 
     def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self.bar.close()
 
     def __enter__(self) -> PassBar:

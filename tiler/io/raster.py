@@ -192,6 +192,11 @@ class GeoTiffSource:
         return (self.height, self.width)
 
     @property
+    def alpha_is_mask(self) -> bool:
+        """Whether the alpha band (if any) is read as the validity mask (``--mask``)."""
+        return self.mask in ("dataset", "alpha")
+
+    @property
     def options(self) -> dict:
         """How the file was opened: what a later reader of the run opens it with again."""
         return {
@@ -458,8 +463,41 @@ def open_geotiff(
             )
     except RasterioError as exc:
         reason = _gdal_reason(exc)
+    if driver == "GTiff" and (advice := _other_format_advice(path, assume_crs, pixel_only)):
+        raise InputError(f"{path}: {advice}")
     kind = "GeoTIFF" if driver == "GTiff" else f"{driver} raster"
     raise InputError(f"{path}: not a readable {kind} ({reason})")
+
+
+# Plain image formats that a file refused by the GTiff driver is tried with, only
+# to name it: each is a single self-contained file (no VRT, which points at
+# other files, and no format that opens a network or a database).
+IMAGE_DRIVERS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "JP2OpenJPEG")
+
+
+def _other_format_advice(path: Path, assume_crs: str | None, pixel_only: bool) -> str | None:
+    """What a plain image that is not a GeoTIFF is, and the options that run it; else ``None``."""
+    for name in IMAGE_DRIVERS:
+        try:
+            with rasterio.open(path, driver=name) as ds:
+                georeferenced = not ds.transform.is_identity
+                has_crs = ds.crs is not None
+        except RasterioError:
+            continue
+        options = [f"--driver {name}"]
+        if not georeferenced and not pixel_only:
+            options.append("--pixel-only")
+            why = "; it has no georeferencing, so positions and areas come in pixels only"
+        elif georeferenced and not has_crs and assume_crs is None and not pixel_only:
+            options.append("--assume-crs EPSG:XXXX")
+            why = "; it has a geotransform but no CRS: give the CRS you know"
+        else:
+            why = ""
+        return (
+            f"a {name} image, not a GeoTIFF (inputs are opened as GeoTIFFs unless told); "
+            f"to run it anyway, pass {' '.join(options)}{why}"
+        )
+    return None
 
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -516,12 +554,39 @@ def _check_mask_mode(mask: str, path: Path, nodata, alpha: tuple[int, ...]) -> N
         )
 
 
-def reopen(inputs: dict) -> GeoTiffSource:
-    """A finished run's input, opened again as the run opened it (from run.json's ``input``)."""
+def check_moved_input(path: Path, inputs: dict) -> None:
+    """Refuse ``path`` as a run's moved input unless its size and fingerprint are run.json's."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (given as the run's input, {inputs['path']})")
+    if "fingerprint_sha256" not in inputs or "size_bytes" not in inputs:
+        raise InputError(
+            f"{path}: run.json holds no size and fingerprint of the run's input to check it against"
+        )
+    size = path.stat().st_size
+    if size != inputs["size_bytes"]:
+        raise InputError(
+            f"{path}: not the run's input: {size} bytes, where {inputs['path']} had "
+            f"{inputs['size_bytes']}"
+        )
+    if fingerprint(path) != inputs["fingerprint_sha256"]:
+        raise InputError(
+            f"{path}: not the run's input: same size as {inputs['path']}, but its fingerprint "
+            "(SHA-256 of its first and last MiB) differs"
+        )
+
+
+def reopen(inputs: dict, moved_to: str | os.PathLike | None = None) -> GeoTiffSource:
+    """A finished run's input, opened again as the run opened it (from run.json's ``input``).
+
+    ``moved_to``: where the input is now, accepted only as the very file the
+    run read (:func:`check_moved_input`).
+    """
     options = inputs.get("options", {})
     how = options.get("georeferencing", "file")
+    if moved_to is not None:
+        check_moved_input(Path(moved_to), inputs)
     return open_geotiff(
-        inputs["path"],
+        inputs["path"] if moved_to is None else moved_to,
         max_pixels=None,  # the run accepted it
         max_ratio=None,
         driver=options.get("driver", "GTiff"),

@@ -68,6 +68,7 @@ def build(
     index: str | None = None,
     overwrite: bool = False,
     scheduler: str = "threads",
+    src: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Report:
     """Report a finished run in ``dst`` per field (or for its whole footprint).
@@ -93,6 +94,9 @@ def build(
         default: the run's NDVI if its pipeline is NDVI, else ExG.
     scheduler : str
         ``threads`` (default) or ``sync`` for the pass over the image.
+    src : path, optional
+        The run's input at a new place; accepted when its size and
+        fingerprint are those run.json records.
     """
     started = time.perf_counter()
     log = log or (lambda message: None)
@@ -105,7 +109,7 @@ def build(
         raise OutputError(
             f"{dst}: a --pixel-only run has no map coordinates or areas, which the report needs"
         )
-    source = _input(manifest)
+    source = _input(manifest, src)
     index_of = vigour.choose(
         index, manifest.get("config", {}), manifest["input"]["count"], str(dst)
     )
@@ -268,13 +272,19 @@ def _finished_manifest(dst: Path) -> dict:
     return manifest
 
 
-def _input(manifest: dict):
-    """The run's input, checked to be the very file the run read (the mask comes from it)."""
+def _input(manifest: dict, src: str | os.PathLike | None = None):
+    """The run's input, checked to be the very file the run read (the mask comes from it).
+
+    ``src``: where it is now, if it moved (``tiler report --src``).
+    """
     inputs = manifest["input"]
+    if src is not None:
+        return reopen(inputs, moved_to=src)  # checked: same size and fingerprint
     path = Path(inputs["path"])
     if not path.is_file():
         raise InputError(
-            f"{path}: the run's input is gone; the report reads its mask for canopy cover"
+            f"{path}: the run's input is gone; the report reads its mask for canopy cover "
+            "(if it moved, pass --src NEW_PATH)"
         )
     if "fingerprint_sha256" in inputs and fingerprint(path) != inputs["fingerprint_sha256"]:
         raise InputError(f"{path}: changed since the run (its fingerprint differs)")
