@@ -1,4 +1,4 @@
-"""Exports of a finished run (tiler.io.export): COG, polygons, CSV, and `tiler export`.
+"""Exports of a finished run (tiler.export, tiler.io.export_*): COG, polygons, CSV, the CLI.
 
 Everything is written to real files and read back with rasterio, tifffile,
 geopandas, pandas and the csv module. The oracle is the run's own label array
@@ -25,14 +25,17 @@ import shapely
 import tifffile
 import zarr
 from affine import Affine
-from pyproj import CRS
+from pyproj import CRS, Proj
 from rasterio.features import rasterize
 from scipy import ndimage
 from test_cli import assert_one_line_error, tiler
 
 import tiler as tiler_api
+from tiler import export as ex
 from tiler.errors import OutputError
-from tiler.io import export as ex
+from tiler.io import export_raster as er
+from tiler.io import export_table as et
+from tiler.io import export_vector as ev
 from tiler.io import output
 from tiler.io.output import OBJECT_COLUMNS
 from tiler.synthetic import SyntheticField, write_geotiff
@@ -200,7 +203,7 @@ def read_polygons(path: Path) -> gpd.GeoDataFrame:
 
 
 def test_cog_holds_the_labels_with_nearest_overviews(field_run, tmp_path):
-    path = ex.export_cog(field_run, tmp_path / "labels.tif")
+    path = er.export_cog(field_run, tmp_path / "labels.tif")
     labels = read_labels(field_run)
     with rasterio.open(path) as ds:
         assert ds.driver == "GTiff" and ds.count == 1 and ds.dtypes == ("uint32",)
@@ -221,15 +224,15 @@ def test_cog_holds_the_labels_with_nearest_overviews(field_run, tmp_path):
 
 def test_cog_is_written_in_windows_never_whole(field_run, tmp_path, monkeypatch):
     reads = []
-    read = ex._read_window
+    read = er._read_window
 
     def spy(run, window, mask):
         block = read(run, window, mask)
         reads.append(block.shape)
         return block
 
-    monkeypatch.setattr(ex, "_read_window", spy)
-    ex.export_cog(field_run, tmp_path / "labels.tif")
+    monkeypatch.setattr(er, "_read_window", spy)
+    er.export_cog(field_run, tmp_path / "labels.tif")
     # 256-px chunks: windows of whole 512-px blocks, full rows (they fit WINDOW_BYTES).
     assert sorted(reads) == [(76, 900), (512, 900), (512, 900)]
 
@@ -242,11 +245,11 @@ def test_cog_is_written_in_windows_never_whole(field_run, tmp_path, monkeypatch)
 def test_cog_windows_cover_the_image_once_in_whole_blocks(shape, chunks, itemsize):
     one_chunk = -(-chunks[0] // 512) * -(-chunks[1] // 512) * 512 * 512 * itemsize
     covered = np.zeros(shape, np.uint8)
-    for r0, r1, c0, c1 in ex.cog_windows(shape, chunks, itemsize):
+    for r0, r1, c0, c1 in er.cog_windows(shape, chunks, itemsize):
         assert r0 % 512 == 0 and c0 % 512 == 0
         assert r1 % 512 == 0 or r1 == shape[0]
         assert c1 % 512 == 0 or c1 == shape[1]
-        assert (r1 - r0) * (c1 - c0) * itemsize <= max(ex.WINDOW_BYTES, one_chunk)
+        assert (r1 - r0) * (c1 - c0) * itemsize <= max(er.WINDOW_BYTES, one_chunk)
         covered[r0:r1, c0:c1] += 1
     assert (covered == 1).all()
 
@@ -258,7 +261,7 @@ def test_cog_mask_marks_the_inputs_nodata(field_run, tmp_path):
     with rasterio.open(output.read_manifest(field_run)["input"]["path"]) as src:
         valid = src.dataset_mask()
     assert (valid == 0).any() and (valid > 0).any()
-    path = ex.export_cog(field_run, tmp_path / "mask.tif", mask=True)
+    path = er.export_cog(field_run, tmp_path / "mask.tif", mask=True)
     expected = np.where(valid == 0, 255, labels != 0).astype(np.uint8)
     with rasterio.open(path) as ds:
         assert ds.dtypes == ("uint8",) and ds.nodata == 255
@@ -278,9 +281,9 @@ def test_cog_mask_needs_the_input(field_run, tmp_path):
     manifest["input"]["path"] = str(tmp_path / "moved.tif")
     output.write_manifest(dst, manifest)
     with pytest.raises(OutputError, match="moved.tif: the run's input is gone"):
-        ex.export_cog(dst, tmp_path / "mask.tif", mask=True)
+        er.export_cog(dst, tmp_path / "mask.tif", mask=True)
     assert not (tmp_path / "mask.tif").exists()
-    path = ex.export_cog(dst, tmp_path / "labels.tif")  # the labels need only the labels
+    path = er.export_cog(dst, tmp_path / "labels.tif")  # the labels need only the labels
     with rasterio.open(path) as ds:
         np.testing.assert_array_equal(ds.read(1), read_labels(dst))
 
@@ -290,7 +293,7 @@ def test_cog_keeps_uint64_labels(tmp_path):
     labels[10:300, 20:500] = 2**40 + 7
     labels[400:690, 100:200] = 2**33
     dst = made_run(tmp_path / "run", labels, (128, 128))
-    path = ex.export_cog(dst, tmp_path / "labels.tiff")
+    path = er.export_cog(dst, tmp_path / "labels.tiff")
     with rasterio.open(path) as ds:
         assert ds.dtypes == ("uint64",) and ds.transform == TRANSFORM
         np.testing.assert_array_equal(ds.read(1), labels)
@@ -300,7 +303,7 @@ def test_cog_keeps_uint64_labels(tmp_path):
 
 def test_small_cog_has_no_overviews(tmp_path):
     dst = made_run(tmp_path / "run", tricky_labels(), (8, 8))
-    path = ex.export_cog(dst, tmp_path / "small.tif")
+    path = er.export_cog(dst, tmp_path / "small.tif")
     with rasterio.open(path) as ds:
         assert ds.overviews(1) == [] and ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         np.testing.assert_array_equal(ds.read(1), tricky_labels())
@@ -310,25 +313,25 @@ def test_small_cog_has_no_overviews(tmp_path):
 def test_failed_cog_leaves_the_old_file_and_no_temporary(field_run, tmp_path, monkeypatch):
     target = tmp_path / "labels.tif"
     target.write_bytes(b"the previous export")
-    read = ex._read_window
+    read = er._read_window
 
     def failing(run, window, mask):
         if window[0] > 0:
             raise RuntimeError("disk on fire")
         return read(run, window, mask)
 
-    monkeypatch.setattr(ex, "_read_window", failing)
+    monkeypatch.setattr(er, "_read_window", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        ex.export_cog(field_run, target)
+        er.export_cog(field_run, target)
     assert target.read_bytes() == b"the previous export"
     only_files(tmp_path, "labels.tif")
 
 
 def test_overview_factors_follow_gdal():
-    assert ex.overview_factors((512, 512)) == []
-    assert ex.overview_factors((513, 10)) == [2]
-    assert ex.overview_factors((4000, 4000)) == [2, 4, 8]
-    assert ex.overview_factors((100_000, 60_000)) == [2, 4, 8, 16, 32, 64, 128, 256]
+    assert er.overview_factors((512, 512)) == []
+    assert er.overview_factors((513, 10)) == [2]
+    assert er.overview_factors((4000, 4000)) == [2, 4, 8]
+    assert er.overview_factors((100_000, 60_000)) == [2, 4, 8, 16, 32, 64, 128, 256]
 
 
 # --- polygons ----------------------------------------------------------------------------------
@@ -393,10 +396,10 @@ def test_tiled_polygons_equal_whole_image_polygons(tmp_path, seed, chunks):
     frame = ex.object_polygons(dst, scheduler="sync")
     assert_exact_polygons(frame, labels, TRANSFORM)
     # The oracle: the whole image vectorised at once, as one tile.
-    ids, pieces = ex.tile_pieces(labels)
-    ids, whole = ex.dissolve(ids, pieces, np.zeros(len(ids), int))
+    ids, pieces = ev.tile_pieces(labels)
+    ids, whole = ev.dissolve(ids, pieces, np.zeros(len(ids), int))
     np.testing.assert_array_equal(ids, frame["label"])
-    whole = ex.to_map(whole, TRANSFORM)
+    whole = ev.to_map(whole, TRANSFORM)
     tiled = frame.geometry.to_numpy()
     assert shapely.equals(tiled, whole).all()
     # No vertex left over on tile borders.
@@ -410,7 +413,7 @@ def test_tile_pieces_numbers_labels_beyond_int32():
     tile[0:2, 0:2] = 2**40 + 1
     tile[3:6, 3:6] = 2**33
     tile[2, 2] = 2**40 + 1  # diagonal: a second piece of the same object
-    ids, pieces = ex.tile_pieces(tile, 100, 200)
+    ids, pieces = ev.tile_pieces(tile, 100, 200)
     got = sorted((int(i), p.bounds, p.area) for i, p in zip(ids, pieces, strict=True))
     assert got == [
         (2**33, (203.0, 103.0, 206.0, 106.0), 9.0),
@@ -431,31 +434,43 @@ def test_polygons_of_uint64_labels(tmp_path):
 # --- CSV ---------------------------------------------------------------------------------------
 
 
-def test_csv_is_the_object_table_with_its_crs(field_run, tmp_path):
+def test_csv_is_the_object_table_with_lon_lat_and_its_crs(field_run, tmp_path):
     path = ex.export_csv(field_run, tmp_path / "objects.csv")
     only_files(tmp_path, "objects.csv")
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == [*OBJECT_COLUMNS, "crs"]
+    at = OBJECT_COLUMNS.index("y") + 1
+    assert rows[0] == [*OBJECT_COLUMNS[:at], "lon", "lat", *OBJECT_COLUMNS[at:], "crs"]
     assert {row[-1] for row in rows[1:]} == {"EPSG:32611"}
     table = pq.read_table(field_run / output.OBJECTS).to_pandas()
     assert len(rows) == len(table) + 1
     back = pd.read_csv(path)
     assert (back.pop("crs") == "EPSG:32611").all()
+    lon, lat = back.pop("lon"), back.pop("lat")
     pd.testing.assert_frame_equal(back, table.drop(columns="geometry"), check_exact=True)
     # x and y are the point geometry's coordinates.
     points = gpd.read_parquet(field_run / output.OBJECTS).geometry
     np.testing.assert_array_equal(back["x"], points.x)
     np.testing.assert_array_equal(back["y"], points.y)
+    # lon/lat: WGS 84 degrees of x/y, as PROJ's inverse UTM 11N gives them (1e-9° ~ 0.1 mm) ...
+    utm = Proj("EPSG:32611")
+    want_lon, want_lat = utm(back["x"].to_numpy(), back["y"].to_numpy(), inverse=True)
+    np.testing.assert_allclose(lon, want_lon, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(lat, want_lat, rtol=0, atol=1e-9)
+    # ... west of the zone's central meridian (-117°) by the easting's offset, near 37° N.
+    east_m = (back["x"] - 500000.0).to_numpy()
+    metres_per_degree = 111_320 * np.cos(np.radians(lat)) * 0.9996
+    np.testing.assert_allclose(lon, -117 + east_m / metres_per_degree, rtol=0, atol=1e-6)
+    assert (np.abs(lat - 37.04) < 0.01).all()
 
 
 def test_crs_names():
-    assert ex.crs_name(CRS.from_epsg(32611).to_wkt()) == "EPSG:32611"
-    assert ex.crs_name(CRS.from_user_input("ESRI:54009").to_wkt()) == "ESRI:54009"
+    assert et.crs_name(CRS.from_epsg(32611).to_wkt()) == "EPSG:32611"
+    assert et.crs_name(CRS.from_user_input("ESRI:54009").to_wkt()) == "ESRI:54009"
     custom = CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=9.5 +k=0.99 +x_0=1e5 +ellps=GRS80")
-    name = ex.crs_name(custom.to_wkt())
+    name = et.crs_name(custom.to_wkt())
     assert not name.startswith("EPSG:") and CRS.from_wkt(name) == custom
-    assert ex.crs_name("") == ""
+    assert et.crs_name("") == ""
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -467,7 +482,7 @@ def test_unfinished_run_is_refused(field_run, tmp_path):
     manifest = json.loads((dst / "run.json").read_text())
     (dst / "run.json").write_text(json.dumps({**manifest, "complete": False}))
     for call in (
-        lambda: ex.export_cog(dst, tmp_path / "a.tif"),
+        lambda: er.export_cog(dst, tmp_path / "a.tif"),
         lambda: ex.export_polygons(dst, tmp_path / "a.gpkg"),
         lambda: ex.export_csv(dst, tmp_path / "a.csv"),
     ):
@@ -481,7 +496,10 @@ def test_unfinished_run_is_refused(field_run, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"polygons": "objects.shp"}, "must end in .gpkg or .parquet"),
+        (
+            {"polygons": "objects.dxf"},
+            "must end in .gpkg, .shp, .geojson, .json, .fgb, .kml or .parquet",
+        ),
         ({"cog": "labels.png"}, "must end in .tif or .tiff"),
         ({"csv": "objects.xlsx"}, "must end in .csv"),
         ({"csv": "missing/objects.csv"}, "does not exist"),
@@ -501,7 +519,7 @@ def test_the_run_itself_is_not_an_output(field_run):
     with pytest.raises(OutputError, match="is part of the run"):
         ex.export_polygons(field_run, field_run / "objects.parquet")
     with pytest.raises(OutputError, match="is part of the run"):
-        ex.export_cog(field_run, field_run / "labels.zarr" / "x.tif")
+        er.export_cog(field_run, field_run / "labels.zarr" / "x.tif")
 
 
 def test_export_writes_all_and_reports_each(field_run, tmp_path):
@@ -553,7 +571,7 @@ def test_cli_export_errors_are_one_line(field_run, tmp_path):
     missing = tmp_path / "not-a-run"
     assert_one_line_error(tiler("export", missing, "--csv", "t.csv", cwd=tmp_path), str(missing))
     assert_one_line_error(
-        tiler("export", field_run, "--polygons", "objects.shp", cwd=tmp_path), "objects.shp"
+        tiler("export", field_run, "--polygons", "objects.dxf", cwd=tmp_path), "objects.dxf"
     )
     assert_one_line_error(
         tiler("export", field_run, "--cog", "no/such/dir/a.tif", cwd=tmp_path), "no/such/dir"

@@ -433,9 +433,27 @@ def _reopen_finished(dst: Path) -> None:
     (dst / OBJECTS).unlink(missing_ok=True)
 
 
+def consolidate_labels(store: Path) -> None:
+    """Write the consolidated metadata of the label store (its group and every array in it).
+
+    ``xarray.open_zarr`` reads it in one request instead of one per array, and
+    warns without it. Call it again whenever an array or group is added to
+    the store (the report's pyramid): readers that find consolidated metadata
+    see only what it lists. zarr-python warns that consolidated metadata is
+    not in the Zarr v3 specification yet (xarray and zarr-python read it;
+    other readers ignore it); that warning alone is silenced.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(store))
+
+
 def finish_label_store(dst: Path) -> Path:
-    """Rename the finished partial store to its final name."""
+    """Consolidate the finished partial store's metadata and rename it to its final name."""
     final = Path(dst) / LABELS
+    consolidate_labels(Path(dst) / PARTIAL_LABELS)
     os.replace(Path(dst) / PARTIAL_LABELS, final)
     return final
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from tiler.io import output
+
 FACTOR = 4  # level 0 against full resolution
 CHUNK = 256  # level chunks, and the smallest level's largest side
 WINDOW = FACTOR * CHUNK
@@ -202,6 +204,7 @@ def finish(path: Path, threads: int | None = None) -> Path:
     if final.exists():
         shutil.rmtree(final)
     path.rename(final)
+    output.consolidate_labels(path.parent)  # readers of labels.zarr's metadata see the pyramid
     return final
 
 
