@@ -164,8 +164,10 @@ def simplify(polygons: np.ndarray, tolerance_px: float) -> np.ndarray:
     """Pixel-coordinate outlines simplified (Douglas-Peucker) by ``tolerance_px`` pixels.
 
     Topology-preserving (``shapely.simplify(..., preserve_topology=True)``):
-    every outline stays a valid polygon, holes stay inside it, none vanishes;
-    no vertex moves farther than the tolerance from the exact outline.
+    every outline stays a valid polygon, holes stay inside it, none vanishes.
+    The outline stays within the tolerance of the exact one, except where GEOS
+    also drops a ring's first vertex: there within twice it (measured: 1-6 %
+    of outlines, at most 1.5 times, for 2 to 8 pixels on the synthetic field).
     Neighbouring objects are simplified apart, so where they share an edge
     they may overlap or part by up to the tolerance.
     """
@@ -178,7 +180,7 @@ def write_vector(frame, path: Path) -> Path:
     """Write the features ``frame`` (a GeoDataFrame) in the format ``path``'s extension names.
 
     GeoJSON and KML are written in WGS 84 (EPSG:4326, longitude/latitude),
-    GeoJSON as RFC 7946 asks; the others in the run's CRS. A GeoPackage
+    GeoJSON as RFC 7946 asks (with 9 decimals: 0.1 mm); the others in the run's CRS. A GeoPackage
     (layer ``objects``) and a FlatGeobuf have one geometry type per layer, so
     there every object is a MultiPolygon; the others keep Polygon and
     MultiPolygon apart. A Shapefile's long column names are renamed as
@@ -192,7 +194,9 @@ def write_vector(frame, path: Path) -> Path:
     if driver == "GPKG":
         options["layer"] = GPKG_LAYER
     elif driver == "GeoJSON":
-        options["RFC7946"] = "YES"
+        # RFC 7946 (WGS 84, right-hand rings), with 9 decimals (0.1 mm) instead of its 7
+        # (1 cm), which would bend the outlines of centimetre pixels.
+        options.update(RFC7946="YES", COORDINATE_PRECISION=9)
     elif driver == "ESRI Shapefile":
         frame = frame.rename(columns=SHAPEFILE_COLUMNS)
         options["ENCODING"] = "UTF-8"
