@@ -484,7 +484,7 @@ def test_run_writes_exactly_the_outputs_and_a_summary(tmp_path, tif):
     summary = [line.split(":", 1) for line in proc.stdout.splitlines()]
     keys = [key for key, _ in summary]
     assert keys == [
-        "pipeline", "objects", "threshold", "image", "time", "labels", "table", "manifest"
+        "pipeline", "objects", "threshold", "image", "time", "labels", "table", "manifest", "GIS"
     ]  # fmt: skip
     pipeline, *values = [value.strip() for _, value in summary]
     assert pipeline == "default (`tiler pipeline`)"
@@ -492,7 +492,8 @@ def test_run_writes_exactly_the_outputs_and_a_summary(tmp_path, tif):
     assert float(values[1]) == pytest.approx(manifest["threshold"]["value"], rel=1e-5)
     assert values[2].startswith("60 x 70 px") and "6 tile(s)" in values[2]
     assert values[3].endswith("MP/s)")
-    assert values[4:] == [str(dst / name) for name in OUTPUTS]
+    assert values[4:7] == [str(dst / name) for name in OUTPUTS]
+    assert values[7].startswith(f"tiler export {dst} --cog labels.tif")
 
 
 def test_local_cluster_matches_threads(tmp_path, tif):

@@ -1,4 +1,4 @@
-"""Exports of a finished run (tiler.io.export): COG, polygons, CSV, and `tiler export`.
+"""Exports of a finished run (tiler.export, tiler.io.export_*): COG, polygons, CSV, the CLI.
 
 Everything is written to real files and read back with rasterio, tifffile,
 geopandas, pandas and the csv module. The oracle is the run's own label array
@@ -13,26 +13,34 @@ import csv
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
+import conftest
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import rasterio
+import rioxarray
 import shapely
 import tifffile
+import xarray as xr
 import zarr
 from affine import Affine
-from pyproj import CRS
+from pyproj import CRS, Geod, Proj, Transformer
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import rasterize
 from scipy import ndimage
 from test_cli import assert_one_line_error, tiler
 
 import tiler as tiler_api
-from tiler.errors import OutputError
-from tiler.io import export as ex
+from tiler import export as ex
+from tiler.errors import ConfigError, InputError, OutputError
+from tiler.io import export_raster as er
+from tiler.io import export_table as et
+from tiler.io import export_vector as ev
 from tiler.io import output
 from tiler.io.output import OBJECT_COLUMNS
 from tiler.synthetic import SyntheticField, write_geotiff
@@ -200,7 +208,7 @@ def read_polygons(path: Path) -> gpd.GeoDataFrame:
 
 
 def test_cog_holds_the_labels_with_nearest_overviews(field_run, tmp_path):
-    path = ex.export_cog(field_run, tmp_path / "labels.tif")
+    path = er.export_cog(field_run, tmp_path / "labels.tif")
     labels = read_labels(field_run)
     with rasterio.open(path) as ds:
         assert ds.driver == "GTiff" and ds.count == 1 and ds.dtypes == ("uint32",)
@@ -221,15 +229,15 @@ def test_cog_holds_the_labels_with_nearest_overviews(field_run, tmp_path):
 
 def test_cog_is_written_in_windows_never_whole(field_run, tmp_path, monkeypatch):
     reads = []
-    read = ex._read_window
+    read = er._read_window
 
     def spy(run, window, mask):
         block = read(run, window, mask)
         reads.append(block.shape)
         return block
 
-    monkeypatch.setattr(ex, "_read_window", spy)
-    ex.export_cog(field_run, tmp_path / "labels.tif")
+    monkeypatch.setattr(er, "_read_window", spy)
+    er.export_cog(field_run, tmp_path / "labels.tif")
     # 256-px chunks: windows of whole 512-px blocks, full rows (they fit WINDOW_BYTES).
     assert sorted(reads) == [(76, 900), (512, 900), (512, 900)]
 
@@ -242,11 +250,11 @@ def test_cog_is_written_in_windows_never_whole(field_run, tmp_path, monkeypatch)
 def test_cog_windows_cover_the_image_once_in_whole_blocks(shape, chunks, itemsize):
     one_chunk = -(-chunks[0] // 512) * -(-chunks[1] // 512) * 512 * 512 * itemsize
     covered = np.zeros(shape, np.uint8)
-    for r0, r1, c0, c1 in ex.cog_windows(shape, chunks, itemsize):
+    for r0, r1, c0, c1 in er.cog_windows(shape, chunks, itemsize):
         assert r0 % 512 == 0 and c0 % 512 == 0
         assert r1 % 512 == 0 or r1 == shape[0]
         assert c1 % 512 == 0 or c1 == shape[1]
-        assert (r1 - r0) * (c1 - c0) * itemsize <= max(ex.WINDOW_BYTES, one_chunk)
+        assert (r1 - r0) * (c1 - c0) * itemsize <= max(er.WINDOW_BYTES, one_chunk)
         covered[r0:r1, c0:c1] += 1
     assert (covered == 1).all()
 
@@ -258,7 +266,7 @@ def test_cog_mask_marks_the_inputs_nodata(field_run, tmp_path):
     with rasterio.open(output.read_manifest(field_run)["input"]["path"]) as src:
         valid = src.dataset_mask()
     assert (valid == 0).any() and (valid > 0).any()
-    path = ex.export_cog(field_run, tmp_path / "mask.tif", mask=True)
+    path = er.export_cog(field_run, tmp_path / "mask.tif", mask=True)
     expected = np.where(valid == 0, 255, labels != 0).astype(np.uint8)
     with rasterio.open(path) as ds:
         assert ds.dtypes == ("uint8",) and ds.nodata == 255
@@ -278,9 +286,9 @@ def test_cog_mask_needs_the_input(field_run, tmp_path):
     manifest["input"]["path"] = str(tmp_path / "moved.tif")
     output.write_manifest(dst, manifest)
     with pytest.raises(OutputError, match="moved.tif: the run's input is gone"):
-        ex.export_cog(dst, tmp_path / "mask.tif", mask=True)
+        er.export_cog(dst, tmp_path / "mask.tif", mask=True)
     assert not (tmp_path / "mask.tif").exists()
-    path = ex.export_cog(dst, tmp_path / "labels.tif")  # the labels need only the labels
+    path = er.export_cog(dst, tmp_path / "labels.tif")  # the labels need only the labels
     with rasterio.open(path) as ds:
         np.testing.assert_array_equal(ds.read(1), read_labels(dst))
 
@@ -290,7 +298,7 @@ def test_cog_keeps_uint64_labels(tmp_path):
     labels[10:300, 20:500] = 2**40 + 7
     labels[400:690, 100:200] = 2**33
     dst = made_run(tmp_path / "run", labels, (128, 128))
-    path = ex.export_cog(dst, tmp_path / "labels.tiff")
+    path = er.export_cog(dst, tmp_path / "labels.tiff")
     with rasterio.open(path) as ds:
         assert ds.dtypes == ("uint64",) and ds.transform == TRANSFORM
         np.testing.assert_array_equal(ds.read(1), labels)
@@ -300,7 +308,7 @@ def test_cog_keeps_uint64_labels(tmp_path):
 
 def test_small_cog_has_no_overviews(tmp_path):
     dst = made_run(tmp_path / "run", tricky_labels(), (8, 8))
-    path = ex.export_cog(dst, tmp_path / "small.tif")
+    path = er.export_cog(dst, tmp_path / "small.tif")
     with rasterio.open(path) as ds:
         assert ds.overviews(1) == [] and ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         np.testing.assert_array_equal(ds.read(1), tricky_labels())
@@ -310,25 +318,25 @@ def test_small_cog_has_no_overviews(tmp_path):
 def test_failed_cog_leaves_the_old_file_and_no_temporary(field_run, tmp_path, monkeypatch):
     target = tmp_path / "labels.tif"
     target.write_bytes(b"the previous export")
-    read = ex._read_window
+    read = er._read_window
 
     def failing(run, window, mask):
         if window[0] > 0:
             raise RuntimeError("disk on fire")
         return read(run, window, mask)
 
-    monkeypatch.setattr(ex, "_read_window", failing)
+    monkeypatch.setattr(er, "_read_window", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        ex.export_cog(field_run, target)
+        er.export_cog(field_run, target)
     assert target.read_bytes() == b"the previous export"
     only_files(tmp_path, "labels.tif")
 
 
 def test_overview_factors_follow_gdal():
-    assert ex.overview_factors((512, 512)) == []
-    assert ex.overview_factors((513, 10)) == [2]
-    assert ex.overview_factors((4000, 4000)) == [2, 4, 8]
-    assert ex.overview_factors((100_000, 60_000)) == [2, 4, 8, 16, 32, 64, 128, 256]
+    assert er.overview_factors((512, 512)) == []
+    assert er.overview_factors((513, 10)) == [2]
+    assert er.overview_factors((4000, 4000)) == [2, 4, 8]
+    assert er.overview_factors((100_000, 60_000)) == [2, 4, 8, 16, 32, 64, 128, 256]
 
 
 # --- polygons ----------------------------------------------------------------------------------
@@ -393,10 +401,10 @@ def test_tiled_polygons_equal_whole_image_polygons(tmp_path, seed, chunks):
     frame = ex.object_polygons(dst, scheduler="sync")
     assert_exact_polygons(frame, labels, TRANSFORM)
     # The oracle: the whole image vectorised at once, as one tile.
-    ids, pieces = ex.tile_pieces(labels)
-    ids, whole = ex.dissolve(ids, pieces, np.zeros(len(ids), int))
+    ids, pieces = ev.tile_pieces(labels)
+    ids, whole = ev.dissolve(ids, pieces, np.zeros(len(ids), int))
     np.testing.assert_array_equal(ids, frame["label"])
-    whole = ex.to_map(whole, TRANSFORM)
+    whole = ev.to_map(whole, TRANSFORM)
     tiled = frame.geometry.to_numpy()
     assert shapely.equals(tiled, whole).all()
     # No vertex left over on tile borders.
@@ -410,7 +418,7 @@ def test_tile_pieces_numbers_labels_beyond_int32():
     tile[0:2, 0:2] = 2**40 + 1
     tile[3:6, 3:6] = 2**33
     tile[2, 2] = 2**40 + 1  # diagonal: a second piece of the same object
-    ids, pieces = ex.tile_pieces(tile, 100, 200)
+    ids, pieces = ev.tile_pieces(tile, 100, 200)
     got = sorted((int(i), p.bounds, p.area) for i, p in zip(ids, pieces, strict=True))
     assert got == [
         (2**33, (203.0, 103.0, 206.0, 106.0), 9.0),
@@ -428,34 +436,224 @@ def test_polygons_of_uint64_labels(tmp_path):
     assert_exact_polygons(frame, labels, TRANSFORM)
 
 
+# --- every vector format ----------------------------------------------------------------------
+
+WGS84_SUFFIXES = {".geojson", ".json", ".kml"}
+SHAPEFILE_FILES = ["objects.shp", "objects.shx", "objects.dbf", "objects.prj", "objects.cpg"]
+
+
+@pytest.fixture(scope="module")
+def exact_polygons(field_run) -> gpd.GeoDataFrame:
+    return ex.object_polygons(field_run, scheduler="sync")
+
+
+def read_back(path: Path) -> gpd.GeoDataFrame:
+    """Any vector export read with pyogrio (GeoParquet with geopandas), in label order."""
+    if path.suffix == ".parquet":
+        frame = gpd.read_parquet(path)
+    else:
+        frame = gpd.read_file(path, engine="pyogrio")
+    frame = frame.rename(columns={v: k for k, v in ev.SHAPEFILE_COLUMNS.items()})
+    for column in ("label", "area_px", *OBJECT_COLUMNS[-4:]):
+        frame[column] = frame[column].astype(np.int64)
+    return frame.sort_values("label").reset_index(drop=True)
+
+
+def to_wgs84(geoms: np.ndarray) -> np.ndarray:
+    """UTM 11N geometries in WGS 84, vertex by vertex with pyproj."""
+    transformer = Transformer.from_crs("EPSG:32611", "EPSG:4326", always_xy=True)
+    return shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(*xy.T)))
+
+
+@pytest.mark.parametrize("suffix", list(ev.VECTOR_FORMATS))
+def test_every_vector_format_reads_back_as_the_objects(field_run, exact_polygons, tmp_path, suffix):
+    path = ex.export_polygons(field_run, tmp_path / f"objects{suffix}")
+    if suffix == ".shp":
+        only_files(tmp_path, *SHAPEFILE_FILES)
+    else:
+        only_files(tmp_path, f"objects{suffix}")
+    frame = read_back(path)
+    table = gpd.read_parquet(field_run / output.OBJECTS)
+    assert len(frame) == len(table) > 100
+    np.testing.assert_array_equal(frame["label"], table["label"])
+    np.testing.assert_array_equal(frame["area_px"], table["area_px"])
+    np.testing.assert_allclose(frame["area_m2"], table["area_m2"], rtol=1e-12)
+    if suffix in WGS84_SUFFIXES:
+        assert frame.crs.to_epsg() == 4326
+        # Every vertex where pyproj puts the exact UTM outline's (1e-9 deg: 0.1 mm) ...
+        want = to_wgs84(exact_polygons.geometry.to_numpy())
+        assert shapely.hausdorff_distance(frame.geometry.to_numpy(), want).max() < 1e-8
+        # ... and the ellipsoidal area: area_m2 (UTM) over the squared scale factor near the
+        # central meridian, 0.9996; each to the rounding of its outline to 1e-9 deg (0.1 mm).
+        geod = Geod(ellps="WGS84")
+        areas, perimeters = np.abs([geod.geometry_area_perimeter(g) for g in frame.geometry]).T
+        want_areas = table["area_m2"].to_numpy() / 0.9996**2
+        assert areas.sum() == pytest.approx(want_areas.sum(), rel=1e-5)  # k0² is 1 - 8e-4
+        assert (np.abs(areas - want_areas) <= 1e-4 * perimeters).all()
+    else:
+        assert frame.crs.to_epsg() == 32611
+        assert_exact_polygons(frame, read_labels(field_run), field_transform())
+
+
+def test_shapefile_column_names_are_chosen_not_truncated(field_run, tmp_path):
+    """DBF names hold 10 characters: GDAL would cut `centroid_row` and `centroid_col` both to
+    `centroid_r`/`centroid_c` and the bbox ones to `bbox_min_r`...; tiler names them."""
+    path = ex.export_polygons(field_run, tmp_path / "objects.shp")
+    columns = list(gpd.read_file(path, engine="pyogrio", rows=1).columns)
+    assert columns == [ev.SHAPEFILE_COLUMNS.get(c, c) for c in OBJECT_COLUMNS] + ["geometry"]
+    assert max(len(c) for c in columns) <= 10
+
+
+def test_a_shapefile_replaces_the_previous_one_whole(field_run, tmp_path):
+    old = tmp_path / "objects.shp"
+    for name in SHAPEFILE_FILES:
+        (tmp_path / name).write_bytes(b"previous")
+    (tmp_path / "objects.cpg").unlink()
+    ex.export_polygons(field_run, old)
+    only_files(tmp_path, *SHAPEFILE_FILES)
+    assert len(read_back(old)) == len(gpd.read_parquet(field_run / output.OBJECTS))
+
+
+def test_simplified_polygons_stay_within_the_tolerance(field_run, exact_polygons, tmp_path):
+    path = ex.export_polygons(field_run, tmp_path / "objects.fgb", simplify_m=0.05)
+    frame = read_back(path)
+    geoms, exact = frame.geometry.to_numpy(), exact_polygons.geometry.to_numpy()
+    assert shapely.is_valid(geoms).all() and not shapely.is_empty(geoms).any()
+    distance = shapely.hausdorff_distance(geoms, exact, densify=0.05)
+    # 2 pixels of 2.5 cm; GEOS may also drop a ring's first vertex (up to twice it).
+    assert (distance <= 0.05 + 1e-9).mean() > 0.95
+    assert distance.max() <= 0.1
+    assert distance.max() > 0.025
+    assert shapely.get_num_coordinates(geoms).sum() < 0.6 * shapely.get_num_coordinates(exact).sum()
+    np.testing.assert_array_equal(frame["label"], exact_polygons["label"])
+
+
+@pytest.fixture(scope="module")
+def pixel_run(tmp_path_factory, field_run) -> Path:
+    """A --pixel-only run: the field's image without georeferencing."""
+    root = tmp_path_factory.mktemp("pixel")
+    with rasterio.open(output.read_manifest(field_run)["input"]["path"]) as ds:
+        image = ds.read(window=((0, 300), (0, 300)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        src = conftest.write_geotiff(
+            root / "plain.tif", image, crs=None, transform=Affine.identity()
+        )
+    return tiler_api.run(src, root / "run", chunk_size=128, scheduler="sync", pixel_only=True).dst
+
+
+def test_metres_and_fields_are_refused_on_a_pixel_only_run(pixel_run, tmp_path):
+    with pytest.raises(ConfigError, match="--simplify is in metres; this run is pixel-only"):
+        ex.export_polygons(pixel_run, tmp_path / "objects.gpkg", simplify_m=0.2)
+    with pytest.raises(ConfigError, match="--fields needs map coordinates"):
+        ex.export(pixel_run, csv=tmp_path / "objects.csv", fields=tmp_path / "fields.geojson")
+    only_files(tmp_path)
+    frame = read_back(ex.export_polygons(pixel_run, tmp_path / "objects.gpkg"))
+    assert len(frame) == len(tiler_api.read_objects(pixel_run)) > 0
+
+
+# --- fields ------------------------------------------------------------------------------------
+
+
+def plots(table: gpd.GeoDataFrame, path: Path) -> Path:
+    """Three plots, written in WGS 84: A the west half, B the east half, C over the middle
+    (overlapping both); the southern quarter in none."""
+    x0, y0, x1, y1 = table.total_bounds
+    xm, ym = (x0 + x1) / 2, y0 + (y1 - y0) / 4
+    frame = gpd.GeoDataFrame(
+        {"plot": ["A", "B", "C"], "crop": ["wheat"] * 3},
+        geometry=[
+            shapely.box(x0 - 1, ym, xm, y1 + 1),
+            shapely.box(xm, ym, x1 + 1, y1 + 1),
+            shapely.box(xm - 2, ym, xm + 2, y1 + 1),
+        ],
+        crs="EPSG:32611",
+    ).to_crs("EPSG:4326")
+    frame.to_file(path, engine="pyogrio")
+    return path
+
+
+def expected_fields(table: gpd.GeoDataFrame, path: Path) -> list[str]:
+    """The plots each centroid is in, by shapely's point-in-polygon test in UTM."""
+    fields = gpd.read_file(path, engine="pyogrio").to_crs("EPSG:32611")
+    x, y = table["x"].to_numpy(), table["y"].to_numpy()
+    inside = [shapely.contains_xy(g, x, y) for g in fields.geometry]
+    return [
+        ";".join(p for p, flags in zip(fields["plot"], inside, strict=True) if flags[i])
+        for i in range(len(table))
+    ]
+
+
+def test_objects_are_tagged_with_the_field_they_fall_in(field_run, tmp_path):
+    table = gpd.read_parquet(field_run / output.OBJECTS)
+    fields = plots(table, tmp_path / "plots.geojson")
+    want = expected_fields(table, fields)
+    assert {"A", "B", "A;C", "B;C", ""} <= set(want)
+    written = ex.export(
+        field_run,
+        polygons=tmp_path / "objects.gpkg",
+        csv=tmp_path / "objects.csv",
+        fields=fields,
+        field_id="plot",
+    )
+    back = pd.read_csv(written["csv"], keep_default_na=False)
+    assert list(back.columns[-2:]) == ["field", "crs"]
+    assert back["field"].tolist() == want
+    frame = read_back(written["polygons"])
+    assert frame["field"].fillna("").tolist() == want
+
+
+@pytest.mark.parametrize(
+    "field_id, message", [("nope", "no column 'nope' for --field-id; columns: plot, crop")]
+)
+def test_bad_fields_are_refused_before_anything_is_written(field_run, tmp_path, field_id, message):
+    fields = plots(gpd.read_parquet(field_run / output.OBJECTS), tmp_path / "plots.geojson")
+    with pytest.raises(InputError, match=message):
+        ex.export(field_run, cog=tmp_path / "a.tif", csv=tmp_path / "a.csv", fields=fields,
+                  field_id=field_id)  # fmt: skip
+    only_files(tmp_path, "plots.geojson")
+
+
 # --- CSV ---------------------------------------------------------------------------------------
 
 
-def test_csv_is_the_object_table_with_its_crs(field_run, tmp_path):
+def test_csv_is_the_object_table_with_lon_lat_and_its_crs(field_run, tmp_path):
     path = ex.export_csv(field_run, tmp_path / "objects.csv")
     only_files(tmp_path, "objects.csv")
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == [*OBJECT_COLUMNS, "crs"]
+    at = OBJECT_COLUMNS.index("y") + 1
+    assert rows[0] == [*OBJECT_COLUMNS[:at], "lon", "lat", *OBJECT_COLUMNS[at:], "crs"]
     assert {row[-1] for row in rows[1:]} == {"EPSG:32611"}
     table = pq.read_table(field_run / output.OBJECTS).to_pandas()
     assert len(rows) == len(table) + 1
     back = pd.read_csv(path)
     assert (back.pop("crs") == "EPSG:32611").all()
+    lon, lat = back.pop("lon"), back.pop("lat")
     pd.testing.assert_frame_equal(back, table.drop(columns="geometry"), check_exact=True)
     # x and y are the point geometry's coordinates.
     points = gpd.read_parquet(field_run / output.OBJECTS).geometry
     np.testing.assert_array_equal(back["x"], points.x)
     np.testing.assert_array_equal(back["y"], points.y)
+    # lon/lat: WGS 84 degrees of x/y, as PROJ's inverse UTM 11N gives them (1e-9° ~ 0.1 mm) ...
+    utm = Proj("EPSG:32611")
+    want_lon, want_lat = utm(back["x"].to_numpy(), back["y"].to_numpy(), inverse=True)
+    np.testing.assert_allclose(lon, want_lon, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(lat, want_lat, rtol=0, atol=1e-9)
+    # ... west of the zone's central meridian (-117°) by the easting's offset, near 37° N.
+    east_m = (back["x"] - 500000.0).to_numpy()
+    metres_per_degree = 111_320 * np.cos(np.radians(lat)) * 0.9996
+    np.testing.assert_allclose(lon, -117 + east_m / metres_per_degree, rtol=0, atol=1e-6)
+    assert (np.abs(lat - 37.04) < 0.01).all()
 
 
 def test_crs_names():
-    assert ex.crs_name(CRS.from_epsg(32611).to_wkt()) == "EPSG:32611"
-    assert ex.crs_name(CRS.from_user_input("ESRI:54009").to_wkt()) == "ESRI:54009"
+    assert et.crs_name(CRS.from_epsg(32611).to_wkt()) == "EPSG:32611"
+    assert et.crs_name(CRS.from_user_input("ESRI:54009").to_wkt()) == "ESRI:54009"
     custom = CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=9.5 +k=0.99 +x_0=1e5 +ellps=GRS80")
-    name = ex.crs_name(custom.to_wkt())
+    name = et.crs_name(custom.to_wkt())
     assert not name.startswith("EPSG:") and CRS.from_wkt(name) == custom
-    assert ex.crs_name("") == ""
+    assert et.crs_name("") == ""
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -467,7 +665,7 @@ def test_unfinished_run_is_refused(field_run, tmp_path):
     manifest = json.loads((dst / "run.json").read_text())
     (dst / "run.json").write_text(json.dumps({**manifest, "complete": False}))
     for call in (
-        lambda: ex.export_cog(dst, tmp_path / "a.tif"),
+        lambda: er.export_cog(dst, tmp_path / "a.tif"),
         lambda: ex.export_polygons(dst, tmp_path / "a.gpkg"),
         lambda: ex.export_csv(dst, tmp_path / "a.csv"),
     ):
@@ -481,7 +679,10 @@ def test_unfinished_run_is_refused(field_run, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"polygons": "objects.shp"}, "must end in .gpkg or .parquet"),
+        (
+            {"polygons": "objects.dxf"},
+            "must end in .gpkg, .shp, .geojson, .json, .fgb, .kml or .parquet",
+        ),
         ({"cog": "labels.png"}, "must end in .tif or .tiff"),
         ({"csv": "objects.xlsx"}, "must end in .csv"),
         ({"csv": "missing/objects.csv"}, "does not exist"),
@@ -501,7 +702,7 @@ def test_the_run_itself_is_not_an_output(field_run):
     with pytest.raises(OutputError, match="is part of the run"):
         ex.export_polygons(field_run, field_run / "objects.parquet")
     with pytest.raises(OutputError, match="is part of the run"):
-        ex.export_cog(field_run, field_run / "labels.zarr" / "x.tif")
+        er.export_cog(field_run, field_run / "labels.zarr" / "x.tif")
 
 
 def test_export_writes_all_and_reports_each(field_run, tmp_path):
@@ -521,6 +722,53 @@ def test_export_writes_all_and_reports_each(field_run, tmp_path):
         "csv": tmp_path / "objects.csv",
     }
     only_files(tmp_path, "mask.tif", "objects.parquet", "objects.csv")
+
+
+# --- labels for GIS tools ----------------------------------------------------------------------
+
+
+def test_labels_open_in_xarray_without_a_warning(field_run):
+    """Consolidated metadata: xarray.open_zarr's default reads it, and warns without it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels = xr.open_zarr(field_run / output.LABELS, mask_and_scale=False)["labels"]
+        np.testing.assert_array_equal(labels.values, read_labels(field_run))
+        assert labels.rio.crs.to_epsg() == 32611
+
+
+def test_a_report_leaves_the_consolidated_labels_as_they_were(field_run, tmp_path):
+    from tiler import report
+
+    dst = tmp_path / "run"
+    shutil.copytree(field_run, dst)
+    before = (dst / output.LABELS / "zarr.json").read_bytes()
+    built = report.build(dst, scheduler="sync")
+    assert (dst / output.LABELS / "zarr.json").read_bytes() == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        group = zarr.open_group(str(built.html.parent / "pyramid.zarr"), mode="r")
+        assert group["labels/objects/0"].shape == group["0"].shape[1:]
+        labels = xr.open_zarr(dst / output.LABELS, mask_and_scale=False)["labels"]
+        np.testing.assert_array_equal(labels.values, read_labels(field_run))
+
+
+def test_gdal_cannot_read_the_zarr_labels_so_the_gis_route_is_the_cog(field_run, tmp_path):
+    """The GDAL rasterio bundles (3.10) knows Zarr v3's array-to-bytes codec by its draft name
+    (`endian`), so no store zarr-python 3 writes opens in it: `tiler export --cog` is the way
+    into QGIS and rioxarray.open_rasterio. If this starts failing, a newer GDAL reads the
+    store: say so in the README and the run summary, and test the values instead."""
+    store = field_run / output.LABELS
+    with pytest.raises(rasterio.errors.RasterioIOError, match="Unsupported codec: bytes"):
+        rasterio.open(f'ZARR:"{store}":/labels')
+    path = er.export_cog(field_run, tmp_path / "labels.tif")
+    cog = rioxarray.open_rasterio(path).squeeze("band", drop=True)
+    np.testing.assert_array_equal(cog.values, read_labels(field_run))
+    assert cog.rio.crs.to_epsg() == 32611 and cog.rio.transform() == field_transform()
+    src = output.read_manifest(field_run)["input"]["path"]
+    proc = tiler("run", src, "out", "--chunk-size", 256, "--scheduler", "sync", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    hint = [line for line in proc.stdout.splitlines() if line.startswith("GIS:")]
+    assert hint == ["GIS:        tiler export out --cog labels.tif (QGIS/GDAL cannot read Zarr v3)"]
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -553,7 +801,7 @@ def test_cli_export_errors_are_one_line(field_run, tmp_path):
     missing = tmp_path / "not-a-run"
     assert_one_line_error(tiler("export", missing, "--csv", "t.csv", cwd=tmp_path), str(missing))
     assert_one_line_error(
-        tiler("export", field_run, "--polygons", "objects.shp", cwd=tmp_path), "objects.shp"
+        tiler("export", field_run, "--polygons", "objects.dxf", cwd=tmp_path), "objects.dxf"
     )
     assert_one_line_error(
         tiler("export", field_run, "--cog", "no/such/dir/a.tif", cwd=tmp_path), "no/such/dir"
@@ -562,4 +810,45 @@ def test_cli_export_errors_are_one_line(field_run, tmp_path):
     assert usage.returncode == 2 and "--cog, --polygons, --csv" in usage.stderr
     usage = tiler("export", field_run, "--mask", "--csv", "t.csv", cwd=tmp_path)
     assert usage.returncode == 2 and "--mask" in usage.stderr
+    only_files(tmp_path)
+
+
+def test_cli_export_simplified_shapefile_and_csv_tagged_with_fields(
+    field_run, exact_polygons, tmp_path
+):
+    table = gpd.read_parquet(field_run / output.OBJECTS)
+    fields = plots(table, tmp_path / "plots.geojson")
+    proc = tiler(
+        "export", field_run, "--polygons", "objects.shp", "--simplify", "5cm",
+        "--csv", "objects.csv", "--fields", fields, "--field-id", "plot", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines()] == ["polygons:", "csv:"]
+    only_files(tmp_path, "plots.geojson", "objects.csv", *SHAPEFILE_FILES)
+    frame = read_back(tmp_path / "objects.shp")
+    want = expected_fields(table, fields)
+    assert frame["field"].fillna("").tolist() == want
+    assert pd.read_csv(tmp_path / "objects.csv", keep_default_na=False)["field"].tolist() == want
+    simplified = shapely.get_num_coordinates(frame.geometry.to_numpy()).sum()
+    assert simplified < 0.6 * shapely.get_num_coordinates(exact_polygons.geometry.to_numpy()).sum()
+
+
+def test_cli_export_option_errors(field_run, pixel_run, tmp_path):
+    usage = tiler("export", field_run, "--polygons", "o.gpkg", "--simplify", "0.2", cwd=tmp_path)
+    assert usage.returncode == 2 and "0.2m or 20cm" in usage.stderr
+    usage = tiler("export", field_run, "--csv", "t.csv", "--simplify", "0.2m", cwd=tmp_path)
+    assert usage.returncode == 2 and "--simplify goes with --polygons" in usage.stderr
+    usage = tiler("export", field_run, "--csv", "t.csv", "--field-id", "plot", cwd=tmp_path)
+    assert usage.returncode == 2 and "--field-id goes with --fields" in usage.stderr
+    missing = tmp_path / "nowhere.geojson"
+    assert_one_line_error(
+        tiler("export", field_run, "--cog", "a.tif", "--csv", "t.csv", "--fields", missing,
+              cwd=tmp_path),
+        str(missing), "no such file",
+    )  # fmt: skip
+    assert_one_line_error(
+        tiler("export", pixel_run, "--polygons", "o.gpkg", "--simplify", "20cm", cwd=tmp_path),
+        str(pixel_run),
+        "pixel-only",
+    )
     only_files(tmp_path)

@@ -569,21 +569,20 @@ def _split_summary(pipeline: Pipeline, segmentation: Segmentation) -> dict[str, 
 
 
 def _check_complete(dst: Path) -> None:
-    from tiler.errors import OutputError
+    from tiler.io.finished import check_complete
 
-    try:
-        manifest = output.read_manifest(dst)
-    except FileNotFoundError:
-        raise OutputError(f"{dst}: no run.json; not a finished tiler run") from None
-    if manifest.get("complete") is not True:
-        raise OutputError(f"{dst}: run.json does not say complete; the run did not finish")
+    check_complete(dst)
 
 
 def open_labels(dst: str | os.PathLike):
     """The labels of a finished run as a lazy ``xarray.DataArray`` with CRS and transform.
 
     Its ``.rio`` accessor is ready (``da.rio.crs``, ``da.rio.transform()``):
-    rioxarray is imported here, which registers it.
+    rioxarray is imported here, which registers it. GDAL-based tools (QGIS,
+    ``rioxarray.open_rasterio``, ``gdalinfo``) cannot open ``labels.zarr``: the
+    GDAL that rasterio bundles (3.10) does not read Zarr v3's ``bytes`` codec.
+    ``tiler export DST --cog labels.tif`` (or :func:`tiler.export.export_cog`)
+    writes the labels as a Cloud-Optimized GeoTIFF that they open.
     """
     import rioxarray  # noqa: F401 - registers the .rio accessor
     import xarray as xr

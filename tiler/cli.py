@@ -105,6 +105,7 @@ def _summary(result: api.RunResult, pipeline: str) -> list[str]:
         f"labels:     {result.labels}",
         f"table:      {result.objects}",
         f"manifest:   {result.manifest}",
+        f"GIS:        tiler export {result.dst} --cog labels.tif (QGIS/GDAL cannot read Zarr v3)",
     ]
 
 
@@ -389,6 +390,25 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
     click.echo(f"outputs under {out.resolve()}")
 
 
+class _Metres(click.ParamType):
+    """A length with its unit, ``0.2m`` or ``20cm``, as metres."""
+
+    name = "length"
+    units = {"cm": 0.01, "m": 1.0}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        for unit, factor in self.units.items():
+            if text.endswith(unit):
+                try:
+                    return float(text[: -len(unit)]) * factor
+                except ValueError:
+                    break
+        self.fail(f"{value!r}: give a length with its unit, e.g. 0.2m or 20cm", param, ctx)
+
+
 @cli.command()
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option(
@@ -407,8 +427,16 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
     "--polygons",
     type=click.Path(path_type=Path),
     default=None,
-    metavar="PATH.gpkg|PATH.parquet",
-    help="One polygon per object with the object table's columns (GeoPackage or GeoParquet).",
+    metavar="PATH.gpkg|.shp|.geojson|.fgb|.kml|.parquet",
+    help="One polygon per object with the object table's columns; format by extension.",
+)
+@click.option(
+    "--simplify",
+    "simplify_m",
+    type=_Metres(),
+    default=None,
+    metavar="LENGTH",
+    help="With --polygons: simplify outlines by this much, in metres or cm (0.2m, 20cm).",
 )
 @click.option(
     "--csv",
@@ -416,23 +444,43 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
     type=click.Path(path_type=Path),
     default=None,
     metavar="PATH.csv",
-    help="The object table for spreadsheets, with a crs column.",
+    help="The object table for spreadsheets, with lon/lat (WGS 84) and a crs column.",
 )
+@click.option(
+    "--fields",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Field polygons: tag each object (polygons, CSV) with the field its centroid is in.",
+)
+@click.option("--field-id", default=None, help="With --fields: the column naming each field.")
 @click.option("--overwrite", is_flag=True, help="Replace files that exist at these paths.")
-def export(dst, cog, mask, polygons, csv_path, overwrite):
-    """Export the finished run in DST: a COG of its labels, object polygons, a CSV table."""
-    from tiler.io.export import export as export_run
+def export(dst, cog, mask, polygons, simplify_m, csv_path, fields, field_id, overwrite):
+    """Export the finished run in DST: a COG of its labels, object polygons, a CSV table.
+
+    The COG is how GDAL-based tools (QGIS, rioxarray.open_rasterio) open the
+    labels: their GDAL does not read Zarr v3's labels.zarr.
+    """
+    from tiler.export import export as export_run
 
     if cog is None and polygons is None and csv_path is None:
         raise click.UsageError("give at least one of --cog, --polygons, --csv")
     if mask and cog is None:
         raise click.UsageError("--mask goes with --cog")
+    if simplify_m is not None and polygons is None:
+        raise click.UsageError("--simplify goes with --polygons")
+    if field_id is not None and fields is None:
+        raise click.UsageError("--field-id goes with --fields")
+    if fields is not None and polygons is None and csv_path is None:
+        raise click.UsageError("--fields goes with --polygons or --csv")
     export_run(
         dst,
         cog=cog,
         mask=mask,
         polygons=polygons,
         csv=csv_path,
+        simplify_m=simplify_m,
+        fields=fields,
+        field_id=field_id,
         overwrite=overwrite,
         log=lambda kind, path: click.echo(f"{kind + ':':<11} {path}"),
     )

@@ -455,9 +455,53 @@ def _reopen_finished(dst: Path) -> None:
     (dst / OBJECTS).unlink(missing_ok=True)
 
 
+def _metadata_files(store: Path) -> dict[str, bytes]:
+    """Every ``zarr.json`` of the store's hierarchy by key (chunk and hidden folders not walked)."""
+    found, folders = {}, [Path(store)]
+    while folders:
+        folder = folders.pop()
+        meta = folder / "zarr.json"
+        if not meta.is_file():
+            continue
+        data = meta.read_bytes()
+        found[meta.relative_to(store).as_posix()] = data
+        if json.loads(data).get("node_type") == "group":
+            folders.extend(p for p in folder.iterdir() if p.is_dir() and p.name[0] != ".")
+    return found
+
+
+def consolidate_labels(store: Path) -> None:
+    """Write the consolidated metadata of the label store (its group and every node in it).
+
+    ``xarray.open_zarr`` reads it in one request instead of one per array, and
+    warns without it. Call it again whenever an array or group is added to
+    the store (the report's pyramid): readers that find consolidated metadata
+    see only what it lists. zarr-python consolidates a copy of the metadata in
+    memory and the root ``zarr.json`` is replaced by a rename, so a run killed
+    meanwhile leaves the store whole (resume relies on it). zarr-python warns
+    that consolidated metadata is not in the Zarr v3 specification yet (xarray
+    and zarr-python read it; other readers ignore it); that warning alone is
+    silenced.
+    """
+    import warnings
+
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.storage import MemoryStore
+
+    buffer = default_buffer_prototype().buffer
+    copy = {key: buffer.from_bytes(data) for key, data in _metadata_files(store).items()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(MemoryStore(copy))  # the store writes into ``copy``
+    partial = Path(store) / ".zarr.json.partial"
+    partial.write_bytes(copy["zarr.json"].to_bytes())
+    os.replace(partial, Path(store) / "zarr.json")
+
+
 def finish_label_store(dst: Path) -> Path:
-    """Rename the finished partial store to its final name."""
+    """Consolidate the finished partial store's metadata and rename it to its final name."""
     final = Path(dst) / LABELS
+    consolidate_labels(Path(dst) / PARTIAL_LABELS)
     os.replace(Path(dst) / PARTIAL_LABELS, final)
     return final
 
