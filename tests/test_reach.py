@@ -116,7 +116,7 @@ def test_costly_halo_is_warned_with_the_chunk_size_that_helps(tmp_path):
 
     def warnings_for(chunk: int, src=source) -> list[str]:
         said: list[str] = []
-        with pytest.raises(OutputError, match="--overwrite"):
+        with pytest.raises(OutputError, match="tiler did not write"):
             tiler_api.run(src, dst, config, chunk_size=chunk, scheduler="sync", warn=said.append)
         return said
 
