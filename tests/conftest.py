@@ -83,15 +83,11 @@ def write_geotiff(
     )
     if tiled and height >= 16 and width >= 16:
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
-    if alpha:
-        profile["photometric"] = "RGB" if count == 4 else "MINISBLACK"
+    if alpha:  # the last band is an ExtraSample of kind alpha (GDAL's ALPHA=YES)
+        profile.update(photometric="RGB" if count == 4 else "MINISBLACK", ALPHA="YES")
     profile.update(options)
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(image)
-        if alpha:
-            interp = list(ds.colorinterp)
-            interp[-1] = rasterio.enums.ColorInterp.alpha
-            ds.colorinterp = interp
     return path
 
 

@@ -55,7 +55,7 @@ def pixels_box(r0: float, c0: float, r1: float, c1: float):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("imaged")
-    src = write_geotiff(folder / "plants.tif", plant_image(), alpha=True, ALPHA="YES")
+    src = write_geotiff(folder / "plants.tif", plant_image(), alpha=True)
     dst = folder / "out"
     tiler.run(src, dst, chunk_size=128, scheduler="sync")
     assert len(tiler.read_objects(dst)) == len(DISC_COLS) * 10  # every disc, nothing else
