@@ -47,7 +47,6 @@ from tiler.io.targets import claim
 __all__ = ["export", "export_cog", "export_csv", "export_polygons", "object_polygons"]
 
 FIELD_COLUMN = "field"
-FIELD_SEPARATOR = ";"  # an object in overlapping fields is tagged with each
 
 
 def _check_options(run: FinishedRun, simplify_m: float | None, fields) -> None:
@@ -81,15 +80,11 @@ def field_tags(run: FinishedRun, table, fields, field_id: str | None) -> np.ndar
     """
     from rasterio.transform import array_bounds
 
-    from tiler.report.fields import count_objects, load_fields
+    from tiler.report.fields import count_objects, load_fields, object_fields
 
     bounds = array_bounds(*run.shape, run.transform)
-    frame = load_fields(fields, field_id, run.crs_wkt, bounds)
-    tags: list[list[str]] = [[] for _ in range(len(table))]
-    for name, inside in zip(frame["field_id"], count_objects(table, frame), strict=True):
-        for i in inside:
-            tags[i].append(str(name))
-    return np.array([FIELD_SEPARATOR.join(t) for t in tags], dtype=object)
+    frame, id_name = load_fields(fields, field_id, run.crs_wkt, bounds)
+    return object_fields(count_objects(table, frame), frame[id_name], len(table))
 
 
 def object_polygons(

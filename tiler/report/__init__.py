@@ -152,9 +152,8 @@ def build(
     if index_of is not None:  # after the other computed columns, before the geometry
         means = vigour.field_means(members, stats[0])
         result.insert(len(result.columns) - 1, index_of.mean_column, means)
-    per_object = vigour.object_table(
-        objects, members, table_fields[id_name], id_name, index_of, stats
-    )
+    tags = field_stats.object_fields(members, table_fields[id_name], len(objects))
+    per_object = vigour.object_table(objects, tags, id_name, index_of, stats)
     cells = grid.density(objects, valid, k, crs_wkt, transform, pixel_m)
 
     from tiler.report.html import render

@@ -133,6 +133,20 @@ def count_objects(objects: gpd.GeoDataFrame, fields: gpd.GeoDataFrame) -> list[n
     ]
 
 
+# Joins the ids of overlapping fields that hold one object ("A;C").
+FIELD_SEPARATOR = ";"
+
+
+def object_fields(members: list[np.ndarray], ids, n_objects: int) -> np.ndarray:
+    """Per object, the ids of the fields holding its centroid (``members`` from
+    :func:`count_objects`), joined by ``;`` in the fields' order; ``""`` for none."""
+    tags: list[list[str]] = [[] for _ in range(n_objects)]
+    for name, inside in zip(ids, members, strict=True):
+        for i in inside:
+            tags[i].append(str(name))
+    return np.array([FIELD_SEPARATOR.join(t) for t in tags], dtype=object)
+
+
 def pixel_counts(
     window, transform: tuple, geometries: list[tuple[int, object]], valid, labels
 ) -> np.ndarray:

@@ -174,17 +174,14 @@ def field_means(members: list[np.ndarray], mean: np.ndarray) -> np.ndarray:
     return out
 
 
-def object_table(objects, members, ids, id_name: str, vigour: Vigour | None, stats):
-    """The per-object table: ``label``, the field holding the centroid (the first in the
-    fields file's order when fields overlap; empty when none), size and place, the
+def object_table(objects, tags: np.ndarray, id_name: str, vigour: Vigour | None, stats):
+    """The per-object table: ``label``, the fields holding the centroid (``tags`` from
+    :func:`tiler.report.fields.object_fields`: ids joined by ``;`` where fields overlap,
+    as ``tiler export --fields`` tags them; empty when none), size and place, the
     index's ``NAME_mean`` and ``NAME_sd``, and the point geometry of the run's table."""
-    first = np.full(len(objects), -1, dtype=np.int64)
-    for index in range(len(members) - 1, -1, -1):  # the first field wins
-        first[members[index]] = index
-    names = np.asarray(list(ids), dtype=object)
     column = id_name if id_name not in objects.columns else f"{id_name}_field"
     out = pd.DataFrame({"label": objects["label"].to_numpy()})
-    out[column] = np.where(first >= 0, names[np.maximum(first, 0)], None)
+    out[column] = np.where(tags == "", None, tags)
     for name in ("area_px", "area_m2", "x", "y"):
         out[name] = objects[name].to_numpy()
     if vigour is not None:
