@@ -198,8 +198,7 @@ def otsu_from_histogram(counts: np.ndarray, vmin: float, vmax: float) -> float:
     if vmin == vmax:  # scikit-image returns the single value of a constant image
         return vmin
     _, centers = bin_edges(vmin, vmax)
-    threshold: float = threshold_otsu(hist=(np.asarray(counts), centers))
-    return threshold
+    return float(threshold_otsu(hist=(np.asarray(counts), centers)))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -307,10 +306,9 @@ def local_mean(values: np.ndarray, block_size: int) -> np.ndarray:
     tiling can reproduce. This definition differs from it by a few ulps.)
     """
     ones = np.ones(block_size)
-    sums = ndi.correlate1d(values, ones, axis=1, mode="reflect")
+    sums: np.ndarray = ndi.correlate1d(values, ones, axis=1, mode="reflect")
     sums = ndi.correlate1d(sums, ones, axis=0, mode="reflect")
-    mean: np.ndarray = sums / float(block_size * block_size)
-    return mean
+    return sums / float(block_size * block_size)
 
 
 # ---------------------------------------------------------------------------
