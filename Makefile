@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test browser lint format clean
+.PHONY: install demo test check browser lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tiler demo --out demo-output
 
-## test: the whole suite (property tests against the whole-image reference, CLI, clusters,
-## the report rendered in headless Chromium)
-test: $(STAMP) browser
+## test: the checks, then the whole suite (property tests against the whole-image reference,
+## CLI, clusters, the report rendered in headless Chromium)
+test: check browser
 	$(BIN)/python -m pytest
+
+## check: ruff (lint and format) and mypy, strict on the pure layers ([tool.mypy] in pyproject.toml)
+TYPED := $(wildcard tiler/kernels tiler/tiling tiler/steps)
+check: lint
+	$(BIN)/mypy $(TYPED)
 
 ## browser: Chromium for the report's rendering test (Debian's package, when missing)
 browser:
@@ -35,8 +40,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check tiler tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format tiler tests
-	$(BIN)/ruff check --fix tiler tests
+	$(BIN)/ruff format tiler tests benchmarks
+	$(BIN)/ruff check --fix tiler tests benchmarks
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis .ruff_cache *.egg-info

@@ -1,4 +1,4 @@
-"""The layers import in one direction only (STYLE.md): kernels and stitching stay pure."""
+"""Imports point down the layers (DESIGN.md section 6): kernels and stitching stay pure."""
 
 from __future__ import annotations
 
@@ -48,3 +48,122 @@ def test_only_plan_builds_dask_graphs():
         if {"dask"} & imported_roots(p) and p.name != "plan.py"
     ]
     assert builders == []
+
+
+# DESIGN.md section 6, bottom first. A module belongs to the layer of the longest prefix of
+# its name listed here; it may import its own layer and those below, never one above.
+# Names not written yet (tiling, units, steps, models, passes, analysis) are placed already.
+LAYERS = [
+    ("errors", ["tiler.errors"]),
+    ("kernels", ["tiler.kernels"]),
+    (
+        "steps and tiling",
+        [
+            "tiler.tiling",
+            "tiler.units",
+            "tiler.steps",
+            "tiler.models",
+            "tiler.stitch",
+            "tiler.split",
+            "tiler.georef",
+            "tiler.reference",
+            "tiler.accuracy",
+            "tiler.synthetic",
+            "tiler.config",
+            "tiler.presets",
+            "tiler.reach",
+            "tiler.diagnostics",
+        ],
+    ),
+    (
+        "graph and tasks",
+        [
+            "tiler.passes",
+            "tiler.plan",
+            "tiler.tasks",
+            "tiler.engine",
+            "tiler.cluster",
+            "tiler.journal",
+            "tiler.cache",
+            "tiler.progress",
+        ],
+    ),
+    ("io", ["tiler.io"]),
+    ("analysis", ["tiler.analysis", "tiler.report"]),  # read outputs; export uses report.fields
+    ("api", ["tiler.api", "tiler.export", "tiler.resumption"]),
+    ("cli", ["tiler", "tiler.cli", "tiler.demo", "tiler.examples"]),  # tiler: the package facade
+]
+
+# Imports up the layers that tiler has today, each with what removes it. The test fails on any
+# other, and on one listed here that is gone (then delete its line): the list only shrinks.
+EXCEPTIONS = {
+    ("tiler.plan", "tiler.io.raster"): "RasterSource protocol and WindowRC: move them down "
+    "(WindowRC to tiler.tiling, the reader protocol beside the passes)",
+    ("tiler.tasks", "tiler.io.raster"): "same: RasterSource and WindowRC",
+    ("tiler.engine", "tiler.io.raster"): "same: RasterSource",
+    ("tiler.engine", "tiler.io.output"): "the engine creates the Zarr stores it writes; "
+    "the api should create them and hand them to the passes",
+    ("tiler.engine", "tiler.io.seeds"): "the engine reads the seeds file; the api should",
+    ("tiler.api", "tiler"): "__version__ lives in tiler/__init__.py: move it to tiler/_version.py",
+    ("tiler.report", "tiler"): "same: __version__",
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of ``module``'s layer (longest listed prefix), or None."""
+    best = None, -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[1]:
+                best = index, len(prefix)
+    return best[0]
+
+
+def tiler_imports(module: str) -> set[str]:
+    """The tiler modules that ``module`` imports, anywhere in it (functions included)."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "tiler"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] != "tiler":
+                continue
+            for alias in node.names:  # `from tiler import api` imports the module tiler.api
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in MODULES else node.module)
+    found.discard(module)
+    return found
+
+
+def upward_imports() -> set[tuple[str, str]]:
+    return {
+        (module, imported)
+        for module in MODULES
+        for imported in tiler_imports(module)
+        if layer_of(imported) > layer_of(module)
+    }
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in sorted(MODULES) if layer_of(m) is None] == []
+
+
+def test_imports_point_down_the_layers():
+    found = upward_imports() - EXCEPTIONS.keys()
+    described = [
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {i} ({LAYERS[layer_of(i)][0]})"
+        for m, i in sorted(found)
+    ]
+    assert described == []
+
+
+def test_every_listed_exception_still_exists():
+    assert sorted(EXCEPTIONS.keys() - upward_imports()) == []

@@ -33,7 +33,9 @@ def gaussian_weights(sigma: float) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _correlate_rows(x, w, out):  # pragma: no cover - compiled
+def _correlate_rows(
+    x: np.ndarray, w: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
     """Symmetric correlation along axis 0 with edge replication ("nearest")."""
     n, m = x.shape
     r = len(w) // 2
@@ -49,7 +51,9 @@ def _correlate_rows(x, w, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _correlate_cols(x, w, out):  # pragma: no cover - compiled
+def _correlate_cols(
+    x: np.ndarray, w: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
     """Symmetric correlation along axis 1 with edge replication ("nearest").
 
     Each tap is added for the whole row (through 1-D contiguous views, which
@@ -89,7 +93,10 @@ def gaussian(image: np.ndarray, sigma: float, *, out: np.ndarray | None = None) 
     if not _symmetric(w):  # never for a Gaussian; SciPy would take another branch
         from scipy import ndimage as ndi
 
-        return ndi.gaussian_filter(x, sigma, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
+        smoothed: np.ndarray = ndi.gaussian_filter(
+            x, sigma, mode="nearest", truncate=GAUSSIAN_TRUNCATE
+        )
+        return smoothed
     rows = scratch("gaussian-rows", x.shape, np.float64)
     _correlate_rows(x, w, rows)
     if out is None:
@@ -111,9 +118,11 @@ def median(image: np.ndarray, radius: int) -> np.ndarray:
     image border, where "reflect" then sees the same pixels as the whole
     image) gives the whole image's medians.
     """
-    return ndi.median_filter(image, footprint=_disk(radius), mode="reflect")
+    medians: np.ndarray = ndi.median_filter(image, footprint=_disk(radius), mode="reflect")
+    return medians
 
 
 @lru_cache(maxsize=16)
 def _disk(radius: int) -> np.ndarray:
-    return disk(radius).astype(bool)
+    footprint: np.ndarray = disk(radius).astype(bool)
+    return footprint

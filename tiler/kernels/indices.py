@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numba
 import numpy as np
 from skimage.color import rgb2hsv
+
+T = TypeVar("T")
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -36,11 +39,14 @@ def excess_green(image: np.ndarray) -> np.ndarray:
     red, green, blue = image[0], image[1], image[2]
     total = (red + green) + blue
     r, g, b = _ratio(red, total), _ratio(green, total), _ratio(blue, total)
-    return (2 * g - r) - b
+    exg: np.ndarray = (2 * g - r) - b
+    return exg
 
 
 @numba.njit(cache=True, nogil=True)
-def _excess_green(red, green, blue, out):  # pragma: no cover - compiled
+def _excess_green(
+    red: np.ndarray, green: np.ndarray, blue: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             R = np.float64(red[i, j])
@@ -54,7 +60,9 @@ def _excess_green(red, green, blue, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _excess_green_red(red, green, blue, out):  # pragma: no cover - compiled
+def _excess_green_red(
+    red: np.ndarray, green: np.ndarray, blue: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             R = np.float64(red[i, j])
@@ -122,7 +130,15 @@ def gray(image: np.ndarray) -> np.ndarray:
     pixels of the whole; the element-wise form is the same everywhere.
     """
     c0, c1, c2 = GRAY_COEFFICIENTS
-    return (c0 * image[0] + c1 * image[1]) + c2 * image[2]
+    luma: np.ndarray = (c0 * image[0] + c1 * image[1]) + c2 * image[2]
+    return luma
+
+
+def _given(value: T | None, role: str, name: str) -> T:
+    """``value``, which index ``name`` needs (the pipeline's validation gives it)."""
+    if value is None:
+        raise ValueError(f"index {name!r} needs {role}")
+    return value
 
 
 def compute_index(
@@ -147,12 +163,14 @@ def compute_index(
     if name == "exgr":
         return excess_green_red(image)
     if name == "hsv":
-        return hsv_channel(image, channel)
+        return hsv_channel(image, _given(channel, "channel", name))
     if name == "band":
-        return np.array(image[band - 1], dtype=np.float64)
+        return np.array(image[_given(band, "band", name) - 1], dtype=np.float64)
     values = image.astype(np.float64, copy=False)
     if name == "ndvi":
-        return ndvi(values, list(bands).index(red), list(bands).index(nir))
+        planes = list(bands)
+        red_plane = planes.index(_given(red, "red", name))
+        return ndvi(values, red_plane, planes.index(_given(nir, "nir", name)))
     if name == "gray":
         return gray(values)
     raise ValueError(f"unknown index {name!r}")

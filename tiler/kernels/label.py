@@ -45,7 +45,9 @@ def label(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _relabel(labels, lut, out):  # pragma: no cover - compiled
+def _relabel(
+    labels: np.ndarray, lut: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
     for i in range(labels.shape[0]):
         for j in range(labels.shape[1]):
             out[i, j] = lut[labels[i, j]]
@@ -86,7 +88,9 @@ class TileStats:
 
 
 @numba.njit(cache=True, nogil=True)
-def _stats(labels, n, row0, col0, width, out):  # pragma: no cover - compiled
+def _stats(  # pragma: no cover - compiled
+    labels: np.ndarray, n: int, row0: int, col0: int, width: int, out: np.ndarray
+) -> None:
     # out rows: count, sum_row, sum_col, min_row, min_col, max_row, max_col, first
     for k in range(n):
         out[3, k] = np.iinfo(np.int64).max

@@ -25,7 +25,8 @@ from tiler.kernels.filters import gaussian
 
 @lru_cache(maxsize=32)
 def _disk(radius: int) -> np.ndarray:
-    return disk(radius).astype(np.uint8)
+    footprint: np.ndarray = disk(radius).astype(np.uint8)
+    return footprint
 
 
 def _single_threaded() -> None:

@@ -31,7 +31,14 @@ def histogram(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _masked_histogram(values, valid, lo, hi, edges, counts):  # pragma: no cover - compiled
+def _masked_histogram(  # pragma: no cover - compiled
+    values: np.ndarray,
+    valid: np.ndarray,
+    lo: float,
+    hi: float,
+    edges: np.ndarray,
+    counts: np.ndarray,
+) -> None:
     nbins = len(counts)
     denominator = hi - lo
     for i in range(values.shape[0]):
@@ -68,9 +75,17 @@ def masked_histogram(values: np.ndarray, valid: np.ndarray, vmin: float, vmax: f
 
 
 @numba.njit(cache=True, nogil=True)
-def _histogram_codes(
-    values, valid, core, lo, hi, edges, centers, counts, codes
-):  # pragma: no cover
+def _histogram_codes(  # pragma: no cover
+    values: np.ndarray,
+    valid: np.ndarray,
+    core: tuple[int, int, int, int],
+    lo: float,
+    hi: float,
+    edges: np.ndarray,
+    centers: np.ndarray,
+    counts: np.ndarray,
+    codes: np.ndarray,
+) -> bool:
     nbins = len(counts)
     denominator = hi - lo
     r0, r1, c0, c1 = core
@@ -183,11 +198,13 @@ def otsu_from_histogram(counts: np.ndarray, vmin: float, vmax: float) -> float:
     if vmin == vmax:  # scikit-image returns the single value of a constant image
         return vmin
     _, centers = bin_edges(vmin, vmax)
-    return threshold_otsu(hist=(np.asarray(counts), centers))
+    return float(threshold_otsu(hist=(np.asarray(counts), centers)))
 
 
 @numba.njit(cache=True, nogil=True)
-def _masked_range(values, valid):  # pragma: no cover - compiled
+def _masked_range(  # pragma: no cover - compiled
+    values: np.ndarray, valid: np.ndarray
+) -> tuple[float, float, int]:
     lo, hi, n, nan = np.inf, -np.inf, 0, False
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
@@ -216,7 +233,7 @@ def masked_range(values: np.ndarray, valid: np.ndarray) -> tuple[float, float, i
 
 
 def foreground(
-    values: np.ndarray, valid: np.ndarray, threshold: float, polarity: str
+    values: np.ndarray, valid: np.ndarray, threshold: float | np.ndarray, polarity: str
 ) -> np.ndarray:
     """``x > t`` (above) or ``~(x > t)`` (below), then ``&= valid``."""
     above = values > threshold
@@ -289,7 +306,7 @@ def local_mean(values: np.ndarray, block_size: int) -> np.ndarray:
     tiling can reproduce. This definition differs from it by a few ulps.)
     """
     ones = np.ones(block_size)
-    sums = ndi.correlate1d(values, ones, axis=1, mode="reflect")
+    sums: np.ndarray = ndi.correlate1d(values, ones, axis=1, mode="reflect")
     sums = ndi.correlate1d(sums, ones, axis=0, mode="reflect")
     return sums / float(block_size * block_size)
 
