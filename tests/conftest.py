@@ -15,7 +15,7 @@ from affine import Affine
 from tiler import cache
 from tiler.config import Pipeline
 from tiler.engine import Passes, Segmentation
-from tiler.io.output import object_columns
+from tiler.io.objects_table import object_columns
 from tiler.plan import Executor, TileGrid
 
 DATA = Path(__file__).parent / "data"

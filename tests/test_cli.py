@@ -25,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from tiler import __version__
 from tiler.config import DEFAULT_PIPELINE_YAML, load_pipeline, parse_pipeline
-from tiler.io.output import OBJECT_COLUMNS
+from tiler.io.objects_table import OBJECT_COLUMNS
 
 OUTPUTS = ["labels.zarr", "objects.parquet", "run.json"]
 # 5 cm pixels in UTM 11N. Given explicitly: the factory's default goes through

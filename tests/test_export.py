@@ -41,8 +41,8 @@ from tiler.errors import ConfigError, InputError, OutputError
 from tiler.io import export_raster as er
 from tiler.io import export_table as et
 from tiler.io import export_vector as ev
-from tiler.io import output
-from tiler.io.output import OBJECT_COLUMNS
+from tiler.io import label_store, objects_table, output, run_record
+from tiler.io.objects_table import OBJECT_COLUMNS
 from tiler.synthetic import SyntheticField, write_geotiff
 
 TRANSFORM = Affine(0.05, 0.0, 500000.0, 0.0, -0.05, 4100000.0)
@@ -69,11 +69,11 @@ def made_run(dst: Path, labels: np.ndarray, chunks, *, crs="EPSG:32611") -> Path
     """A complete run directory around a given label array (any label values, any dtype)."""
     dst.mkdir(parents=True)
     crs_wkt = CRS.from_user_input(crs).to_wkt()
-    path = output.create_label_store(
+    path = label_store.create_label_store(
         dst, labels.shape, tuple(chunks), labels.dtype, crs_wkt, tuple(TRANSFORM)[:6]
     )
     zarr.open_array(path, mode="r+")[:] = labels
-    output.finish_label_store(dst)
+    label_store.finish_label_store(dst)
     ids = np.unique(labels[labels != 0])
     rows, cols = np.nonzero(labels)
     which = np.searchsorted(ids, labels[rows, cols])
@@ -89,10 +89,10 @@ def made_run(dst: Path, labels: np.ndarray, chunks, *, crs="EPSG:32611") -> Path
         stats[f"min_{name}"], stats[f"max_{name}"] = lowest.copy(), highest.copy()
         np.minimum.at(stats[f"min_{name}"], which, values)
         np.maximum.at(stats[f"max_{name}"], which, values)
-    columns = output.object_columns(stats, tuple(TRANSFORM)[:6])
+    columns = objects_table.object_columns(stats, tuple(TRANSFORM)[:6])
     columns["label"] = ids.astype(np.int64)
-    output.write_objects(dst, columns, crs_wkt)
-    output.write_manifest(dst, {"complete": True})
+    objects_table.write_objects(dst, columns, crs_wkt)
+    run_record.write_manifest(dst, {"complete": True})
     return dst
 
 
@@ -263,7 +263,7 @@ def test_cog_mask_marks_the_inputs_nodata(field_run, tmp_path):
     """Nodata (255) exactly where the input's GDAL dataset mask is 0 (the synthetic field's
     ragged border, across tile borders, over objects and background)."""
     labels = read_labels(field_run)
-    with rasterio.open(output.read_manifest(field_run)["input"]["path"]) as src:
+    with rasterio.open(run_record.read_manifest(field_run)["input"]["path"]) as src:
         valid = src.dataset_mask()
     assert (valid == 0).any() and (valid > 0).any()
     path = er.export_cog(field_run, tmp_path / "mask.tif", mask=True)
@@ -282,9 +282,9 @@ def test_cog_mask_marks_the_inputs_nodata(field_run, tmp_path):
 def test_cog_mask_needs_the_input(field_run, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(field_run, dst)
-    manifest = output.read_manifest(dst)
+    manifest = run_record.read_manifest(dst)
     manifest["input"]["path"] = str(tmp_path / "moved.tif")
-    output.write_manifest(dst, manifest)
+    run_record.write_manifest(dst, manifest)
     with pytest.raises(OutputError, match="moved.tif: the run's input is gone"):
         er.export_cog(dst, tmp_path / "mask.tif", mask=True)
     assert not (tmp_path / "mask.tif").exists()
@@ -532,7 +532,7 @@ def test_simplified_polygons_stay_within_the_tolerance(field_run, exact_polygons
 def pixel_run(tmp_path_factory, field_run) -> Path:
     """A --pixel-only run: the field's image without georeferencing."""
     root = tmp_path_factory.mktemp("pixel")
-    with rasterio.open(output.read_manifest(field_run)["input"]["path"]) as ds:
+    with rasterio.open(run_record.read_manifest(field_run)["input"]["path"]) as ds:
         image = ds.read(window=((0, 300), (0, 300)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -764,7 +764,7 @@ def test_gdal_cannot_read_the_zarr_labels_so_the_gis_route_is_the_cog(field_run,
     cog = rioxarray.open_rasterio(path).squeeze("band", drop=True)
     np.testing.assert_array_equal(cog.values, read_labels(field_run))
     assert cog.rio.crs.to_epsg() == 32611 and cog.rio.transform() == field_transform()
-    src = output.read_manifest(field_run)["input"]["path"]
+    src = run_record.read_manifest(field_run)["input"]["path"]
     proc = tiler("run", src, "out", "--chunk-size", 256, "--scheduler", "sync", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     hint = [line for line in proc.stdout.splitlines() if line.startswith("GIS:")]

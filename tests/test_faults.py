@@ -33,7 +33,8 @@ import pytest
 from test_cluster import environment, tiler_command
 
 from tiler.errors import OutputError
-from tiler.io.output import LABELS, LOCK, MANIFEST, OBJECTS, WORKDIR, lock_destination
+from tiler.io.destination import lock_destination
+from tiler.io.output import LABELS, LOCK, MANIFEST, OBJECTS, WORKDIR
 from tiler.synthetic import SyntheticField, write_geotiff
 
 CHUNK = 48  # 5 x 6 = 30 tiles a pass, 5 passes: a run of about a second after its imports

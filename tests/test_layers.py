@@ -101,7 +101,7 @@ EXCEPTIONS = {
     "(WindowRC to tiler.tiling, the reader protocol beside the passes)",
     ("tiler.tasks", "tiler.io.raster"): "same: RasterSource and WindowRC",
     ("tiler.engine", "tiler.io.raster"): "same: RasterSource",
-    ("tiler.engine", "tiler.io.output"): "the engine creates the Zarr stores it writes; "
+    ("tiler.engine", "tiler.io.label_store"): "the engine creates the Zarr stores it writes; "
     "the api should create them and hand them to the passes",
     ("tiler.engine", "tiler.io.seeds"): "the engine reads the seeds file; the api should",
     ("tiler.api", "tiler"): "__version__ lives in tiler/__init__.py: move it to tiler/_version.py",

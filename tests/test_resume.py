@@ -225,7 +225,7 @@ def test_stores_resumed_into_are_checked_before_anything_is_written(tmp_path):
     from zarr.codecs import numcodecs
 
     from tiler.errors import OutputError
-    from tiler.io.output import create_mask_store
+    from tiler.io.label_store import create_mask_store
 
     path = tmp_path / "stage0.zarr"
     create_mask_store(path, (10, 12), (4, 4))

@@ -32,7 +32,14 @@ from tiler.config import (
 )
 from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError, OutputError, TileError, TilerWarning
-from tiler.io import output
+from tiler.io import label_store, objects_table, output, run_record
+from tiler.io.destination import (
+    discard_partial,
+    disk_error,
+    lock_destination,
+    prepare_destination,
+    raise_for_write_error,
+)
 from tiler.io.layout import plan_chunks
 from tiler.io.raster import (
     DEFAULT_MAX_PIXELS,
@@ -295,7 +302,7 @@ def run(
     if resume and (done := _finished(dst, identity)) is not None:
         log(f"{dst}: already complete; nothing to resume")
         if (dst / output.WORKDIR).exists():  # killed between run.json and removing its work
-            lock = output.lock_destination(dst, src_path)
+            lock = lock_destination(dst, src_path)
             lock.mark_complete()
             try:
                 shutil.rmtree(dst / output.WORKDIR, ignore_errors=True)
@@ -304,16 +311,16 @@ def run(
         return done
     created = not dst.exists()
     # Held until run() returns or raises; a second run into dst is refused here, touching nothing.
-    lock = output.lock_destination(dst, src_path)
+    lock = lock_destination(dst, src_path)
     try:
-        workdir = output.prepare_destination(dst, src_path, overwrite=overwrite, resume=resume)
+        workdir = prepare_destination(dst, src_path, overwrite=overwrite, resume=resume)
         log(f"{source.name}: {grid.shape[0]} x {grid.shape[1]} px, {len(grid)} tile(s) of {chunks}")
         journal = Journal.start(workdir, identity, resume=resume)  # refusing touches nothing
     except BaseException as exc:
-        if output.disk_error(exc) is not None:  # a full disk: remove what was written, as below
-            output.discard_partial(dst, created=created)
+        if disk_error(exc) is not None:  # a full disk: remove what was written, as below
+            discard_partial(dst, created=created)
         lock.release(remove_dst=created)
-        output.raise_for_write_error(dst, exc)
+        raise_for_write_error(dst, exc)
         raise
     cache = None
     try:
@@ -339,19 +346,19 @@ def run(
                 source, pipeline, grid, executor, workdir, log, cache, journal, Progress(progress)
             )
             segmentation = passes.segment()
-            array = output.create_label_store(
+            array = label_store.create_label_store(
                 dst, grid.shape, chunks, segmentation.dtype, source.crs_wkt, source.transform
             )
             passes.write(segmentation, array)
         # Finishing is inside the try: a full disk here is reported and cleaned up as anywhere.
-        labels = output.finish_label_store(dst)
-        columns = output.object_columns(
+        labels = label_store.finish_label_store(dst)
+        columns = objects_table.object_columns(
             segmentation.object_stats(),
             source.transform,
             source.crs_wkt,
             georeferenced=getattr(source, "georeferencing", "file") != "none",
         )
-        objects = output.write_objects(dst, columns, source.crs_wkt)
+        objects = objects_table.write_objects(dst, columns, source.crs_wkt)
         seconds = time.perf_counter() - started
         record = _manifest(
             source,
@@ -371,20 +378,20 @@ def run(
         ):
             warned.append(message)  # record["warnings"] is this list
             (warn or _warn)(message)
-        manifest = output.write_manifest(dst, record)
+        manifest = run_record.write_manifest(dst, record)
         # Complete from here on. The journal went only now, so that a run killed while
         # finishing can be resumed; failing to remove it must not undo a complete run.
         lock.mark_complete()  # a complete DST keeps no lock file
         shutil.rmtree(workdir, ignore_errors=True)
     except BaseException as exc:
-        if isinstance(exc, (KeyboardInterrupt, TileError)) and output.disk_error(exc) is None:
+        if isinstance(exc, (KeyboardInterrupt, TileError)) and disk_error(exc) is None:
             # Interrupted, or a tile's workers died: keep what is done for --resume.
             if (workdir / "journal").exists():
                 log(f"{dst}: unfinished; run again with --resume to continue")
             raise
         # Anything else, a full disk included (in a tile or not): remove what was written.
-        output.discard_partial(dst, created=created)
-        output.raise_for_write_error(dst, exc)  # a full disk: one line naming dst, no traceback
+        discard_partial(dst, created=created)
+        raise_for_write_error(dst, exc)  # a full disk: one line naming dst, no traceback
         raise
     finally:
         if cache is not None:
@@ -438,7 +445,7 @@ def _identity(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int])
 def _finished(dst: Path, identity: dict) -> RunResult | None:
     """The result already in ``dst`` if it holds this very run, complete; else ``None``."""
     try:
-        manifest = output.read_manifest(dst)
+        manifest = run_record.read_manifest(dst)
     except (FileNotFoundError, ValueError):
         return None
     if manifest.get("complete") is not True:

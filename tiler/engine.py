@@ -51,7 +51,7 @@ from tiler.config import (
     Stage,
 )
 from tiler.errors import InputError
-from tiler.io.output import create_local_label_store, create_mask_store
+from tiler.io.label_store import create_local_label_store, create_mask_store
 from tiler.io.raster import RasterSource
 from tiler.io.seeds import seed_pixels
 from tiler.journal import Journal

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tiler.errors import OutputError
-from tiler.io import output
+from tiler.io import output, run_record
 from tiler.journal import describe_change
 
 ADVICE = "leave it out to continue the run as it was, or pass --overwrite to start again"
@@ -30,7 +30,7 @@ def recorded(dst: Path) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError) as exc:
         raise OutputError(f"{dst / output.JOURNAL_IDENTITY}: unreadable ({exc!r})") from None
     try:
-        manifest = output.read_manifest(dst)
+        manifest = run_record.read_manifest(dst)
     except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
     return manifest_identity(manifest) if manifest.get("complete") is True else None

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tiler.errors import OutputError
-from tiler.io import output
+from tiler.io import output, run_record
 from tiler.io.export_files import partial_name, replacing, target
 from tiler.io.finished import FinishedRun, open_run
 
@@ -84,7 +84,7 @@ def _input_of(dst: Path):
 def _reopen(dst: Path, manifest_stamp: int):  # the stamp: a new run in dst opens afresh
     from tiler.io.raster import reopen
 
-    return reopen(output.read_manifest(dst)["input"])
+    return reopen(run_record.read_manifest(dst)["input"])
 
 
 def _read_window(run: FinishedRun, window: tuple[int, int, int, int], mask: bool) -> np.ndarray:

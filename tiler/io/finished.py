@@ -16,13 +16,13 @@ import numpy as np
 from affine import Affine
 
 from tiler.errors import OutputError
-from tiler.io import output
+from tiler.io import output, run_record
 
 
 def check_complete(dst: Path) -> None:
     """Refuse ``dst`` unless its ``run.json`` says the run completed."""
     try:
-        manifest = output.read_manifest(dst)
+        manifest = run_record.read_manifest(dst)
     except FileNotFoundError:
         raise OutputError(f"{dst}: no run.json; not a finished tiler run") from None
     if manifest.get("complete") is not True:
@@ -63,7 +63,7 @@ def open_run(dst: str | os.PathLike) -> FinishedRun:
         c, a, b, f, d, e = (float(v) for v in ref["GeoTransform"].split())
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise OutputError(f"{store}: not the label store of a tiler run ({exc})") from None
-    inputs = output.read_manifest(dst).get("input", {})
+    inputs = run_record.read_manifest(dst).get("input", {})
     crs_wkt = str(ref.get("crs_wkt") or "")
     how = inputs.get("options", {}).get("georeferencing", "file")
     return FinishedRun(

@@ -32,7 +32,7 @@ from rasterio.enums import ColorInterp
 
 from tiler.errors import InputError, OutputError
 from tiler.georef import pixel_area_m2
-from tiler.io import output
+from tiler.io import output, run_record
 from tiler.io.raster import fingerprint, reopen
 from tiler.io.targets import claim
 from tiler.plan import Executor, window_graph
@@ -261,7 +261,7 @@ def display_bands(source) -> tuple[int, ...]:
 
 def _finished_manifest(dst: Path) -> dict:
     try:
-        manifest = output.read_manifest(dst)
+        manifest = run_record.read_manifest(dst)
     except FileNotFoundError:
         raise OutputError(f"{dst}: no run.json; not a finished tiler run") from None
     except ValueError as exc:

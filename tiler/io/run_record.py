@@ -1,0 +1,33 @@
+"""The run record, ``run.json``: written last, read back by whatever reads a run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tiler.io.output import MANIFEST
+
+
+def write_manifest(dst: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``run.json`` (last): a run is complete only when it says ``"complete": true``."""
+    final = Path(dst) / MANIFEST
+    partial = Path(dst) / f".{MANIFEST}.partial"
+    partial.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+    os.replace(partial, final)
+    return final
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_manifest(dst: Path) -> dict[str, Any]:
+    return json.loads((Path(dst) / MANIFEST).read_text())
