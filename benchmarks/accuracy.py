@@ -55,7 +55,8 @@ import tiler
 from tiler import presets
 from tiler.accuracy import Score, combine_scores, match_points
 from tiler.config import Pipeline, load_pipeline
-from tiler.io.raster import GeoTiffSource, open_geotiff
+from tiler.io.open_raster import open_geotiff
+from tiler.io.raster import GeoTiffSource
 from tiler.synthetic import SyntheticField, write_geotiff
 
 HERE = Path(__file__).resolve().parent

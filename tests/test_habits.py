@@ -18,7 +18,6 @@ MAX_LINES = 400
 # a module shrinks for good, so that it cannot grow back.
 CEILINGS = {
     "config.py": 1067,
-    "io/raster.py": 675,
     "tasks.py": 635,
     "engine.py": 629,
     "api.py": 602,

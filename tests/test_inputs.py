@@ -70,7 +70,8 @@ from test_run import assert_output_equals_reference
 import tiler as tiler_api
 from tiler.config import load_pipeline, parse_pipeline
 from tiler.errors import InputError
-from tiler.io.raster import DEFAULT_MAX_PIXELS, MAX_COMPRESSION_RATIO, open_geotiff
+from tiler.io.open_raster import open_geotiff
+from tiler.io.raster_limits import DEFAULT_MAX_PIXELS, MAX_COMPRESSION_RATIO
 from tiler.io.validate import validate
 from tiler.reference import run_reference
 
@@ -307,7 +308,7 @@ def test_bad_input_is_refused_on_open_in_one_line(case, command, tmp_path):
 BOMB_PROBE = """
 import json, resource, sys, time
 from tiler.errors import InputError
-from tiler.io.raster import open_geotiff
+from tiler.io.open_raster import open_geotiff
 from tiler.io.validate import validate
 
 results = []

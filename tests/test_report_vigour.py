@@ -23,7 +23,7 @@ from scipy import ndimage
 
 import tiler
 from tiler.errors import ConfigError
-from tiler.io.raster import reopen
+from tiler.io.input_identity import reopen
 from tiler.report import build, vigour
 from tiler.synthetic import SyntheticField, write_geotiff
 

@@ -257,7 +257,7 @@ def test_values_recomputed_on_resume_are_kept_for_the_passes_after(tmp_path):
     pass does not compute them a third time (a resume cost more than a clean run)."""
     from tiler import cache as value_cache
     from tiler.config import load_pipeline
-    from tiler.io.raster import open_geotiff
+    from tiler.io.open_raster import open_geotiff
     from tiler.tasks import cache_values, cached_histogram
 
     path = write_geotiff(SyntheticField(height=96, width=80, seed=2), tmp_path / "f.tif")

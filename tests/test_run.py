@@ -20,7 +20,7 @@ import zarr
 
 import tiler
 from tiler.config import load_pipeline, parse_pipeline
-from tiler.io.raster import open_geotiff
+from tiler.io.open_raster import open_geotiff
 from tiler.reference import reference_objects, run_reference
 from tiler.synthetic import SyntheticField, write_geotiff
 

@@ -11,7 +11,7 @@ from shapely.geometry import Point, box
 import tiler
 from tiler.config import Grow, parse_pipeline
 from tiler.errors import ConfigError, InputError
-from tiler.io.raster import open_geotiff
+from tiler.io.open_raster import open_geotiff
 from tiler.io.seeds import seed_pixels
 
 ORIGIN = (500000.0, 4100000.0)  # conftest.write_geotiff: 0.05 m pixels, EPSG:32611

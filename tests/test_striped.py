@@ -22,7 +22,7 @@ from test_run import assert_output_equals_reference
 
 import tiler
 from tiler.io.layout import CACHE_SHARE, DEFAULT_CACHE_BYTES, MIN_ROWS, ChunkPlan, plan_chunks
-from tiler.io.raster import open_geotiff
+from tiler.io.open_raster import open_geotiff
 from tiler.synthetic import SyntheticField
 
 BUDGET = 2048 * 2048

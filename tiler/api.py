@@ -40,14 +40,11 @@ from tiler.io.destination import (
     prepare_destination,
     raise_for_write_error,
 )
+from tiler.io.input_identity import fingerprint
 from tiler.io.layout import plan_chunks
-from tiler.io.raster import (
-    DEFAULT_MAX_PIXELS,
-    GeoTiffSource,
-    RasterSource,
-    fingerprint,
-    open_geotiff,
-)
+from tiler.io.open_raster import open_geotiff
+from tiler.io.raster import GeoTiffSource, RasterSource
+from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 from tiler.journal import Journal, describe_change
 from tiler.plan import Executor, TileGrid
 from tiler.progress import Progress

@@ -17,7 +17,8 @@ import click
 from tiler import api, presets
 from tiler.cluster import JOBQUEUES, executor_for, security
 from tiler.errors import TilerError
-from tiler.io.raster import DEFAULT_MAX_PIXELS, MASK_MODES
+from tiler.io.open_raster import MASK_MODES
+from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 
 
 def _echo(message: str) -> None:
@@ -505,7 +506,7 @@ def export(dst, cog, mask, polygons, simplify_m, csv_path, fields, field_id, ove
 @quiet_option
 def validate(src, threads, max_pixels, assume_crs, pixel_only, quiet):
     """Read every block of SRC (every band and the mask); list every block that fails."""
-    from tiler.io.raster import DEFAULT_MAX_PIXELS
+    from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
     from tiler.io.validate import validate as validate_file
 
     report = validate_file(

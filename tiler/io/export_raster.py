@@ -82,7 +82,7 @@ def _input_of(dst: Path):
 
 @functools.lru_cache(maxsize=4)
 def _reopen(dst: Path, manifest_stamp: int):  # the stamp: a new run in dst opens afresh
-    from tiler.io.raster import reopen
+    from tiler.io.input_identity import reopen
 
     return reopen(run_record.read_manifest(dst)["input"])
 

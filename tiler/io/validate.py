@@ -24,15 +24,9 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from tiler.errors import InputError
-from tiler.io.raster import (
-    DEFAULT_MAX_PIXELS,
-    WindowRC,
-    _gdal_reason,
-    _size_text,
-    block_layout,
-    describe_window,
-    open_geotiff,
-)
+from tiler.io.open_raster import open_geotiff
+from tiler.io.raster import WindowRC, _gdal_reason, describe_window
+from tiler.io.raster_limits import DEFAULT_MAX_PIXELS, block_layout, size_text
 from tiler.progress import Progress
 
 # Blocks handed to a thread at a time (whole rows of blocks, at least this
@@ -82,8 +76,8 @@ class ValidationReport:
         return (
             f"{self.path}: {h} x {w} px ({h * w / 1e6:.1f} MP), {self.count} band(s) of "
             f"{self.dtype}, {self.layout}, {self.compression}, {self.interleave}-interleaved, "
-            f"{_size_text(self.file_size)}; {self.blocks - len(self.bad)} of {self.blocks} "
-            f"blocks read ({_size_text(self.bytes_decoded)} decoded) in {self.seconds:.2f} s, "
+            f"{size_text(self.file_size)}; {self.blocks - len(self.bad)} of {self.blocks} "
+            f"blocks read ({size_text(self.bytes_decoded)} decoded) in {self.seconds:.2f} s, "
             f"{self.megabytes_per_second:.1f} MB/s"
         )
 
@@ -181,7 +175,7 @@ def validate(
     progress
         ``True`` (or a :class:`tiler.progress.Progress`) shows a bar of blocks read.
     max_pixels, assume_crs, pixel_only
-        As :func:`tiler.io.raster.open_geotiff` (and ``tiler run``).
+        As :func:`tiler.io.open_raster.open_geotiff` (and ``tiler run``).
 
     Raises
     ------

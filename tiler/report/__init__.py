@@ -33,7 +33,7 @@ from rasterio.enums import ColorInterp
 from tiler.errors import InputError, OutputError
 from tiler.georef import pixel_area_m2
 from tiler.io import output, run_record
-from tiler.io.raster import fingerprint, reopen
+from tiler.io.input_identity import fingerprint, reopen
 from tiler.io.targets import claim
 from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
