@@ -237,23 +237,23 @@ def hook(target: str, when: str = "after", call: int = 1, **more) -> dict:
 # In order of a run's life, with the final names each leaves; each attempt resumes what the
 # one before left, and is killed in turn.
 KILL_POINTS = [
-    (hook("tiler.io.output:lock_destination"), "-"),  # DST holds the lock file only
+    (hook("tiler.io.destination:lock_destination"), "-"),  # DST holds the lock file only
     (hook("tiler.journal:PassLog.record", call=40), "-"),  # part-way through the histogram
-    (hook("tiler.io.output:create_label_store"), "-"),  # every pass but the write pass done
+    (hook("tiler.io.label_store:create_label_store"), "-"),  # every pass but the write pass done
     (hook("tiler.tasks:write_labels", call=7), "-"),  # label chunks written, not yet logged
     (hook("tiler.journal:PassLog.record", call=9), "-"),  # more chunks written and logged
-    (hook("tiler.io.output:finish_label_store", when="before"), "-"),  # the store, whole
-    (hook("tiler.io.output:finish_label_store"), LABELS),  # labels.zarr final, no table
+    (hook("tiler.io.label_store:finish_label_store", when="before"), "-"),  # the store, whole
+    (hook("tiler.io.label_store:finish_label_store"), LABELS),  # labels.zarr final, no table
     # Resuming took labels.zarr back as partial, and renamed it again: the table is written,
     # not renamed.
     (hook("pyarrow.parquet:write_table"), LABELS),
-    (hook("tiler.io.output:write_objects"), f"{LABELS}+{OBJECTS}"),  # no run.json
+    (hook("tiler.io.objects_table:write_objects"), f"{LABELS}+{OBJECTS}"),  # no run.json
 ]
 # Hooks in the driver, for the local scheduler (tasks run in its worker's threads).
 LOCAL_KILL_POINTS = [
     (hook("tiler.journal:PassLog.record", call=20), "-"),
-    (hook("tiler.io.output:finish_label_store"), LABELS),
-    (hook("tiler.io.output:write_objects"), f"{LABELS}+{OBJECTS}"),
+    (hook("tiler.io.label_store:finish_label_store"), LABELS),
+    (hook("tiler.io.objects_table:write_objects"), f"{LABELS}+{OBJECTS}"),
 ]
 
 
@@ -279,7 +279,7 @@ def random_chain(src: Path, tmp: Path, clean: Path, scheduler: str) -> list:
     kill at delays drawn over that time. What was seen, for the log."""
     args = ("--scheduler", scheduler)
     dst = tmp / "committed"
-    env = hook_environment(hook("tiler.io.output:write_manifest"))
+    env = hook_environment(hook("tiler.io.run_record:write_manifest"))
     with subprocess.Popen(
         command(src, dst, *args, hook=True), env=env, stderr=subprocess.PIPE, text=True
     ) as proc:
@@ -372,9 +372,9 @@ def small_disk(tmp_path):
 
 DISK_FULL_AT = {
     "start": None,  # a disk too small for even the first pass
-    "tile writes": hook("tiler.io.output:create_label_store", when="before", action="fill"),
-    "table": hook("tiler.io.output:write_objects", when="before", action="fill"),
-    "manifest": hook("tiler.io.output:write_manifest", when="before", action="fill"),
+    "tile writes": hook("tiler.io.label_store:create_label_store", when="before", action="fill"),
+    "table": hook("tiler.io.objects_table:write_objects", when="before", action="fill"),
+    "manifest": hook("tiler.io.run_record:write_manifest", when="before", action="fill"),
 }
 
 
@@ -458,7 +458,7 @@ def test_a_second_run_into_the_same_dst_is_refused_touching_nothing(field, clean
     assert differences(final_files(dst), final_files(reference)) == []
 
     # A run killed outright lets go of DST with its process.
-    kill = hook("tiler.io.output:create_label_store")
+    kill = hook("tiler.io.label_store:create_label_store")
     proc = run_tiler(field, dst, "--scheduler", "sync", "--overwrite", hook=kill)
     assert proc.returncode == -signal.SIGKILL
     assert (dst / LOCK).read_text().strip().isdigit()  # its pid, for nobody now

@@ -32,14 +32,7 @@ from tiler.config import (
 )
 from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError, OutputError, TileError, TilerWarning
-from tiler.io import label_store, objects_table, output, run_record
-from tiler.io.destination import (
-    discard_partial,
-    disk_error,
-    lock_destination,
-    prepare_destination,
-    raise_for_write_error,
-)
+from tiler.io import destination, label_store, objects_table, output, run_record
 from tiler.io.input_identity import fingerprint
 from tiler.io.layout import plan_chunks
 from tiler.io.open_raster import open_geotiff
@@ -299,7 +292,7 @@ def run(
     if resume and (done := _finished(dst, identity)) is not None:
         log(f"{dst}: already complete; nothing to resume")
         if (dst / output.WORKDIR).exists():  # killed between run.json and removing its work
-            lock = lock_destination(dst, src_path)
+            lock = destination.lock_destination(dst, src_path)
             lock.mark_complete()
             try:
                 shutil.rmtree(dst / output.WORKDIR, ignore_errors=True)
@@ -308,16 +301,16 @@ def run(
         return done
     created = not dst.exists()
     # Held until run() returns or raises; a second run into dst is refused here, touching nothing.
-    lock = lock_destination(dst, src_path)
+    lock = destination.lock_destination(dst, src_path)
     try:
-        workdir = prepare_destination(dst, src_path, overwrite=overwrite, resume=resume)
+        workdir = destination.prepare_destination(dst, src_path, overwrite=overwrite, resume=resume)
         log(f"{source.name}: {grid.shape[0]} x {grid.shape[1]} px, {len(grid)} tile(s) of {chunks}")
         journal = Journal.start(workdir, identity, resume=resume)  # refusing touches nothing
     except BaseException as exc:
-        if disk_error(exc) is not None:  # a full disk: remove what was written, as below
-            discard_partial(dst, created=created)
+        if destination.disk_error(exc) is not None:  # a full disk: remove all, as below
+            destination.discard_partial(dst, created=created)
         lock.release(remove_dst=created)
-        raise_for_write_error(dst, exc)
+        destination.raise_for_write_error(dst, exc)
         raise
     cache = None
     try:
@@ -381,14 +374,14 @@ def run(
         lock.mark_complete()  # a complete DST keeps no lock file
         shutil.rmtree(workdir, ignore_errors=True)
     except BaseException as exc:
-        if isinstance(exc, (KeyboardInterrupt, TileError)) and disk_error(exc) is None:
+        if isinstance(exc, (KeyboardInterrupt, TileError)) and destination.disk_error(exc) is None:
             # Interrupted, or a tile's workers died: keep what is done for --resume.
             if (workdir / "journal").exists():
                 log(f"{dst}: unfinished; run again with --resume to continue")
             raise
         # Anything else, a full disk included (in a tile or not): remove what was written.
-        discard_partial(dst, created=created)
-        raise_for_write_error(dst, exc)  # a full disk: one line naming dst, no traceback
+        destination.discard_partial(dst, created=created)
+        destination.raise_for_write_error(dst, exc)  # a full disk: one line, no traceback
         raise
     finally:
         if cache is not None:

@@ -506,7 +506,6 @@ def export(dst, cog, mask, polygons, simplify_m, csv_path, fields, field_id, ove
 @quiet_option
 def validate(src, threads, max_pixels, assume_crs, pixel_only, quiet):
     """Read every block of SRC (every band and the mask); list every block that fails."""
-    from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
     from tiler.io.validate import validate as validate_file
 
     report = validate_file(
