@@ -676,6 +676,19 @@ def test_unfinished_run_is_refused(field_run, tmp_path):
     only_files(tmp_path, "run")
 
 
+def test_a_damaged_run_json_is_refused_in_one_line(field_run, tmp_path):
+    """A run.json cut short (or not JSON at all) is no finished run: one line, no traceback."""
+    dst = tmp_path / "run"
+    shutil.copytree(field_run, dst)
+    (dst / "run.json").write_text((dst / "run.json").read_text()[:40])
+    for option, name in (("--csv", "t.csv"), ("--cog", "t.tif"), ("--polygons", "t.gpkg")):
+        proc = tiler("export", dst, option, name, cwd=tmp_path)
+        assert_one_line_error(proc, f"{dst}: run.json is not valid JSON")
+    with pytest.raises(OutputError, match="run.json is not valid JSON"):
+        tiler_api.open_labels(dst)
+    only_files(tmp_path, "run")
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -33,6 +33,7 @@ from tiler.config import (
 from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError, OutputError, TileError, TilerWarning
 from tiler.io import destination, label_store, objects_table, output, run_record
+from tiler.io.finished import check_complete, complete_manifest
 from tiler.io.input_identity import fingerprint
 from tiler.io.layout import plan_chunks
 from tiler.io.open_raster import open_geotiff
@@ -434,11 +435,7 @@ def _identity(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int])
 
 def _finished(dst: Path, identity: dict) -> RunResult | None:
     """The result already in ``dst`` if it holds this very run, complete; else ``None``."""
-    try:
-        manifest = run_record.read_manifest(dst)
-    except (FileNotFoundError, ValueError):
-        return None
-    if manifest.get("complete") is not True:
+    if (manifest := complete_manifest(dst)) is None:
         return None
     inputs = manifest.get("input", {})
     if difference := describe_change(resumption.manifest_identity(manifest), identity):
@@ -565,12 +562,6 @@ def _split_summary(pipeline: Pipeline, segmentation: Segmentation) -> dict[str, 
     }
 
 
-def _check_complete(dst: Path) -> None:
-    from tiler.io.finished import check_complete
-
-    check_complete(dst)
-
-
 def open_labels(dst: str | os.PathLike):
     """The labels of a finished run as a lazy ``xarray.DataArray`` with CRS and transform.
 
@@ -585,7 +576,7 @@ def open_labels(dst: str | os.PathLike):
     import xarray as xr
 
     dst = Path(dst)
-    _check_complete(dst)
+    check_complete(dst)
     dataset = xr.open_zarr(dst / output.LABELS, consolidated=False, mask_and_scale=False)
     return dataset["labels"]
 
@@ -595,5 +586,5 @@ def read_objects(dst: str | os.PathLike):
     import geopandas as gpd
 
     dst = Path(dst)
-    _check_complete(dst)
+    check_complete(dst)
     return gpd.read_parquet(dst / output.OBJECTS)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tiler.errors import OutputError
-from tiler.io import output, run_record
+from tiler.io import output
+from tiler.io.finished import complete_manifest
 from tiler.journal import describe_change
 
 ADVICE = "leave it out to continue the run as it was, or pass --overwrite to start again"
@@ -29,11 +30,8 @@ def recorded(dst: Path) -> dict[str, Any] | None:
         pass
     except (ValueError, KeyError, TypeError) as exc:
         raise OutputError(f"{dst / output.JOURNAL_IDENTITY}: unreadable ({exc!r})") from None
-    try:
-        manifest = run_record.read_manifest(dst)
-    except (FileNotFoundError, NotADirectoryError, ValueError):
-        return None
-    return manifest_identity(manifest) if manifest.get("complete") is True else None
+    manifest = complete_manifest(dst)
+    return manifest_identity(manifest) if manifest is not None else None
 
 
 def manifest_identity(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """A finished run read back: the check that it is complete, and its label store's layout.
 
-What the exports (and any reader of DST) need before they read a run:
-:func:`check_complete` refuses a run whose ``run.json`` is missing or does
-not say complete; :func:`open_run` reads the label array's shape, chunks,
-dtype and georeferencing from ``labels.zarr``.
+The one place that decides whether DST holds a finished run (DESIGN.md
+section 4: ``run.json`` saying ``"complete": true``): :func:`check_complete`
+refuses any other in one line, for whatever reads a run (the API, the report,
+the exports); :func:`complete_manifest` asks, for a run deciding what to do
+with DST. :func:`open_run` reads the label array's shape, chunks, dtype and
+georeferencing from ``labels.zarr``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -19,14 +22,32 @@ from tiler.errors import OutputError
 from tiler.io import output, run_record
 
 
-def check_complete(dst: Path) -> None:
-    """Refuse ``dst`` unless its ``run.json`` says the run completed."""
+def _manifest_or_why(dst: Path) -> tuple[dict[str, Any] | None, str]:
+    """``dst``'s manifest if it says the run completed, else ``None`` and why not."""
     try:
         manifest = run_record.read_manifest(dst)
-    except FileNotFoundError:
-        raise OutputError(f"{dst}: no run.json; not a finished tiler run") from None
-    if manifest.get("complete") is not True:
-        raise OutputError(f"{dst}: run.json does not say complete; the run did not finish")
+    except (FileNotFoundError, NotADirectoryError):
+        return None, "no run.json; not a finished tiler run"
+    except ValueError as exc:  # not JSON, or not UTF-8
+        return None, f"run.json is not valid JSON ({exc})"
+    except OSError as exc:
+        return None, f"cannot read run.json ({exc.strerror})"
+    if not isinstance(manifest, dict) or manifest.get("complete") is not True:
+        return None, "run.json does not say complete; the run did not finish"
+    return manifest, ""
+
+
+def complete_manifest(dst: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of the finished run in ``dst``, or ``None`` if it holds none."""
+    return _manifest_or_why(Path(dst))[0]
+
+
+def check_complete(dst: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of the finished run in ``dst``; refused in one line if it holds none."""
+    manifest, why = _manifest_or_why(Path(dst))
+    if manifest is None:
+        raise OutputError(f"{dst}: {why}")
+    return manifest
 
 
 @dataclass(frozen=True)
@@ -54,7 +75,7 @@ def open_run(dst: str | os.PathLike) -> FinishedRun:
     import zarr
 
     dst = Path(dst)
-    check_complete(dst)
+    manifest = check_complete(dst)
     store = dst / output.LABELS
     try:
         group = zarr.open_group(str(store), mode="r")
@@ -63,7 +84,7 @@ def open_run(dst: str | os.PathLike) -> FinishedRun:
         c, a, b, f, d, e = (float(v) for v in ref["GeoTransform"].split())
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise OutputError(f"{store}: not the label store of a tiler run ({exc})") from None
-    inputs = run_record.read_manifest(dst).get("input", {})
+    inputs = manifest.get("input", {})
     crs_wkt = str(ref.get("crs_wkt") or "")
     how = inputs.get("options", {}).get("georeferencing", "file")
     return FinishedRun(

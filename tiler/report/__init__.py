@@ -32,7 +32,8 @@ from rasterio.enums import ColorInterp
 
 from tiler.errors import InputError, OutputError
 from tiler.georef import pixel_area_m2
-from tiler.io import output, run_record
+from tiler.io import output
+from tiler.io.finished import check_complete
 from tiler.io.input_identity import fingerprint, reopen
 from tiler.io.targets import claim
 from tiler.plan import Executor, window_graph
@@ -101,7 +102,7 @@ def build(
     started = time.perf_counter()
     log = log or (lambda message: None)
     dst = Path(dst)
-    manifest = _finished_manifest(dst)
+    manifest = check_complete(dst)
     out = Path(out) if out is not None else dst / output.REPORT
     # The report's files are then replaced one by one (each renamed into place).
     claim(out, output.REPORT_OUTPUTS, overwrite=overwrite, holds="a tiler report")
@@ -257,18 +258,6 @@ def display_bands(source) -> tuple[int, ...]:
         return tuple(interp.index(c) + 1 for c in rgb)
     plain = [i + 1 for i, c in enumerate(interp) if c != ColorInterp.alpha]
     return tuple(plain[:3]) if len(plain) >= 3 else tuple(plain[:1])
-
-
-def _finished_manifest(dst: Path) -> dict:
-    try:
-        manifest = run_record.read_manifest(dst)
-    except FileNotFoundError:
-        raise OutputError(f"{dst}: no run.json; not a finished tiler run") from None
-    except ValueError as exc:
-        raise OutputError(f"{dst}: run.json is not valid JSON ({exc})") from None
-    if manifest.get("complete") is not True:
-        raise OutputError(f"{dst}: run.json does not say complete; the run did not finish")
-    return manifest
 
 
 def _input(manifest: dict, src: str | os.PathLike | None = None):
