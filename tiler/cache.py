@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from numcodecs import Blosc
 
+from tiler.io import atomic
+
 WindowRC = tuple[tuple[int, int], tuple[int, int]]
 MEMORY = "memory:"
 CODES = "codes:"
@@ -96,11 +98,6 @@ def prepare(cache: str) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
 
 
-def _partial(path: Path) -> Path:
-    """A temporary name of this writer's own: tiles smaller than the halo share windows."""
-    return path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
-
-
 def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> None:
     """Keep a tile's values and valid mask under ``window`` (if this cache keeps values)."""
     if not keeps_values(cache):
@@ -112,10 +109,10 @@ def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> 
                 store[window] = (values, valid)
         return
     for path, array in zip(_paths(cache, window), (values, valid), strict=True):
-        partial = _partial(path)
-        with open(partial, "wb") as f:
-            np.save(f, array)  # raw .npy: written and read at memory speed
-        os.replace(partial, path)
+        # A temporary name of this writer's own: tiles smaller than the halo share windows.
+        with atomic.replacing(path, atomic.partial_name(path, unique=True)) as partial:
+            with open(partial, "wb") as f:
+                np.save(f, array)  # raw .npy: written and read at memory speed
 
 
 def get(cache: str, window: WindowRC) -> tuple[np.ndarray, np.ndarray] | None:
@@ -137,9 +134,8 @@ def put_codes(cache: str, window: WindowRC, codes: np.ndarray) -> None:
     if not keeps_codes(cache):
         return
     path = _stem(_directory(cache), window).with_suffix(".codes")
-    partial = _partial(path)
-    partial.write_bytes(_CODEC.encode(np.ascontiguousarray(codes, dtype=np.uint16)))
-    os.replace(partial, path)
+    codes = np.ascontiguousarray(codes, dtype=np.uint16)
+    atomic.write_bytes(path, _CODEC.encode(codes), unique=True)
 
 
 def get_codes(cache: str, window: WindowRC) -> np.ndarray | None:

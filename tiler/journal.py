@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tiler.errors import OutputError
+from tiler.io import atomic
 
 IDENTITY = "attempt.json"
 CACHES = "caches"
@@ -115,9 +116,7 @@ class Journal:
             shutil.rmtree(root)
         root.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"run": identity, "attempt": attempt}, indent=2, default=str)
-        partial = root / f".{IDENTITY}.partial"
-        partial.write_text(text + "\n")
-        partial.replace(root / IDENTITY)
+        atomic.write_text(root / IDENTITY, text + "\n")
         caches.unlink(missing_ok=True)
         return cls(root, attempt, stale)
 

@@ -21,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 from affine import Affine
 
+from tiler.io import atomic
+
 Window = tuple[tuple[int, int], tuple[int, int]]
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -372,7 +374,6 @@ def write_geotiff(
     from rasterio.windows import Window as RioWindow
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     step = max(blocksize, (1 << 23) // blocksize // blocksize * blocksize)  # <= ~32 MB a write
     profile = dict(
         driver="GTiff", height=field.height, width=field.width, count=4, dtype="uint8",
@@ -382,22 +383,20 @@ def write_geotiff(
     )  # fmt: skip
     if compress.lower() in ("deflate", "lzw", "zstd"):
         profile["predictor"] = 2
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue,
-                               ColorInterp.alpha)  # fmt: skip
-            for r0 in range(0, field.height, blocksize):
-                r1 = min(r0 + blocksize, field.height)
-                for c0 in range(0, field.width, step):
-                    c1 = min(c0 + step, field.width)
-                    data = field.read(((r0, r1), (c0, c1)))
-                    dst.write(data, window=RioWindow(c0, r0, c1 - c0, r1 - r0))
-                if progress is not None:
-                    progress(r1, field.height)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic.replacing(path, atomic.partial_name(path, unique=True)) as tmp,
+        rasterio.open(tmp, "w", **profile) as dst,
+    ):
+        dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                           ColorInterp.alpha)  # fmt: skip
+        for r0 in range(0, field.height, blocksize):
+            r1 = min(r0 + blocksize, field.height)
+            for c0 in range(0, field.width, step):
+                c1 = min(c0 + step, field.width)
+                data = field.read(((r0, r1), (c0, c1)))
+                dst.write(data, window=RioWindow(c0, r0, c1 - c0, r1 - r0))
+            if progress is not None:
+                progress(r1, field.height)
     return path
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tiler.errors import OutputError
+from tiler.io import atomic
 from tiler.io.finished import FinishedRun
 
 # Files SQLite (GeoPackage) writes beside a database while it is open.
@@ -60,14 +61,14 @@ def replacing(path: Path, companions: tuple[str, ...] = ()) -> Iterator[Path]:
     partial = partial_name(path)
     side = [s for s in companions if s.lower() != path.suffix.lower()]
     try:
-        yield partial
-        for suffix in side:
-            written = partial.with_suffix(suffix)
-            if written.exists():
-                os.replace(written, path.with_suffix(suffix))
-            else:
-                path.with_suffix(suffix).unlink(missing_ok=True)
-        os.replace(partial, path)
+        with atomic.replacing(path, partial):
+            yield partial
+            for suffix in side:
+                written = partial.with_suffix(suffix)
+                if written.exists():
+                    os.replace(written, path.with_suffix(suffix))
+                else:
+                    path.with_suffix(suffix).unlink(missing_ok=True)
     finally:
         leftovers = [partial, *(Path(f"{partial}{s}") for s in _SQLITE_SIDECARS)]
         for leftover in leftovers + [partial.with_suffix(s) for s in side]:

@@ -15,7 +15,7 @@ import numpy as np
 import zarr
 
 from tiler.errors import OutputError
-from tiler.io import targets
+from tiler.io import atomic, targets
 from tiler.io.output import LABELS, OBJECTS, PARTIAL_LABELS
 
 # Codecs tiler writes (zarr's defaults) and reads back on --resume; anything
@@ -195,14 +195,11 @@ def consolidate_labels(store: Path) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(MemoryStore(copy))  # the store writes into ``copy``
-    partial = Path(store) / ".zarr.json.partial"
-    partial.write_bytes(copy["zarr.json"].to_bytes())
-    os.replace(partial, Path(store) / "zarr.json")
+    atomic.write_bytes(Path(store) / "zarr.json", copy["zarr.json"].to_bytes())
 
 
 def finish_label_store(dst: Path) -> Path:
     """Consolidate the finished partial store's metadata and rename it to its final name."""
     final = Path(dst) / LABELS
     consolidate_labels(Path(dst) / PARTIAL_LABELS)
-    os.replace(Path(dst) / PARTIAL_LABELS, final)
-    return final
+    return atomic.publish_folder(Path(dst) / PARTIAL_LABELS, final)

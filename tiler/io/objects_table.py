@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tiler.georef import pixel_area_m2
+from tiler.io import atomic
 from tiler.io.output import OBJECTS
 
 OBJECT_COLUMNS = (
@@ -102,7 +102,6 @@ def write_objects(dst: Path, columns: dict[str, np.ndarray], crs_wkt: str) -> Pa
     geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": geometry}}
     table = table.replace_schema_metadata({b"geo": json.dumps(geo).encode()})
     final = Path(dst) / OBJECTS
-    partial = Path(dst) / f".{OBJECTS}.partial"
-    pq.write_table(table, partial)
-    os.replace(partial, final)
+    with atomic.replacing(final) as partial:
+        pq.write_table(table, partial)
     return final

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tiler.io import atomic
 from tiler.io.output import MANIFEST
 
 
 def write_manifest(dst: Path, manifest: dict[str, Any]) -> Path:
     """Write ``run.json`` (last): a run is complete only when it says ``"complete": true``."""
-    final = Path(dst) / MANIFEST
-    partial = Path(dst) / f".{MANIFEST}.partial"
-    partial.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-    os.replace(partial, final)
-    return final
+    text = json.dumps(manifest, indent=2, default=_json_default) + "\n"
+    return atomic.write_text(Path(dst) / MANIFEST, text)
 
 
 def _json_default(value: Any) -> Any:

@@ -32,7 +32,7 @@ from rasterio.enums import ColorInterp
 
 from tiler.errors import InputError, OutputError
 from tiler.georef import pixel_area_m2
-from tiler.io import output
+from tiler.io import atomic, output
 from tiler.io.finished import check_complete
 from tiler.io.input_identity import fingerprint, reopen
 from tiler.io.targets import claim
@@ -292,12 +292,8 @@ def _bounds(transform, height: int, width: int) -> tuple[float, float, float, fl
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Write through a temporary name in the same folder, then rename."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic.replacing(path) as partial:
         write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from tiler.io import atomic
+
 FACTOR = 4  # level 0 against full resolution
 CHUNK = 256  # level chunks, and the smallest level's largest side
 WINDOW = FACTOR * CHUNK
@@ -198,11 +200,7 @@ def finish(path: Path, threads: int | None = None) -> Path:
             blocks = [(r, c) for r in range(0, h, CHUNK) for c in range(0, w, CHUNK)]
             list(pool.map(lambda rc, k=k: _coarser_chunk(root, k, *rc), blocks))
             k += 1
-    final = path.parent / GROUP
-    if final.exists():
-        shutil.rmtree(final)
-    path.rename(final)
-    return final
+    return atomic.publish_folder(path, path.parent / GROUP)
 
 
 def _coarser_chunk(root, k: int, r: int, c: int) -> None:

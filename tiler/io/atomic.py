@@ -1,0 +1,71 @@
+"""Atomic writes: nothing under a final name is ever half written (DESIGN.md section 4).
+
+Every file tiler writes goes to a temporary name in the same folder (so that
+the rename is one step on one file system) and is renamed to its final name
+once whole: :func:`replacing`, or :func:`write_bytes` and :func:`write_text`
+for data in hand. A failed write leaves the previous file, and no temporary
+one. A folder (a Zarr store) is written under its temporary name by its
+writer, which may resume into it, and put in place by :func:`publish_folder`.
+
+Imports nothing of tiler: every layer that writes (the caches, the journal,
+the synthetic test images, the outputs) uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def partial_name(path: str | os.PathLike, *, unique: bool = False) -> Path:
+    """The temporary name of ``path``: ``.NAME.partial`` beside it.
+
+    ``unique``: ``.NAME.RANDOM.partial``, for a file that several writers may
+    write at once (the last rename wins, whole).
+    """
+    path = Path(path)
+    tag = f".{uuid.uuid4().hex}" if unique else ""
+    return path.with_name(f".{path.name}{tag}.partial")
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, partial: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary name to write; rename it to ``path`` if the block succeeds.
+
+    ``partial``: the temporary name (default :func:`partial_name`); it is
+    removed whatever happens, so a failed write leaves nothing of its own.
+    """
+    path = Path(path)
+    partial = partial_name(path) if partial is None else partial
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, unique: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (``unique``: see :func:`partial_name`)."""
+    with replacing(path, partial_name(path, unique=unique)) as partial:
+        partial.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def publish_folder(partial: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Put the finished folder ``partial`` in place as ``final``, replacing any before it."""
+    final = Path(final)
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    elif final.exists() or final.is_symlink():
+        final.unlink()
+    os.replace(partial, final)
+    return final
