@@ -360,6 +360,7 @@ def run(
             scheduler if client is None else "client",
             journal.summary(),
             warned,
+            identity,
         )
         for message in diagnostics.check(
             columns["area_px"],
@@ -474,7 +475,7 @@ def _warn(message: str) -> None:
 
 
 def _manifest(
-    source, pipeline, grid, segmentation, seconds, scheduler, journal, warned
+    source, pipeline, grid, segmentation, seconds, scheduler, journal, warned, identity
 ) -> dict[str, Any]:
     from tiler import __version__
 
@@ -487,10 +488,10 @@ def _manifest(
         "transform": list(source.transform),
     }
     if isinstance(source, GeoTiffSource):
-        path = Path(source.path)
+        recorded = identity["input"]  # hashed once, as the run began (the journal checks it)
         inputs.update(
-            size_bytes=path.stat().st_size,
-            fingerprint_sha256=fingerprint(path),
+            size_bytes=recorded["size_bytes"],
+            fingerprint_sha256=recorded["fingerprint_sha256"],
             dtype=source.dtype,
             nodata=source.nodata,
             options=source.options,
