@@ -168,3 +168,16 @@ def test_imports_point_down_the_layers():
 
 def test_every_listed_exception_still_exists():
     assert sorted(EXCEPTIONS.keys() - upward_imports()) == []
+
+
+def test_io_never_drives_a_run():
+    """io/ reads and writes files; it never imports the API, the graph builder or the engine."""
+    drivers = ("tiler.api", "tiler.plan", "tiler.engine", "tiler.passes")
+    found = sorted(
+        (module, imported)
+        for module in MODULES
+        if module.startswith("tiler.io.")
+        for imported in tiler_imports(module)
+        if imported.startswith(drivers)
+    )
+    assert found == []
