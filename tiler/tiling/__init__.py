@@ -5,6 +5,6 @@ kernels may use it; it uses none of them.
 """
 
 from tiler.tiling.grid import TileGrid, smallest_chunk
-from tiler.tiling.window import Shape, Slices, Window
+from tiler.tiling.window import Shape, Slices, Window, expand
 
-__all__ = ["Shape", "Slices", "TileGrid", "Window", "smallest_chunk"]
+__all__ = ["Shape", "Slices", "TileGrid", "Window", "expand", "smallest_chunk"]

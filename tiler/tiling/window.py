@@ -20,9 +20,13 @@ Shape = tuple[int, int]
 Slices = tuple[slice, slice]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Window:
-    """Rows ``row_start:row_stop`` and columns ``col_start:col_stop`` of an image."""
+    """Rows ``row_start:row_stop`` and columns ``col_start:col_stop`` of an image.
+
+    Windows order as their ``(row_start, row_stop, col_start, col_stop)``:
+    raster order for the tiles of a grid.
+    """
 
     row_start: int
     row_stop: int
@@ -136,3 +140,12 @@ class Window:
     def within(self, outer: Window) -> Slices:
         """The slices of this window in an array that covers ``outer``."""
         return self.relative_to(outer.origin).slices
+
+
+def expand(window: Window, halo: int, shape: Shape) -> tuple[Window, Slices]:
+    """``window`` grown by ``halo`` clipped to the image (:meth:`Window.grow`), and its crop.
+
+    The crop is the slices of ``window`` in an array read over the grown window.
+    """
+    outer = window.grow(halo, shape)
+    return outer, window.within(outer)
