@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tiler.tiling import TileGrid, Window, smallest_chunk
+from tiler.tiling import TileGrid, Window, expand, smallest_chunk
 
 sides = st.integers(1, 40)
 shapes = st.tuples(sides, sides)
@@ -46,6 +46,7 @@ def test_tiles_partition_the_image(shape, chunk):
         seen.append(window)
     assert (cover == 1).all()  # every pixel in exactly one tile
     assert len(seen) == len(grid) == grid.grid[0] * grid.grid[1]
+    assert sorted(seen) == seen  # windows order as raster order (validate sorts bad blocks so)
     assert grid.stride > max(w.size for w in seen)
 
 
@@ -65,7 +66,8 @@ def test_grown_window_is_clipped_and_crops_back_to_the_tile(shape, chunk, halo, 
     image = np.arange(shape[0] * shape[1]).reshape(shape)
     read = image[outer.slices]
     assert read.shape == outer.shape
-    assert (read[core.within(outer)] == image[core.slices]).all()  # slice, then crop: the tile
+    assert (read[core.within(outer)] == image[core.slices]).all()
+    assert expand(core, halo, shape) == (outer, core.within(outer))  # slice, then crop: the tile
     # shrinking by the halo gives the tile back where the halo was not cut by the border
     (h, w), u = shape, unclipped
     if all(
