@@ -42,8 +42,9 @@ from tiler.io.raster import (
     open_geotiff,
 )
 from tiler.journal import Journal, describe_change
-from tiler.plan import Executor, TileGrid
+from tiler.plan import Executor, check_size
 from tiler.progress import Progress
+from tiler.tiling import TileGrid
 
 DEFAULT_CHUNK_SIZE = 2048
 # A striped input, or a halo that multiplies the work (tiler.reach), is warned
@@ -283,7 +284,7 @@ def run(
         if plan.warning is not None and source.height * source.width > WARN_STRIPED_PIXELS:
             warned.append(f"{source.name}: {plan.warning}")
     grid = TileGrid((source.height, source.width), chunks)
-    grid.check_size(source.name)  # before DST is touched
+    check_size(grid, source.name)  # before DST is touched
     warned.extend(
         reach.check(pipeline, grid.shape, chunks, source.name, _pixel_m(source), WARN_PIXELS)
     )

@@ -72,7 +72,6 @@ from tiler.kernels.threshold import (
 from tiler.plan import (
     Executor,
     Graph,
-    TileGrid,
     histogram_graph,
     instance_graph,
     interval_graph,
@@ -103,6 +102,7 @@ from tiler.tasks import (
     label_tile,
     model_window,
 )
+from tiler.tiling import TileGrid, Window
 
 Log = Callable[[str], None]
 
@@ -274,7 +274,7 @@ class Passes:
         seeds = seed_pixels(step, self.source)
         ranges: dict[tuple[float, float], list[tuple[int, int]]] = {}
         for r, c in seeds:
-            values, valid = index_window(self.source, self.pipeline, ((r, r + 1), (c, c + 1)))
+            values, valid = index_window(self.source, self.pipeline, Window(r, r + 1, c, c + 1))
             if not valid[0, 0]:
                 raise InputError(f"{self.source.name}: seed at pixel ({r}, {c}) is on nodata")
             low, high = flood_range(float(values[0, 0]), step.tolerance)
@@ -299,7 +299,7 @@ class Passes:
                 labels, _ = label(base.read(window), conn)
                 lut = stitched.tile_lut(grid.index(i, j), objects, -1)
                 for r, c in here:
-                    keep[lut[labels[r - window[0][0], c - window[1][0]]]] = True
+                    keep[lut[labels[r - window.row_start, c - window.col_start]]] = True
             keeps.append((stitched, keep))
 
         def recipe(t: int) -> UnionTile:

@@ -158,9 +158,8 @@ def per_object(source, vigour: Vigour, labels, objects: np.ndarray, windows) -> 
     input ``source`` and the label array ``labels`` (any array that slices)."""
     total = Accumulator(objects)
     for window in windows:
-        (r0, r1), (c0, c1) = window
         image, valid = source.read(vigour.bands, window)
-        total.add(window_partial(vigour, image, valid, np.asarray(labels[r0:r1, c0:c1])))
+        total.add(window_partial(vigour, image, valid, np.asarray(labels[window.slices])))
     return total.result()
 
 
