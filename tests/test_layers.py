@@ -55,11 +55,13 @@ def test_only_plan_builds_dask_graphs():
 # Names not written yet (tiling, units, steps, models, passes, analysis) are placed already.
 LAYERS = [
     ("errors", ["tiler.errors"]),
+    # Pure geometry (windows, the grid) under the kernels: a kernel that works on a window of
+    # an image (CLAHE's) takes the one Window type rather than defining its own.
+    ("tiling", ["tiler.tiling"]),
     ("kernels", ["tiler.kernels"]),
     (
-        "steps and tiling",
+        "steps",
         [
-            "tiler.tiling",
             "tiler.units",
             "tiler.steps",
             "tiler.models",
