@@ -17,7 +17,6 @@ MAX_LINES = 400
 # past its ceiling; once under MAX_LINES its line goes (the test says so). Lower a ceiling when
 # a module shrinks for good, so that it cannot grow back.
 CEILINGS = {
-    "config.py": 1067,
     "io/raster.py": 675,
     "tasks.py": 635,
     "engine.py": 629,

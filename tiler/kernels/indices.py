@@ -12,7 +12,7 @@ from skimage.color import rgb2hsv
 T = TypeVar("T")
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """``numerator / denominator``, and 0 where the denominator is 0."""
     out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape), dtype=np.float64)
     np.divide(numerator, denominator, out=out, where=denominator != 0)
@@ -38,7 +38,7 @@ def excess_green(image: np.ndarray) -> np.ndarray:
     """
     red, green, blue = image[0], image[1], image[2]
     total = (red + green) + blue
-    r, g, b = _ratio(red, total), _ratio(green, total), _ratio(blue, total)
+    r, g, b = ratio(red, total), ratio(green, total), ratio(blue, total)
     exg: np.ndarray = (2 * g - r) - b
     return exg
 
@@ -113,7 +113,7 @@ def excess_green_bands(
 def ndvi(image: np.ndarray, red: int, nir: int) -> np.ndarray:
     """``(NIR - Red) / (NIR + Red)``, 0 where the sum is 0; ``red``/``nir`` index ``image``."""
     r, n = image[red], image[nir]
-    return _ratio(n - r, n + r)
+    return ratio(n - r, n + r)
 
 
 # scikit-image's luminance coefficients (``skimage.color.rgb2gray``).
