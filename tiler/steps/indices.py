@@ -303,8 +303,23 @@ class ColourRatio(Formula):
         return np.where(denominator == 0, 0.0, numerator / denominator)
 
 
+class Vari(ColourRatio):
+    """VARI, the visible atmospherically resistant index (Gitelson et al. 2002).
+
+    (G − R) / (G + R − B), 0 where the denominator is 0: in float64, left to
+    right, ``(G - R) / ((G + R) - B)``. It can exceed [-1, 1] where the
+    denominator is small.
+    """
+
+    name = "vari"
+
+    def parts(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        R, G, B = rgb
+        return G - R, (G + R) - B
+
+
 INDICES: dict[str, Formula] = {
     formula.name: formula
-    for formula in (ExcessGreen(), ExcessGreenRed(), Ndvi(), Gray(), Hsv(), Band())
+    for formula in (ExcessGreen(), ExcessGreenRed(), Ndvi(), Gray(), Hsv(), Band(), Vari())
 }
 USAGE = ", ".join(name for name, f in INDICES.items() if f.written) + ", {hsv: h|s|v}"
