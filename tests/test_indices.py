@@ -12,11 +12,14 @@ from tiler.config import FixedThreshold, Gaussian, Index, Otsu, Pipeline, parse_
 from tiler.io.raster import ArraySource
 from tiler.reference import run_reference
 
-# (R, G, B) pixels, and each index on them computed by hand; the denominators of the
-# second and third are 0 (all bands 0; VARI's G + R = B).
-PIXELS = np.array([[10, 0, 50, 100], [30, 0, 20, 50], [10, 0, 70, 20]], dtype=np.uint8)
+# (R, G, B) pixels, and each index on them computed by hand. Denominators of 0: every
+# index's on the second (all bands 0), VARI's on the third (G + R = B), NGRDI's on the
+# last (R = G = 0).
+PIXELS = np.array([[10, 0, 50, 100, 0], [30, 0, 20, 50, 0], [10, 0, 70, 20, 9]], dtype=np.uint8)
 BY_HAND = {
-    "vari": [(30 - 10) / (40 - 10), 0.0, 0.0, (50 - 100) / (150 - 20)],
+    "vari": [20 / 30, 0.0, 0.0, -50 / 130, 0.0],
+    "gli": [40 / 80, 0.0, -80 / 160, -20 / 220, -9 / 9],
+    "ngrdi": [20 / 40, 0.0, -30 / 70, -50 / 150, 0.0],
 }
 NAMES = sorted(BY_HAND)
 
@@ -24,7 +27,7 @@ NAMES = sorted(BY_HAND)
 @pytest.mark.parametrize("name", NAMES)
 def test_index_formula_by_hand(name):
     index = parse_pipeline({"preprocess": [{"index": name}]}).index
-    image = PIXELS[:, None, :]  # (3, 1, 4)
+    image = PIXELS[:, None, :]  # (3, 1, 5)
     tiled = index.values(image, (1, 2, 3))
     whole = index.reference(image.astype(np.float64), (1, 2, 3))
     np.testing.assert_array_equal(tiled, [BY_HAND[name]])

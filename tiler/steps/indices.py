@@ -318,8 +318,41 @@ class Vari(ColourRatio):
         return G - R, (G + R) - B
 
 
+class Gli(ColourRatio):
+    """GLI, the green leaf index (Louhaichi et al. 2001).
+
+    (2G − R − B) / (2G + R + B), 0 where the denominator is 0: in float64,
+    left to right, ``((2*G - R) - B) / ((2*G + R) + B)``; in [-1, 1] for
+    non-negative bands.
+    """
+
+    name = "gli"
+
+    def parts(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        R, G, B = rgb
+        return (2 * G - R) - B, (2 * G + R) + B
+
+
+class Ngrdi(ColourRatio):
+    """NGRDI, the normalised green-red difference index (Tucker 1979).
+
+    (G − R) / (G + R), 0 where the sum is 0: in float64 ``(G - R) / (G + R)``,
+    from the first two selected bands (red, green).
+    """
+
+    name = "ngrdi"
+    bands = 2
+
+    def parts(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        R, G = rgb
+        return G - R, G + R
+
+
 INDICES: dict[str, Formula] = {
     formula.name: formula
-    for formula in (ExcessGreen(), ExcessGreenRed(), Ndvi(), Gray(), Hsv(), Band(), Vari())
+    for formula in (
+        *(ExcessGreen(), ExcessGreenRed(), Ndvi(), Gray(), Hsv(), Band()),
+        *(Vari(), Gli(), Ngrdi()),
+    )
 }
 USAGE = ", ".join(name for name, f in INDICES.items() if f.written) + ", {hsv: h|s|v}"
