@@ -17,12 +17,11 @@ MAX_LINES = 400
 # past its ceiling; once under MAX_LINES its line goes (the test says so). Lower a ceiling when
 # a module shrinks for good, so that it cannot grow back.
 CEILINGS = {
-    "config.py": 1067,
     "io/raster.py": 666,
-    "tasks.py": 599,
-    "engine.py": 629,
+    "tasks.py": 532,
+    "engine.py": 598,
     "io/output.py": 606,
-    "api.py": 603,
+    "api.py": 580,
     "plan.py": 516,
     "cli.py": 546,
     "synthetic.py": 420,

@@ -20,16 +20,7 @@ import numpy as np
 from tiler import cache as value_cache
 from tiler import diagnostics, presets, reach, resumption
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
-from tiler.config import (
-    CannyEdges,
-    Grow,
-    LocalThreshold,
-    MultiOtsu,
-    Percentile,
-    Pipeline,
-    load_pipeline,
-    parse_pipeline,
-)
+from tiler.config import Pipeline, load_pipeline, parse_pipeline
 from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError, OutputError, TileError, TilerWarning
 from tiler.io import output
@@ -502,26 +493,12 @@ def _manifest(
             nodata=source.nodata,
             options=source.options,
         )
-    step = pipeline.threshold
     value = segmentation.threshold
     threshold: dict[str, Any] = {"value": list(value) if isinstance(value, tuple) else value}
+    threshold.update((pipeline.model or pipeline.threshold).record())
     if segmentation.value_range is not None:
         vmin, vmax, n_valid = segmentation.value_range
-        if isinstance(step, Percentile):
-            threshold.update(method="percentile", q=step.q)
-        else:
-            threshold.update(method="otsu", bins=256)
-            if isinstance(step, MultiOtsu):
-                threshold.update(method="multi_otsu", classes=step.classes, keep=list(step.keep))
         threshold.update(range=[vmin, vmax], valid_pixels=n_valid)
-    elif isinstance(step, LocalThreshold):
-        threshold.update(method="local", **step.to_dict()["local"])
-    elif isinstance(step, Grow):
-        threshold.update(method="grow", **step.to_dict()["grow"])
-    elif isinstance(step, CannyEdges):
-        threshold.update(method="edges", **step.to_dict()["edges"])
-    else:
-        threshold.update(method="fixed")
     return {
         "tiler_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -14,45 +14,26 @@ from functools import lru_cache
 
 import numpy as np
 import zarr
-from skimage.exposure import rescale_intensity
 
 from tiler import cache as value_cache
-from tiler.config import (
-    CannyEdges,
-    Clahe,
-    Equalize,
-    FillHoles,
-    Gaussian,
-    LocalThreshold,
-    Morphology,
-    MultiOtsu,
-    Pipeline,
-    RemoveSmallObjects,
-    Smooth,
-    Split,
-    load_callable,
-)
+from tiler.config import CannyEdges, Clahe, Pipeline, Split, load_callable
 from tiler.errors import ModelError, TileError, TilerError
 from tiler.io.raster import RasterSource
 from tiler.kernels.buffers import scratch
-from tiler.kernels.clahe import clahe_tile, clahe_tile_range, clahe_unscaled
-from tiler.kernels.edges import canny_masks, canny_reach, component_has_strong
-from tiler.kernels.filters import gaussian, median
-from tiler.kernels.indices import compute_index
+from tiler.kernels.clahe import clahe_tile_range, clahe_unscaled
+from tiler.kernels.edges import canny_masks, component_has_strong
 from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
-from tiler.kernels.morphology import morphology, smooth
 from tiler.kernels.threshold import (
-    class_foreground,
     code_foreground,
-    foreground,
     histogram_codes,
     interval_histogram,
-    local_foreground,
     masked_histogram,
     masked_range,
     values_within,
 )
 from tiler.split import SplitTile, assign_core, measure_window, split_tile
+from tiler.steps.base import LocalMaskStep, ObjectStep
+from tiler.steps.contrast import unit_range
 from tiler.tiling import Window, expand
 
 
@@ -97,49 +78,16 @@ def preprocess(
     filters = pipeline.filters
     # An index that a filter consumes lives in a per-thread scratch buffer.
     out = scratch("index", image.shape[1:], np.float64) if filters else None
-    values = compute_index(
-        image,
-        index.name,
-        pipeline.bands,
-        red=index.red,
-        nir=index.nir,
-        band=index.band,
-        channel=index.channel,
-        out=out,
-    )
+    values = index.values(image, pipeline.bands, out=out)
     pending = 0  # reach of the steps since the array's window was last exact
     for step in filters:
-        if isinstance(step, Clahe):
+        if step.aligned:  # regions aligned to the image: keep what later steps need
             core = window.shrink(pending + step.reach, shape)
-            values, window, pending = clahe_values(values, window, core, shape, step), core, 0
+            values, window, pending = step.tile_aligned(values, window, core, shape), core, 0
             continue
-        if isinstance(step, Gaussian):
-            values = gaussian(values, step.sigma)
-        elif isinstance(step, Equalize):
-            values = np.interp(values, step.centers, step.cdf)
-        else:
-            values = median(values, step.radius)
+        values = step.tile(values)
         pending += step.reach
     return values, window
-
-
-def clahe_values(
-    values: np.ndarray, window: Window, core: Window, shape: tuple[int, int], step: Clahe
-) -> np.ndarray:
-    """The resolved ``clahe`` step on ``core``, from the values over ``window``."""
-    vmin, vmax, out_min, out_max = step.ranges
-    scaled, lo, hi = _unit_range(values, vmin, vmax)
-    return clahe_tile(
-        scaled, window, core, shape, kernel_size=step.kernel_size, clip_limit=step.clip_limit,
-        vmin=lo, vmax=hi, out_min=out_min, out_max=out_max,
-    )  # fmt: skip
-
-
-def _unit_range(values: np.ndarray, vmin: float, vmax: float) -> tuple[np.ndarray, float, float]:
-    """``values`` and the image's ``(vmin, vmax)`` rescaled to ``[0, 1]`` (per pixel)."""
-    scaled = rescale_intensity(values, in_range=(vmin, vmax), out_range=(0.0, 1.0))
-    lo, hi = rescale_intensity(np.array([vmin, vmax]), in_range=(vmin, vmax), out_range=(0.0, 1.0))
-    return scaled, float(lo), float(hi)
 
 
 def full_range(
@@ -161,7 +109,7 @@ def clahe_output_range(
     """The range of a tile's unscaled CLAHE output (``before``: the steps up to ``clahe``)."""
     outer, _ = expand(window, step.reach, _shape(source))
     values, _ = index_window(source, before, outer)
-    scaled, lo, hi = _unit_range(values, vmin, vmax)
+    scaled, lo, hi = unit_range(values, vmin, vmax)
     unscaled = clahe_unscaled(
         scaled, outer, window, _shape(source), kernel_size=step.kernel_size,
         clip_limit=step.clip_limit, vmin=lo, vmax=hi,
@@ -306,18 +254,11 @@ class RasterMask:
                 return code_foreground(codes, self.threshold_bin, self.pipeline.polarity)
         if self.pipeline.model is not None:
             return model_mask(self.source, self.pipeline, window)
-        step, polarity = self.pipeline.threshold, self.pipeline.polarity
-        if isinstance(step, LocalThreshold):
-            outer, crop = expand(window, step.reach, self.shape)
-            values, valid = index_window(self.source, self.pipeline, outer)
-            fg = local_foreground(
-                values, valid, step.block_size, step.method, step.offset, polarity
-            )
-            return fg[crop]
-        values, valid = cached_values(self.source, self.pipeline, window, self.cache)
-        if isinstance(step, MultiOtsu):
-            return class_foreground(values, valid, self.threshold, step.keep, polarity)
-        return foreground(values, valid, self.threshold, polarity)
+        step = self.pipeline.threshold
+        # A local threshold reads its window grown by its reach (and no cache).
+        outer, crop = expand(window, step.reach, self.shape)
+        values, valid = cached_values(self.source, self.pipeline, outer, self.cache)
+        return step.tile_mask(values, valid, self.threshold, self.pipeline.polarity)[crop]
 
 
 def model_mask(source: RasterSource, pipeline: Pipeline, window: Window) -> np.ndarray:
@@ -414,7 +355,7 @@ class CannyMask:
 
     def masks(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """``(weak, strong)`` edge pixels of ``window``, from it grown by Canny's reach."""
-        outer, crop = expand(window, canny_reach(self.step.sigma), self.shape)
+        outer, crop = expand(window, self.step.reach, self.shape)
         values, valid = index_window(self.source, self.pipeline, outer)
         low, high = canny_masks(
             values, valid, sigma=self.step.sigma, low=self.step.low, high=self.step.high
@@ -476,8 +417,8 @@ class TileMask:
     """
 
     base: MaskBase
-    local: tuple[Morphology | Smooth, ...] = ()
-    edits: tuple[tuple[FillHoles | RemoveSmallObjects, np.ndarray], ...] = ()
+    local: tuple[LocalMaskStep, ...] = ()
+    edits: tuple[tuple[ObjectStep, np.ndarray], ...] = ()
     connectivity: int = 2
 
     def local_mask(self, window: Window) -> np.ndarray:
@@ -486,20 +427,12 @@ class TileMask:
         outer, crop = expand(window, halo, self.base.shape)
         mask = self.base.read(outer)
         for step in self.local:
-            if isinstance(step, Smooth):
-                mask = smooth(mask, step.sigma)
-            else:
-                mask = morphology(mask, step.op, step.radius)
+            mask = step.tile(mask)
         return mask[crop]
 
     def apply_edits(self, mask: np.ndarray) -> np.ndarray:
         for step, lut in self.edits:
-            if isinstance(step, FillHoles):
-                holes, _ = label(~mask, 1)
-                mask = mask | relabel(holes, lut)
-            else:
-                objects, _ = label(mask, self.connectivity)
-                mask = relabel(objects, lut)
+            mask = step.edit(mask, lut, self.connectivity)
         return mask
 
     def read(
