@@ -35,12 +35,13 @@ from tiler.kernels.split import reference_split
 from tiler.reference import run_reference
 from tiler.split import identical_objects, split_in_memory
 from tiler.synthetic import SyntheticField
+from tiler.tiling import Window
 
 
 def field_mask(size: int, seed: int) -> tuple[np.ndarray, int, SyntheticField]:
     """The default pipeline's final mask on a ``size`` x ``size`` field, and its connectivity."""
     field = SyntheticField(size, size, seed=seed)
-    rgba = field.read(((0, size), (0, size)))
+    rgba = field.read(Window(0, size, 0, size))
     pipeline = load_pipeline().resolve_bands(4, alpha_bands=(4,))
     image = rgba[[band - 1 for band in pipeline.bands]]
     mask = run_reference(image, rgba[3] > 0, pipeline).mask

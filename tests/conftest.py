@@ -16,7 +16,8 @@ from tiler import cache
 from tiler.config import Pipeline
 from tiler.engine import Passes, Segmentation
 from tiler.io.objects_table import object_columns
-from tiler.plan import Executor, TileGrid
+from tiler.plan import Executor
+from tiler.tiling import TileGrid
 
 DATA = Path(__file__).parent / "data"
 UTM = "EPSG:32611"

@@ -13,6 +13,7 @@ from tiler import cache
 from tiler.config import load_pipeline
 from tiler.io.raster import ArraySource
 from tiler.tasks import cache_values, cached_values
+from tiler.tiling import Window
 
 
 @pytest.fixture(params=["memory", "directory"])
@@ -23,14 +24,14 @@ def store(request, tmp_path):
 
 
 def test_put_get_drop(store):
-    window = ((0, 3), (5, 9))
+    window = Window(0, 3, 5, 9)
     values, valid = np.arange(12.0).reshape(3, 4), np.eye(3, 4, dtype=bool)
     assert cache.get(store, window) is None
     cache.put(store, window, values, valid)
     got_values, got_valid = cache.get(store, window)
     np.testing.assert_array_equal(got_values, values)
     np.testing.assert_array_equal(got_valid, valid)
-    assert cache.get(store, ((0, 3), (5, 8))) is None
+    assert cache.get(store, Window(0, 3, 5, 8)) is None
     cache.drop(store)
     assert cache.get(store, window) is None
 
@@ -41,9 +42,9 @@ def test_a_miss_recomputes_the_same_values(store):
     valid = rng.random((40, 50)) > 0.1
     source = ArraySource(image, valid)
     pipeline = load_pipeline().resolve_bands(3)
-    window = ((10, 30), (20, 50))
+    window = Window(10, 30, 20, 50)
     lo, hi, n = cache_values(source, pipeline, window, 3, store)
-    outer = ((7, 33), (17, 50))
+    outer = Window(7, 33, 17, 50)
     cached = cache.get(store, outer)
     assert cached is not None
     assert n == valid[10:30, 20:50].sum()
@@ -56,7 +57,7 @@ def test_a_miss_recomputes_the_same_values(store):
 
 
 def test_the_none_cache_keeps_nothing():
-    window = ((0, 2), (0, 2))
+    window = Window(0, 2, 0, 2)
     cache.put(cache.NONE, window, np.zeros((2, 2)), np.ones((2, 2), bool))
     assert cache.get(cache.NONE, window) is None
     cache.drop(cache.NONE)
@@ -92,7 +93,7 @@ def test_how_often_each_kind_reads_the_raster(kind, reads_per_tile):
 def test_codes_are_kept_compressed_and_dropped(tmp_path):
     name = cache.codes_cache(tmp_path / "codes")
     cache.prepare(name)
-    window = ((2, 5), (0, 4))
+    window = Window(2, 5, 0, 4)
     codes = np.arange(12, dtype=np.uint16).reshape(3, 4)
     cache.put(name, window, np.zeros((3, 4)), np.ones((3, 4), bool))
     assert cache.get(name, window) is None  # a codes cache keeps no values
@@ -110,7 +111,7 @@ def test_concurrent_writers_of_one_window(kind, tmp_path):
     """Tiles smaller than the halo grow into the same window; their writes must not collide."""
     name = str(tmp_path / "v") if kind == "directory" else cache.codes_cache(tmp_path / "c")
     cache.prepare(name)
-    window = ((0, 1), (0, 2))
+    window = Window(0, 1, 0, 2)
     values, valid = np.ones((1, 2)), np.ones((1, 2), bool)
     codes = np.array([[3, 4]], dtype=np.uint16)
 

@@ -18,6 +18,7 @@ from tiler.kernels.clahe import (
     clahe_unscaled,
     clahe_window,
 )
+from tiler.tiling import Window
 
 CLIP_LIMITS = [0.005, 0.01, 0.05, 1.0]
 
@@ -57,12 +58,12 @@ def _tiled(x, kernel_size, clip_limit, row_cuts, col_cuts, halo: bool) -> np.nda
     shape = x.shape
     stats = {"kernel_size": kernel_size, "clip_limit": clip_limit}
     stats.update(vmin=float(x.min()), vmax=float(x.max()))
-    cores = [((r0, r1), (c0, c1)) for r0, r1 in pairwise(row_cuts) for c0, c1 in pairwise(col_cuts)]
+    pairs = [(r, c) for r in pairwise(row_cuts) for c in pairwise(col_cuts)]
+    cores = [Window.of(rows, cols) for rows, cols in pairs]
     windows = {core: _window(core, shape, kernel_size, halo) for core in cores}
 
     def values(window):
-        (r0, r1), (c0, c1) = window
-        return x[r0:r1, c0:c1]
+        return x[window.slices]
 
     ranges = [
         clahe_tile_range(clahe_unscaled(values(windows[c]), windows[c], c, shape, **stats))
@@ -71,9 +72,8 @@ def _tiled(x, kernel_size, clip_limit, row_cuts, col_cuts, halo: bool) -> np.nda
     out_min, out_max = min(r[0] for r in ranges), max(r[1] for r in ranges)
     out = np.full(shape, np.nan)
     for core in cores:
-        (r0, r1), (c0, c1) = core
         w = windows[core]
-        out[r0:r1, c0:c1] = clahe_tile(
+        out[core.slices] = clahe_tile(
             values(w), w, core, shape, **stats, out_min=out_min, out_max=out_max
         )
     return out
@@ -82,10 +82,7 @@ def _tiled(x, kernel_size, clip_limit, row_cuts, col_cuts, halo: bool) -> np.nda
 def _window(core, shape, kernel_size, halo: bool):
     if not halo:
         return clahe_window(core, shape, kernel_size)
-    reach = clahe_reach(kernel_size)
-    return tuple(
-        (max(a - reach, 0), min(b + reach, s)) for (a, b), s in zip(core, shape, strict=True)
-    )
+    return core.grow(clahe_reach(kernel_size), shape)
 
 
 @settings(max_examples=100, deadline=None)
@@ -120,7 +117,7 @@ def test_out_of_range_images_fail_like_scikit_image():
     x = np.array([[0.0, 1.5], [-0.5, 0.25]])
     with pytest.raises(ValueError, match="between -1 and 1"):
         equalize_adapthist(x, kernel_size=2)
-    core = ((0, 2), (0, 2))
+    core = Window(0, 2, 0, 2)
     with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
         clahe_unscaled(x, core, core, x.shape, kernel_size=2, clip_limit=0.01, vmin=-0.5, vmax=1.5)
 
@@ -133,7 +130,7 @@ def test_kernel_size_is_explicit_and_valid(kernel_size):
 
 def test_window_too_small_is_refused():
     x = np.linspace(0, 1, 100).reshape(10, 10)
-    core = ((4, 6), (4, 6))
+    core = Window(4, 6, 4, 6)
     with pytest.raises(ValueError, match="misses pixels"):
         clahe_unscaled(
             x[4:6, 4:6], core, core, x.shape, kernel_size=4, clip_limit=0.01, vmin=0.0, vmax=1.0

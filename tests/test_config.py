@@ -387,7 +387,7 @@ BAD = {
     "second-band": ({"preprocess": [EXG, {"band": 2}]}, ["preprocess[1].band", "first"]),
     "unknown-index": (
         {"preprocess": [{"index": "evi"}]},
-        ["preprocess[0].index", "'evi'", "exg, exgr, ndvi, gray, {hsv: h|s|v}"],
+        ["preprocess[0].index", "'evi'", "exg, exgr, ndvi, gray, vari, gli, ngrdi, {hsv: h|s|v}"],
     ),
     "index-extra": (
         {"preprocess": [{"index": "exg", "red": 1}]},

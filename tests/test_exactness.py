@@ -46,6 +46,7 @@ from tiler.io.raster import ArraySource
 from tiler.reference import reference_objects, run_reference
 from tiler.split import identical_objects
 from tiler.synthetic import SyntheticField
+from tiler.tiling import Window
 
 TRANSFORM = (0.05, 0.0, 500000.0, 0.0, -0.05, 4100000.0)
 
@@ -290,7 +291,7 @@ def test_percentile_narrowing_passes(case, limit, q):
 def test_split_on_the_synthetic_field_agrees_with_the_whole_image():
     """The issue's target: >= 99 % of the whole-image objects identical (same pixels)."""
     field = SyntheticField(1024, 1024, seed=5)
-    image = field.read(((0, 1024), (0, 1024)))
+    image = field.read(Window(0, 1024, 0, 1024))
     valid = image[3] > 0
     pipeline = load_pipeline().resolve_bands(4, (4,))
     pipeline = dataclasses.replace(pipeline, refine=(*pipeline.refine, Split(7, None, 32)))

@@ -250,7 +250,8 @@ def test_cog_is_written_in_windows_never_whole(field_run, tmp_path, monkeypatch)
 def test_cog_windows_cover_the_image_once_in_whole_blocks(shape, chunks, itemsize):
     one_chunk = -(-chunks[0] // 512) * -(-chunks[1] // 512) * 512 * 512 * itemsize
     covered = np.zeros(shape, np.uint8)
-    for r0, r1, c0, c1 in er.cog_windows(shape, chunks, itemsize):
+    for window in er.cog_windows(shape, chunks, itemsize):
+        r0, r1, c0, c1 = window.row_start, window.row_stop, window.col_start, window.col_stop
         assert r0 % 512 == 0 and c0 % 512 == 0
         assert r1 % 512 == 0 or r1 == shape[0]
         assert c1 % 512 == 0 or c1 == shape[1]
@@ -321,7 +322,7 @@ def test_failed_cog_leaves_the_old_file_and_no_temporary(field_run, tmp_path, mo
     read = er._read_window
 
     def failing(run, window, mask):
-        if window[0] > 0:
+        if window.row_start > 0:
             raise RuntimeError("disk on fire")
         return read(run, window, mask)
 

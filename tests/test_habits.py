@@ -17,14 +17,12 @@ MAX_LINES = 400
 # past its ceiling; once under MAX_LINES its line goes (the test says so). Lower a ceiling when
 # a module shrinks for good, so that it cannot grow back.
 CEILINGS = {
-    "config.py": 1067,
-    "tasks.py": 635,
-    "engine.py": 629,
-    "api.py": 591,
-    "plan.py": 572,
+    "tasks.py": 532,
+    "engine.py": 598,
+    "api.py": 569,
+    "plan.py": 516,
     "cli.py": 546,
-    "split.py": 441,
-    "synthetic.py": 419,
+    "synthetic.py": 418,
 }
 
 

@@ -56,11 +56,13 @@ def test_only_plan_builds_dask_graphs():
 LAYERS = [
     # tiler.io.atomic imports nothing of tiler: every layer that writes files uses it.
     ("errors", ["tiler.errors", "tiler.io.atomic"]),
+    # Pure geometry (windows, the grid) under the kernels: a kernel that works on a window of
+    # an image (CLAHE's) takes the one Window type rather than defining its own.
+    ("tiling", ["tiler.tiling"]),
     ("kernels", ["tiler.kernels"]),
     (
-        "steps and tiling",
+        "steps",
         [
-            "tiler.tiling",
             "tiler.units",
             "tiler.steps",
             "tiler.models",

@@ -27,9 +27,10 @@ from tiler.cli import main
 from tiler.config import load_pipeline
 from tiler.errors import ConfigError
 from tiler.io.raster import SyntheticSource
-from tiler.plan import MAX_TILES, Executor, TileGrid, smallest_chunk
+from tiler.plan import MAX_TILES, Executor, check_size
 from tiler.reference import run_reference
 from tiler.synthetic import SyntheticField
+from tiler.tiling import TileGrid, Window, smallest_chunk
 
 ADDRESS_SPACE = 2 << 30  # the fuzzing harness's limit (tests/fuzz_tiff.py)
 
@@ -98,7 +99,7 @@ def test_the_largest_accepted_image_fits_at_1024_and_2048():
     side = math.isqrt(200_000_000_000)  # --max-pixels' default, square
     assert len(TileGrid((side, side), (2048, 2048))) < 50_000
     assert len(TileGrid((side, side), (1024, 1024))) <= MAX_TILES
-    TileGrid((side, side), (1024, 1024)).check_size("big.tif")
+    check_size(TileGrid((side, side), (1024, 1024)), "big.tif")
 
 
 def test_smallest_chunk_is_the_smallest_that_fits():
@@ -111,7 +112,7 @@ def test_smallest_chunk_is_the_smallest_that_fits():
 def test_check_size_message_is_one_line_naming_sizes_and_flag():
     grid = TileGrid((16_777_216, 1), (32, 32))
     with pytest.raises(ConfigError) as caught:
-        grid.check_size("dims-tall-16m.tif")
+        check_size(grid, "dims-tall-16m.tif")
     message = str(caught.value)
     assert "\n" not in message
     assert message == (
@@ -189,7 +190,7 @@ def test_batches_of_a_few_tiles_run_exactly_like_one(monkeypatch, scheduler):
     """Batches smaller than a tile row: seams need tiles of the next batch, computed once."""
     field = SyntheticField(height=200, width=230, seed=5)
     source = SyntheticSource(field)
-    rgba = field.read(((0, 200), (0, 230)))
+    rgba = field.read(Window(0, 200, 0, 230))
     ref = run_reference(rgba[:3], rgba[3] > 0, PIPELINE)
     calls: list[int] = []
     real = plan._run_batches

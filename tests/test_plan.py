@@ -12,10 +12,11 @@ from conftest import run_tiled
 from tiler.config import load_pipeline
 from tiler.engine import MaskState
 from tiler.io.raster import SyntheticSource
-from tiler.plan import TileGrid, histogram_graph, label_graph, range_graph, task_count, write_graph
+from tiler.plan import histogram_graph, label_graph, range_graph, task_count, write_graph
 from tiler.reference import run_reference
 from tiler.synthetic import SyntheticField
 from tiler.tasks import RasterMask
+from tiler.tiling import TileGrid, Window
 
 PIPELINE = load_pipeline().resolve_bands(4, (4,))
 
@@ -70,7 +71,7 @@ def test_synthetic_source_runs_exactly_like_the_reference():
     """The procedural source is a real source: a small field runs and matches the reference."""
     field = SyntheticField(height=300, width=260, seed=3)
     source = SyntheticSource(field)
-    rgba = field.read(((0, 300), (0, 260)))
+    rgba = field.read(Window(0, 300, 0, 260))
     ref = run_reference(rgba[:3], rgba[3] > 0, PIPELINE)
     labels, seg, _ = run_tiled(source, PIPELINE, (128, 100))
     assert seg.threshold == ref.threshold

@@ -133,8 +133,7 @@ def test_the_grid_counts_valid_pixels_exactly_across_windows():
     valid = rng.random(shape) < 0.7
     merged = np.zeros(grid.grid_shape(shape, k), dtype=np.int64)
     for window in pyramid.windows(shape):
-        (r0, r1), (c0, c1) = window
-        row, col, block = grid.valid_block(window, valid[r0:r1, c0:c1], k)
+        row, col, block = grid.valid_block(window, valid[window.slices], k)
         merged[row : row + block.shape[0], col : col + block.shape[1]] += block
     padded = np.zeros((merged.shape[0] * k, merged.shape[1] * k), dtype=np.int64)
     padded[: shape[0], : shape[1]] = valid

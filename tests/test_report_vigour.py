@@ -26,6 +26,7 @@ from tiler.errors import ConfigError
 from tiler.io.input_identity import reopen
 from tiler.report import build, vigour
 from tiler.synthetic import SyntheticField, write_geotiff
+from tiler.tiling import TileGrid
 
 NDVI_PIPELINE = {
     "bands": [1, 2, 3, 4],
@@ -97,12 +98,7 @@ def reference(values, valid, labels, ids):
 
 
 def windows_of(shape, size):
-    h, w = shape
-    return [
-        ((r, min(r + size, h)), (c, min(c + size, w)))
-        for r in range(0, h, size)
-        for c in range(0, w, size)
-    ]
+    return [window for *_, window in TileGrid(shape, (size, size))]
 
 
 @pytest.mark.parametrize("size", [7, 13, 64, 101, 1000])

@@ -17,6 +17,7 @@ from test_cluster import cluster, environment, output_bytes, tiler, tiler_comman
 from tiler.io.output import LABELS, MANIFEST, OBJECTS, WORKDIR
 from tiler.journal import PassLog
 from tiler.synthetic import SyntheticField, write_geotiff
+from tiler.tiling import Window
 
 CHUNK = 48  # 19 x 17 = 323 tiles a pass: long enough to be caught part-way
 
@@ -263,8 +264,8 @@ def test_values_recomputed_on_resume_are_kept_for_the_passes_after(tmp_path):
     path = write_geotiff(SyntheticField(height=96, width=80, seed=2), tmp_path / "f.tif")
     source = open_geotiff(path)
     pipeline = load_pipeline(None).resolve_bands(source.count, source.alpha_bands)
-    window, halo = ((0, 48), (0, 40)), 2
-    outer = ((0, 50), (0, 42))
+    window, halo = Window(0, 48, 0, 40), 2
+    outer = Window(0, 50, 0, 42)
     fresh, resumed = value_cache.memory_cache(), value_cache.memory_cache()
     try:
         vmin, vmax, _ = cache_values(source, pipeline, window, halo, fresh)  # a clean run's

@@ -312,3 +312,23 @@ def test_local_worker_processes_are_sized_as_asked_and_on_loopback():
         with urlopen(link, timeout=30) as page:
             assert page.status == 200
             assert b"Dask" in page.read()
+
+
+def test_a_local_threshold_run_records_its_threshold(tmp_path, neon_tile):
+    """run.json records a local threshold's parameters (writing it raised TypeError before)."""
+    config = {
+        "preprocess": [{"index": "exg"}],
+        "threshold": {"local": {"block_size": 15, "method": "mean", "offset": -0.02}},
+        "refine": [{"remove_small_objects": {"min_area": 20}}],
+    }
+    dst = tmp_path / "out"
+    tiler.run(neon_tile, dst, config, chunk_size=(96, 160), scheduler="sync")
+    assert_output_equals_reference(dst, neon_tile, config)
+    record = json.loads((dst / "run.json").read_text())["threshold"]
+    assert record == {
+        "value": None,
+        "method": "local",
+        "block_size": 15,
+        "local_method": "mean",
+        "offset": -0.02,
+    }

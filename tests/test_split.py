@@ -14,11 +14,11 @@ from tiler.split import (
     SplitTile,
     assign_core,
     identical_objects,
-    neighbours,
     split_in_memory,
     split_stride,
     split_tile,
 )
+from tiler.tiling import TileGrid, Window
 
 SHAPE = (300, 400)
 MAX_RADIUS = 12
@@ -210,18 +210,20 @@ def test_objects_cut_by_the_image_border():
 def test_an_object_centred_on_a_core_boundary_has_one_owner():
     mask = np.zeros((16, 8), bool)
     mask[6:10, 2:6] = True  # centroid row 7.5: its floor, row 7, is in the upper tile
-    upper = split_tile(mask, ((0, 16), (0, 8)), ((0, 8), (0, 8)), 0, mask.shape, **OPTIONS)
-    lower = split_tile(mask, ((0, 16), (0, 8)), ((8, 16), (0, 8)), 1, mask.shape, **OPTIONS)
+    whole = Window(0, 16, 0, 8)
+    upper = split_tile(mask, whole, Window(0, 8, 0, 8), 0, mask.shape, **OPTIONS)
+    lower = split_tile(mask, whole, Window(8, 16, 0, 8), 1, mask.shape, **OPTIONS)
     assert upper.centroid.tolist() == lower.centroid.tolist() == [[7.5, 3.5]]
     assert upper.anchor.tolist() == [[7, 3]]
     assert upper.owned.tolist() == [False, True] and lower.owned.tolist() == [False, False]
 
 
 def test_neighbours_cover_the_halo():
-    assert len(neighbours(1, 1, (3, 3), (64, 64), 64)) == 8
-    assert neighbours(0, 0, (3, 3), (64, 64), 10) == [(0, 1), (1, 0), (1, 1)]
-    assert len(neighbours(2, 2, (5, 5), (64, 64), 65)) == 24
-    assert neighbours(0, 0, (3, 3), (64, 64), 0) == []
+    three, five = TileGrid((192, 192), (64, 64)), TileGrid((320, 320), (64, 64))
+    assert len(three.neighbours(1, 1, 64)) == 8
+    assert three.neighbours(0, 0, 10) == [(0, 1), (1, 0), (1, 1)]
+    assert len(five.neighbours(2, 2, 65)) == 24
+    assert three.neighbours(0, 0, 0) == []
 
 
 def instance_tile(index: int, core, labels, anchors) -> SplitTile:
@@ -232,7 +234,7 @@ def instance_tile(index: int, core, labels, anchors) -> SplitTile:
     return SplitTile(index, core, (0, 0), labels, area, anchor, anchor.astype(float))
 
 
-LEFT, RIGHT = ((0, 2), (0, 4)), ((0, 2), (4, 8))
+LEFT, RIGHT = Window(0, 2, 0, 4), Window(0, 2, 4, 8)
 
 
 def test_a_pixel_takes_the_owners_instance():
@@ -259,13 +261,13 @@ def test_cropped_neighbours_give_the_same_result():
     tiles = {}
     for i in range(3):
         for j in range(3):
-            core = ((40 * i, 40 * i + 40), (40 * j, 40 * j + 40))
-            outer = ((max(40 * i - halo, 0), min(40 * i + 40 + halo, 120)),
-                     (max(40 * j - halo, 0), min(40 * j + 40 + halo, 120)))  # fmt: skip
-            window = mask[outer[0][0] : outer[0][1], outer[1][0] : outer[1][1]]
+            core = Window(40 * i, 40 * i + 40, 40 * j, 40 * j + 40)
+            outer = Window(max(40 * i - halo, 0), min(40 * i + 40 + halo, 120),
+                           max(40 * j - halo, 0), min(40 * j + 40 + halo, 120))  # fmt: skip
+            window = mask[outer.row_start : outer.row_stop, outer.col_start : outer.col_stop]
             tiles[i, j] = split_tile(window, outer, core, 3 * i + j, shape, **OPTIONS)
     centre = tiles[1, 1]
-    others = [tiles[n] for n in neighbours(1, 1, (3, 3), chunks, halo)]
+    others = [tiles[n] for n in TileGrid(shape, chunks).neighbours(1, 1, halo)]
     stride = split_stride(chunks, halo)
     full = assign_core(centre, others, stride=stride, image_shape=shape)
     cropped = assign_core(

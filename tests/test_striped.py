@@ -24,6 +24,7 @@ import tiler
 from tiler.io.layout import CACHE_SHARE, DEFAULT_CACHE_BYTES, MIN_ROWS, ChunkPlan, plan_chunks
 from tiler.io.open_raster import open_geotiff
 from tiler.synthetic import SyntheticField
+from tiler.tiling import Window
 
 BUDGET = 2048 * 2048
 
@@ -184,7 +185,7 @@ def write_striped(path, height, width, rows_per_strip=None, compress="deflate", 
     if compress:
         profile.update(compress=compress, predictor=2)
     with rasterio.open(path, "w", **profile) as ds:
-        ds.write(field.read(((0, height), (0, width))))
+        ds.write(field.read(Window(0, height, 0, width)))
     return path
 
 

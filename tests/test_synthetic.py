@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from rasterio.enums import ColorInterp
 
 from tiler.synthetic import SyntheticField, write_geotiff
+from tiler.tiling import Window
 
 H, W = 700, 900
 FIELD = SyntheticField(height=H, width=W, seed=3)
@@ -23,7 +24,7 @@ EXG_GREEN = 40  # excess green 2G - R - B above which a pixel is vegetation
 
 @functools.cache
 def full_image(seed: int = 3) -> np.ndarray:
-    return SyntheticField(height=H, width=W, seed=seed).read(((0, H), (0, W)))
+    return SyntheticField(height=H, width=W, seed=seed).read(Window(0, H, 0, W))
 
 
 def exg(img: np.ndarray) -> np.ndarray:
@@ -32,36 +33,35 @@ def exg(img: np.ndarray) -> np.ndarray:
 
 
 @st.composite
-def windows(draw: st.DrawFn) -> tuple[tuple[int, int], tuple[int, int]]:
+def windows(draw: st.DrawFn) -> Window:
     spans = []
     for size in (H, W):
         start = draw(st.integers(0, size - 1))
         thin = draw(st.booleans())
         stop = start + 1 if thin else draw(st.integers(start + 1, size))
         spans.append((start, stop))
-    return spans[0], spans[1]
+    return Window.of(spans[0], spans[1])
 
 
 @settings(max_examples=60, deadline=None, database=None)
 @given(window=windows())
 def test_window_equals_slice_of_full_image(window):
-    (r0, r1), (c0, c1) = window
     got = FIELD.read(window)
-    assert got.shape == (4, r1 - r0, c1 - c0)
+    assert got.shape == (4, *window.shape)
     assert got.dtype == np.uint8
-    np.testing.assert_array_equal(got, full_image()[:, r0:r1, c0:c1])
+    np.testing.assert_array_equal(got, full_image()[(slice(None), *window.slices)])
 
 
 def test_overlapping_windows_agree_far_from_origin():
     field = SyntheticField(height=200_000, width=200_000, seed=11)
-    a = field.read(((100_000, 100_300), (120_000, 120_400)))
-    b = field.read(((100_123, 100_201), (119_950, 120_333)))
+    a = field.read(Window(100_000, 100_300, 120_000, 120_400))
+    b = field.read(Window(100_123, 100_201, 119_950, 120_333))
     np.testing.assert_array_equal(a[:, 123:201, :333], b[:, :, 50:])
     assert (a[3] == 255).all() and (exg(a) > EXG_GREEN).any()
 
 
 def test_deterministic_and_seed_dependent():
-    window = ((100, 400), (200, 600))
+    window = Window(100, 400, 200, 600)
     a = SyntheticField(height=H, width=W, seed=3).read(window)
     np.testing.assert_array_equal(a, SyntheticField(height=H, width=W, seed=3).read(window))
     b = SyntheticField(height=H, width=W, seed=4).read(window)
@@ -106,7 +106,7 @@ def test_plant_centres_ground_truth():
     assert (exg(img)[rows, cols] > EXG_GREEN).mean() > 0.95
     expected = (img[3] > 0).sum() / (FIELD.row_spacing * FIELD.plant_spacing)
     assert 0.8 * expected < len(centres) < 1.0 * expected
-    window = ((100, 350), (250, 700))
+    window = Window(100, 350, 250, 700)
     sub = FIELD.plant_centres(window)
     inside = (rows >= 100) & (rows < 350) & (cols >= 250) & (cols < 700)
     np.testing.assert_array_equal(np.unique(sub, axis=0), np.unique(centres[inside], axis=0))
@@ -117,12 +117,12 @@ def test_properties_and_validation():
     assert field.shape == (8000, 8000) and field.count == 4
     assert field.transform == Affine(0.05, 0.0, 10.0, 0.0, -0.05, 20.0)
     with pytest.raises(ValueError):
-        FIELD.read(((0, H + 1), (0, 10)))
+        FIELD.read(Window(0, H + 1, 0, 10))
     with pytest.raises(ValueError):
-        FIELD.read(((5, 4), (0, 10)))
+        FIELD.read(Window(5, 4, 0, 10))
     with pytest.raises(ValueError):
         SyntheticField(height=0)
-    assert FIELD.read(((3, 3), (0, 10))).shape == (4, 0, 10)
+    assert FIELD.read(Window(3, 3, 0, 10)).shape == (4, 0, 10)
 
 
 def test_write_geotiff_round_trip(tmp_path):
@@ -162,11 +162,11 @@ def test_write_geotiff_removes_partial_file_on_error(tmp_path):
 def test_huge_field_is_lazy():
     t0 = time.perf_counter()
     field = SyntheticField(height=200_000, width=200_000, seed=1)
-    middle = ((100_000, 100_256), (150_000, 150_256))
-    field.read(((100_000, 100_001), (150_000, 150_001)))  # builds the per-seed plant stamps
+    middle = Window(100_000, 100_256, 150_000, 150_256)
+    field.read(Window(100_000, 100_001, 150_000, 150_001))  # builds the per-seed plant stamps
     tracemalloc.start()
     try:
-        corner = field.read(((199_744, 200_000), (199_744, 200_000)))
+        corner = field.read(Window(199_744, 200_000, 199_744, 200_000))
         inner = field.read(middle)
         centres = field.plant_centres(middle)
         _, peak = tracemalloc.get_traced_memory()

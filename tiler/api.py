@@ -20,16 +20,7 @@ import numpy as np
 from tiler import cache as value_cache
 from tiler import diagnostics, presets, reach, resumption
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
-from tiler.config import (
-    CannyEdges,
-    Grow,
-    LocalThreshold,
-    MultiOtsu,
-    Percentile,
-    Pipeline,
-    load_pipeline,
-    parse_pipeline,
-)
+from tiler.config import Pipeline, load_pipeline, parse_pipeline
 from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError, OutputError, TileError, TilerWarning
 from tiler.io import destination, label_store, objects_table, output, run_record
@@ -40,8 +31,9 @@ from tiler.io.open_raster import open_geotiff
 from tiler.io.raster import GeoTiffSource, RasterSource
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 from tiler.journal import Journal, describe_change
-from tiler.plan import Executor, TileGrid
+from tiler.plan import Executor, check_size
 from tiler.progress import Progress
+from tiler.tiling import TileGrid
 
 DEFAULT_CHUNK_SIZE = 2048
 # A striped input, or a halo that multiplies the work (tiler.reach), is warned
@@ -281,7 +273,7 @@ def run(
         if plan.warning is not None and source.height * source.width > WARN_STRIPED_PIXELS:
             warned.append(f"{source.name}: {plan.warning}")
     grid = TileGrid((source.height, source.width), chunks)
-    grid.check_size(source.name)  # before DST is touched
+    check_size(grid, source.name)  # before DST is touched
     warned.extend(
         reach.check(pipeline, grid.shape, chunks, source.name, _pixel_m(source), WARN_PIXELS)
     )
@@ -496,26 +488,12 @@ def _manifest(
             nodata=source.nodata,
             options=source.options,
         )
-    step = pipeline.threshold
     value = segmentation.threshold
     threshold: dict[str, Any] = {"value": list(value) if isinstance(value, tuple) else value}
+    threshold.update((pipeline.model or pipeline.threshold).record())
     if segmentation.value_range is not None:
         vmin, vmax, n_valid = segmentation.value_range
-        if isinstance(step, Percentile):
-            threshold.update(method="percentile", q=step.q)
-        else:
-            threshold.update(method="otsu", bins=256)
-            if isinstance(step, MultiOtsu):
-                threshold.update(method="multi_otsu", classes=step.classes, keep=list(step.keep))
         threshold.update(range=[vmin, vmax], valid_pixels=n_valid)
-    elif isinstance(step, LocalThreshold):
-        threshold.update(method="local", **step.to_dict()["local"])
-    elif isinstance(step, Grow):
-        threshold.update(method="grow", **step.to_dict()["grow"])
-    elif isinstance(step, CannyEdges):
-        threshold.update(method="edges", **step.to_dict()["edges"])
-    else:
-        threshold.update(method="fixed")
     return {
         "tiler_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -38,8 +38,8 @@ import numpy as np
 from numcodecs import Blosc
 
 from tiler.io import atomic
+from tiler.tiling import Window
 
-WindowRC = tuple[tuple[int, int], tuple[int, int]]
 MEMORY = "memory:"
 CODES = "codes:"
 NONE = "none"
@@ -48,7 +48,7 @@ NONE = "none"
 # tile (zstd: 5x for 16 ms).
 _CODEC = Blosc(cname="lz4", clevel=1, shuffle=Blosc.SHUFFLE)
 
-_memory: dict[str, dict[WindowRC, tuple[np.ndarray, np.ndarray]]] = {}
+_memory: dict[str, dict[Window, tuple[np.ndarray, np.ndarray]]] = {}
 _lock = threading.Lock()
 
 
@@ -81,12 +81,12 @@ def _directory(cache: str) -> str | None:
     return cache.removeprefix(CODES)
 
 
-def _stem(directory: str, window: WindowRC) -> Path:
-    (r0, r1), (c0, c1) = window
-    return Path(directory) / f"{r0}-{r1}-{c0}-{c1}"
+def _stem(directory: str, window: Window) -> Path:
+    w = window
+    return Path(directory) / f"{w.row_start}-{w.row_stop}-{w.col_start}-{w.col_stop}"
 
 
-def _paths(directory: str, window: WindowRC) -> tuple[Path, Path]:
+def _paths(directory: str, window: Window) -> tuple[Path, Path]:
     stem = _stem(directory, window)
     return stem.with_suffix(".values.npy"), stem.with_suffix(".valid.npy")
 
@@ -98,7 +98,7 @@ def prepare(cache: str) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
 
 
-def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> None:
+def put(cache: str, window: Window, values: np.ndarray, valid: np.ndarray) -> None:
     """Keep a tile's values and valid mask under ``window`` (if this cache keeps values)."""
     if not keeps_values(cache):
         return
@@ -115,7 +115,7 @@ def put(cache: str, window: WindowRC, values: np.ndarray, valid: np.ndarray) -> 
                 np.save(f, array)  # raw .npy: written and read at memory speed
 
 
-def get(cache: str, window: WindowRC) -> tuple[np.ndarray, np.ndarray] | None:
+def get(cache: str, window: Window) -> tuple[np.ndarray, np.ndarray] | None:
     """The values and valid mask kept under ``window``, or ``None``."""
     if not keeps_values(cache):
         return None
@@ -129,7 +129,7 @@ def get(cache: str, window: WindowRC) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
 
-def put_codes(cache: str, window: WindowRC, codes: np.ndarray) -> None:
+def put_codes(cache: str, window: Window, codes: np.ndarray) -> None:
     """Keep a tile's bin codes (uint16) under ``window``, compressed."""
     if not keeps_codes(cache):
         return
@@ -138,16 +138,15 @@ def put_codes(cache: str, window: WindowRC, codes: np.ndarray) -> None:
     atomic.write_bytes(path, _CODEC.encode(codes), unique=True)
 
 
-def get_codes(cache: str, window: WindowRC) -> np.ndarray | None:
+def get_codes(cache: str, window: Window) -> np.ndarray | None:
     """The bin codes kept under ``window``, or ``None``."""
     if not keeps_codes(cache):
         return None
-    (r0, r1), (c0, c1) = window
     try:
         data = _stem(_directory(cache), window).with_suffix(".codes").read_bytes()
     except FileNotFoundError:
         return None
-    return np.frombuffer(_CODEC.decode(data), dtype=np.uint16).reshape(r1 - r0, c1 - c0)
+    return np.frombuffer(_CODEC.decode(data), dtype=np.uint16).reshape(window.shape)
 
 
 def drop(cache: str) -> None:

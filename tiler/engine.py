@@ -34,22 +34,7 @@ import numpy as np
 
 from tiler import cache as value_cache
 from tiler import tasks
-from tiler.config import (
-    CannyEdges,
-    Clahe,
-    Equalize,
-    FillHoles,
-    FixedThreshold,
-    Grow,
-    LocalThreshold,
-    MultiOtsu,
-    Otsu,
-    Percentile,
-    Pipeline,
-    RemoveSmallObjects,
-    Split,
-    Stage,
-)
+from tiler.config import CannyEdges, Clahe, Grow, Pipeline, Split, Stage
 from tiler.errors import InputError
 from tiler.io.label_store import create_local_label_store, create_mask_store
 from tiler.io.raster import RasterSource
@@ -60,11 +45,8 @@ from tiler.kernels.label import label
 from tiler.kernels.threshold import (
     binnable,
     codes_possible,
-    equalization,
     flood_range,
-    multiotsu_from_histogram,
     narrow,
-    otsu_from_histogram,
     percentile_from_ranks,
     percentile_ranks,
     threshold_index,
@@ -72,7 +54,6 @@ from tiler.kernels.threshold import (
 from tiler.plan import (
     Executor,
     Graph,
-    TileGrid,
     histogram_graph,
     instance_graph,
     interval_graph,
@@ -103,6 +84,7 @@ from tiler.tasks import (
     label_tile,
     model_window,
 )
+from tiler.tiling import TileGrid, Window
 
 Log = Callable[[str], None]
 
@@ -232,33 +214,29 @@ class Passes:
         step = pipeline.threshold
         if pipeline.model is not None:
             return RasterMask(self.source, pipeline, None), None, None
-        if isinstance(step, FixedThreshold):
-            return RasterMask(self.source, pipeline, step.value), step.value, None
-        if isinstance(step, LocalThreshold):
-            return RasterMask(self.source, pipeline, None), None, None
-        if isinstance(step, Grow):
+        if step.passes == "none":  # per pixel (a known value) or local: nothing to find
+            return RasterMask(self.source, pipeline, step.known), step.known, None
+        if step.passes == "grow":
             return self._grow(step), None, None
-        if isinstance(step, CannyEdges):
+        if step.passes == "edges":
             return self._edges(step), None, None
         halo = pipeline.stages()[0].reach
         value_cache.prepare(self.cache)
         value_range = self._value_range("preprocess", pipeline, halo, self.cache)
         vmin, vmax, n_valid = value_range
-        if isinstance(step, Percentile):
+        if step.passes == "percentile":
             t = self._percentile(step.q, value_range, halo)
             return RasterMask(self.source, pipeline, t, self.cache), t, value_range
-        otsu = isinstance(step, Otsu)
         (counts,) = self._compute(
             "histogram",
-            histogram_graph(self.source, pipeline, grid, halo, self.cache, vmin, vmax, otsu),
+            histogram_graph(self.source, pipeline, grid, halo, self.cache, vmin, vmax, step.codes),
         )
-        if isinstance(step, MultiOtsu):
-            try:
-                ts = multiotsu_from_histogram(counts, vmin, vmax, step.classes)
-            except ValueError as exc:
-                raise InputError(f"{self.source.name}: multi_otsu: {exc}") from None
-            return RasterMask(self.source, pipeline, ts, self.cache), ts, value_range
-        t = float(otsu_from_histogram(counts, vmin, vmax))
+        try:
+            t = step.from_histogram(counts, vmin, vmax)
+        except ValueError as exc:
+            raise InputError(f"{self.source.name}: {step.names[0]}: {exc}") from None
+        if not step.codes:
+            return RasterMask(self.source, pipeline, t, self.cache), t, value_range
         codes = value_cache.keeps_codes(self.cache) and codes_possible(vmin, vmax)
         index = threshold_index(t, vmin, vmax) if codes else None
         return RasterMask(self.source, pipeline, t, self.cache, index), t, value_range
@@ -274,7 +252,7 @@ class Passes:
         seeds = seed_pixels(step, self.source)
         ranges: dict[tuple[float, float], list[tuple[int, int]]] = {}
         for r, c in seeds:
-            values, valid = index_window(self.source, self.pipeline, ((r, r + 1), (c, c + 1)))
+            values, valid = index_window(self.source, self.pipeline, Window(r, r + 1, c, c + 1))
             if not valid[0, 0]:
                 raise InputError(f"{self.source.name}: seed at pixel ({r}, {c}) is on nodata")
             low, high = flood_range(float(values[0, 0]), step.tolerance)
@@ -299,7 +277,7 @@ class Passes:
                 labels, _ = label(base.read(window), conn)
                 lut = stitched.tile_lut(grid.index(i, j), objects, -1)
                 for r, c in here:
-                    keep[lut[labels[r - window[0][0], c - window[1][0]]]] = True
+                    keep[lut[labels[r - window.row_start, c - window.col_start]]] = True
             keeps.append((stitched, keep))
 
         def recipe(t: int) -> UnionTile:
@@ -366,8 +344,8 @@ class Passes:
         while (i := self.pipeline.unresolved_global_step()) is not None:
             before = replace(self.pipeline, preprocess=self.pipeline.preprocess[:i])
             steps = list(self.pipeline.preprocess)
-            if isinstance(steps[i], Clahe):
-                steps[i] = self._clahe_ranges(before, steps[i])
+            if steps[i].statistic == "ranges":
+                steps[i] = steps[i].resolved(self._clahe_ranges(before, steps[i]))
                 self.pipeline = replace(self.pipeline, preprocess=tuple(steps))
                 continue
             vmin, vmax, _ = self._value_range("equalize: range", before, 0, value_cache.NONE)
@@ -375,11 +353,10 @@ class Passes:
                 "equalize: histogram",
                 histogram_graph(self.source, before, self.grid, 0, value_cache.NONE, vmin, vmax),
             )
-            centers, cdf = equalization(counts, vmin, vmax)
-            steps[i] = Equalize(centers, cdf)
+            steps[i] = steps[i].resolved(counts, vmin, vmax)
             self.pipeline = replace(self.pipeline, preprocess=tuple(steps))
 
-    def _clahe_ranges(self, before: Pipeline, step: Clahe) -> Clahe:
+    def _clahe_ranges(self, before: Pipeline, step: Clahe) -> tuple[float, float, int, int]:
         """CLAHE's two global statistics: the input range, then its unscaled output's range."""
         g = self.grid
         (found,) = self._compute(
@@ -395,7 +372,7 @@ class Passes:
             "clahe: output range",
             reduce_graph("clahe", tasks.clahe_output_range, args, g, merge_minmax, options),
         )
-        return Clahe(step.kernel_size, step.clip_limit, (vmin, vmax, *out))
+        return (vmin, vmax, *out)
 
     def _percentile(self, q: float, value_range: tuple[float, float, int], halo: int) -> float:
         """``numpy.percentile(x[valid], q)``, exactly, from passes over the tiles.
@@ -481,8 +458,8 @@ class Passes:
 
     def segment(self) -> Segmentation:
         self.resolve_preprocess()
-        if isinstance(self.pipeline.threshold, CannyEdges):  # closed contours are filled
-            self.pipeline = replace(self.pipeline, refine=(FillHoles(), *self.pipeline.refine))
+        if implied := self.pipeline.threshold.implied_refine:  # edges: contours filled
+            self.pipeline = replace(self.pipeline, refine=(*implied, *self.pipeline.refine))
         pipeline, grid = self.pipeline, self.grid
         if pipeline.model is not None and pipeline.model.output == "labels":
             return self._model_instances()
@@ -493,9 +470,9 @@ class Passes:
         final_min_area = None
         last = stages[-1]
         split = pipeline.split
-        if not split and last.objects and isinstance(last.objects[-1], RemoveSmallObjects):
+        if not split and last.objects and last.objects[-1].final_min_area is not None:
             # A trailing small-object removal is a filter on the final labels.
-            final_min_area = last.objects[-1].min_area
+            final_min_area = last.objects[-1].final_min_area
             stages[-1] = Stage(last.local, last.objects[:-1])
 
         state = MaskState(first_base, connectivity=conn)
@@ -504,26 +481,18 @@ class Passes:
             state.local = stage.local
             pending = create_mask_store(self.workdir / f"stage{k}.zarr", grid.shape, grid.chunks)
             for step in stage.objects:
-                holes = isinstance(step, FillHoles)
                 stitched = self._label(
-                    f"stage {k}: {'fill_holes' if holes else 'remove_small_objects'}",
+                    f"stage {k}: {step.names[0]}",
                     state.recipe,
-                    background=holes,
-                    connectivity=1 if holes else conn,
+                    background=step.background,
+                    connectivity=step.connectivity(conn),
                     store=pending,
                 )
                 if pending is not None:
                     state = MaskState(StoredMask(pending, grid.shape), connectivity=conn)
                     pending = None
                     self._drop_value_cache()
-                counts = stitched.stats["count"]
-                if holes:
-                    values = stitched.stats["border"] == 0
-                    if step.max_area is not None:
-                        values &= counts <= step.max_area
-                else:
-                    values = counts >= step.min_area
-                state.edits.append((step, stitched, values))
+                state.edits.append((step, stitched, step.keep(stitched.stats)))
             if k + 1 < len(stages):
                 # The next stage's local steps need a halo over this stage's
                 # result: write it out whole.

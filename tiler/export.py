@@ -43,6 +43,7 @@ from tiler.io.export_vector import (
 )
 from tiler.io.finished import FinishedRun, open_run
 from tiler.io.targets import claim
+from tiler.tiling import TileGrid
 
 __all__ = ["export", "export_cog", "export_csv", "export_polygons", "object_polygons"]
 
@@ -132,11 +133,7 @@ def object_polygons(
     run = open_run(dst)
     _check_options(run, simplify_m, None)
     table = gpd.read_parquet(run.dst / output.OBJECTS)
-    windows = [
-        ((r0, min(r0 + run.chunks[0], run.shape[0])), (c0, min(c0 + run.chunks[1], run.shape[1])))
-        for r0 in range(0, run.shape[0], run.chunks[0])
-        for c0 in range(0, run.shape[1], run.chunks[1])
-    ]
+    windows = [window for *_, window in TileGrid(run.shape, run.chunks)]
     graph = window_graph("polygons", polygonize_tile, (run.store,), windows)
     pieces = Executor(scheduler).compute(graph)
     labels = np.concatenate([p[0] for p in pieces])

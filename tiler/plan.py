@@ -11,15 +11,14 @@ face or per label), so graphs grow linearly with the number of tiles:
 
 :class:`Executor` runs graphs on the synchronous or threaded scheduler (a
 batch of keys at a time) or on a ``dask.distributed`` client. A run has at
-most ``MAX_TILES`` tiles (:meth:`TileGrid.check_size`).
+most ``MAX_TILES`` tiles (:func:`check_size`).
 """
 
 from __future__ import annotations
 
-import math
 import operator
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
@@ -31,11 +30,12 @@ from dask.callbacks import Callback
 
 from tiler import tasks
 from tiler.errors import ConfigError, TileError
-from tiler.io.raster import RasterSource, WindowRC, describe_window
-from tiler.split import neighbours, split_stride
+from tiler.io.raster import RasterSource
+from tiler.split import split_stride
 from tiler.stitch import seam_pairs
+from tiler.tiling import TileGrid, Window, smallest_chunk
 
-# The most tiles a run may have (TileGrid.check_size, called by tiler.api.run
+# The most tiles a run may have (check_size, called by tiler.api.run
 # before anything is written). The driver pays for every tile whatever its
 # size. Measured on tiny tiles: a 100 000-tile run (1 x 3 200 000 px in tiles
 # of 32, default pipeline, --scheduler sync) peaked at 1.1 GB, 9 KB a tile over
@@ -56,77 +56,21 @@ from tiler.stitch import seam_pairs
 MAX_TILES = 200_000
 
 
-@dataclass(frozen=True)
-class TileGrid:
-    """Tiles of ``chunks`` over an image of ``shape``; the last row/column may be thinner.
+def check_size(grid: TileGrid, name: str, limit: int | None = None) -> None:
+    """Refuse a grid of more than ``limit`` tiles (default ``MAX_TILES``), as a ConfigError.
 
-    Tiles are numbered in row-major order; they are also the output Zarr chunks.
+    The message names the image ``name``, its size, the tiles, and the
+    smallest square chunk size that fits.
     """
-
-    shape: tuple[int, int]
-    chunks: tuple[int, int]
-
-    def __post_init__(self) -> None:
-        if min(self.chunks) < 1:
-            raise ValueError(f"chunk size must be >= 1, got {self.chunks}")
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return (
-            math.ceil(self.shape[0] / self.chunks[0]),
-            math.ceil(self.shape[1] / self.chunks[1]),
-        )
-
-    def __len__(self) -> int:
-        rows, cols = self.grid
-        return rows * cols
-
-    def check_size(self, name: str, limit: int | None = None) -> None:
-        """Refuse a grid of more than ``limit`` tiles (default ``MAX_TILES``), as a ConfigError.
-
-        The message names the image ``name``, its size, the tiles, and the
-        smallest square chunk size that fits.
-        """
-        limit = MAX_TILES if limit is None else limit
-        if len(self) <= limit:
-            return
-        (h, w), (ch, cw) = self.shape, self.chunks
-        raise ConfigError(
-            f"{name}: {h} x {w} px in {len(self)} tiles of {ch} x {cw} px is more than the "
-            f"{limit} tiles a run handles; pass a larger --chunk-size "
-            f"({smallest_chunk(self.shape, limit)} or more)"
-        )
-
-    @property
-    def stride(self) -> int:
-        """Provisional-id stride: more than the pixels of any tile."""
-        return self.chunks[0] * self.chunks[1] + 1
-
-    def index(self, i: int, j: int) -> int:
-        return i * self.grid[1] + j
-
-    def window(self, i: int, j: int) -> WindowRC:
-        (h, w), (ch, cw) = self.shape, self.chunks
-        return ((i * ch, min((i + 1) * ch, h)), (j * cw, min((j + 1) * cw, w)))
-
-    def __iter__(self) -> Iterator[tuple[int, int, int, WindowRC]]:
-        """``(tile_index, i, j, window)`` in row-major order."""
-        rows, cols = self.grid
-        for i in range(rows):
-            for j in range(cols):
-                yield self.index(i, j), i, j, self.window(i, j)
-
-
-def smallest_chunk(shape: tuple[int, int], limit: int) -> int:
-    """The smallest square chunk size that tiles ``shape`` in at most ``limit`` tiles."""
-    low, high = 1, max(shape)  # one tile at the high end
-    while low < high:
-        mid = (low + high) // 2
-        if len(TileGrid(shape, (mid, mid))) <= limit:
-            high = mid
-        else:
-            low = mid + 1
-    return low
+    limit = MAX_TILES if limit is None else limit
+    if len(grid) <= limit:
+        return
+    (h, w), (ch, cw) = grid.shape, grid.chunks
+    raise ConfigError(
+        f"{name}: {h} x {w} px in {len(grid)} tiles of {ch} x {cw} px is more than the "
+        f"{limit} tiles a run handles; pass a larger --chunk-size "
+        f"({smallest_chunk(grid.shape, limit)} or more)"
+    )
 
 
 @dataclass
@@ -172,7 +116,7 @@ class _Builder:
         else:
             where = self.places.get(tile[0])
             if where is None:
-                where = self.places[tile[0]] = f"tile {tile[0]} ({describe_window(tile[1])})"
+                where = self.places[tile[0]] = f"tile {tile[0]} ({tile[1]})"
             self.tasks[key] = (tasks.in_tile, where, function, *args)
         return key
 
@@ -355,7 +299,7 @@ def instance_graph(
             stride,
             local,
             windows[i, j],
-            *(windows[n] for n in neighbours(i, j, grid.grid, grid.chunks, halo)),
+            *(windows[n] for n in grid.neighbours(i, j, halo)),
             tile=(t, w),
         )
         for t, i, j, w in grid
@@ -560,7 +504,7 @@ def task_count(*graphs: Graph) -> int:
 
 
 def window_graph(
-    name: str, task: Callable, args: tuple, windows: list[WindowRC], extra: list | None = None
+    name: str, task: Callable, args: tuple, windows: list[Window], extra: list | None = None
 ) -> Graph:
     """``task(*args, window)`` (or ``task(*args, window, extra[k])``) for every window,
     results in order: the passes over finished runs (reports, exports)."""

@@ -25,10 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tiler.config import CannyEdges, LocalThreshold, Pipeline
+from tiler.config import Pipeline
 from tiler.errors import ConfigError
 from tiler.georef import pixel_area_m2
-from tiler.kernels.edges import canny_reach
 
 MAX_OVERHEAD = 4.0
 TARGET_OVERHEAD = 2.0
@@ -64,10 +63,8 @@ def chains(pipeline: Pipeline) -> list[Chain]:
         if step.reach:
             current.append(_entry(f"preprocess[{i}]", step, step.reach))
     threshold = pipeline.threshold
-    if pipeline.model is None and isinstance(threshold, LocalThreshold):
+    if pipeline.model is None and threshold.reach:  # a local threshold, Canny's gradients
         current.append(_entry("threshold", threshold, threshold.reach))
-    if pipeline.model is None and isinstance(threshold, CannyEdges):
-        current.append(_entry("threshold", threshold, canny_reach(threshold.sigma)))
     found: list[Chain] = []
     if pipeline.model is not None and pipeline.model.halo:
         found.append(Chain((("model", f"halo {pipeline.model.halo}", pipeline.model.halo),), False))

@@ -38,7 +38,6 @@ reference objects (``tests/test_split.py``, ``benchmarks/split_agreement.py``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -47,8 +46,7 @@ import numpy as np
 from tiler.kernels.label import TileStats, relabel, tile_stats
 from tiler.kernels.split import watershed_split
 from tiler.stitch import Stitched, stitch
-
-Window = tuple[tuple[int, int], tuple[int, int]]  # ((row_start, row_stop), (col_start, col_stop))
+from tiler.tiling import TileGrid, Window
 
 
 def split_stride(chunks: tuple[int, int], halo: int) -> int:
@@ -56,26 +54,10 @@ def split_stride(chunks: tuple[int, int], halo: int) -> int:
     return (chunks[0] + 2 * halo) * (chunks[1] + 2 * halo) + 1
 
 
-def neighbours(
-    i: int, j: int, grid: tuple[int, int], chunks: tuple[int, int], halo: int
-) -> list[tuple[int, int]]:
-    """Tiles other than ``(i, j)`` whose cores meet its window: the possible owners.
-
-    The 8 neighbours (fewer at the image border) when ``halo`` is at most
-    the chunk size; more rings of tiles beyond that.
-    """
-    reach_rows, reach_cols = math.ceil(halo / chunks[0]), math.ceil(halo / chunks[1])
-    return [
-        (a, b)
-        for a in range(max(i - reach_rows, 0), min(i + reach_rows + 1, grid[0]))
-        for b in range(max(j - reach_cols, 0), min(j + reach_cols + 1, grid[1]))
-        if (a, b) != (i, j)
-    ]
-
-
 def _inside(points: np.ndarray, window: Window) -> np.ndarray:
-    (r0, r1), (c0, c1) = window
-    return (points[:, 0] >= r0) & (points[:, 0] < r1) & (points[:, 1] >= c0) & (points[:, 1] < c1)
+    rows, cols = points[:, 0], points[:, 1]
+    w = window
+    return (rows >= w.row_start) & (rows < w.row_stop) & (cols >= w.col_start) & (cols < w.col_stop)
 
 
 @dataclass(frozen=True)
@@ -87,7 +69,7 @@ class SplitTile:
     index : int
         Tile index (row-major).
     core : Window
-        The tile's core ``((r0, r1), (c0, c1))`` in image coordinates.
+        The tile's core in image coordinates.
     origin : (row, col)
         Image position of ``labels[0, 0]``.
     labels : (M, N) ndarray of int32
@@ -110,7 +92,7 @@ class SplitTile:
     def extent(self) -> Window:
         """The part of the image that ``labels`` covers."""
         (r, c), (h, w) = self.origin, self.labels.shape
-        return ((r, r + h), (c, c + w))
+        return Window(r, r + h, c, c + w)
 
     @property
     def owned(self) -> np.ndarray:
@@ -119,22 +101,12 @@ class SplitTile:
 
     def crop(self, window: Window) -> SplitTile:
         """The same instances with ``labels`` cut to ``window`` (to send neighbours less)."""
-        kept = _intersection(self.extent, window)
-        origin = (kept[0][0], kept[1][0])
-        return replace(self, origin=origin, labels=self.labels[_local(self, kept)])
-
-
-def _intersection(a: Window, b: Window) -> Window:
-    (ar0, ar1), (ac0, ac1) = a
-    (br0, br1), (bc0, bc1) = b
-    r0, c0 = max(ar0, br0), max(ac0, bc0)
-    return ((r0, max(r0, min(ar1, br1))), (c0, max(c0, min(ac1, bc1))))
+        kept = self.extent.intersection(window)
+        return replace(self, origin=kept.origin, labels=self.labels[_local(self, kept)])
 
 
 def _local(tile: SplitTile, window: Window) -> tuple[slice, slice]:
-    (r0, r1), (c0, c1) = window
-    r, c = tile.origin
-    return (slice(r0 - r, r1 - r), slice(c0 - c, c1 - c))
+    return window.relative_to(tile.origin).slices
 
 
 def split_tile(
@@ -156,7 +128,7 @@ def split_tile(
         The final mask over ``outer``.
     outer : Window
         The window: the core grown by the halo, clipped at the image border
-        (``outer`` of ``tiler.tasks.expand``).
+        (:meth:`tiler.tiling.Window.grow`).
     core : Window
         The tile itself, inside ``outer``.
     index : int
@@ -179,12 +151,12 @@ def measure_window(
     image_shape: tuple[int, int],
 ) -> SplitTile:
     """A window's instances (labels 1..n over ``outer``) measured for :func:`assign_core`."""
-    stats = tile_stats(labels, n, (outer[0][0], outer[1][0]), image_shape)
+    stats = tile_stats(labels, n, outer.origin, image_shape)
     sums = np.stack([stats.sum_row, stats.sum_col], axis=1)
     return SplitTile(
         index=index,
         core=core,
-        origin=(outer[0][0], outer[1][0]),
+        origin=outer.origin,
         labels=labels,
         area=stats.count,
         anchor=sums // stats.count[:, None],
@@ -228,7 +200,7 @@ def _best_overlap(tile: SplitTile, instance: int, owner: SplitTile) -> int:
 
     IoU is measured where both windows' labels are known; ties go to the lowest id.
     """
-    overlap = _intersection(tile.extent, owner.extent)
+    overlap = tile.extent.intersection(owner.extent)
     mine = tile.labels[_local(tile, overlap)] == instance
     theirs = owner.labels[_local(owner, overlap)]
     n = len(owner.area) + 1
@@ -252,7 +224,7 @@ def assign_core(
     tile : SplitTile
         The tile B (its labels must cover its core).
     others : sequence of SplitTile
-        Tiles whose cores meet B's window (:func:`neighbours`); their labels
+        Tiles whose cores meet B's window (:meth:`TileGrid.neighbours`); their labels
         may be cropped to B's window (:meth:`SplitTile.crop`).
     stride : int
         :func:`split_stride`, the same for every tile.
@@ -260,8 +232,8 @@ def assign_core(
         Shape of the whole image.
     """
     mine = tile.labels[_local(tile, tile.core)].ravel()
-    rows, cols = np.divmod(np.arange(mine.size), tile.core[1][1] - tile.core[1][0])
-    points = np.stack([rows + tile.core[0][0], cols + tile.core[1][0]], axis=1)
+    rows, cols = np.divmod(np.arange(mine.size), tile.core.width)
+    points = np.stack([rows + tile.core.row_start, cols + tile.core.col_start], axis=1)
     owners = [tile, *others]
     owner_of = np.full(len(tile.area) + 1, -1)  # position in owners of each instance's owner
     for position, owner in enumerate(owners):
@@ -285,8 +257,8 @@ def assign_core(
         else:
             fallback_own += 1
             ids[unresolved & (mine == instance)] = tile.index * stride + instance
-    shape = (tile.core[0][1] - tile.core[0][0], tile.core[1][1] - tile.core[1][0])
-    return _compact(ids.reshape(shape), tile.core, image_shape, fallback_iou, fallback_own)
+    core = tile.core
+    return _compact(ids.reshape(core.shape), core, image_shape, fallback_iou, fallback_own)
 
 
 def _lookup(owner: SplitTile, points: np.ndarray) -> np.ndarray:
@@ -312,8 +284,7 @@ def _compact(
     else:
         local += 1
     labels = local.reshape(ids.shape).astype(np.int32)
-    origin = (core[0][0], core[1][0])
-    stats = tile_stats(labels, len(unique), origin, image_shape)
+    stats = tile_stats(labels, len(unique), core.origin, image_shape)
     return CoreSplit(labels, unique, stats, fallback_iou, fallback_own)
 
 
@@ -373,22 +344,18 @@ def split_in_memory(
     ``benchmarks/split_agreement.py``.
     """
     shape = mask.shape
-    grid = (math.ceil(shape[0] / chunks[0]), math.ceil(shape[1] / chunks[1]))
+    grid = TileGrid(shape, chunks)
     options = dict(min_distance=min_distance, footprint=footprint, connectivity=connectivity)
     tiles = {}
-    for i in range(grid[0]):
-        for j in range(grid[1]):
-            core = _core(i, j, chunks, shape)
-            outer = _grow(core, halo, shape)
-            tiles[i, j] = split_tile(
-                mask[_slices(outer)], outer, core, i * grid[1] + j, shape, **options
-            )
+    for t, i, j, core in grid:
+        outer = core.grow(halo, shape)
+        tiles[i, j] = split_tile(mask[outer.slices], outer, core, t, shape, **options)
 
     stride = split_stride(chunks, halo)
     cores = [
         assign_core(
             tile,
-            [tiles[n].crop(tile.extent) for n in neighbours(i, j, grid, chunks, halo)],
+            [tiles[n].crop(tile.extent) for n in grid.neighbours(i, j, halo)],
             stride=stride,
             image_shape=shape,
         )
@@ -399,31 +366,13 @@ def split_in_memory(
     final = np.arange(1, stitched.n_objects + 1, dtype=np.int64)
     labels = np.zeros(shape, np.int64)
     for tile, core in zip(tiles.values(), cores, strict=True):
-        labels[_slices(tile.core)] = relabel(core.labels, stitched.tile_lut(tile.index, final))
+        labels[tile.core.slices] = relabel(core.labels, stitched.tile_lut(tile.index, final))
     return SplitResult(
         labels=labels,
         n=stitched.n_objects,
         fallback_iou=sum(c.fallback_iou for c in cores),
         fallback_own=sum(c.fallback_own for c in cores),
     )
-
-
-def _core(i: int, j: int, chunks: tuple[int, int], shape: tuple[int, int]) -> Window:
-    (ch, cw), (height, width) = chunks, shape
-    return ((i * ch, min((i + 1) * ch, height)), (j * cw, min((j + 1) * cw, width)))
-
-
-def _grow(window: Window, halo: int, shape: tuple[int, int]) -> Window:
-    """``window`` grown by ``halo``, clipped to the image (as ``tiler.tasks.expand``)."""
-    (r0, r1), (c0, c1) = window
-    return _intersection(
-        ((r0 - halo, r1 + halo), (c0 - halo, c1 + halo)), ((0, shape[0]), (0, shape[1]))
-    )
-
-
-def _slices(window: Window) -> tuple[slice, slice]:
-    (r0, r1), (c0, c1) = window
-    return (slice(r0, r1), slice(c0, c1))
 
 
 def identical_objects(reference: np.ndarray, labels: np.ndarray) -> int:

@@ -22,8 +22,7 @@ import numpy as np
 from affine import Affine
 
 from tiler.io import atomic
-
-Window = tuple[tuple[int, int], tuple[int, int]]
+from tiler.tiling import Window
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -188,15 +187,16 @@ class SyntheticField:
 
         Parameters
         ----------
-        window : tuple
-            ``((row_start, row_stop), (col_start, col_stop))`` within the image.
+        window : tiler.tiling.Window
+            Pixels within the image.
 
         Returns
         -------
         numpy.ndarray
             ``(4, rows, cols)`` uint8 RGBA; RGB is 0 where alpha is 0.
         """
-        (r0, r1), (c0, c1) = self._check(window)
+        w = self._check(window)
+        r0, r1, c0, c1 = w.row_start, w.row_stop, w.col_start, w.col_stop
         out = np.zeros((4, r1 - r0, c1 - c0), np.uint8)
         lo, hi = self._row_spans(np.arange(r0, r1))
         if out.size == 0 or ((lo >= c1) | (hi < c0)).all():
@@ -223,9 +223,8 @@ class SyntheticField:
 
         Parameters
         ----------
-        window : tuple, optional
-            ``((row_start, row_stop), (col_start, col_stop))``: keep only the
-            centres inside it. Default: the whole image (large for huge fields).
+        window : tiler.tiling.Window, optional
+            Keep only the centres inside it. Default: the whole image (large for huge fields).
 
         Returns
         -------
@@ -233,17 +232,17 @@ class SyntheticField:
             ``(N, 2)`` float64 ``(row, col)`` in pixel-index coordinates (pixel
             ``(i, j)`` is centred on ``(i, j)``, as in ``scipy.ndimage``).
         """
-        (r0, r1), (c0, c1) = self._check(window or ((0, self.height), (0, self.width)))
+        w = self._check(window or Window.whole(self.shape))
+        r0, r1, c0, c1 = w.row_start, w.row_stop, w.col_start, w.col_stop
         cy, cx, _ = self._objects(self._layers()[0], r0, r1, c0, c1, margin=0)
         lo, hi = self._row_spans(cy)
         keep = (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1) & (cx >= lo) & (cx <= hi)
         return np.stack([cy[keep], cx[keep]], axis=1).astype(np.float64)
 
     def _check(self, window: Window) -> Window:
-        (r0, r1), (c0, c1) = ((int(a), int(b)) for a, b in window)
-        if not (0 <= r0 <= r1 <= self.height and 0 <= c0 <= c1 <= self.width):
+        if min(window.shape) < 0 or not Window.whole(self.shape).contains(window):
             raise ValueError(f"window {window} is not inside the image of shape {self.shape}")
-        return (r0, r1), (c0, c1)
+        return window
 
     def _hash32(self, start: int, stop: int, salt: int) -> np.ndarray:
         return (_hash(self.seed, salt, np.arange(start, stop)) >> 32).astype(np.uint32)
@@ -393,8 +392,8 @@ def write_geotiff(
             r1 = min(r0 + blocksize, field.height)
             for c0 in range(0, field.width, step):
                 c1 = min(c0 + step, field.width)
-                data = field.read(((r0, r1), (c0, c1)))
-                dst.write(data, window=RioWindow(c0, r0, c1 - c0, r1 - r0))
+                window = Window(r0, r1, c0, c1)
+                dst.write(field.read(window), window=RioWindow(*window.xywh))
             if progress is not None:
                 progress(r1, field.height)
     return path

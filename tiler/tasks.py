@@ -14,45 +14,27 @@ from functools import lru_cache
 
 import numpy as np
 import zarr
-from skimage.exposure import rescale_intensity
 
 from tiler import cache as value_cache
-from tiler.config import (
-    CannyEdges,
-    Clahe,
-    Equalize,
-    FillHoles,
-    Gaussian,
-    LocalThreshold,
-    Morphology,
-    MultiOtsu,
-    Pipeline,
-    RemoveSmallObjects,
-    Smooth,
-    Split,
-    load_callable,
-)
+from tiler.config import CannyEdges, Clahe, Pipeline, Split, load_callable
 from tiler.errors import ModelError, TileError, TilerError
-from tiler.io.raster import RasterSource, WindowRC
+from tiler.io.raster import RasterSource
 from tiler.kernels.buffers import scratch
-from tiler.kernels.clahe import clahe_tile, clahe_tile_range, clahe_unscaled
-from tiler.kernels.edges import canny_masks, canny_reach, component_has_strong
-from tiler.kernels.filters import gaussian, median
-from tiler.kernels.indices import compute_index
+from tiler.kernels.clahe import clahe_tile_range, clahe_unscaled
+from tiler.kernels.edges import canny_masks, component_has_strong
 from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
-from tiler.kernels.morphology import morphology, smooth
 from tiler.kernels.threshold import (
-    class_foreground,
     code_foreground,
-    foreground,
     histogram_codes,
     interval_histogram,
-    local_foreground,
     masked_histogram,
     masked_range,
     values_within,
 )
 from tiler.split import SplitTile, assign_core, measure_window, split_tile
+from tiler.steps.base import LocalMaskStep, ObjectStep
+from tiler.steps.contrast import unit_range
+from tiler.tiling import Window, expand
 
 
 def in_tile(where: str, function, *args):
@@ -69,24 +51,6 @@ def in_tile(where: str, function, *args):
         raise TileError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
 
-def expand(
-    window: WindowRC, halo: int, shape: tuple[int, int]
-) -> tuple[WindowRC, tuple[slice, slice]]:
-    """Grow ``window`` by ``halo`` pixels, clipped to the image; and the slices back to it.
-
-    Clipping (rather than padding) keeps the image border where the whole
-    image has it, so every step's own border rule applies there unchanged.
-    """
-    (r0, r1), (c0, c1) = window
-    height, width = shape
-    outer = (
-        (max(r0 - halo, 0), min(r1 + halo, height)),
-        (max(c0 - halo, 0), min(c1 + halo, width)),
-    )
-    crop = (slice(r0 - outer[0][0], r1 - outer[0][0]), slice(c0 - outer[1][0], c1 - outer[1][0]))
-    return outer, crop
-
-
 def _shape(source: RasterSource) -> tuple[int, int]:
     return (source.height, source.width)
 
@@ -99,9 +63,9 @@ def _shape(source: RasterSource) -> tuple[int, int]:
 def preprocess(
     image: np.ndarray,
     pipeline: Pipeline,
-    window: WindowRC | None = None,
+    window: Window | None = None,
     shape: tuple[int, int] | None = None,
-) -> tuple[np.ndarray, WindowRC | None]:
+) -> tuple[np.ndarray, Window | None]:
     """Index then filters, in float64, on an array of the selected bands over ``window``.
 
     Returns the values and the window they cover: a ``clahe`` step returns
@@ -114,67 +78,20 @@ def preprocess(
     filters = pipeline.filters
     # An index that a filter consumes lives in a per-thread scratch buffer.
     out = scratch("index", image.shape[1:], np.float64) if filters else None
-    values = compute_index(
-        image,
-        index.name,
-        pipeline.bands,
-        red=index.red,
-        nir=index.nir,
-        band=index.band,
-        channel=index.channel,
-        out=out,
-    )
+    values = index.values(image, pipeline.bands, out=out)
     pending = 0  # reach of the steps since the array's window was last exact
     for step in filters:
-        if isinstance(step, Clahe):
-            core = _shrink(window, pending + step.reach, shape)
-            values, window, pending = clahe_values(values, window, core, shape, step), core, 0
+        if step.aligned:  # regions aligned to the image: keep what later steps need
+            core = window.shrink(pending + step.reach, shape)
+            values, window, pending = step.tile_aligned(values, window, core, shape), core, 0
             continue
-        if isinstance(step, Gaussian):
-            values = gaussian(values, step.sigma)
-        elif isinstance(step, Equalize):
-            values = np.interp(values, step.centers, step.cdf)
-        else:
-            values = median(values, step.radius)
+        values = step.tile(values)
         pending += step.reach
     return values, window
 
 
-def _shrink(window: WindowRC, by: int, shape: tuple[int, int]) -> WindowRC:
-    """``window`` less ``by`` pixels on each side that is not the image's border."""
-    (r0, r1), (c0, c1) = window
-    return (
-        (r0 if r0 == 0 else r0 + by, r1 if r1 == shape[0] else r1 - by),
-        (c0 if c0 == 0 else c0 + by, c1 if c1 == shape[1] else c1 - by),
-    )
-
-
-def _within(window: WindowRC, outer: WindowRC) -> tuple[slice, slice]:
-    (r0, r1), (c0, c1) = window
-    return (slice(r0 - outer[0][0], r1 - outer[0][0]), slice(c0 - outer[1][0], c1 - outer[1][0]))
-
-
-def clahe_values(
-    values: np.ndarray, window: WindowRC, core: WindowRC, shape: tuple[int, int], step: Clahe
-) -> np.ndarray:
-    """The resolved ``clahe`` step on ``core``, from the values over ``window``."""
-    vmin, vmax, out_min, out_max = step.ranges
-    scaled, lo, hi = _unit_range(values, vmin, vmax)
-    return clahe_tile(
-        scaled, window, core, shape, kernel_size=step.kernel_size, clip_limit=step.clip_limit,
-        vmin=lo, vmax=hi, out_min=out_min, out_max=out_max,
-    )  # fmt: skip
-
-
-def _unit_range(values: np.ndarray, vmin: float, vmax: float) -> tuple[np.ndarray, float, float]:
-    """``values`` and the image's ``(vmin, vmax)`` rescaled to ``[0, 1]`` (per pixel)."""
-    scaled = rescale_intensity(values, in_range=(vmin, vmax), out_range=(0.0, 1.0))
-    lo, hi = rescale_intensity(np.array([vmin, vmax]), in_range=(vmin, vmax), out_range=(0.0, 1.0))
-    return scaled, float(lo), float(hi)
-
-
 def full_range(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC
+    source: RasterSource, pipeline: Pipeline, window: Window
 ) -> tuple[float, float, int]:
     """``(min, max, n)`` of the preprocessed values over every pixel of ``window`` (nodata too)."""
     values, _ = index_window(source, pipeline, window)
@@ -184,7 +101,7 @@ def full_range(
 def clahe_output_range(
     source: RasterSource,
     before: Pipeline,
-    window: WindowRC,
+    window: Window,
     step: Clahe,
     vmin: float,
     vmax: float,
@@ -192,7 +109,7 @@ def clahe_output_range(
     """The range of a tile's unscaled CLAHE output (``before``: the steps up to ``clahe``)."""
     outer, _ = expand(window, step.reach, _shape(source))
     values, _ = index_window(source, before, outer)
-    scaled, lo, hi = _unit_range(values, vmin, vmax)
+    scaled, lo, hi = unit_range(values, vmin, vmax)
     unscaled = clahe_unscaled(
         scaled, outer, window, _shape(source), kernel_size=step.kernel_size,
         clip_limit=step.clip_limit, vmin=lo, vmax=hi,
@@ -201,18 +118,18 @@ def clahe_output_range(
 
 
 def index_window(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC
+    source: RasterSource, pipeline: Pipeline, window: Window
 ) -> tuple[np.ndarray, np.ndarray]:
     """The preprocessed values and the valid mask of ``window`` (read with its halo)."""
     shape = _shape(source)
     outer, crop = expand(window, pipeline.preprocess_reach, shape)
     image, valid = source.read(pipeline.bands, outer)
     values, at = preprocess(image, pipeline, outer, shape)
-    return values[_within(window, at)], valid[crop]
+    return values[window.within(at)], valid[crop]
 
 
 def cached_values(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC, cache: str, keep: bool = False
+    source: RasterSource, pipeline: Pipeline, window: Window, cache: str, keep: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Values and valid mask of ``window`` from the cache, or computed again if it is not there.
 
@@ -233,7 +150,7 @@ def cached_values(
 
 
 def cache_values(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC, halo: int, cache: str
+    source: RasterSource, pipeline: Pipeline, window: Window, halo: int, cache: str
 ) -> tuple[float, float, int]:
     """Preprocess a tile once, keep its values (grown by ``halo``), return its value range.
 
@@ -251,7 +168,7 @@ def cache_values(
 def cached_histogram(
     source: RasterSource,
     pipeline: Pipeline,
-    window: WindowRC,
+    window: Window,
     halo: int,
     cache: str,
     vmin: float,
@@ -276,7 +193,7 @@ def cached_histogram(
 def cached_interval_histograms(
     source: RasterSource,
     pipeline: Pipeline,
-    window: WindowRC,
+    window: Window,
     halo: int,
     cache: str,
     intervals: tuple[tuple[float, float], ...],
@@ -291,7 +208,7 @@ def cached_interval_histograms(
 def cached_values_within(
     source: RasterSource,
     pipeline: Pipeline,
-    window: WindowRC,
+    window: Window,
     halo: int,
     cache: str,
     intervals: tuple[tuple[float, float], ...],
@@ -330,28 +247,21 @@ class RasterMask:
     def shape(self) -> tuple[int, int]:
         return _shape(self.source)
 
-    def read(self, window: WindowRC) -> np.ndarray:
+    def read(self, window: Window) -> np.ndarray:
         if self.threshold_bin is not None:
             codes = value_cache.get_codes(self.cache, window)
             if codes is not None:
                 return code_foreground(codes, self.threshold_bin, self.pipeline.polarity)
         if self.pipeline.model is not None:
             return model_mask(self.source, self.pipeline, window)
-        step, polarity = self.pipeline.threshold, self.pipeline.polarity
-        if isinstance(step, LocalThreshold):
-            outer, crop = expand(window, step.reach, self.shape)
-            values, valid = index_window(self.source, self.pipeline, outer)
-            fg = local_foreground(
-                values, valid, step.block_size, step.method, step.offset, polarity
-            )
-            return fg[crop]
-        values, valid = cached_values(self.source, self.pipeline, window, self.cache)
-        if isinstance(step, MultiOtsu):
-            return class_foreground(values, valid, self.threshold, step.keep, polarity)
-        return foreground(values, valid, self.threshold, polarity)
+        step = self.pipeline.threshold
+        # A local threshold reads its window grown by its reach (and no cache).
+        outer, crop = expand(window, step.reach, self.shape)
+        values, valid = cached_values(self.source, self.pipeline, outer, self.cache)
+        return step.tile_mask(values, valid, self.threshold, self.pipeline.polarity)[crop]
 
 
-def model_mask(source: RasterSource, pipeline: Pipeline, window: WindowRC) -> np.ndarray:
+def model_mask(source: RasterSource, pipeline: Pipeline, window: Window) -> np.ndarray:
     """The pipeline's model on ``window`` grown by its halo, cropped back, ``&= valid``."""
     model = pipeline.model
     outer, crop = expand(window, model.halo, _shape(source))
@@ -373,9 +283,7 @@ def run_model(function: str, image: np.ndarray) -> np.ndarray:
     return out.astype(bool, copy=False)
 
 
-def model_window(
-    source: RasterSource, pipeline: Pipeline, window: WindowRC, index: int
-) -> SplitTile:
+def model_window(source: RasterSource, pipeline: Pipeline, window: Window, index: int) -> SplitTile:
     """The model's instances on a tile's window grown by its halo, measured for ownership."""
     outer, _ = expand(window, pipeline.model.halo, _shape(source))
     image, valid = source.read(pipeline.bands, outer)
@@ -411,9 +319,8 @@ class StoredMask:
     path: str
     shape: tuple[int, int]
 
-    def read(self, window: WindowRC) -> np.ndarray:
-        (r0, r1), (c0, c1) = window
-        return np.asarray(zarr.open_array(self.path, mode="r")[r0:r1, c0:c1], dtype=bool)
+    def read(self, window: Window) -> np.ndarray:
+        return np.asarray(zarr.open_array(self.path, mode="r")[window.slices], dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -429,7 +336,7 @@ class IntervalMask:
     def shape(self) -> tuple[int, int]:
         return _shape(self.source)
 
-    def read(self, window: WindowRC) -> np.ndarray:
+    def read(self, window: Window) -> np.ndarray:
         values, valid = index_window(self.source, self.pipeline, window)
         return (values >= self.low) & (values <= self.high) & valid
 
@@ -446,26 +353,26 @@ class CannyMask:
     def shape(self) -> tuple[int, int]:
         return _shape(self.source)
 
-    def masks(self, window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+    def masks(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """``(weak, strong)`` edge pixels of ``window``, from it grown by Canny's reach."""
-        outer, crop = expand(window, canny_reach(self.step.sigma), self.shape)
+        outer, crop = expand(window, self.step.reach, self.shape)
         values, valid = index_window(self.source, self.pipeline, outer)
         low, high = canny_masks(
             values, valid, sigma=self.step.sigma, low=self.step.low, high=self.step.high
         )
         return low[crop], high[crop]
 
-    def read(self, window: WindowRC) -> np.ndarray:
+    def read(self, window: Window) -> np.ndarray:
         return self.masks(window)[0]
 
 
 def label_hysteresis(
-    recipe: TileMask, window: WindowRC, background: bool, connectivity: int, *_
+    recipe: TileMask, window: Window, background: bool, connectivity: int, *_
 ) -> tuple[TileStats, Edges]:
     """Label a tile's weak edges; each label's ``flag`` says whether it holds a strong edge."""
     weak, strong = recipe.base.masks(window)
     labels, n = label(weak, connectivity)
-    origin = (window[0][0], window[1][0])
+    origin = window.origin
     stats = tile_stats(labels, n, origin, recipe.base.shape)
     stats.flag[:] = component_has_strong(labels, n, strong)
     return stats, Edges.of(labels)
@@ -483,7 +390,7 @@ class KeptTile:
     lut: np.ndarray
     connectivity: int
 
-    def read(self, window: WindowRC) -> np.ndarray:
+    def read(self, window: Window) -> np.ndarray:
         labels, _ = label(self.base.read(window), self.connectivity)
         return relabel(labels, self.lut)
 
@@ -494,7 +401,7 @@ class UnionTile:
 
     parts: tuple[KeptTile, ...]
 
-    def read(self, window: WindowRC) -> np.ndarray:
+    def read(self, window: Window) -> np.ndarray:
         return np.logical_or.reduce([part.read(window) for part in self.parts])
 
 
@@ -510,34 +417,26 @@ class TileMask:
     """
 
     base: MaskBase
-    local: tuple[Morphology | Smooth, ...] = ()
-    edits: tuple[tuple[FillHoles | RemoveSmallObjects, np.ndarray], ...] = ()
+    local: tuple[LocalMaskStep, ...] = ()
+    edits: tuple[tuple[ObjectStep, np.ndarray], ...] = ()
     connectivity: int = 2
 
-    def local_mask(self, window: WindowRC) -> np.ndarray:
+    def local_mask(self, window: Window) -> np.ndarray:
         """The base mask after the local steps, exact in ``window``."""
         halo = sum(step.reach for step in self.local)
         outer, crop = expand(window, halo, self.base.shape)
         mask = self.base.read(outer)
         for step in self.local:
-            if isinstance(step, Smooth):
-                mask = smooth(mask, step.sigma)
-            else:
-                mask = morphology(mask, step.op, step.radius)
+            mask = step.tile(mask)
         return mask[crop]
 
     def apply_edits(self, mask: np.ndarray) -> np.ndarray:
         for step, lut in self.edits:
-            if isinstance(step, FillHoles):
-                holes, _ = label(~mask, 1)
-                mask = mask | relabel(holes, lut)
-            else:
-                objects, _ = label(mask, self.connectivity)
-                mask = relabel(objects, lut)
+            mask = step.edit(mask, lut, self.connectivity)
         return mask
 
     def read(
-        self, window: WindowRC, store: str | None = None, store_final: str | None = None
+        self, window: Window, store: str | None = None, store_final: str | None = None
     ) -> np.ndarray:
         """The tile's mask; ``store`` keeps the mask before the edits, ``store_final`` after."""
         mask = self.local_mask(window)
@@ -549,10 +448,9 @@ class TileMask:
         return mask
 
 
-def _write_chunk(path: str, window: WindowRC, values: np.ndarray) -> None:
+def _write_chunk(path: str, window: Window, values: np.ndarray) -> None:
     """Write ``values`` into the chunk of the Zarr array at ``path`` that ``window`` is."""
-    (r0, r1), (c0, c1) = window
-    zarr.open_array(path, mode="r+")[r0:r1, c0:c1] = values
+    zarr.open_array(path, mode="r+")[window.slices] = values
 
 
 # ---------------------------------------------------------------------------
@@ -562,7 +460,7 @@ def _write_chunk(path: str, window: WindowRC, values: np.ndarray) -> None:
 
 def label_tile(
     recipe: TileMask,
-    window: WindowRC,
+    window: Window,
     background: bool,
     connectivity: int,
     store: str | None = None,
@@ -571,17 +469,17 @@ def label_tile(
     """Label a tile's foreground (or background) and summarise it for stitching."""
     mask = recipe.read(window, store, store_final)
     labels, n = label(~mask if background else mask, connectivity)
-    origin = (window[0][0], window[1][0])
+    origin = window.origin
     return tile_stats(labels, n, origin, recipe.base.shape), Edges.of(labels)
 
 
-def write_mask(recipe: TileMask, window: WindowRC, path: str) -> None:
+def write_mask(recipe: TileMask, window: Window, path: str) -> None:
     """Write a tile's mask into its chunk of a boolean Zarr array."""
     _write_chunk(path, window, recipe.read(window))
 
 
 def write_labels(
-    recipe: TileMask, window: WindowRC, connectivity: int, lut: np.ndarray, path: str
+    recipe: TileMask, window: Window, connectivity: int, lut: np.ndarray, path: str
 ) -> None:
     """Relabel a tile with its slice of the final look-up table and write its chunk.
 
@@ -597,7 +495,7 @@ def write_labels(
 
 
 def split_window(
-    base: MaskBase, window: WindowRC, index: int, step: Split, connectivity: int
+    base: MaskBase, window: Window, index: int, step: Split, connectivity: int
 ) -> SplitTile:
     """Split the objects of a tile's window (grown by the step's halo) of the final mask."""
     outer, _ = expand(window, step.halo, base.shape)
@@ -628,8 +526,7 @@ def assign_split(
     return core.ids, core.stats, core.fallback_iou, core.fallback_own
 
 
-def write_split_labels(local: str, window: WindowRC, lut: np.ndarray, path: str) -> None:
+def write_split_labels(local: str, window: Window, lut: np.ndarray, path: str) -> None:
     """Relabel a tile's kept local split labels with its slice of the final look-up table."""
-    (r0, r1), (c0, c1) = window
-    labels = zarr.open_array(local, mode="r")[r0:r1, c0:c1]
+    labels = zarr.open_array(local, mode="r")[window.slices]
     _write_chunk(path, window, relabel(labels, lut))

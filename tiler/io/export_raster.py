@@ -25,6 +25,7 @@ from tiler.errors import OutputError
 from tiler.io import output, run_record
 from tiler.io.export_files import partial_name, replacing, target
 from tiler.io.finished import FinishedRun, open_run
+from tiler.tiling import TileGrid, Window
 
 COG_SUFFIXES = (".tif", ".tiff")
 BLOCK = 512  # COG tile size and overview target (GDAL's default)
@@ -54,25 +55,18 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def cog_windows(
-    shape: tuple[int, int], chunks: tuple[int, int], itemsize: int
-) -> list[tuple[int, int, int, int]]:
-    """The ``(row0, row1, col0, col1)`` windows the COG is written in, in row-major order.
+def cog_windows(shape: tuple[int, int], chunks: tuple[int, int], itemsize: int) -> list[Window]:
+    """The windows the COG is written in, in row-major order.
 
     Rows go by chunk-rows rounded up to whole 512-pixel blocks, and columns by
     chunk widths rounded up likewise, as many as fit ``WINDOW_BYTES``: each
     window covers whole GeoTIFF blocks (none is written twice) and, when the
     chunks are multiples of 512 (tiler's default 2048 is), whole Zarr chunks.
     """
-    height, width = shape
     rows = _round_up(chunks[0], BLOCK)
     step = _round_up(chunks[1], BLOCK)
     cols = max(1, WINDOW_BYTES // (rows * step * itemsize)) * step
-    return [
-        (r0, min(r0 + rows, height), c0, min(c0 + cols, width))
-        for r0 in range(0, height, rows)
-        for c0 in range(0, width, cols)
-    ]
+    return [window for *_, window in TileGrid(shape, (rows, cols))]
 
 
 def _input_of(dst: Path):
@@ -87,16 +81,15 @@ def _reopen(dst: Path, manifest_stamp: int):  # the stamp: a new run in dst open
     return reopen(run_record.read_manifest(dst)["input"])
 
 
-def _read_window(run: FinishedRun, window: tuple[int, int, int, int], mask: bool) -> np.ndarray:
+def _read_window(run: FinishedRun, window: Window, mask: bool) -> np.ndarray:
     import zarr
 
-    r0, r1, c0, c1 = window
-    labels = zarr.open_array(run.store, path="labels", mode="r")[r0:r1, c0:c1]
+    labels = zarr.open_array(run.store, path="labels", mode="r")[window.slices]
     if not mask:
         return labels
     out = (labels != 0).view(np.uint8)
     if run.source is not None:  # the mask the run used (--mask), read as the run read it
-        _, valid = _input_of(run.dst).read((1,), ((r0, r1), (c0, c1)))
+        _, valid = _input_of(run.dst).read((1,), window)
         out[~valid] = MASK_NODATA
     return out
 
@@ -158,7 +151,7 @@ def export_cog(
     import rasterio
     import rasterio.shutil
     from rasterio.enums import Resampling
-    from rasterio.windows import Window
+    from rasterio.windows import Window as RioWindow
 
     run = open_run(dst)
     path = target(path, COG_SUFFIXES, "a COG", run)
@@ -182,10 +175,10 @@ def export_cog(
         with rasterio.Env(**overviews), replacing(path) as partial:
             with rasterio.open(staging, "w", **profile) as ds:
                 windows = cog_windows(run.shape, run.chunks, dtype.itemsize)
-                for (r0, r1, c0, c1), block in _read_ahead(
+                for window, block in _read_ahead(
                     lambda window: _read_window(run, window, mask), windows
                 ):
-                    ds.write(block, 1, window=Window(c0, r0, c1 - c0, r1 - r0))
+                    ds.write(block, 1, window=RioWindow(*window.xywh))
                 if factors := overview_factors(run.shape):
                     ds.build_overviews(factors, Resampling.nearest)
             rasterio.shutil.copy(

@@ -17,6 +17,7 @@ import numpy as np
 from affine import Affine
 
 from tiler.io.export_files import replacing
+from tiler.tiling import Window
 
 # Extension -> (OGR driver, or "Parquet" for GeoParquet; CRS it is written in, None: the run's).
 VECTOR_FORMATS = {
@@ -113,12 +114,11 @@ def tile_pieces(
     return piece_labels, polygons
 
 
-def polygonize_tile(store: str, window: tuple[tuple[int, int], tuple[int, int]]):
+def polygonize_tile(store: str, window: Window):
     import zarr
 
-    (r0, r1), (c0, c1) = window
-    labels = zarr.open_array(store, path="labels", mode="r")[r0:r1, c0:c1]
-    return tile_pieces(labels, r0, c0)
+    labels = zarr.open_array(store, path="labels", mode="r")[window.slices]
+    return tile_pieces(labels, *window.origin)
 
 
 def dissolve(

@@ -4,8 +4,7 @@ Opening one, with its checks, is :mod:`tiler.io.open_raster`.
 
 A :class:`GeoTiffSource` is a small picklable value (a path and the facts
 read on open); each task opens the file itself, so no dataset handle ever
-crosses a process boundary. Windows are ``((row_start, row_stop),
-(col_start, col_stop))``.
+crosses a process boundary. Windows are :class:`tiler.tiling.Window`.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ import rasterio
 from rasterio.enums import MaskFlags
 from rasterio.env import set_gdal_config
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioError
-from rasterio.windows import Window
+from rasterio.windows import Window as RioWindow
 
 from tiler.errors import InputError
-
-WindowRC = tuple[tuple[int, int], tuple[int, int]]
+from tiler.tiling import Window
 
 # GDAL settings for reading inside dask tasks, set by the tasks themselves so
 # that workers need no set-up however they were started (unless the worker's
@@ -129,7 +127,7 @@ class RasterSource(Protocol):
     crs_wkt: str
     transform: tuple[float, float, float, float, float, float]  # affine a, b, c, d, e, f
 
-    def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
         """``(image, valid)``: ``(len(bands), h, w)`` raw values and the ``(h, w)`` bool mask."""
 
 
@@ -138,11 +136,6 @@ def _gdal_reason(exc: BaseException) -> str:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__
     return str(exc).strip() or exc.__class__.__name__
-
-
-def describe_window(window: WindowRC) -> str:
-    (r0, r1), (c0, c1) = window
-    return f"rows {r0}:{r1}, cols {c0}:{c1}"
 
 
 @dataclass(frozen=True)
@@ -188,9 +181,8 @@ class GeoTiffSource:
             "crs_wkt": self.crs_wkt,
         }
 
-    def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
-        (r0, r1), (c0, c1) = window
-        win = Window(c0, r0, c1 - c0, r1 - r0)
+    def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
+        win = RioWindow(*window.xywh)
         try:
             image, valid = self._read(_open_cached(self.path, self.driver), list(bands), win)
         except RasterioError as exc:
@@ -199,9 +191,9 @@ class GeoTiffSource:
             return zero_invalid_non_finite(image, valid), valid
         # Raised outside the handler: the InputError carries no GDAL exception
         # as context, so it pickles cleanly back from a distributed worker.
-        raise InputError(f"{self.path}: cannot read window {describe_window(window)}: {reason}")
+        raise InputError(f"{self.path}: cannot read window {window}: {reason}")
 
-    def _read(self, ds, bands: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, ds, bands: list[int], win: RioWindow) -> tuple[np.ndarray, np.ndarray]:
         """The bands and the valid mask, decoding each block once where GDAL allows."""
         if self.mask == "none":
             image = ds.read(bands, window=win)
@@ -224,13 +216,13 @@ class GeoTiffSource:
         return ds.read(bands, window=win), ds.dataset_mask(window=win) > 0
 
     @staticmethod
-    def _read_with_band(ds, bands: list[int], alpha: int, win: Window):
+    def _read_with_band(ds, bands: list[int], alpha: int, win: RioWindow):
         """The bands, and ``alpha > 0`` from the same read."""
         order = sorted(set(bands) | {alpha})
         planes = ds.read(order, window=win)
         return planes[[order.index(b) for b in bands]], planes[order.index(alpha)] > 0
 
-    def _read_nodata(self, ds, bands: list[int], win: Window):
+    def _read_nodata(self, ds, bands: list[int], win: RioWindow):
         """The bands, and GDAL's nodata rule: valid unless every band of the file is nodata."""
         planes = ds.read(window=win)
         nodata = self.nodata
@@ -242,7 +234,7 @@ class GeoTiffSource:
 
     def read_all(self, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The whole image (for the in-memory reference only)."""
-        return self.read(bands, ((0, self.height), (0, self.width)))
+        return self.read(bands, Window(0, self.height, 0, self.width))
 
 
 def zero_invalid_non_finite(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -295,11 +287,10 @@ class ArraySource:
     def shape(self) -> tuple[int, int]:
         return (self.height, self.width)
 
-    def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
-        (r0, r1), (c0, c1) = window
+    def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
         planes = [b - 1 for b in bands]
-        valid = self.valid[r0:r1, c0:c1]
-        return zero_invalid_non_finite(self.image[planes, r0:r1, c0:c1], valid), valid
+        valid = self.valid[window.slices]
+        return zero_invalid_non_finite(self.image[(planes, *window.slices)], valid), valid
 
 
 @dataclass(frozen=True)
@@ -339,6 +330,6 @@ class SyntheticSource:
         t = self.field.transform
         return (t.a, t.b, t.c, t.d, t.e, t.f)
 
-    def read(self, bands: tuple[int, ...], window: WindowRC) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
         rgba = self.field.read(window)
         return rgba[[b - 1 for b in bands]], rgba[3] > 0

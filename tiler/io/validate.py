@@ -21,13 +21,14 @@ import numpy as np
 import rasterio
 from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
-from rasterio.windows import Window
+from rasterio.windows import Window as RioWindow
 
 from tiler.errors import InputError
 from tiler.io.open_raster import open_geotiff
-from tiler.io.raster import WindowRC, _gdal_reason, describe_window
+from tiler.io.raster import _gdal_reason
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS, block_layout, size_text
 from tiler.progress import Progress
+from tiler.tiling import Window
 
 # Blocks handed to a thread at a time (whole rows of blocks, at least this
 # many): few enough tasks for a 100-gigapixel file, and a steady progress bar.
@@ -38,11 +39,11 @@ _BATCH_BLOCKS = 64
 class BadBlock:
     """A block that did not decode: its window and GDAL's reason (per band, or the mask)."""
 
-    window: WindowRC
+    window: Window
     reason: str
 
     def describe(self) -> str:
-        return f"bad block {describe_window(self.window)}: {self.reason}"
+        return f"bad block {self.window}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class _Reader:
         for ds in self.handles:
             ds.close()
 
-    def read(self, windows: list[Window]) -> tuple[list[BadBlock], int]:
+    def read(self, windows: list[RioWindow]) -> tuple[list[BadBlock], int]:
         """Decode ``windows`` (every band, then the mask); the bad ones and the bytes decoded."""
         ds = self.dataset()
         planar = block_layout(ds)[2] > 1
@@ -134,12 +135,12 @@ class _Reader:
                     reasons.append(f"mask: {_gdal_reason(exc)}")
             if reasons:
                 r0, c0 = int(win.row_off), int(win.col_off)
-                window = ((r0, r0 + int(win.height)), (c0, c0 + int(win.width)))
+                window = Window(r0, r0 + int(win.height), c0, c0 + int(win.width))
                 bad.append(BadBlock(window, "; ".join(reasons)))
         return bad, decoded
 
 
-def _batches(ds, threads: int) -> Iterator[list[Window]]:
+def _batches(ds, threads: int) -> Iterator[list[RioWindow]]:
     """The file's own block windows (``block_windows(1)``), whole rows of them per batch.
 
     Up to ``_BATCH_BLOCKS`` blocks a batch, and at least four batches a thread
@@ -147,7 +148,7 @@ def _batches(ds, threads: int) -> Iterator[list[Window]]:
     """
     rows, cols, _, _ = block_layout(ds)
     rows_per_batch = max(1, min(_BATCH_BLOCKS // cols, rows // (4 * threads)))
-    batch: list[Window] = []
+    batch: list[RioWindow] = []
     for (i, j), win in ds.block_windows(1):
         if j == 0 and batch and i % rows_per_batch == 0:
             yield batch

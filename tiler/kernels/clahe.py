@@ -56,10 +56,11 @@ from skimage.exposure import rescale_intensity
 from skimage.exposure._adapthist import NR_OF_GRAY, clip_histogram, map_histogram
 from skimage.util import img_as_uint
 
+from tiler.tiling import Window
+
 NBINS = 256
 BIN_SIZE = 1 + NR_OF_GRAY // NBINS
 
-Window = tuple[tuple[int, int], tuple[int, int]]
 KernelSize = int | tuple[int, int]
 
 
@@ -135,7 +136,8 @@ def clahe_window(core: Window, image_shape: tuple[int, int], kernel_size: Kernel
     pixels that the far border's reflected padding repeats.
     """
     shape = kernel_shape(kernel_size)
-    return tuple(_axis_window(c, s, k) for c, s, k in zip(core, image_shape, shape, strict=True))
+    axes = zip((core.rows, core.cols), image_shape, shape, strict=True)
+    return Window.of(*(_axis_window(c, s, k) for c, s, k in axes))
 
 
 def _axis_plan(core: tuple[int, int], window: tuple[int, int], size: int, k: int) -> _AxisPlan:
@@ -271,8 +273,8 @@ def clahe_unscaled(
         The float64 image over ``window``, which must contain
         ``clahe_window(core, image_shape, kernel_size)`` (a halo of
         :func:`clahe_reach` clipped to the image does).
-    window, core : ((row0, row1), (col0, col1))
-        Image coordinates, ends exclusive; ``core`` lies inside ``window``.
+    window, core : tiler.tiling.Window
+        Image coordinates; ``core`` lies inside ``window``.
     image_shape : (int, int)
         Shape of the whole image.
     kernel_size : int or (int, int)
@@ -288,9 +290,8 @@ def clahe_unscaled(
         The core's values of scikit-image's internal ``_clahe`` output.
     """
     shape = kernel_shape(kernel_size)
-    rows, cols = (
-        _axis_plan(c, w, s, k) for c, w, s, k in zip(core, window, image_shape, shape, strict=True)
-    )
+    axes = zip((core.rows, core.cols), (window.rows, window.cols), image_shape, shape, strict=True)
+    rows, cols = (_axis_plan(c, w, s, k) for c, w, s, k in axes)
     bins = _bins(np.asarray(values_window, dtype=np.float64), vmin, vmax)
     maps = _region_maps(bins, rows, cols, shape, clip_limit)
     return _interpolate(maps, bins[rows.core, cols.core], rows, cols)

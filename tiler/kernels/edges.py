@@ -37,7 +37,7 @@ from scipy import ndimage as ndi
 from skimage.feature._canny import _preprocess
 from skimage.feature._canny_cy import _nonmaximum_suppression_bilinear
 
-from tiler.kernels.filters import GAUSSIAN_TRUNCATE
+from tiler.kernels.filters import gaussian_reach
 
 hysteresis_connectivity: Final[int] = 2
 """Connectivity of the hysteresis: scikit-image labels ``low_mask`` with ``ones((3, 3))``."""
@@ -63,7 +63,7 @@ def canny_reach(sigma: float) -> int:
     """
     if sigma < 0:
         raise ValueError(f"canny sigma must be >= 0, got {sigma}")
-    return int(GAUSSIAN_TRUNCATE * float(sigma) + 0.5) + 2
+    return gaussian_reach(sigma) + 2
 
 
 def _gradients(smoothed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -26,9 +26,18 @@ from tiler.kernels.buffers import scratch
 GAUSSIAN_TRUNCATE = 4.0
 
 
+def gaussian_reach(sigma: float) -> int:
+    """SciPy's Gaussian kernel radius ``int(truncate * sigma + 0.5)``, truncated at 4 sigma.
+
+    >>> gaussian_reach(1.0)
+    4
+    """
+    return int(GAUSSIAN_TRUNCATE * float(sigma) + 0.5)
+
+
 def gaussian_weights(sigma: float) -> np.ndarray:
     """SciPy's Gaussian weights (reversed for correlation, as ``gaussian_filter1d`` does)."""
-    radius = int(GAUSSIAN_TRUNCATE * float(sigma) + 0.5)
+    radius = gaussian_reach(sigma)
     return np.ascontiguousarray(_gaussian_kernel1d(sigma, 0, radius)[::-1], dtype=np.float64)
 
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TypeVar
-
 import numba
 import numpy as np
 from skimage.color import rgb2hsv
 
-T = TypeVar("T")
 
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """``numerator / denominator``, and 0 where the denominator is 0."""
     out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape), dtype=np.float64)
     np.divide(numerator, denominator, out=out, where=denominator != 0)
@@ -38,7 +33,7 @@ def excess_green(image: np.ndarray) -> np.ndarray:
     """
     red, green, blue = image[0], image[1], image[2]
     total = (red + green) + blue
-    r, g, b = _ratio(red, total), _ratio(green, total), _ratio(blue, total)
+    r, g, b = ratio(red, total), ratio(green, total), ratio(blue, total)
     exg: np.ndarray = (2 * g - r) - b
     return exg
 
@@ -113,7 +108,7 @@ def excess_green_bands(
 def ndvi(image: np.ndarray, red: int, nir: int) -> np.ndarray:
     """``(NIR - Red) / (NIR + Red)``, 0 where the sum is 0; ``red``/``nir`` index ``image``."""
     r, n = image[red], image[nir]
-    return _ratio(n - r, n + r)
+    return ratio(n - r, n + r)
 
 
 # scikit-image's luminance coefficients (``skimage.color.rgb2gray``).
@@ -132,45 +127,3 @@ def gray(image: np.ndarray) -> np.ndarray:
     c0, c1, c2 = GRAY_COEFFICIENTS
     luma: np.ndarray = (c0 * image[0] + c1 * image[1]) + c2 * image[2]
     return luma
-
-
-def _given(value: T | None, role: str, name: str) -> T:
-    """``value``, which index ``name`` needs (the pipeline's validation gives it)."""
-    if value is None:
-        raise ValueError(f"index {name!r} needs {role}")
-    return value
-
-
-def compute_index(
-    image: np.ndarray,
-    name: str,
-    bands: Sequence[int],
-    *,
-    red: int | None = None,
-    nir: int | None = None,
-    band: int | None = None,
-    channel: str | None = None,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """The named index of ``image``, the selected bands as read (any dtype).
-
-    ``bands`` are the file band numbers of ``image``'s planes (for NDVI roles).
-    Values are converted to float64 first, as DESIGN.md section 3 specifies.
-    ExG is written into ``out`` when given.
-    """
-    if name == "exg":
-        return excess_green_bands(image[0], image[1], image[2], out=out)
-    if name == "exgr":
-        return excess_green_red(image)
-    if name == "hsv":
-        return hsv_channel(image, _given(channel, "channel", name))
-    if name == "band":
-        return np.array(image[_given(band, "band", name) - 1], dtype=np.float64)
-    values = image.astype(np.float64, copy=False)
-    if name == "ndvi":
-        planes = list(bands)
-        red_plane = planes.index(_given(red, "red", name))
-        return ndvi(values, red_plane, planes.index(_given(nir, "nir", name)))
-    if name == "gray":
-        return gray(values)
-    raise ValueError(f"unknown index {name!r}")

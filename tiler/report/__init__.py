@@ -208,8 +208,9 @@ def _pass(source, bands, dst, transform, table_fields, partial, k, scheduler, lo
     windows = pyramid.windows(shape)
     tree = shapely.STRtree(list(table_fields.geometry))
     pieces = []
-    for (r0, r1), (c0, c1) in windows:
-        (x0, y0), (x1, y1) = _corner(transform, r0, c0), _corner(transform, r1, c1)
+    for w in windows:
+        x0, y0 = _corner(transform, w.row_start, w.col_start)
+        x1, y1 = _corner(transform, w.row_stop, w.col_stop)
         near = tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
         pieces.append([(int(i), table_fields.geometry.iloc[i]) for i in sorted(near)])
     labels_path = str(dst / output.LABELS / "labels")
@@ -233,11 +234,10 @@ def _pass(source, bands, dst, transform, table_fields, partial, k, scheduler, lo
 def window_counts(source, bands, labels_path, transform, pyramid_path, k, window, pieces):
     """One window of the report pass: the fields' pixel counts, the valid pixels per
     grid cell, the index's sums per object, and its pyramid block."""
-    (r0, r1), (c0, c1) = window
     display, index_of = bands
     read = tuple(dict.fromkeys(display + (index_of.bands if index_of else ())))
     image, valid = source.read(read, window)  # every band once
-    labels = zarr.open_array(labels_path, mode="r")[r0:r1, c0:c1]
+    labels = zarr.open_array(labels_path, mode="r")[window.slices]
     planes = lambda wanted: image[[read.index(b) for b in wanted]]  # noqa: E731
     pyramid.write_level0(pyramid_path, window, planes(display), valid, labels)
     sums = (

@@ -32,6 +32,7 @@ from shapely.geometry import box
 
 from tiler.errors import InputError
 from tiler.report.vigour import COLUMNS as INDEX_COLUMNS
+from tiler.tiling import Window
 
 # rasterio's rasterize builds a MEM dataset whose NotGeoreferencedWarning it hides with
 # warnings.catch_warnings, which is not thread-safe: two report windows rasterizing at
@@ -148,37 +149,41 @@ def object_fields(members: list[np.ndarray], ids, n_objects: int) -> np.ndarray:
 
 
 def pixel_counts(
-    window, transform: tuple, geometries: list[tuple[int, object]], valid, labels
+    window: Window, transform: tuple, geometries: list[tuple[int, object]], valid, labels
 ) -> np.ndarray:
     """``(field index, pixels, valid pixels, object pixels)`` of the fields in one window.
 
     Each field is rasterized over its own bounding box within the window only,
     so many small plots cost what their area costs.
     """
-    (r0, r1), (c0, c1) = window
     full = Affine(*transform)
-    to_pixels = ~(full * Affine.translation(c0, r0))
+    to_pixels = ~(full * Affine.translation(window.col_start, window.row_start))
     out = np.zeros((len(geometries), 4), dtype=np.int64)
     covered = labels > 0
     for row, (index, geometry) in enumerate(geometries):
         xmin, ymin, xmax, ymax = geometry.bounds
         corners = [to_pixels * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
         cols, rows = zip(*corners, strict=True)
-        a = max(0, int(np.floor(min(rows))) - 1), min(r1 - r0, int(np.ceil(max(rows))) + 1)
-        b = max(0, int(np.floor(min(cols))) - 1), min(c1 - c0, int(np.ceil(max(cols))) + 1)
+        near = Window(
+            int(np.floor(min(rows))) - 1,
+            int(np.ceil(max(rows))) + 1,
+            int(np.floor(min(cols))) - 1,
+            int(np.ceil(max(cols))) + 1,
+        )
+        box = near.intersection(Window.whole(window.shape))  # in the window's own pixels
         out[row, 0] = index
-        if a[0] >= a[1] or b[0] >= b[1]:
+        if box.size == 0:
             continue
-        at = full * Affine.translation(c0 + b[0], r0 + a[0])
+        at = full * Affine.translation(*box.translate(*window.origin).xywh[:2])
         with _RASTERIZE:
             inside = rasterize(
-                [(geometry, 1)], out_shape=(a[1] - a[0], b[1] - b[0]), transform=at, dtype="uint8"
+                [(geometry, 1)], out_shape=box.shape, transform=at, dtype="uint8"
             ).astype(bool)
-        inside_valid = inside & valid[a[0] : a[1], b[0] : b[1]]
+        inside_valid = inside & valid[box.slices]
         out[row, 1:] = (
             inside.sum(),
             inside_valid.sum(),
-            (inside_valid & covered[a[0] : a[1], b[0] : b[1]]).sum(),
+            (inside_valid & covered[box.slices]).sum(),
         )
     return out
 

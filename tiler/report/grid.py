@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tiler.georef import pixel_area_m2
+from tiler.tiling import Window
 
 CELL_M = 5.0
 MIN_CELLS = 16
@@ -46,14 +47,13 @@ def grid_shape(shape: tuple[int, int], k: int) -> tuple[int, int]:
     return math.ceil(shape[0] / k), math.ceil(shape[1] / k)
 
 
-def valid_block(window, valid: np.ndarray, k: int) -> tuple[int, int, np.ndarray]:
+def valid_block(window: Window, valid: np.ndarray, k: int) -> tuple[int, int, np.ndarray]:
     """The valid pixels of one window per cell: ``(first cell row, first cell col, counts)``.
 
     A window's edge cells are partial; the caller adds the blocks of all windows.
     """
-    (r0, r1), (c0, c1) = window
-    rows = np.arange(r0, r1) // k
-    cols = np.arange(c0, c1) // k
+    rows = np.arange(*window.rows) // k
+    cols = np.arange(*window.cols) // k
     row_starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 1))
     col_starts = np.flatnonzero(np.diff(cols, prepend=cols[0] - 1))
     counts = np.add.reduceat(valid.astype(np.int64), row_starts, axis=0)

@@ -31,6 +31,7 @@ import numpy as np
 import zarr
 
 from tiler.io import atomic
+from tiler.tiling import TileGrid, Window
 
 FACTOR = 4  # level 0 against full resolution
 CHUNK = 256  # level chunks, and the smallest level's largest side
@@ -48,14 +49,9 @@ def level_shapes(shape: tuple[int, int]) -> list[tuple[int, int]]:
     return levels
 
 
-def windows(shape: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+def windows(shape: tuple[int, int]) -> list[Window]:
     """The pass's windows: ``WINDOW``-pixel squares, aligned to level 0's chunks."""
-    h, w = shape
-    return [
-        ((r, min(r + WINDOW, h)), (c, min(c + WINDOW, w)))
-        for r in range(0, h, WINDOW)
-        for c in range(0, w, WINDOW)
-    ]
+    return [window for *_, window in TileGrid(shape, (WINDOW, WINDOW))]
 
 
 def block_mean(image: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,10 +163,10 @@ def _multiscale(name: str, levels: int, scale, channels: bool) -> dict:
 
 
 def write_level0(
-    path: str, window, image: np.ndarray, valid: np.ndarray, labels: np.ndarray
+    path: str, window: Window, image: np.ndarray, valid: np.ndarray, labels: np.ndarray
 ) -> None:
     """Write one window's level-0 block (image means with alpha, and decimated labels)."""
-    (r0, _), (c0, _) = window
+    r0, c0 = window.origin
     means, any_valid = block_mean(image, valid, FACTOR)
     root = zarr.open_group(path, mode="r+")
     level = root["0"]

@@ -1,7 +1,7 @@
 """Per-object statistics of a vegetation index (a vigour proxy), out of core.
 
 The report's pass over the image (window by window) computes the index on
-each window with :func:`tiler.kernels.indices.compute_index` (the run's
+each window with the pipeline's index step (:class:`tiler.steps.indices.Index`: the run's
 own kernels, DESIGN.md section 3), and sums it per object over the object's
 valid pixels (labels > 0 and the input's mask): :func:`window_partial` gives
 each window's ``(labels, pixels, mean, M2)`` with ``np.bincount``, and
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tiler.errors import ConfigError
-from tiler.kernels.indices import compute_index
+from tiler.steps.indices import Index
 
 NAMES = ("exg", "exgr", "ndvi", "gray")
 TITLES = {"exg": "ExG", "exgr": "ExGR", "ndvi": "NDVI", "gray": "gray"}
@@ -56,7 +56,7 @@ class Vigour:
 
     def values(self, image: np.ndarray) -> np.ndarray:
         """The index of ``image``, the planes of ``self.bands`` as read (float64)."""
-        return compute_index(image, self.name, self.bands, red=self.red, nir=self.nir)
+        return Index(self.name, red=self.red, nir=self.nir).values(image, self.bands)
 
 
 def choose(asked: str | None, config: dict, count: int, source: str) -> Vigour | None:
@@ -158,9 +158,8 @@ def per_object(source, vigour: Vigour, labels, objects: np.ndarray, windows) -> 
     input ``source`` and the label array ``labels`` (any array that slices)."""
     total = Accumulator(objects)
     for window in windows:
-        (r0, r1), (c0, c1) = window
         image, valid = source.read(vigour.bands, window)
-        total.add(window_partial(vigour, image, valid, np.asarray(labels[r0:r1, c0:c1])))
+        total.add(window_partial(vigour, image, valid, np.asarray(labels[window.slices])))
     return total.result()
 
 

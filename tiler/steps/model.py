@@ -1,0 +1,81 @@
+"""A user's segmenter (``model:``) in place of ``preprocess`` and ``threshold``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tiler.errors import ConfigError
+from tiler.steps.base import Step, params, positive_int
+
+MODEL_OUTPUTS = ("mask", "labels")
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """Import ``package.module:function``; a :class:`ConfigError` says what is wrong."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ConfigError(f"model.callable: expected 'package.module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"model.callable: cannot import {module_name!r} ({exc})") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"model.callable: {module_name!r} has no callable {name!r}")
+    return function  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Model(Step):
+    """A user's segmenter in place of ``preprocess`` and ``threshold``.
+
+    ``function`` names a callable ``package.module:function`` that takes the
+    selected bands of a window as read, ``(bands, rows, cols)`` in the file's
+    data type, and returns a ``(rows, cols)`` mask (bool, or 0/1), or with
+    ``output: labels`` instance labels (integers, 0 for background).
+    Whole-image meaning: ``function(image) & valid``, or the instances of
+    ``function(image)`` on valid pixels numbered by first pixel in raster
+    order. Tiled, each tile is given its window grown by ``halo`` pixels:
+    masks keep the tile's own part, exact when the function looks no further
+    than ``halo`` pixels (a per-pixel classifier: ``halo: 0``); instances are
+    owned by the tile holding their centroid and matched across the overlap
+    as watershed splits are (:mod:`tiler.split`): make ``halo`` at least the
+    largest object's diameter.
+    """
+
+    function: str
+    halo: int = 0
+    output: Literal["mask", "labels"] = "mask"
+    names = ("model",)
+    kind = "approximate"
+
+    @property
+    def reach(self) -> int:
+        return self.halo
+
+    @classmethod
+    def from_params(cls, name: str, value: Any, key: str) -> Model:
+        found = params(value, key, ("callable", "halo", "output"))
+        if "callable" not in found:
+            raise ConfigError(f"{key}.callable: required ('package.module:function')")
+        spec = found["callable"]
+        if not isinstance(spec, str):
+            raise ConfigError(f"{key}.callable: expected 'package.module:function', got {spec!r}")
+        load_callable(spec)  # fail now, before any work
+        halo = positive_int(found.get("halo", 0), f"{key}.halo", minimum=0)
+        output = found.get("output", "mask")
+        if output not in MODEL_OUTPUTS:
+            raise ConfigError(
+                f"{key}.output: expected one of {', '.join(MODEL_OUTPUTS)}, got {output!r}"
+            )
+        return cls(spec, halo, output)
+
+    def record(self) -> dict[str, Any]:
+        """run.json's ``threshold`` record: the model decides the mask (no threshold)."""
+        return {"method": "model"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"callable": self.function, "halo": self.halo, "output": self.output}
