@@ -64,6 +64,7 @@ LAYERS = [
         "steps",
         [
             "tiler.units",
+            "tiler.resolution",
             "tiler.steps",
             "tiler.models",
             "tiler.stitch",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler import diagnostics, presets, reach, resumption
+from tiler import diagnostics, presets, reach, resolution, resumption
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
 from tiler.config import Pipeline, load_pipeline, parse_pipeline
 from tiler.engine import Passes, Segmentation
@@ -248,12 +248,7 @@ def run(
         )
     else:
         source = src
-    pipeline = pipeline.resolve_bands(
-        source.count,
-        source.alpha_bands,
-        source=source.name,
-        alpha_is_mask=getattr(source, "alpha_is_mask", True),
-    )
+    pipeline = resolution.resolve(pipeline, source)  # bands, and ground units in pixels
     src_path = Path(source.path) if isinstance(source, GeoTiffSource) else None
     target = client if client is not None else scheduler
     check_scheduler(target)
@@ -499,7 +494,8 @@ def _manifest(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "input": inputs,
-        "config": pipeline.to_dict(),
+        "config": pipeline.to_dict(),  # in pixels; "units": what was written in ground units
+        "units": pipeline.units,
         "chunking": {
             "chunk_shape": list(grid.chunks),
             "grid": list(grid.grid),

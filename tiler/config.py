@@ -71,6 +71,8 @@ class Pipeline:
     connectivity: Literal[1, 2] = 2
     bands: tuple[int, ...] | None = None
     model: Model | None = None
+    # run.json's record of the sizes converted from ground units (tiler.resolution)
+    units: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def index(self) -> Index:

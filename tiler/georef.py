@@ -51,3 +51,25 @@ def pixel_area_m2(crs_wkt: str, transform: tuple[float, ...], y: np.ndarray | fl
     meridional = semi_major * (1.0 - e2) / w**1.5  # metres per radian of latitude
     prime_vertical = semi_major / np.sqrt(w)  # times cos(lat): metres per radian of longitude
     return det * np.radians(1.0) ** 2 * meridional * prime_vertical * np.cos(phi)
+
+
+def pixel_sides_m(crs_wkt: str, transform: tuple[float, ...], y: float) -> tuple[float, float]:
+    """The ground lengths in m of a pixel's two sides, ``(row_m, col_m)``, at map coordinate ``y``.
+
+    ``row_m``: one row down (the transform's column ``(b, e)``); ``col_m``: one
+    column across (``(a, d)``). Their product is :func:`pixel_area_m2` for an
+    unrotated pixel. Units as there: empty ``crs_wkt`` is metres; a projected
+    CRS's unit is converted with its factor (feet); a geographic CRS's degrees
+    of latitude and longitude by the ellipsoid's radii of curvature at ``y``.
+    """
+    a, b, _, d, e, _ = transform[:6]
+    if not crs_wkt:
+        return float(np.hypot(b, e)), float(np.hypot(a, d))
+    kind, factor, semi_major, e2 = _crs_kind(crs_wkt)
+    if kind == "projected":
+        return float(np.hypot(b, e) * factor), float(np.hypot(a, d) * factor)
+    phi = np.radians(y)
+    w = 1.0 - e2 * np.sin(phi) ** 2
+    per_lat = np.radians(1.0) * semi_major * (1.0 - e2) / w**1.5  # metres per degree of latitude
+    per_lon = np.radians(1.0) * semi_major / np.sqrt(w) * np.cos(phi)  # ... of longitude
+    return float(np.hypot(b * per_lon, e * per_lat)), float(np.hypot(a * per_lon, d * per_lat))

@@ -17,6 +17,8 @@ from skimage.measure import label, regionprops_table
 from tiler.config import Index, Pipeline, load_callable
 from tiler.georef import pixel_area_m2
 from tiler.kernels.split import raster_order
+from tiler.resolution import in_pixels
+from tiler.units import PixelSize
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,14 @@ def reference_refine(mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:
     return mask
 
 
-def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> Reference:
+def run_reference(
+    image: np.ndarray, valid: np.ndarray, pipeline: Pipeline, pixel_size: PixelSize | None = None
+) -> Reference:
     """Run a resolved pipeline on a whole image.
+
+    Sizes written in ground units become pixels for ``pixel_size`` exactly
+    as a run makes them (:func:`tiler.resolution.in_pixels`); without a
+    pixel size they are refused, as on a ``--pixel-only`` input.
 
     Parameters
     ----------
@@ -70,7 +78,10 @@ def run_reference(image: np.ndarray, valid: np.ndarray, pipeline: Pipeline) -> R
         ``dataset_mask() > 0``, or the ``--mask`` the run used.
     pipeline : Pipeline
         With ``bands`` resolved.
+    pixel_size : PixelSize, optional
+        The input's (:func:`tiler.resolution.pixel_size`), for ground units.
     """
+    pipeline = in_pixels(pipeline, pixel_size, "reference")
     if pipeline.model is not None:
         out = np.asarray(load_callable(pipeline.model.function)(image))
         if pipeline.model.output == "labels":

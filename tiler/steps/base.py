@@ -14,33 +14,20 @@ the stitched labels) and ``approximate`` (a halo, objects matched across it).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from tiler.errors import ConfigError
 from tiler.kernels.label import label, relabel
+from tiler.units import Ground, PixelSize, number, positive_int
+
+__all__ = ["number", "positive_int"]  # the validators steps use, from tiler.units
 
 S = TypeVar("S", bound="Step")
 Threshold = float | tuple[float, ...] | None
-
-
-def positive_int(value: Any, key: str, *, minimum: int = 1) -> int:
-    """``value`` as an integer ``>= minimum``, or a :class:`ConfigError` naming ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def number(value: Any, key: str, *, positive: bool = False) -> float:
-    """``value`` as a finite float (``> 0`` with ``positive``), or a :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if positive and value <= 0:
-        raise ConfigError(f"{key}: expected a number > 0, got {value!r}")
-    return float(value)
 
 
 def params(value: Any, key: str, allowed: Sequence[str]) -> dict[str, Any]:
@@ -66,16 +53,27 @@ def required(found: Mapping[str, Any], name: str, key: str, what: str) -> Any:
     return found[name]
 
 
+@dataclass(frozen=True)
 class Step:
     """A pipeline step.
 
     ``names`` are the pipeline names it is written under (``{name: params}``);
     ``position`` is ``"first"`` or ``"last"`` where the step must stand there
-    in its list.
+    in its list. ``ground`` holds its parameters written in ground units
+    (:mod:`tiler.units`) until :meth:`in_pixels` turns them into pixels; the
+    fields hold placeholders until then.
     """
 
+    ground: tuple[Ground, ...] = field(default=(), kw_only=True, repr=False)
     names: ClassVar[tuple[str, ...]] = ()
     position: ClassVar[str | None] = None
+
+    def in_pixels(self: S, size: PixelSize) -> S:
+        """The step with its ground-unit parameters in pixels for pixels of ``size``."""
+        if not self.ground:
+            return self
+        values = {g.name: g.pixels(size) for g in self.ground}
+        return replace(self, ground=(), **values)
 
     @property
     def kind(self) -> str:

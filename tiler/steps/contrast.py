@@ -11,8 +11,9 @@ from skimage.exposure import equalize_adapthist, equalize_hist, rescale_intensit
 from tiler.errors import ConfigError
 from tiler.kernels.clahe import clahe_tile
 from tiler.kernels.threshold import equalization
-from tiler.steps.base import ValueStep, number, params, positive_int, required
+from tiler.steps.base import ValueStep, number, params, required
 from tiler.tiling import Window
+from tiler.units import length
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,11 @@ class Clahe(ValueStep):
     def from_params(cls, name: str, value: Any, key: str) -> Clahe:
         found = params(value, key, ("kernel_size", "clip_limit"))
         size = required(found, "kernel_size", key, "an integer >= 2, pixels")
-        size = positive_int(size, f"{key}.kernel_size", minimum=2)
+        size, ground = length(size, f"{key}.kernel_size", minimum=2)
         clip = number(found.get("clip_limit", 0.01), f"{key}.clip_limit")
         if clip < 0:
             raise ConfigError(f"{key}.clip_limit: expected a number >= 0, got {clip}")
-        return cls(size, clip)
+        return cls(size, clip, ground=ground)
 
     def resolved(self, ranges: tuple[float, float, int, int]) -> Clahe:
         """The step with its two ranges (input, unscaled output) found by the passes."""

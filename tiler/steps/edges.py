@@ -12,6 +12,7 @@ from tiler.errors import ConfigError
 from tiler.kernels.edges import canny_reach
 from tiler.steps.base import MaskStep, Threshold, ThresholdStep, number, params
 from tiler.steps.morphology import FillHoles
+from tiler.units import length
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,12 @@ class CannyEdges(ThresholdStep):
     @classmethod
     def from_params(cls, name: str, value: Any, key: str) -> CannyEdges:
         found = params(value, key, ("sigma", "low", "high"))
-        sigma = number(found.get("sigma", 1.0), f"{key}.sigma", positive=True)
+        sigma, ground = length(found.get("sigma", 1.0), f"{key}.sigma", rule="float")
         low = number(found.get("low", 0.1), f"{key}.low")
         high = number(found.get("high", 0.2), f"{key}.high")
         if not 0 <= low <= high:
             raise ConfigError(f"{key}: expected 0 <= low <= high, got low {low}, high {high}")
-        return cls(sigma, low, high)
+        return cls(sigma, low, high, ground=ground)
 
     def reference(self, values: np.ndarray, valid: np.ndarray) -> tuple[Threshold, np.ndarray]:
         edges = canny(values, self.sigma, self.low, self.high, mask=valid, mode="constant")

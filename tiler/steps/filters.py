@@ -10,7 +10,8 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk
 
 from tiler.kernels.filters import GAUSSIAN_TRUNCATE, gaussian, gaussian_reach, median
-from tiler.steps.base import ValueStep, number, params, positive_int, required
+from tiler.steps.base import ValueStep, params, required
+from tiler.units import length
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Gaussian(ValueStep):
     @classmethod
     def from_params(cls, name: str, value: Any, key: str) -> Gaussian:
         sigma = required(params(value, key, ("sigma",)), "sigma", key, "a number > 0")
-        return cls(number(sigma, f"{key}.sigma", positive=True))
+        px, ground = length(sigma, f"{key}.sigma", rule="float")
+        return cls(px, ground=ground)
 
     def tile(self, values: np.ndarray) -> np.ndarray:
         return gaussian(values, self.sigma)
@@ -61,7 +63,8 @@ class Median(ValueStep):
     @classmethod
     def from_params(cls, name: str, value: Any, key: str) -> Median:
         found = params(value, key, ("radius",))
-        return cls(positive_int(found.get("radius", 1), f"{key}.radius"))
+        px, ground = length(found.get("radius", 1), f"{key}.radius")
+        return cls(px, ground=ground)
 
     def tile(self, values: np.ndarray) -> np.ndarray:
         return median(values, self.radius)

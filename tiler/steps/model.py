@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tiler.errors import ConfigError
-from tiler.steps.base import Step, params, positive_int
+from tiler.steps.base import Step, params
+from tiler.units import length
 
 MODEL_OUTPUTS = ("mask", "labels")
 
@@ -65,13 +66,13 @@ class Model(Step):
         if not isinstance(spec, str):
             raise ConfigError(f"{key}.callable: expected 'package.module:function', got {spec!r}")
         load_callable(spec)  # fail now, before any work
-        halo = positive_int(found.get("halo", 0), f"{key}.halo", minimum=0)
+        halo, ground = length(found.get("halo", 0), f"{key}.halo", minimum=0)
         output = found.get("output", "mask")
         if output not in MODEL_OUTPUTS:
             raise ConfigError(
                 f"{key}.output: expected one of {', '.join(MODEL_OUTPUTS)}, got {output!r}"
             )
-        return cls(spec, halo, output)
+        return cls(spec, halo, output, ground=ground)
 
     def record(self) -> dict[str, Any]:
         """run.json's ``threshold`` record: the model decides the mask (no threshold)."""

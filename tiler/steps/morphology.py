@@ -17,11 +17,10 @@ from tiler.kernels.morphology import morphology, smooth
 from tiler.steps.base import (
     LocalMaskStep,
     ObjectStep,
-    number,
     params,
-    positive_int,
     required,
 )
+from tiler.units import area, length
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,8 @@ class Morphology(LocalMaskStep):
 
     @classmethod
     def from_params(cls, name: str, value: Any, key: str) -> Morphology:
-        radius = positive_int(params(value, key, ("radius",)).get("radius", 1), f"{key}.radius")
-        return cls(name, radius)  # type: ignore[arg-type]
+        radius, ground = length(params(value, key, ("radius",)).get("radius", 1), f"{key}.radius")
+        return cls(name, radius, ground=ground)  # type: ignore[arg-type]
 
     def tile(self, mask: np.ndarray) -> np.ndarray:
         return morphology(mask, self.op, self.radius)
@@ -77,7 +76,8 @@ class Smooth(LocalMaskStep):
     @classmethod
     def from_params(cls, name: str, value: Any, key: str) -> Smooth:
         sigma = required(params(value, key, ("sigma",)), "sigma", key, "a number > 0")
-        return cls(number(sigma, f"{key}.sigma", positive=True))
+        px, ground = length(sigma, f"{key}.sigma", rule="float")
+        return cls(px, ground=ground)
 
     def tile(self, mask: np.ndarray) -> np.ndarray:
         return smooth(mask, self.sigma)
@@ -106,9 +106,10 @@ class FillHoles(ObjectStep):
     @classmethod
     def from_params(cls, name: str, value: Any, key: str) -> FillHoles:
         max_area = params(value, key, ("max_area",)).get("max_area")
-        if max_area is not None:
-            max_area = positive_int(max_area, f"{key}.max_area")
-        return cls(max_area)
+        if max_area is None:
+            return cls(None)
+        px, ground = area(max_area, f"{key}.max_area")
+        return cls(px, ground=ground)
 
     def connectivity(self, pipeline_connectivity: int) -> int:
         return 1  # holes are 4-connected background components
@@ -142,7 +143,8 @@ class RemoveSmallObjects(ObjectStep):
     @classmethod
     def from_params(cls, name: str, value: Any, key: str) -> RemoveSmallObjects:
         min_area = required(params(value, key, ("min_area",)), "min_area", key, "an integer >= 1")
-        return cls(positive_int(min_area, f"{key}.min_area"))
+        px, ground = area(min_area, f"{key}.min_area")
+        return cls(px, ground=ground)
 
     def keep(self, stats: Mapping[str, np.ndarray]) -> np.ndarray:
         kept: np.ndarray = stats["count"] >= self.min_area

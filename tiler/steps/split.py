@@ -9,7 +9,8 @@ import numpy as np
 
 from tiler.errors import ConfigError
 from tiler.kernels.split import reference_split
-from tiler.steps.base import MaskStep, params, positive_int
+from tiler.steps.base import MaskStep, params
+from tiler.units import length
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,13 @@ class Split(MaskStep):
             raise ConfigError(f"{key}: expected {{watershed: {{min_distance, footprint, halo}}}}")
         key = f"{key}.watershed"
         found = params(found["watershed"], key, ("min_distance", "footprint", "halo"))
-        min_distance = positive_int(found.get("min_distance", 7), f"{key}.min_distance")
+        min_distance, ground = length(found.get("min_distance", 7), f"{key}.min_distance")
         footprint = found.get("footprint")
         if footprint is not None:
-            footprint = positive_int(footprint, f"{key}.footprint", minimum=3)
-            if footprint % 2 == 0:
-                raise ConfigError(f"{key}.footprint: must be odd, got {footprint}")
-        return cls(min_distance, footprint, positive_int(found.get("halo", 32), f"{key}.halo"))
+            footprint, more = length(footprint, f"{key}.footprint", rule="odd", minimum=3)
+            ground += more
+        halo, more = length(found.get("halo", 32), f"{key}.halo")
+        return cls(min_distance, footprint, halo, ground=ground + more)
 
     def reference(self, mask: np.ndarray, connectivity: int) -> np.ndarray:
         return mask  # not a mask step: its meaning is the labels (:meth:`labels`)

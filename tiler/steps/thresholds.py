@@ -27,6 +27,7 @@ from tiler.steps.base import (
     positive_int,
     required,
 )
+from tiler.units import length
 
 
 class SingleThreshold(ThresholdStep):
@@ -201,15 +202,14 @@ class LocalThreshold(ThresholdStep):
     def from_params(cls, name: str, value: Any, key: str) -> LocalThreshold:
         found = params(value, key, ("block_size", "method", "offset"))
         block_size = required(found, "block_size", key, "an odd integer >= 3")
-        block_size = positive_int(block_size, f"{key}.block_size", minimum=3)
-        if block_size % 2 == 0:
-            raise ConfigError(f"{key}.block_size: must be odd, got {block_size}")
+        block_size, ground = length(block_size, f"{key}.block_size", rule="odd", minimum=3)
         method = found.get("method", "gaussian")
         if method not in LOCAL_METHODS:
             raise ConfigError(
                 f"{key}.method: expected one of {', '.join(LOCAL_METHODS)}, got {method!r}"
             )
-        return cls(block_size, method, number(found.get("offset", 0.0), f"{key}.offset"))
+        offset = number(found.get("offset", 0.0), f"{key}.offset")
+        return cls(block_size, method, offset, ground=ground)
 
     def tile_mask(
         self, values: np.ndarray, valid: np.ndarray, threshold: Threshold, polarity: str

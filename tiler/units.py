@@ -1,0 +1,181 @@
+"""Sizes in ground units: the one place that turns them into pixels (DESIGN.md section 1).
+
+A length or area in a pipeline file may carry a unit: ``sigma: 2 cm``,
+``radius: 0.05 m``, ``min_area: 0.01 m2``, ``radius: 3 px``. A bare number
+means pixels, as it always did. Lengths: ``px``, ``mm``, ``cm``, ``m``, ``ft``
+(the international foot, 0.3048 m). Areas: ``px`` (a number of pixels),
+``mm2``, ``cm2``, ``m2``, ``ha``, ``ft2``.
+
+A step parses such a value with :func:`length` or :func:`area`: a value in
+pixels is validated at once (with the same messages as a bare number); a
+value in ground units is kept as a :class:`Ground` until the input's
+:class:`PixelSize` is known, and then :meth:`Ground.pixels` converts it:
+
+* a length is divided by the pixel's side, the geometric mean of its two
+  sides ``sqrt(row_m * col_m)`` (for square pixels, the side; for non-square
+  ones, the side of the square of the same ground area, so that a disk of
+  that radius covers the ground area it would on square pixels);
+* an area is divided by the pixel's ground area ``row_m * col_m``;
+* an integer parameter (a radius, an area in pixels, a halo, a block size)
+  is rounded to the nearest integer (halves up), and raised to its least
+  allowed value (1 for a radius or an area: a ground size smaller than half
+  a pixel still means "the smallest there is"); an odd one (a block size, a
+  footprint) goes to the nearest odd integer (ties up). A float parameter
+  (a Gaussian's ``sigma``) is not rounded.
+
+The pixel size is taken once per input, at the image's middle row
+(:func:`input_pixel_size`; feet and geographic CRSs through
+:mod:`tiler.georef`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from tiler.errors import ConfigError
+
+LENGTHS = {"mm": 1e-3, "cm": 1e-2, "m": 1.0, "ft": 0.3048}
+AREAS = {"mm2": 1e-6, "cm2": 1e-4, "m2": 1.0, "ha": 1e4, "ft2": 0.3048**2}
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_TEXT = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-z][A-Za-z0-9²^]*)\s*$")
+
+
+def positive_int(value: Any, key: str, *, minimum: int = 1) -> int:
+    """``value`` as an integer ``>= minimum``, or a :class:`ConfigError` naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def number(value: Any, key: str, *, positive: bool = False) -> float:
+    """``value`` as a finite float (``> 0`` with ``positive``), or a :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if positive and value <= 0:
+        raise ConfigError(f"{key}: expected a number > 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """A pixel's ground size in metres: ``row_m`` along a column (one row down), ``col_m``
+    along a row (one column across)."""
+
+    row_m: float
+    col_m: float
+
+    @property
+    def side_m(self) -> float:
+        """The length one pixel stands for: the geometric mean of the two sides."""
+        return math.sqrt(self.row_m * self.col_m)
+
+    @property
+    def area_m2(self) -> float:
+        return self.row_m * self.col_m
+
+
+@dataclass(frozen=True)
+class Ground:
+    """A parameter written in ground units, kept until the input's pixel size is known.
+
+    ``key``: where it is written (``refine[0].opening.radius``); ``written``:
+    as written (``"5 cm"``); ``metres``: in m (a length) or m² (an area);
+    ``rule``: ``float``, ``int`` or ``odd``; ``minimum``: its least value in pixels.
+    """
+
+    key: str
+    written: str
+    metres: float
+    area: bool = False
+    rule: str = "int"
+    minimum: int = 1
+
+    @property
+    def name(self) -> str:
+        """The step's parameter (the key's last part)."""
+        return self.key.rsplit(".", 1)[-1]
+
+    def pixels(self, size: PixelSize) -> int | float:
+        """The value in pixels for pixels of ``size`` (rounded by ``rule``)."""
+        px = self.metres / (size.area_m2 if self.area else size.side_m)
+        if self.rule == "float":
+            if px <= 0:
+                raise ConfigError(f"{self.key}: {self.written!r} is less than a pixel's size")
+            return px
+        if self.rule == "odd":
+            return max(self.minimum, 2 * math.floor(px / 2) + 1)
+        return max(self.minimum, math.floor(px + 0.5))
+
+    def record(self, size: PixelSize) -> dict[str, Any]:
+        """run.json's line for it: the key, the value as written and the pixels used."""
+        return {"key": self.key, "written": self.written, "pixels": self.pixels(size)}
+
+
+Parsed = tuple[Any, tuple[Ground, ...]]
+
+
+def _split(value: Any, key: str, units: dict[str, float], what: str) -> tuple[Any, str | None]:
+    """``(number, unit)`` of a value written ``"2 cm"``; a bare number has no unit."""
+    if not isinstance(value, str):
+        return value, None
+    found = _TEXT.match(value)
+    unit = found.group(2).replace("²", "2").replace("^2", "2") if found else None
+    pixels = ("px", "px2") if units is AREAS else ("px",)
+    if found is None or (unit not in pixels and unit not in units):
+        allowed = ", ".join(["px", *units])
+        raise ConfigError(f"{key}: {value!r} is not {what}; use {allowed}")
+    text = found.group(1)
+    return (float(text) if re.search(r"[.eE]", text) else int(text)), unit
+
+
+def _parse(value: Any, key: str, units: dict[str, float], what: str, **rules: Any) -> Parsed:
+    amount, unit = _split(value, key, units, what)
+    rule, minimum = rules["rule"], rules["minimum"]
+    if unit is None or unit in ("px", "px2"):  # pixels: checked as a bare number is
+        if rule == "float":
+            return number(amount, key, positive=True), ()
+        if isinstance(amount, float) and amount.is_integer() and unit is not None:
+            amount = int(amount)
+        px = positive_int(amount, key, minimum=minimum)
+        if rule == "odd" and px % 2 == 0:
+            raise ConfigError(f"{key}: must be odd, got {px}")
+        return px, ()
+    metres = number(amount, key, positive=True) * units[unit]
+    ground = Ground(key, value.strip(), metres, units is AREAS, rule, minimum)
+    return (1.0 if rule == "float" else max(minimum, 1)), (ground,)  # a placeholder
+
+
+def length(value: Any, key: str, *, rule: str = "int", minimum: int = 1) -> Parsed:
+    """A length parameter: ``(pixels, ())``, or ``(placeholder, (Ground,))`` in ground units.
+
+    ``rule``: ``float`` (kept as a float > 0), ``int`` (an integer ``>= minimum``)
+    or ``odd`` (an odd integer ``>= minimum``).
+    """
+    return _parse(value, key, LENGTHS, "a length", rule=rule, minimum=minimum)
+
+
+def area(value: Any, key: str, *, minimum: int = 1) -> Parsed:
+    """An area parameter (an integer number of pixels), as :func:`length`."""
+    return _parse(value, key, AREAS, "an area", rule="int", minimum=minimum)
+
+
+def input_pixel_size(crs_wkt: str, transform: Any, height: int) -> PixelSize:
+    """The pixel size of an input, at its middle row (where a geographic CRS is measured)."""
+    from tiler.georef import pixel_sides_m
+
+    y = transform[4] * (height / 2) + transform[5]
+    row_m, col_m = pixel_sides_m(crs_wkt, tuple(transform)[:6], y)
+    return PixelSize(row_m, col_m)
+
+
+def refuse_without_pixel_size(grounds: tuple[Ground, ...], source: str) -> None:
+    """A one-line refusal when ground units meet an input that has no pixel size."""
+    if grounds:
+        g = grounds[0]
+        raise ConfigError(
+            f"{source}: {g.key}: {g.written!r} is in ground units, but this input is "
+            f"--pixel-only (no pixel size); write it in px"
+        )
