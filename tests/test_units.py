@@ -164,6 +164,11 @@ def test_every_length_and_area_parameter_takes_a_unit():
     split = p.refine[4]
     assert (split.min_distance, split.footprint, split.halo) == (6, 11, 40)
     assert resolution.ground(p) == ()
+    written = parse_pipeline(data)  # as written until resolved: to_dict round-trips
+    assert written.to_dict()["refine"][4] == data["refine"][4]
+    assert written.to_dict()["preprocess"][1:3] == data["preprocess"][1:3]
+    assert parse_pipeline(written.to_dict()) == written
+    assert p.to_dict()["refine"][0] == {"closing": {"radius": 2}}
     edges = parse_pipeline({"threshold": {"edges": {"sigma": "3 cm"}}})
     assert resolution.in_pixels(edges, PixelSize(0.01, 0.01)).threshold.sigma == pytest.approx(3)
 

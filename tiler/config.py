@@ -58,6 +58,7 @@ from tiler.steps.model import Model, load_callable
 from tiler.steps.morphology import FillHoles, Morphology, RemoveSmallObjects, Smooth
 from tiler.steps.split import Split
 from tiler.steps.thresholds import FixedThreshold, LocalThreshold, MultiOtsu, Otsu, Percentile
+from tiler.units import as_written
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,12 @@ class Pipeline:
         if self.bands is not None:
             out["bands"] = list(self.bands)
         if self.model is not None:
-            out["model"] = self.model.to_dict()
+            out["model"] = as_written(self.model)
         else:
-            out["preprocess"] = [step.to_dict() for step in self.preprocess]
-            out["threshold"] = self.threshold.to_dict()
+            out["preprocess"] = [as_written(step) for step in self.preprocess]
+            out["threshold"] = as_written(self.threshold)
             out["polarity"] = self.polarity
-        out["refine"] = [step.to_dict() for step in self.refine]
+        out["refine"] = [as_written(step) for step in self.refine]
         out["connectivity"] = self.connectivity
         return out
 

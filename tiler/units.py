@@ -162,6 +162,23 @@ def area(value: Any, key: str, *, minimum: int = 1) -> Parsed:
     return _parse(value, key, AREAS, "an area", rule="int", minimum=minimum)
 
 
+def as_written(step: Any) -> Any:
+    """``step.to_dict()`` with its sizes in ground units as written (not their placeholders).
+
+    A size's place in the dict is its key's path from the step's name on
+    (``refine[4].split.watershed.halo``: ``["split"]["watershed"]["halo"]``).
+    """
+    out = step.to_dict()
+    for g in step.ground:
+        parts = g.key.split(".")
+        place = out
+        path = parts[next(i for i, part in enumerate(parts) if part in out) :]
+        for part in path[:-1]:
+            place = place[part]
+        place[path[-1]] = g.written
+    return out
+
+
 def input_pixel_size(crs_wkt: str, transform: Any, height: int) -> PixelSize:
     """The pixel size of an input, at its middle row (where a geographic CRS is measured)."""
     from tiler.georef import pixel_sides_m
