@@ -19,7 +19,7 @@ MAX_LINES = 400
 CEILINGS = {
     "tasks.py": 532,
     "engine.py": 598,
-    "api.py": 569,
+    "api.py": 565,
     "plan.py": 516,
     "cli.py": 546,
     "synthetic.py": 418,

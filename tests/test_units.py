@@ -375,3 +375,13 @@ def test_a_ground_unit_pipeline_tiled_equals_the_reference(seed, shape, sides, c
     labels, seg, _ = run_tiled(source, resolution.in_pixels(written, size), chunks)
     assert seg.threshold == ref.threshold
     np.testing.assert_array_equal(labels, ref.labels)
+
+
+def test_the_passes_refuse_a_pipeline_still_in_ground_units():
+    """Only a resolved pipeline runs: a placeholder size never reaches a tile."""
+    written = parse_pipeline({"refine": [{"opening": {"radius": "10 cm"}}]})
+    with pytest.raises(ValueError, match="ground units"):
+        written.in_pixels()
+    resolved = resolution.in_pixels(written, PixelSize(0.05, 0.05))
+    assert resolved.in_pixels() is resolved
+    assert resolved.refine[0].radius == 2

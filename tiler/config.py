@@ -184,6 +184,13 @@ class Pipeline:
         self.index.check_bands(bands, count, tuple(alpha_bands), alpha_is_mask, source)
         return replace(self, bands=tuple(bands))
 
+    def in_pixels(self) -> Pipeline:
+        """This pipeline, refused while a size is in ground units (see :mod:`tiler.resolution`)."""
+        if any(step.ground for step in (*self.preprocess, self.threshold, *self.refine, self.model)
+               if step is not None):  # fmt: skip
+            raise ValueError("a pipeline in ground units runs after tiler.resolution.resolve")
+        return self
+
 
 @dataclass(frozen=True)
 class Stage:

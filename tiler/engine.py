@@ -168,7 +168,7 @@ class Passes:
         journal: Journal | None = None,
         progress: Progress | None = None,
     ):
-        self.source, self.pipeline, self.grid = source, pipeline, grid
+        self.source, self.pipeline, self.grid = source, pipeline.in_pixels(), grid
         self.executor, self.workdir, self.log = executor, workdir, log
         self.cache = cache if cache is not None else str(workdir / "values")
         self.journal = journal if journal is not None else Journal(None)
