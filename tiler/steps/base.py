@@ -21,12 +21,14 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from tiler.errors import ConfigError
+from tiler.kernels.filters import gaussian_reach
 from tiler.kernels.label import label, relabel
-from tiler.units import Ground, PixelSize, number, positive_int
+from tiler.units import Ground, PixelSize, length, number, positive_int
 
 __all__ = ["number", "positive_int"]  # the validators steps use, from tiler.units
 
 S = TypeVar("S", bound="Step")
+G = TypeVar("G", bound="SigmaStep")
 Threshold = float | tuple[float, ...] | None
 
 
@@ -99,6 +101,28 @@ class Step:
     def to_dict(self) -> Any:
         """The step as a pipeline file writes it (run.json's resolved config)."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class SigmaStep(Step):
+    """A step of one Gaussian ``sigma`` (``gaussian``, ``smooth``), written as
+    ``{name: {sigma}}`` in pixels or a ground length (kept a float): local, reaching
+    SciPy's kernel radius ``int(4 * sigma + 0.5)``. Listed before the step's kind."""
+
+    sigma: float
+
+    @property
+    def reach(self) -> int:
+        return gaussian_reach(self.sigma)
+
+    @classmethod
+    def from_params(cls: type[G], name: str, value: Any, key: str) -> G:
+        sigma = required(params(value, key, ("sigma",)), "sigma", key, "a number > 0")
+        px, ground = length(sigma, f"{key}.sigma", rule="float")
+        return cls(px, ground=ground)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.names[0]: {"sigma": self.sigma}}
 
 
 class ValueStep(Step):

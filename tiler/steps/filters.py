@@ -9,31 +9,17 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import disk
 
-from tiler.kernels.filters import GAUSSIAN_TRUNCATE, gaussian, gaussian_reach, median
-from tiler.steps.base import ValueStep, params, required
+from tiler.kernels.filters import GAUSSIAN_TRUNCATE, gaussian, median
+from tiler.steps.base import SigmaStep, ValueStep, params
 from tiler.units import length
 
 
 @dataclass(frozen=True)
-class Gaussian(ValueStep):
-    """``scipy.ndimage.gaussian_filter(x, sigma, mode="nearest", truncate=4.0)``.
+class Gaussian(SigmaStep, ValueStep):
+    """``scipy.ndimage.gaussian_filter(x, sigma, mode="nearest", truncate=4.0)``."""
 
-    Local, reaching SciPy's kernel radius ``int(4 * sigma + 0.5)``.
-    """
-
-    sigma: float
     names = ("gaussian",)
     kind = "local"
-
-    @property
-    def reach(self) -> int:
-        return gaussian_reach(self.sigma)
-
-    @classmethod
-    def from_params(cls, name: str, value: Any, key: str) -> Gaussian:
-        sigma = required(params(value, key, ("sigma",)), "sigma", key, "a number > 0")
-        px, ground = length(sigma, f"{key}.sigma", rule="float")
-        return cls(px, ground=ground)
 
     def tile(self, values: np.ndarray) -> np.ndarray:
         return gaussian(values, self.sigma)
@@ -43,9 +29,6 @@ class Gaussian(ValueStep):
             values, self.sigma, mode="nearest", truncate=GAUSSIAN_TRUNCATE
         )
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"gaussian": {"sigma": self.sigma}}
 
 
 @dataclass(frozen=True)

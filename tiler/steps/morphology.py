@@ -12,11 +12,11 @@ from scipy import ndimage as ndi
 from skimage.measure import label
 from skimage.morphology import disk
 
-from tiler.kernels.filters import gaussian_reach
 from tiler.kernels.morphology import morphology, smooth
 from tiler.steps.base import (
     LocalMaskStep,
     ObjectStep,
+    SigmaStep,
     params,
     required,
 )
@@ -63,21 +63,10 @@ class Morphology(LocalMaskStep):
 
 
 @dataclass(frozen=True)
-class Smooth(LocalMaskStep):
+class Smooth(SigmaStep, LocalMaskStep):
     """Boundary smoothing: ``gaussian_filter(m.astype(float64), sigma, mode="nearest") > 0.5``."""
 
-    sigma: float
     names = ("smooth",)
-
-    @property
-    def reach(self) -> int:
-        return gaussian_reach(self.sigma)
-
-    @classmethod
-    def from_params(cls, name: str, value: Any, key: str) -> Smooth:
-        sigma = required(params(value, key, ("sigma",)), "sigma", key, "a number > 0")
-        px, ground = length(sigma, f"{key}.sigma", rule="float")
-        return cls(px, ground=ground)
 
     def tile(self, mask: np.ndarray) -> np.ndarray:
         return smooth(mask, self.sigma)
@@ -86,9 +75,6 @@ class Smooth(LocalMaskStep):
         smoothed = ndi.gaussian_filter(mask.astype(np.float64), self.sigma, mode="nearest")
         out: np.ndarray = smoothed > 0.5
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"smooth": {"sigma": self.sigma}}
 
 
 @dataclass(frozen=True)
