@@ -49,9 +49,10 @@ clean:
 .PHONY: bench bench-scale
 
 ## bench: tiler vs the whole-image reference vs rioxarray + dask-image on a 64 MP synthetic field
+## (BENCH_ARGS="--tiler-at REF" adds tiler as of another commit, for before/after in one run)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
-	$(BIN)/python -m benchmarks.bench --megapixels 64 --chunk 2048 --out benchmarks/results
+	$(BIN)/python -m benchmarks.bench --megapixels 64 --chunk 2048 --out benchmarks/results $(BENCH_ARGS)
 
 ## bench-scale: tiler alone on a 32768 x 32768 (1.07 GP) synthetic field and on the 64 MP one
 bench-scale: $(STAMP)

@@ -47,6 +47,7 @@ class Job:
     label: str  # row name
     runner: str  # benchmarks.run_one NAME
     python: str  # interpreter
+    checkout: Path = ROOT  # the source tree it runs from (another commit's, for --tiler-at)
 
 
 # ---------------------------------------------------------------------------
@@ -144,7 +145,8 @@ def run_job(job: Job, src: Path, chunk: int, workdir: Path, log=print) -> dict[s
            "--dst", str(dst), "--chunk", str(chunk), "--result", str(result_file)]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "default"}
     log(f"running {job.label}...")
-    measured = run_monitored(cmd, log=log_file, cwd=ROOT, env=env)
+    # The child imports tiler and benchmarks from its working directory (sys.path[0]).
+    measured = run_monitored(cmd, log=log_file, cwd=job.checkout, env=env)
     row: dict[str, Any] = {"label": job.label, "runner": job.runner, "python": job.python}
     row.update(measured.to_dict())
     row["log"] = str(log_file)
@@ -244,7 +246,7 @@ def header_lines(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
 
 
 def ratio_line(rows: list[dict[str, Any]]) -> str:
-    tiler = next((r for r in rows if r["runner"] == "tiler" and r["ok"]), None)
+    tiler = next((r for r in rows if r["label"] == "tiler" and r["ok"]), None)  # this checkout
     if tiler is None:
         return "- Throughput ratios: tiler did not finish"
     parts = []
@@ -342,8 +344,28 @@ def write_report(out: Path, stem: str, title: str, lines: list[str], data: dict)
     return text
 
 
-def jobs_for(names: list[str], peer_python: str | None) -> list[Job]:
+def checkout_at(ref: str) -> Path:
+    """A detached git worktree of ``ref`` in the scratch folder (made once), for ``--tiler-at``."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", f"{ref}^{{commit}}"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    path = SCRATCH / f"tiler-{commit}"
+    if not (path / "tiler").is_dir():
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--force", "--detach", str(path), commit],
+            cwd=ROOT, capture_output=True, check=True,
+        )  # fmt: skip
+    return path
+
+
+def jobs_for(names: list[str], peer_python: str | None, at: list[str] = ()) -> list[Job]:
     jobs = []
+    for ref in at:  # tiler at other commits first, in the same environment
+        checkout = checkout_at(ref)
+        jobs.append(Job(f"tiler at {checkout.name.removeprefix('tiler-')}", "tiler",
+                        sys.executable, checkout))  # fmt: skip
     for name in names:
         if name == "dask-image-2025.3":
             if peer_python:
@@ -379,6 +401,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not create benchmarks/.venv-dask2025 (skips dask-image-2025.3)",
     )
+    parser.add_argument(
+        "--tiler-at",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="also run tiler as of this git commit (a worktree in benchmarks/scratch), "
+        "with the same interpreter and libraries: before/after in one run; repeatable",
+    )
     args = parser.parse_args(argv)  # fmt: skip
 
     shape = image_shape(args.megapixels, args.size)
@@ -393,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
             peer_status = f"venv {why}" if peer_python else f"left out: {why}"
     workdir = SCRATCH / "runs" / f"{shape[0]}x{shape[1]}"
     workdir.mkdir(parents=True, exist_ok=True)
-    rows = [run_job(job, src, args.chunk, workdir) for job in jobs_for(names, peer_python)]
+    rows = [
+        run_job(job, src, args.chunk, workdir)
+        for job in jobs_for(names, peer_python, args.tiler_at)
+    ]
     check_against_reference(rows)
 
     mp = round(shape[0] * shape[1] / 1e6)
