@@ -286,12 +286,27 @@ def test_cog_mask_needs_the_input(field_run, tmp_path):
     manifest = run_record.read_manifest(dst)
     manifest["input"]["path"] = str(tmp_path / "moved.tif")
     run_record.write_manifest(dst, manifest)
-    with pytest.raises(OutputError, match="moved.tif: the run's input is gone"):
+    with pytest.raises(InputError, match="moved.tif: the run's input is gone"):
         er.export_cog(dst, tmp_path / "mask.tif", mask=True)
     assert not (tmp_path / "mask.tif").exists()
     path = er.export_cog(dst, tmp_path / "labels.tif")  # the labels need only the labels
     with rasterio.open(path) as ds:
         np.testing.assert_array_equal(ds.read(1), read_labels(dst))
+
+
+def test_cog_mask_refuses_a_changed_input(field_run, tmp_path):
+    """The mask is the run's only while its input is the file the run read."""
+    dst, src = tmp_path / "run", tmp_path / "field.tif"
+    shutil.copytree(field_run, dst)
+    shutil.copy(run_record.read_manifest(field_run)["input"]["path"], src)
+    manifest = run_record.read_manifest(dst)
+    manifest["input"]["path"] = str(src)
+    run_record.write_manifest(dst, manifest)
+    with rasterio.open(src, "r+") as ds:  # another image now: its first block's bytes differ
+        ds.write(np.zeros((ds.count, 256, 256), ds.dtypes[0]), window=((0, 256), (0, 256)))
+    with pytest.raises(InputError, match="field.tif: changed since the run"):
+        er.export_cog(dst, tmp_path / "mask.tif", mask=True)
+    assert not (tmp_path / "mask.tif").exists()
 
 
 def test_cog_keeps_uint64_labels(tmp_path):

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from tiler.errors import OutputError
 from tiler.io import output, run_record
 from tiler.io.export_files import partial_name, replacing, target
 from tiler.io.finished import FinishedRun, open_run
@@ -78,7 +77,7 @@ def _input_of(dst: Path):
 def _reopen(dst: Path, manifest_stamp: int):  # the stamp: a new run in dst opens afresh
     from tiler.io.input_identity import reopen
 
-    return reopen(run_record.read_manifest(dst)["input"])
+    return reopen(run_record.read_manifest(dst)["input"], why="--mask reads its nodata mask")
 
 
 def _read_window(run: FinishedRun, window: Window, mask: bool) -> np.ndarray:
@@ -155,8 +154,8 @@ def export_cog(
 
     run = open_run(dst)
     path = target(path, COG_SUFFIXES, "a COG", run)
-    if mask and run.source is not None and not Path(run.source).is_file():
-        raise OutputError(f"{run.source}: the run's input is gone; --mask reads its nodata mask")
+    if mask and run.source is not None:
+        _input_of(run.dst)  # the very file the run read (or one line why not), before writing
     dtype = np.dtype(np.uint8) if mask else run.dtype
     height, width = run.shape
     profile = dict(

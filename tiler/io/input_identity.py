@@ -49,15 +49,31 @@ def check_moved_input(path: Path, inputs: dict) -> None:
         )
 
 
-def reopen(inputs: dict, moved_to: str | os.PathLike | None = None) -> GeoTiffSource:
+def check_unchanged(path: Path, inputs: dict, why: str) -> None:
+    """Refuse the run's input at its recorded ``path`` if it is gone or no longer the file read.
+
+    ``why``: what the reader needs the input for (and what to do), said when it is gone.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: the run's input is gone; {why}")
+    if "fingerprint_sha256" in inputs and fingerprint(path) != inputs["fingerprint_sha256"]:
+        raise InputError(f"{path}: changed since the run (its fingerprint differs)")
+
+
+def reopen(
+    inputs: dict, moved_to: str | os.PathLike | None = None, *, why: str = "it is read again"
+) -> GeoTiffSource:
     """A finished run's input, opened again as the run opened it (from run.json's ``input``).
 
-    ``moved_to``: where the input is now, accepted only as the very file the
-    run read (:func:`check_moved_input`).
+    The input must be the very file the run read: at its recorded path and
+    unchanged (:func:`check_unchanged`), or, if ``moved_to`` says where it is
+    now, of the same size and fingerprint (:func:`check_moved_input`).
     """
     options = inputs.get("options", {})
     how = options.get("georeferencing", "file")
-    if moved_to is not None:
+    if moved_to is None:
+        check_unchanged(Path(inputs["path"]), inputs, why)
+    else:
         check_moved_input(Path(moved_to), inputs)
     return open_geotiff(
         inputs["path"] if moved_to is None else moved_to,

@@ -30,11 +30,11 @@ import shapely
 import zarr
 from rasterio.enums import ColorInterp
 
-from tiler.errors import InputError, OutputError
+from tiler.errors import OutputError
 from tiler.georef import pixel_area_m2
 from tiler.io import atomic, output
 from tiler.io.finished import check_complete
-from tiler.io.input_identity import fingerprint, reopen
+from tiler.io.input_identity import reopen
 from tiler.io.targets import claim
 from tiler.plan import Executor, window_graph
 from tiler.report import fields as field_stats
@@ -260,23 +260,15 @@ def display_bands(source) -> tuple[int, ...]:
     return tuple(plain[:3]) if len(plain) >= 3 else tuple(plain[:1])
 
 
+_WHY_INPUT = "the report reads its mask for canopy cover (if it moved, pass --src NEW_PATH)"
+
+
 def _input(manifest: dict, src: str | os.PathLike | None = None):
     """The run's input, checked to be the very file the run read (the mask comes from it).
 
     ``src``: where it is now, if it moved (``tiler report --src``).
     """
-    inputs = manifest["input"]
-    if src is not None:
-        return reopen(inputs, moved_to=src)  # checked: same size and fingerprint
-    path = Path(inputs["path"])
-    if not path.is_file():
-        raise InputError(
-            f"{path}: the run's input is gone; the report reads its mask for canopy cover "
-            "(if it moved, pass --src NEW_PATH)"
-        )
-    if "fingerprint_sha256" in inputs and fingerprint(path) != inputs["fingerprint_sha256"]:
-        raise InputError(f"{path}: changed since the run (its fingerprint differs)")
-    return reopen(inputs)  # as the run opened it (and it is unchanged)
+    return reopen(manifest["input"], moved_to=src, why=_WHY_INPUT)
 
 
 def _corner(transform, row: float, col: float) -> tuple[float, float]:
