@@ -8,6 +8,8 @@ import click
 
 from tiler import api
 
+# The end of the line the API logs when an interrupted run kept its work (see `log`).
+RESUME_HINT = "run again with --resume to continue"
 # How a summary names the default pipeline.
 DEFAULT_PIPELINE = "default (`tiler pipeline`)"
 
@@ -22,8 +24,14 @@ def warning(message: str) -> None:
 
 
 def log(quiet: bool) -> Callable[[str], None]:
-    """The API's log: progress lines on stderr, none with --quiet."""
-    return (lambda message: None) if quiet else (lambda message: echo(f"  {message}"))
+    """The API's log: progress lines on stderr, none with --quiet but the one that says how
+    to continue an interrupted run (else -q hides how to finish it)."""
+
+    def write(message: str) -> None:
+        if not quiet or message.endswith(RESUME_HINT):
+            echo(f"  {message}")
+
+    return write
 
 
 def threshold_text(threshold) -> str:
