@@ -1,0 +1,60 @@
+"""Options that more than one command takes, written once."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from tiler import api
+
+scheduler_option = click.option(
+    "--scheduler",
+    default=None,
+    metavar="local|threads|sync|tcp://HOST:PORT|tls://HOST:PORT",
+    help="Where tasks run: a LocalCluster on 127.0.0.1 (default), threads, the synchronous "
+    "scheduler, or an existing dask.distributed scheduler (also DASK_SCHEDULER_ADDRESS).",
+)
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local cluster: worker processes [one worker, its threads in this process]; "
+    "--cluster: workers to start.",
+)
+threads_option = click.option(
+    "--threads-per-worker",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local cluster: threads per worker [cores / workers].",
+)
+memory_option = click.option(
+    "--memory-limit",
+    default=None,
+    metavar="SIZE",
+    help="Local cluster: memory limit per worker, e.g. 4GiB [system memory / workers].",
+)
+chunk_option = click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Tile size in pixels (also the Zarr chunk size) [default: {api.DEFAULT_CHUNK_SIZE}; "
+    "a striped GeoTIFF: tiles of as many pixels that follow its strips].",
+)
+assume_crs_option = click.option(
+    "--assume-crs",
+    default=None,
+    metavar="CRS",
+    help="The CRS (EPSG:32633, WKT, PROJ) of an input with a geotransform but no CRS.",
+)
+pixel_only_option = click.option(
+    "--pixel-only",
+    is_flag=True,
+    default=None,  # not given: `run --resume` takes the run's
+    help="Accept an input without georeferencing: areas and positions in pixels only.",
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+
+
+def scheduler_address(value: str | None) -> str:
+    return value or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
