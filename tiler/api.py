@@ -366,7 +366,7 @@ def run(
         if isinstance(exc, (KeyboardInterrupt, TileError)) and destination.disk_error(exc) is None:
             # Interrupted, or a tile's workers died: keep what is done for --resume.
             if (workdir / "journal").exists():
-                log(f"{dst}: unfinished; run again with --resume to continue")
+                log(f"{dst}: {resumption.RESUME_HINT}")
             raise
         # Anything else, a full disk included (in a tile or not): remove what was written.
         destination.discard_partial(dst, created=created)

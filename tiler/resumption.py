@@ -19,6 +19,8 @@ from tiler.io import output
 from tiler.io.finished import complete_manifest
 from tiler.journal import describe_change
 
+# The line an interrupted run leaves in the log (shown even with -q).
+RESUME_HINT = "unfinished; run again with --resume to continue"
 ADVICE = "leave it out to continue the run as it was, or pass --overwrite to start again"
 
 

@@ -7,9 +7,8 @@ from collections.abc import Callable
 import click
 
 from tiler import api
+from tiler.resumption import RESUME_HINT
 
-# The end of the line the API logs when an interrupted run kept its work (see `log`).
-RESUME_HINT = "run again with --resume to continue"
 # How a summary names the default pipeline.
 DEFAULT_PIPELINE = "default (`tiler pipeline`)"
 
