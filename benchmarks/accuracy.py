@@ -131,18 +131,8 @@ def read_truth_points(path: Path, crs_wkt: str | None = None) -> np.ndarray:
 
 
 def field_truth_points(synthetic: SyntheticField) -> np.ndarray:
-    """Map ``(x, y)`` of the field's crop plants.
-
-    ``plant_centres`` gives ``(row, col)`` pixel indices, pixel ``(i, j)``
-    centred on ``(i, j)``; the affine transform maps pixel corners, so the
-    centre of pixel ``(i, j)`` is at ``transform * (j + 0.5, i + 0.5)``, as
-    tiler's ``x``/``y`` columns.
-    """
-    rows, cols = synthetic.plant_centres().T
-    a, b, c, d, e, f = tuple(synthetic.transform)[:6]
-    return np.column_stack(
-        [a * (cols + 0.5) + b * (rows + 0.5) + c, d * (cols + 0.5) + e * (rows + 0.5) + f]
-    )
+    """Map ``(x, y)`` of the field's crop plants (:meth:`SyntheticField.plant_xy`)."""
+    return synthetic.plant_xy()
 
 
 def _inside(points: np.ndarray, source: GeoTiffSource) -> bool:
@@ -209,7 +199,7 @@ def score_field(
     The radius is half the plant spacing in metres.
     """
     tif = write_geotiff(synthetic, workdir / "field.tif")
-    radius = 0.5 * synthetic.plant_spacing * synthetic.pixel_size
+    radius = 0.5 * synthetic.plant_spacing * synthetic.unit_m
     dst = workdir / "field-out"
     pred_xy, result = detect(tif, dst, pipeline, scheduler=scheduler)
     score = match_points(pred_xy, field_truth_points(synthetic), radius).score()
