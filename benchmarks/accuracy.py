@@ -3,20 +3,25 @@
     python -m benchmarks.accuracy --out benchmarks/results \\
         [--pipeline-naip PRESET|FILE.yaml] [--pipeline-field PRESET|FILE.yaml]
 
-Two datasets, each run through ``tiler.run`` and scored with
+Three datasets, each run through ``tiler.run`` and scored with
 :mod:`tiler.accuracy` (optimal one-to-one matching of object centroids, the
-``x``/``y`` columns of ``objects.parquet``, to truth points within a radius):
+``x``/``y`` columns of ``objects.parquet``, to truth points within a radius,
+or into truth boxes):
 
-* **NAIP urban trees**: the 8 NAIP 2020 tiles of ``tests/data/urban_trees_naip``
-  (256 x 256 px, 0.6 m, R, G, B, NIR) against the annotated tree points in
-  ``json/<tile>.json``, within 3 m; default pipeline: the ``tree-crowns``
-  preset (``benchmarks/pipelines/naip-trees.yaml`` is the best variant
-  without watershed splitting, for comparison).
+* **Tree crowns at two pixel sizes**, one pipeline (default: the ``tree-crowns``
+  preset, its sizes in ground units; ``benchmarks/pipelines/naip-trees.yaml``
+  is the best NAIP variant without watershed splitting, for comparison):
+  the 8 NAIP 2020 tiles of ``tests/data/urban_trees_naip`` (256 x 256 px,
+  0.6 m, R, G, B, NIR) against the annotated tree points in
+  ``json/<tile>.json``, within 3 m; and the NEON tile ``tiler/data/neon_sjer_477.tif``
+  (400 x 400 px, 0.1 m, oak savanna) against its 7 crown boxes, a centroid
+  counting in a box it lies in (as ``tiler demo`` scores it).
 * **Synthetic row-crop field**: a 4000 x 4000 ``tiler.synthetic.SyntheticField``
-  (2.5 cm pixels) against its known crop-plant centres, within half the plant
-  spacing (25 px x 0.025 m / 2 = 0.3125 m); default pipeline: the
-  ``row-crop-plants`` preset. Weeds are not in the truth: detecting one is a
-  false positive.
+  (2.5 cm pixels), and a 40 m x 40 m field of the same seed drawn at 1, 2, 2.5
+  and 4 cm (``SyntheticField.at``: the same plants at any pixel size), against
+  its known crop-plant centres, within half the plant spacing (0.3125 m);
+  default pipeline: the ``row-crop-plants`` preset. Weeds are not in the
+  truth: detecting one is a false positive.
 
 Scores are per tile and pooled (sums of tp/fp/fn, then precision, recall, F1).
 Writes ``accuracy.md`` and ``accuracy.json`` to ``--out`` and prints the
@@ -43,6 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -52,7 +58,7 @@ import yaml
 from pyproj import CRS
 
 import tiler
-from tiler import presets
+from tiler import demo, presets
 from tiler.accuracy import Score, combine_scores, match_points
 from tiler.config import Pipeline, load_pipeline
 from tiler.io.open_raster import open_geotiff
@@ -65,6 +71,9 @@ NAIP_DIR = ROOT / "tests" / "data" / "urban_trees_naip"
 NAIP_RADIUS_M = 3.0
 FIELD_SIZE = 4000
 FIELD_SEED = 0
+FIELD_EXTENT_M = 40.0  # the side of the field drawn at each of FIELD_PIXEL_SIZES
+FIELD_PIXEL_SIZES = (0.01, 0.02, 0.025, 0.04)
+NEON_NAME = "neon_sjer_477 (0.1 m, 7 crown boxes)"
 
 
 @dataclass(frozen=True)
@@ -131,18 +140,8 @@ def read_truth_points(path: Path, crs_wkt: str | None = None) -> np.ndarray:
 
 
 def field_truth_points(synthetic: SyntheticField) -> np.ndarray:
-    """Map ``(x, y)`` of the field's crop plants.
-
-    ``plant_centres`` gives ``(row, col)`` pixel indices, pixel ``(i, j)``
-    centred on ``(i, j)``; the affine transform maps pixel corners, so the
-    centre of pixel ``(i, j)`` is at ``transform * (j + 0.5, i + 0.5)``, as
-    tiler's ``x``/``y`` columns.
-    """
-    rows, cols = synthetic.plant_centres().T
-    a, b, c, d, e, f = tuple(synthetic.transform)[:6]
-    return np.column_stack(
-        [a * (cols + 0.5) + b * (rows + 0.5) + c, d * (cols + 0.5) + e * (rows + 0.5) + f]
-    )
+    """Map ``(x, y)`` of the field's crop plants (:meth:`SyntheticField.plant_xy`)."""
+    return synthetic.plant_xy()
 
 
 def _inside(points: np.ndarray, source: GeoTiffSource) -> bool:
@@ -209,12 +208,40 @@ def score_field(
     The radius is half the plant spacing in metres.
     """
     tif = write_geotiff(synthetic, workdir / "field.tif")
-    radius = 0.5 * synthetic.plant_spacing * synthetic.pixel_size
+    radius = 0.5 * synthetic.plant_spacing * synthetic.unit_m
     dst = workdir / "field-out"
     pred_xy, result = detect(tif, dst, pipeline, scheduler=scheduler)
     score = match_points(pred_xy, field_truth_points(synthetic), radius).score()
-    name = f"synthetic field {synthetic.height} x {synthetic.width}, seed {synthetic.seed}"
+    name = (
+        f"field {synthetic.height * synthetic.pixel_size:g} m x "
+        f"{synthetic.width * synthetic.pixel_size:g} m at {100 * synthetic.pixel_size:g} cm "
+        f"({synthetic.height} x {synthetic.width} px), seed {synthetic.seed}"
+    )
     return TileScore(name, score, result.threshold, result.seconds, radius, dst)
+
+
+def score_fields(
+    pipeline: Pipeline, workdir: Path, size: int, log: Callable[[str], None] = print
+) -> list[TileScore]:
+    """The ``size``-pixel field at 2.5 cm, then the same field's corner at each pixel size."""
+    fields = [SyntheticField(height=size, width=size, seed=FIELD_SEED)]
+    extent = (FIELD_EXTENT_M, FIELD_EXTENT_M)
+    fields += [SyntheticField.at(ps, extent, seed=FIELD_SEED) for ps in FIELD_PIXEL_SIZES]
+    scores = []
+    for i, synthetic in enumerate(fields):
+        (workdir / f"field-{i}").mkdir()
+        scores.append(score_field(synthetic, pipeline, workdir / f"field-{i}"))
+        log(f"  {scores[-1].name}: F1 {scores[-1].score.f1:.3f}")
+    return scores
+
+
+def score_neon(pipeline: Pipeline, workdir: Path) -> TileScore:
+    """The NEON tile's objects against its 7 truth crown boxes (centroid inside, one to one)."""
+    dst = workdir / "neon"
+    with resources.as_file(demo.NEON_TILE) as tif:
+        result = tiler.run(tif, dst, config=pipeline, scheduler="sync", overwrite=True)
+    score = demo.neon_score(tiler.read_objects(dst))
+    return TileScore(NEON_NAME, score, result.threshold, result.seconds, math.nan, dst)
 
 
 def score_naip(
@@ -282,7 +309,8 @@ def _yaml(pipeline: Pipeline) -> list[str]:
 
 def report(
     naip: list[TileScore],
-    field_score: TileScore,
+    neon: TileScore,
+    fields: list[TileScore],
     naip_pipeline: tuple[str, Pipeline],
     field_pipeline: tuple[str, Pipeline],
 ) -> tuple[str, dict[str, Any]]:
@@ -305,18 +333,29 @@ def report(
         *table([(t.name, t.score) for t in naip] + [("**overall**", overall)]),
         "",
         *(notes and ["Notes:", "", *notes, ""]),
-        f"Pipeline ({naip_pipeline[0]}):",
+        "## NEON oak savanna (0.1 m), the same pipeline",
+        "",
+        *table([(neon.name, neon.score)]),
+        "",
+        "Truth: 7 crown boxes; an object counts when its centroid lies in a box (one to "
+        "one), as `tiler demo` scores it. Leafless oaks on green grass: see README, Accuracy.",
+        "",
+        f"Pipeline ({naip_pipeline[0]}), sizes as written:",
         "",
         *_yaml(naip_pipeline[1]),
         "",
-        f"## Synthetic row-crop field (radius {field_score.radius:g} m = half the plant spacing)",
+        f"## Synthetic row-crop field (radius {fields[0].radius:g} m = half the plant spacing)",
         "",
-        *table([(field_score.name, field_score.score)]),
+        *table([(f.name, f.score) for f in fields]),
+        "",
+        f"The others are one {FIELD_EXTENT_M:g} m x {FIELD_EXTENT_M:g} m field of the same "
+        "seed drawn at each pixel size (`SyntheticField.at`: the same plants, of the same "
+        "size, at the same map positions), scored with the same pipeline file.",
         "",
         "Truth: the crop plants (`SyntheticField.plant_centres`); weeds are not in the "
         "truth, so each weed detected is a false positive.",
         "",
-        f"Pipeline ({field_pipeline[0]}):",
+        f"Pipeline ({field_pipeline[0]}), sizes as written:",
         "",
         *_yaml(field_pipeline[1]),
         "",
@@ -331,10 +370,11 @@ def report(
             "tiles": [t.to_dict() for t in naip],
             "overall": overall.to_dict(),
         },
+        "neon": neon.to_dict(),
         "field": {
             "pipeline": field_pipeline[1].to_dict(),
             "pipeline_source": field_pipeline[0],
-            **field_score.to_dict(),
+            "runs": [f.to_dict() for f in fields],
         },
     }
     return "\n".join(lines), data
@@ -388,15 +428,14 @@ def main(argv: list[str] | None = None) -> int:
             workdir = Path(tmp)
             print("NAIP urban trees:", flush=True)
             naip = score_naip(naip_pipeline[1], workdir)
+            print("NEON tile:", flush=True)
+            neon = score_neon(naip_pipeline[1], workdir)
             print("synthetic field:", flush=True)
-            synthetic = SyntheticField(
-                height=args.field_size, width=args.field_size, seed=FIELD_SEED
-            )
-            field_score = score_field(synthetic, field_pipeline[1], workdir)
+            fields = score_fields(field_pipeline[1], workdir, args.field_size)
     except tiler.TilerError as exc:  # e.g. an NDVI pipeline without band 4 in 'bands:'
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text, data = report(naip, field_score, naip_pipeline, field_pipeline)
+    text, data = report(naip, neon, fields, naip_pipeline, field_pipeline)
     data["seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "accuracy.md").write_text(text)

@@ -73,6 +73,7 @@ LAYERS = [
             "tiler.reference",
             "tiler.accuracy",
             "tiler.synthetic",
+            "tiler.synthetic_stamps",
             "tiler.config",
             "tiler.presets",
             "tiler.reach",

@@ -282,3 +282,33 @@ def test_values_recomputed_on_resume_are_kept_for_the_passes_after(tmp_path):
     finally:
         value_cache.drop(fresh)
         value_cache.drop(resumed)
+
+
+def test_a_preset_in_ground_units_resumes_and_records_its_pixels(field, tmp_path):
+    """row-crop-plants (sizes in cm) killed part-way resumes to the bytes of an uninterrupted
+    run; run.json records each size as written and the pixels it became at 2.5 cm."""
+    preset = ("--preset", "row-crop-plants", "--scheduler", "sync")
+    whole = tmp_path / "whole"
+    proc = tiler(field, whole, *preset, "--chunk-size", CHUNK, "-q")
+    assert proc.returncode == 0, proc.stderr
+    dst = tmp_path / "out"
+    run = interrupt(field, dst, *preset, passes=2)
+    assert run.returncode == -signal.SIGKILL
+    assert_not_complete(dst)
+    proc = tiler(field, dst, *preset, "--chunk-size", CHUNK, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming: attempt 2" in proc.stderr
+    assert output_bytes(dst) == output_bytes(whole)
+    manifest = json.loads((dst / MANIFEST).read_text())
+    assert manifest["resume"]["tiles_reused"] > 0
+    assert manifest["units"]["pixel_size_m"] == [0.025, 0.025]
+    assert {p["key"]: (p["written"], p["pixels"]) for p in manifest["units"]["parameters"]} == {
+        "preprocess[1].gaussian.sigma": ("2.5 cm", 1.0),
+        "refine[0].closing.radius": ("2.5 cm", 1),
+        "refine[1].opening.radius": ("2.5 cm", 1),
+        "refine[3].remove_small_objects.min_area": ("200 cm2", 32),
+        "refine[4].split.watershed.min_distance": ("17.5 cm", 7),
+        "refine[4].split.watershed.halo": ("80 cm", 32),
+    }
+    assert manifest["config"]["serves"]["max"] == "8 cm"
+    assert manifest["config"]["refine"][4]["split"]["watershed"]["halo"] == 32

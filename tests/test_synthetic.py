@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.enums import ColorInterp
 
+from tiler.accuracy import match_points
 from tiler.synthetic import SyntheticField, write_geotiff
 from tiler.tiling import Window
 
@@ -110,6 +111,24 @@ def test_plant_centres_ground_truth():
     sub = FIELD.plant_centres(window)
     inside = (rows >= 100) & (rows < 350) & (cols >= 250) & (cols < 700)
     np.testing.assert_array_equal(np.unique(sub, axis=0), np.unique(centres[inside], axis=0))
+
+
+@pytest.mark.parametrize("pixel_size", [0.01, 0.02, 0.04])
+def test_the_same_field_at_another_pixel_size_holds_the_same_plants(pixel_size):
+    """Sizes are on the ground: at 1, 2 or 4 cm the plants of the 2.5 cm field are where
+    they were, as big as they were, and the soil between them as bare."""
+    base = SyntheticField.at(0.025, (6.0, 8.0), seed=5)
+    field = SyntheticField.at(pixel_size, (6.0, 8.0), seed=5)
+    assert base.shape == (240, 320) and base.scale == 1.0
+    assert field.shape == (round(6 / pixel_size), round(8 / pixel_size))
+    snap = (0.025 + pixel_size) / 2 * np.sqrt(2)  # both centres snap to their pixel
+    score = match_points(field.plant_xy(), base.plant_xy(), snap).score()
+    # all but a plant or two on the footprint's edge, which is drawn pixel by pixel
+    assert score.n_truth > 50 and score.fp + score.fn <= 2
+    img = field.read(Window.whole(field.shape))
+    share = (exg(img) > EXG_GREEN).sum() / (img[3] > 0).sum()
+    img = base.read(Window.whole(base.shape))
+    assert share == pytest.approx((exg(img) > EXG_GREEN).sum() / (img[3] > 0).sum(), rel=0.05)
 
 
 def test_properties_and_validation():

@@ -1,19 +1,6 @@
 """The pipeline file: parse, validate, and resolve how far each step reaches.
 
-A pipeline is a YAML mapping (see ``DEFAULT_PIPELINE_YAML`` and the README)::
-
-    bands: [1, 2, 3]
-    preprocess:
-      - index: exg
-      - gaussian: {sigma: 1.0}
-    threshold: otsu
-    polarity: above
-    refine:
-      - closing: {radius: 1}
-      - opening: {radius: 1}
-      - fill_holes: {}
-      - remove_small_objects: {min_area: 20}
-    connectivity: 2
+A pipeline is a YAML mapping: ``DEFAULT_PIPELINE_YAML`` below, and the README.
 
 Every step has a whole-image meaning (``tiler.reference``) and a class that
 decides how it runs in tiles:
@@ -58,7 +45,7 @@ from tiler.steps.model import Model, load_callable
 from tiler.steps.morphology import FillHoles, Morphology, RemoveSmallObjects, Smooth
 from tiler.steps.split import Split
 from tiler.steps.thresholds import FixedThreshold, LocalThreshold, MultiOtsu, Otsu, Percentile
-from tiler.units import as_written
+from tiler.units import Serves, as_written, serves
 
 
 @dataclass(frozen=True)
@@ -72,6 +59,7 @@ class Pipeline:
     connectivity: Literal[1, 2] = 2
     bands: tuple[int, ...] | None = None
     model: Model | None = None
+    serves: Serves | None = None  # the pixel sizes it serves (tiler.units.Serves)
     # run.json's record of the sizes converted from ground units (tiler.resolution)
     units: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
@@ -127,7 +115,7 @@ class Pipeline:
         return stages
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {} if self.serves is None else {"serves": self.serves.to_dict()}
         if self.bands is not None:
             out["bands"] = list(self.bands)
         if self.model is not None:
@@ -223,7 +211,7 @@ refine:
 connectivity: 2
 """
 
-TOP_KEYS = ("bands", "preprocess", "threshold", "polarity", "model", "refine", "connectivity")
+TOP_KEYS = tuple("bands preprocess threshold polarity model refine connectivity serves".split())
 
 
 def _step(item: Any, key: str, allowed: Sequence[str]) -> tuple[str, Any, dict[str, Any]]:
@@ -327,6 +315,7 @@ def parse_pipeline(data: Any) -> Pipeline:
         )
 
     refine = _parse_refine(data.get("refine"))
+    ranged = serves(data["serves"]) if "serves" in data else None
     if "model" in data:
         for key in ("preprocess", "threshold", "polarity"):
             if key in data:
@@ -336,7 +325,9 @@ def parse_pipeline(data: Any) -> Pipeline:
             raise ConfigError(
                 "refine: not allowed with model output 'labels' (objects come as given)"
             )
-        return Pipeline((), refine=refine, connectivity=connectivity, bands=bands, model=model)
+        return Pipeline(
+            (), refine=refine, connectivity=connectivity, bands=bands, model=model, serves=ranged
+        )
     return Pipeline(
         preprocess=_parse_preprocess(data.get("preprocess", [{"index": "exg"}])),
         threshold=threshold,
@@ -344,6 +335,7 @@ def parse_pipeline(data: Any) -> Pipeline:
         refine=refine,
         connectivity=connectivity,
         bands=bands,
+        serves=ranged,
     )
 
 

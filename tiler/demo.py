@@ -36,7 +36,7 @@ def _measures(score: Score) -> str:
 
 def field_check(field: SyntheticField, objects: pd.DataFrame) -> list[str]:
     """The synthetic field's objects against the planted plants."""
-    radius = 0.5 * field.plant_spacing
+    radius = 0.5 * field.plant_spacing * field.scale
     score = match_points(_centroids(objects), field.plant_centres(), radius).score()
     return [
         f"truth:      {score.n_truth} plants planted: {score.n_pred} objects "

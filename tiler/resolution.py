@@ -5,7 +5,9 @@ against the file (:meth:`tiler.config.Pipeline.resolve_bands`), then every
 parameter written in ground units (``radius: 10 cm``) into pixels for the
 input's pixel size (:mod:`tiler.units`, the one place that converts). A
 ``--pixel-only`` input has no pixel size: ground units are refused there, in
-one line naming the key. The resolved pipeline carries ``units``, run.json's
+one line naming the key; so is an input whose pixel size is outside the
+range the pipeline's ``serves:`` states (a preset's), in one line with its
+reason. The resolved pipeline carries ``units``, run.json's
 record of what was converted: the pixel size and, per key, the value as
 written and the pixels used.
 """
@@ -38,6 +40,8 @@ def in_pixels(pipeline: Pipeline, size: PixelSize | None, source: str = "input")
     found = ground(pipeline)
     if size is None:
         refuse_without_pixel_size(found, source)
+    if pipeline.serves is not None:
+        pipeline.serves.check(size, source)
     record: dict[str, Any] = {
         "pixel_size_m": None if size is None else [size.row_m, size.col_m],
         "parameters": [g.record(size) for g in found] if size is not None else [],

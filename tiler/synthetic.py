@@ -5,101 +5,31 @@ weeds and a quadrilateral field footprint (alpha 255 inside; 0 and black outside
 Every pixel is a pure function of ``(row, col)``, the seed and the parameters, built
 from integer hashes and IEEE ``+ - * / sqrt`` only: any window equals the same region
 of any other window, bit for bit, and costs time and memory in its own size only.
+The field's geometry is on the ground: :meth:`SyntheticField.at` draws the same
+plants, at the same map positions and of the same size in metres, at any pixel size.
 :func:`write_geotiff` streams a field into a tiled GeoTIFF.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from affine import Affine
 
 from tiler.io import atomic
+from tiler.synthetic_stamps import N_CROP, N_WEED, hash64, stamps, unit
 from tiler.tiling import Window
 
-_GOLDEN = 0x9E3779B97F4A7C15
-_MASK64 = 0xFFFFFFFFFFFFFFFF
 _SOIL_BLOCK = 8  # the low-frequency soil field is evaluated once per 8 x 8 block
-_N_CROP, _N_WEED = 256, 64  # sizes of the plant and weed stamp libraries
 # channel = ((value * scale) >> shift) + offset, for soil and for plant pixels
 _SOIL_RGB = ((128, 7, 0), (100, 7, 0), (75, 7, 0))
 _PLANT_RGB = ((36, 8, 28), (75, 8, 93), (36, 8, 20))
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """Splitmix64 finaliser of a uint64 array (wrapping arithmetic, no warnings)."""
-    x = x ^ (x >> 30)
-    x *= 0xBF58476D1CE4E5B9
-    x ^= x >> 27
-    x *= 0x94D049BB133111EB
-    return x ^ (x >> 31)
-
-
-def _hash(*keys: int | np.ndarray) -> np.ndarray:
-    """Hash integer scalars and arrays (broadcast together) to uniform uint64, ndim >= 1."""
-    shape = np.broadcast_shapes(*(np.shape(k) for k in keys)) or (1,)
-    h = np.full(shape, _GOLDEN, np.uint64)
-    for key in keys:
-        if isinstance(key, int):
-            key = np.uint64(key & _MASK64)
-        h = _mix64(h ^ np.asarray(key).astype(np.uint64))
-    return h
-
-
-def _unit(h: np.ndarray, i: int) -> np.ndarray:
-    """The ``i``-th independent uniform float64 in [0, 1) drawn from hashes ``h``."""
-    return (_mix64(h ^ np.uint64(i * _GOLDEN & _MASK64)) >> 11) * 2.0**-53
-
-
-class _Stamps(NamedTuple):
-    """Sparse library of plant footprints: pixel offsets and leaf shades of every stamp."""
-
-    dy: np.ndarray  # (P,) int64 row offset from the stamp centre
-    dx: np.ndarray  # (P,) int64 column offset
-    shade: np.ndarray  # (P,) uint8 leaf shade, 1..255
-    start: np.ndarray  # (S,) first pixel of each stamp in the arrays above
-    size: np.ndarray  # (S,) number of pixels of each stamp
-    half: int  # every stamp fits in [-half, half]^2
-
-
-@functools.lru_cache(maxsize=16)
-def _stamps(seed: int, radius: tuple[float, float]) -> _Stamps:
-    """Build the stamps: ``_N_CROP`` lobed plants, then ``_N_WEED`` small weeds."""
-    weed = np.arange(_N_CROP + _N_WEED) >= _N_CROP
-    h = _hash(seed, 0x57A4B, np.arange(weed.size))
-    u = [_unit(h, i)[:, None, None] for i in range(6)]
-    w = weed[:, None, None]
-    r = np.where(w, 1.2 + 2.0 * u[0], radius[0] + (radius[1] - radius[0]) * u[0])
-    lobes = np.where(weed, 2, 3) + (_unit(h, 1) * np.where(weed, 3, 5)).astype(int)
-    amp = np.where(w, 0.3, 0.1) + 0.2 * u[2]
-    bright = np.where(w, 0.15 + 0.3 * u[5], 0.35 + 0.45 * u[5])
-    half = math.ceil(float((r * (1 + amp)).max())) + 1
-    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
-    d = np.sqrt(xx * xx + yy * yy)
-    ct, st = xx / np.maximum(d, 1.0), yy / np.maximum(d, 1.0)  # cos, sin of the angle
-    pc, ps = u[3] - 0.5, u[4] - 0.5  # random phase as a unit vector
-    norm = np.sqrt(pc * pc + ps * ps) + 1e-12
-    pc, ps = pc / norm, ps / norm
-    # cos(n * angle), sin(n * angle) by the angle-addition recurrence
-    cn, sn = ct, st
-    for n in range(1, int(lobes.max())):
-        more = (lobes > n)[:, None, None]
-        cn, sn = np.where(more, cn * ct - sn * st, cn), np.where(more, sn * ct + cn * st, sn)
-    lobe = cn * pc - sn * ps  # cos(n * angle + phase)
-    edge = r * (1.0 + amp * lobe)
-    t = d / edge
-    shade = bright + 0.3 * (1.0 - t * t) + 0.1 * lobe - 0.1 * (xx + yy) / r  # lit from top-left
-    s, dy, dx = np.nonzero(d <= edge)
-    size = np.bincount(s, minlength=weed.size)
-    shade = np.clip(np.rint(shade[s, dy, dx] * 254), 1, 255).astype(np.uint8)
-    return _Stamps(dy - half, dx - half, shade, np.cumsum(size) - size, size, half)
 
 
 class _Layer(NamedTuple):
@@ -107,8 +37,8 @@ class _Layer(NamedTuple):
 
     salt: int
     row_shift: float  # in row spacings: 0 on the crop rows, 0.5 between them
-    spacing: float  # slot spacing along the row, px
-    jitter: tuple[float, float]  # max (row, col) displacement, px
+    spacing: float  # slot spacing along the row, in units (SyntheticField.unit_m)
+    jitter: tuple[float, float]  # max (row, col) displacement, in units
     density: float  # probability that a slot holds an object
     stamps: tuple[int, int]  # range of stamp ids to draw from
 
@@ -125,20 +55,24 @@ class SyntheticField:
         Seed of every random choice; fields with equal parameters are identical.
     pixel_size : float
         Ground sampling distance in metres.
+    unit_m : float
+        The ground length (m) of one unit of the sizes below: 2.5 cm, so that they
+        read as pixels of the default field. At another ``pixel_size`` the same
+        field is drawn with ``unit_m / pixel_size`` pixels per unit (:meth:`at`).
     origin_xy : tuple of float
         Map ``(x, y)`` of the top-left image corner.
     crs : str
         Coordinate reference system, anything rasterio accepts.
     row_spacing, plant_spacing : float
-        Distance between crop rows and between plants along a row, in pixels.
+        Distance between crop rows and between plants along a row, in units.
     plant_radius : tuple of float
-        Range of the mean plant radius in pixels; lobes reach ~30 % further.
+        Range of the mean plant radius in units; lobes reach ~30 % further.
     plant_jitter : tuple of float
-        Maximum ``(row, col)`` displacement of a plant from its nominal position.
+        Maximum ``(row, col)`` displacement of a plant from its nominal position, in units.
     missing_fraction : float
         Fraction of missing plants (gaps in the rows).
     weed_density : float
-        Probability of a weed in each 40-pixel slot between two rows.
+        Probability of a weed in each 40-unit slot between two rows.
     field_inset : tuple of float
         Range of the inset of each footprint corner from the image border, as a
         fraction of the image size.
@@ -148,6 +82,7 @@ class SyntheticField:
     width: int = 8000
     seed: int = 0
     pixel_size: float = 0.025
+    unit_m: float = 0.025
     origin_xy: tuple[float, float] = (500000.0, 4100000.0)
     crs: str = "EPSG:32611"
     row_spacing: float = 36.0
@@ -161,10 +96,25 @@ class SyntheticField:
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
             raise ValueError(f"field size must be positive, got {self.shape}")
+        if not (self.pixel_size > 0 and self.unit_m > 0):
+            raise ValueError("pixel_size and unit_m must be positive")
         if not 0 < self.plant_radius[0] <= self.plant_radius[1] <= 0.4 * self.row_spacing:
             raise ValueError("plant_radius must satisfy 0 < min <= max <= 0.4 * row_spacing")
         if not 0 <= self.field_inset[0] <= self.field_inset[1] < 0.5:
             raise ValueError("field_inset must satisfy 0 <= min <= max < 0.5")
+
+    @classmethod
+    def at(cls, pixel_size: float, extent_m: tuple[float, float], **kwargs: Any) -> SyntheticField:
+        """The field of ``extent_m`` (height, width in metres) drawn with pixels of
+        ``pixel_size`` m; the other parameters as in the class. Fields that differ only
+        in ``pixel_size`` hold the same plants at the same map positions."""
+        height, width = (max(1, math.floor(e / pixel_size + 0.5)) for e in extent_m)
+        return cls(height=height, width=width, pixel_size=pixel_size, **kwargs)
+
+    @property
+    def scale(self) -> float:
+        """Pixels per unit of the field's sizes (1.0 for the default field)."""
+        return self.unit_m / self.pixel_size
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -239,17 +189,33 @@ class SyntheticField:
         keep = (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1) & (cx >= lo) & (cx <= hi)
         return np.stack([cy[keep], cx[keep]], axis=1).astype(np.float64)
 
+    def plant_xy(self, window: Window | None = None) -> np.ndarray:
+        """:meth:`plant_centres` as map ``(x, y)``: the centre of pixel ``(i, j)`` is at
+        ``transform * (j + 0.5, i + 0.5)``, as tiler's ``x``/``y`` columns."""
+        rows, cols = self.plant_centres(window).T
+        a, b, c, d, e, f = tuple(self.transform)[:6]
+        x, y = cols + 0.5, rows + 0.5
+        return np.column_stack([a * x + b * y + c, d * x + e * y + f])
+
+    def _units(self, pixels: Any) -> Any:
+        """Pixel-index coordinates in units, from the image's top-left corner's (0 -> -0.5)."""
+        return (pixels - (self.scale - 1) * 0.5) / self.scale
+
+    def _pixels(self, units: np.ndarray) -> np.ndarray:
+        """The nearest pixel index of positions in units (the inverse of :meth:`_units`)."""
+        return np.floor(units * self.scale + (self.scale - 1) * 0.5 + 0.5)
+
     def _check(self, window: Window) -> Window:
         if min(window.shape) < 0 or not Window.whole(self.shape).contains(window):
             raise ValueError(f"window {window} is not inside the image of shape {self.shape}")
         return window
 
     def _hash32(self, start: int, stop: int, salt: int) -> np.ndarray:
-        return (_hash(self.seed, salt, np.arange(start, stop)) >> 32).astype(np.uint32)
+        return (hash64(self.seed, salt, np.arange(start, stop)) >> 32).astype(np.uint32)
 
     def _row_spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """First and last column inside the footprint of each row (``lo > hi``: none)."""
-        f = _unit(_hash(self.seed, 3, np.arange(8)), 0)
+        f = unit(hash64(self.seed, 3, np.arange(8)), 0)
         f = self.field_inset[0] + (self.field_inset[1] - self.field_inset[0]) * f
         h, w = self.height, self.width
         # clockwise on screen: top-left, top-right, bottom-right, bottom-left, as (y, x)
@@ -269,28 +235,28 @@ class SyntheticField:
         return lo.astype(np.int64), hi.astype(np.int64)
 
     def _row_phase(self) -> float:
-        return float(_unit(_hash(self.seed, 4), 0)[0]) * self.row_spacing
+        return float(unit(hash64(self.seed, 4), 0)[0]) * self.row_spacing
 
     def _soil(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Soil brightness (int16): moisture patches, texture and row beds."""
         b = _SOIL_BLOCK
         by, bx = np.arange(r0 // b, (r1 - 1) // b + 1), np.arange(c0 // b, (c1 - 1) // b + 1)
-        y, x = (by + 0.5) * b, (bx + 0.5) * b
+        y, x = self._units((by + 0.5) * b), self._units((bx + 0.5) * b)
         f = 112.0 + 16.0 * self._value_noise(y, x, 420.0, 5)
         f += 6.0 * self._value_noise(y, x, 90.0, 6)
         coarse = np.rint(f).astype(np.int16)
         soil = np.repeat(np.repeat(coarse, b, axis=1), b, axis=0)
         soil = soil[r0 - by[0] * b : r1 - by[0] * b, c0 - bx[0] * b : c1 - bx[0] * b]
-        t = (np.arange(r0, r1) - self._row_phase()) / self.row_spacing
+        t = (self._units(np.arange(r0, r1)) - self._row_phase()) / self.row_spacing
         u = 2.0 * np.abs(t - np.floor(t + 0.5))  # 0 on a crop row, 1 halfway between rows
         return soil + np.rint(5.0 - 10.0 * u * u).astype(np.int16)[:, None]
 
     def _value_noise(self, y: np.ndarray, x: np.ndarray, cell: float, salt: int) -> np.ndarray:
-        """Smooth value noise in [-1, 1] at the grid ``y[:, None], x[None, :]`` (pixels)."""
+        """Smooth value noise in [-1, 1] at the grid ``y[:, None], x[None, :]`` (units)."""
         y, x = y / cell, x / cell
         iy, ix = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
         ky, kx = np.arange(iy[0], iy[-1] + 2), np.arange(ix[0], ix[-1] + 2)
-        lattice = 2.0 * _unit(_hash(self.seed, salt, ky[:, None], kx[None, :]), 0) - 1.0
+        lattice = 2.0 * unit(hash64(self.seed, salt, ky[:, None], kx[None, :]), 0) - 1.0
         sy, sx = (y - iy)[:, None], (x - ix)[None, :]
         sy, sx = sy * sy * (3 - 2 * sy), sx * sx * (3 - 2 * sx)  # smoothstep
         iy, ix = (iy - ky[0])[:, None], (ix - kx[0])[None, :]
@@ -300,25 +266,26 @@ class SyntheticField:
 
     def _layers(self) -> tuple[_Layer, _Layer]:
         crops = _Layer(7, 0.0, self.plant_spacing, self.plant_jitter,
-                       1.0 - self.missing_fraction, (0, _N_CROP))  # fmt: skip
+                       1.0 - self.missing_fraction, (0, N_CROP))  # fmt: skip
         weeds = _Layer(8, 0.5, 40.0, (0.3 * self.row_spacing, 20.0),
-                       self.weed_density, (_N_CROP, _N_CROP + _N_WEED))  # fmt: skip
+                       self.weed_density, (N_CROP, N_CROP + N_WEED))  # fmt: skip
         return crops, weeds
 
     def _objects(
         self, layer: _Layer, r0: int, r1: int, c0: int, c1: int, margin: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Centres and stamp ids of the objects centred within ``margin`` of the window."""
+        """Centres and stamp ids of the objects centred within ``margin`` (px) of the window."""
         rs, sp = self.row_spacing, layer.spacing
         y0 = self._row_phase() + layer.row_shift * rs
-        ry, rx = margin + layer.jitter[0] + 1, margin + layer.jitter[1] + 1
-        k = np.arange(math.floor((r0 - ry - y0) / rs), math.floor((r1 + ry - y0) / rs) + 1)
-        j = np.arange(math.floor((c0 - rx) / sp) - 1, math.floor((c1 + rx) / sp) + 1)
-        h = _hash(self.seed, layer.salt, k[:, None], j[None, :])
-        phase = _unit(_hash(self.seed, layer.salt, k), 0)[:, None] * sp
-        cy = np.floor(y0 + k[:, None] * rs + layer.jitter[0] * (2 * _unit(h, 1) - 1) + 0.5)
-        cx = np.floor(phase + j[None, :] * sp + layer.jitter[1] * (2 * _unit(h, 2) - 1) + 0.5)
-        keep = (_unit(h, 3) < layer.density) & (cy >= r0 - margin) & (cy < r1 + margin)
+        u0, u1, v0, v1 = (self._units(p) for p in (r0, r1, c0, c1))
+        ry, rx = (margin / self.scale + jitter + 1 for jitter in layer.jitter)
+        k = np.arange(math.floor((u0 - ry - y0) / rs), math.floor((u1 + ry - y0) / rs) + 1)
+        j = np.arange(math.floor((v0 - rx) / sp) - 1, math.floor((v1 + rx) / sp) + 1)
+        h = hash64(self.seed, layer.salt, k[:, None], j[None, :])
+        phase = unit(hash64(self.seed, layer.salt, k), 0)[:, None] * sp
+        cy = self._pixels(y0 + k[:, None] * rs + layer.jitter[0] * (2 * unit(h, 1) - 1))
+        cx = self._pixels(phase + j[None, :] * sp + layer.jitter[1] * (2 * unit(h, 2) - 1))
+        keep = (unit(h, 3) < layer.density) & (cy >= r0 - margin) & (cy < r1 + margin)
         keep &= (cx >= c0 - margin) & (cx < c1 + margin)
         lo, hi = layer.stamps
         sid = lo + (h[keep] >> 40) % (hi - lo)
@@ -326,7 +293,7 @@ class SyntheticField:
 
     def _leaves(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Leaf shade (uint8, 0 = soil) of every plant and weed touching the window."""
-        lib = _stamps(self.seed, self.plant_radius)
+        lib = stamps(self.seed, self.plant_radius, self.scale)
         pad = 2 * lib.half
         width = c1 - c0 + 2 * pad
         buf = np.zeros((r1 - r0 + 2 * pad) * width, np.uint8)

@@ -196,3 +196,69 @@ def refuse_without_pixel_size(grounds: tuple[Ground, ...], source: str) -> None:
             f"{source}: {g.key}: {g.written!r} is in ground units, but this input is "
             f"--pixel-only (no pixel size); write it in px"
         )
+
+
+def _cm(metres: float) -> str:
+    return f"{100 * metres:.3g} cm"
+
+
+@dataclass(frozen=True)
+class Serves:
+    """The pixel sizes a pipeline serves (its ``serves:`` key), and why no others.
+
+    ``serves: {min: 5 mm, max: 8 cm, why: "plants 20-55 cm across ..."}``: a
+    pipeline whose sizes are on the ground (a preset) still assumes objects of
+    some size in pixels, so outside this range :func:`tiler.resolution.resolve`
+    refuses the input, in one line with the reason. ``min`` or ``max`` may be
+    left out; ``why`` may not.
+    """
+
+    min_m: float | None
+    max_m: float | None
+    why: str
+    written: tuple[str | None, str | None] = (None, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"min": self.written[0], "max": self.written[1], "why": self.why}
+        return {key: value for key, value in out.items() if value is not None}
+
+    def check(self, size: PixelSize | None, source: str) -> None:
+        """Refuse an input whose pixels (their side, as lengths are converted) are outside."""
+        bounds = f"{self.written[0] or 'any'} to {self.written[1] or 'any'}"
+        if size is None:
+            raise ConfigError(
+                f"{source}: this pipeline serves pixel sizes {bounds}, but the input is "
+                f"--pixel-only (no pixel size)"
+            )
+        side, slack = size.side_m, 1e-6  # a file's 0.6000000000000106 m is 60 cm
+        low = self.min_m is not None and side < self.min_m * (1 - slack)
+        if low or (self.max_m is not None and side > self.max_m * (1 + slack)):
+            raise ConfigError(
+                f"{source}: pixel size {_cm(side)} is outside the {bounds} this pipeline "
+                f"serves: {self.why}"
+            )
+
+
+def _bound(value: Any, key: str) -> float | None:
+    """One end of ``serves:``, in metres (``None`` where it is left out)."""
+    if value is None:
+        return None
+    amount, unit = _split(value, key, LENGTHS, "a length")
+    if unit is None or unit not in LENGTHS:
+        raise ConfigError(f"{key}: {value!r} must be a length on the ground (mm, cm, m, ft)")
+    return number(amount, key, positive=True) * LENGTHS[unit]
+
+
+def serves(value: Any, key: str = "serves") -> Serves:
+    """Parse a ``serves:`` mapping: ``min`` and/or ``max`` lengths on the ground, and ``why``."""
+    allowed = ("min", "max", "why")
+    if not isinstance(value, dict) or not set(value) <= set(allowed):
+        raise ConfigError(f"{key}: expected a mapping of {', '.join(allowed)}, got {value!r}")
+    why = value.get("why")
+    if not isinstance(why, str) or not why.strip():
+        raise ConfigError(f"{key}.why: say why the pipeline serves only these pixel sizes")
+    low, high = (_bound(value.get(end), f"{key}.{end}") for end in ("min", "max"))
+    if (low is None and high is None) or (low is not None and high is not None and low > high):
+        raise ConfigError(f"{key}: expected min <= max, or one of them, got {value!r}")
+    lo, hi = (None if value.get(e) is None else str(value[e]).strip() for e in ("min", "max"))
+    return Serves(low, high, why.strip(), (lo, hi))
