@@ -2,8 +2,10 @@
 
 For the config with the fewest FLOPs: one full training epoch (383 tiles, batch 32, real step:
 augmentation, forward, loss, backward, AdamW) with 2 torch threads. For every config: a few
-training steps of batch ``STEP_BATCH`` scaled to an epoch, and ONNX Runtime MP/s (2 threads)
-of the untrained net on ``ORT_SIDE`` x ``ORT_SIDE`` (speed does not depend on the weights).
+training steps of batch ``STEP_BATCH`` scaled to an epoch (recorded, not used: small batches
+and two steps are dominated by overhead and load, e.g. 243 s vs 71 s for a full epoch), and
+ONNX Runtime MP/s (2 threads) of the untrained net on ``ORT_SIDE`` x ``ORT_SIDE`` (speed does
+not depend on the weights).
 The load average is recorded: other processes share the CPU, so times are upper bounds.
 """
 
