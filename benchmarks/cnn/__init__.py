@@ -1,0 +1,1 @@
+"""Tree-detection CNN sweep for issue 15 (see DEVICE.md); imports nothing from tiler."""
