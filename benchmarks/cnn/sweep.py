@@ -48,7 +48,26 @@ VARIANTS = [  # ordered by how much the answer matters, in case the run is cut s
     ("w48", dict(width=48)),
     ("d3-w16", dict(depth=3, width=16)),
 ]
+# Round 2, after round 1 (results-round1.md): sigma 3 helped most; the small nets (d3, w16,
+# d3-w16) reach 3 MP/s on 2 CPU cores. What F1 do they reach in the epochs 30 CPU minutes
+# allow (about 20-40), with what learning rate, and RGB-only? A second seed measures the noise.
+S3 = dict(sigma=3.0)
+ROUND2 = [
+    ("d3-w16-s3", dict(depth=3, width=16, **S3)),
+    ("d3-w16-s3-e20", dict(depth=3, width=16, epochs=20, eval_every=5, **S3)),
+    ("d3-w16-s3-e40", dict(depth=3, width=16, epochs=40, eval_every=5, **S3)),
+    ("d3-w16-s3-e20-lr1e-2", dict(depth=3, width=16, epochs=20, eval_every=5, lr=1e-2, **S3)),
+    ("d3-w16-s3-seed1", dict(depth=3, width=16, seed=1, **S3)),
+    ("d3-w16-s4", dict(depth=3, width=16, sigma=4.0)),
+    ("d3-w16-s3-rgb", dict(depth=3, width=16, bands=3, **S3)),
+    ("w16-s3", dict(width=16, **S3)),
+    ("w16-s3-e20", dict(width=16, epochs=20, eval_every=5, **S3)),
+    ("d3-s3", dict(depth=3, **S3)),
+    ("d3-s3-e20", dict(depth=3, epochs=20, eval_every=5, **S3)),
+    ("stem4-w32-s3", dict(width=32, stem=4, **S3)),
+]
 CONFIGS = [{**BASE, **v, "name": name} for name, v in VARIANTS]
+CONFIGS_ROUND2 = [{**BASE, **v, "name": name} for name, v in ROUND2]
 SMOKE = [{**BASE, "name": "smoke", "depth": 3, "width": 8, "epochs": 2, "eval_every": 1}]
 CALIB = Path(__file__).with_name("cpu_calib.json")
 CPU_BUDGET_MIN = 30.0
@@ -181,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated config names")
     ap.add_argument("--partial-ok", action="store_true", help="go on if a data part is missing")
     ap.add_argument("--smoke", action="store_true", help="tiny config, 2 epochs (CPU test)")
+    ap.add_argument("--round", type=int, default=1, choices=(1, 2), help="which config list")
     ap.add_argument("--calibrate", action="store_true", help="CPU timings -> cpu_calib.json")
     args = ap.parse_args(argv)
     start = time.monotonic()
@@ -192,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     args.out.mkdir(parents=True, exist_ok=True)
-    configs = SMOKE if args.smoke else CONFIGS
+    configs = SMOKE if args.smoke else (CONFIGS if args.round == 1 else CONFIGS_ROUND2)
     if args.only:
         configs = [c for c in configs if c["name"] in args.only.split(",")]
     calib = json.loads(CALIB.read_text()) if CALIB.exists() else None
