@@ -15,8 +15,8 @@ from affine import Affine
 from tiler import cache
 from tiler.config import Pipeline
 from tiler.engine import Passes, Segmentation
+from tiler.executor import Executor
 from tiler.io.objects_table import object_columns
-from tiler.plan import Executor
 from tiler.tiling import TileGrid
 
 DATA = Path(__file__).parent / "data"

@@ -23,6 +23,7 @@ from tiler.cluster import check_scheduler, executor_for, in_this_process, on_thi
 from tiler.config import Pipeline, load_pipeline, parse_pipeline
 from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError, OutputError, TileError, TilerWarning
+from tiler.executor import Executor
 from tiler.io import destination, label_store, objects_table, output, run_record
 from tiler.io.finished import check_complete, complete_manifest
 from tiler.io.input_identity import fingerprint
@@ -31,7 +32,7 @@ from tiler.io.open_raster import open_geotiff
 from tiler.io.raster import GeoTiffSource, RasterSource
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 from tiler.journal import Journal, describe_change
-from tiler.plan import Executor, check_size
+from tiler.plan import check_size
 from tiler.progress import Progress
 from tiler.tiling import TileGrid
 

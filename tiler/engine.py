@@ -36,6 +36,7 @@ from tiler import cache as value_cache
 from tiler import tasks
 from tiler.config import CannyEdges, Clahe, Grow, Pipeline, Split, Stage
 from tiler.errors import InputError
+from tiler.executor import Executor
 from tiler.io.label_store import create_local_label_store, create_mask_store
 from tiler.io.raster import RasterSource
 from tiler.io.seeds import seed_pixels
@@ -52,7 +53,6 @@ from tiler.kernels.threshold import (
     threshold_index,
 )
 from tiler.plan import (
-    Executor,
     Graph,
     histogram_graph,
     instance_graph,
