@@ -17,10 +17,8 @@ MAX_LINES = 400
 # past its ceiling; once under MAX_LINES its line goes (the test says so). Lower a ceiling when
 # a module shrinks for good, so that it cannot grow back.
 CEILINGS = {
-    "tasks.py": 532,
     "engine.py": 598,
     "api.py": 565,
-    "plan.py": 516,
     "cli.py": 546,
     "synthetic.py": 418,
 }

@@ -29,11 +29,12 @@ from tiler.io.finished import check_complete, complete_manifest
 from tiler.io.input_identity import fingerprint
 from tiler.io.layout import plan_chunks
 from tiler.io.open_raster import open_geotiff
-from tiler.io.raster import GeoTiffSource, RasterSource
+from tiler.io.raster import GeoTiffSource
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 from tiler.journal import Journal, describe_change
 from tiler.plan import check_size
 from tiler.progress import Progress
+from tiler.source import RasterSource
 from tiler.tiling import TileGrid
 
 DEFAULT_CHUNK_SIZE = 2048

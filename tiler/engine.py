@@ -33,12 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler import tasks
 from tiler.config import CannyEdges, Clahe, Grow, Pipeline, Split, Stage
 from tiler.errors import InputError
 from tiler.executor import Executor
+from tiler.inference import model_window
 from tiler.io.label_store import create_local_label_store, create_mask_store
-from tiler.io.raster import RasterSource
 from tiler.io.seeds import seed_pixels
 from tiler.journal import Journal
 from tiler.kernels.edges import hysteresis_connectivity
@@ -51,6 +50,16 @@ from tiler.kernels.threshold import (
     percentile_from_ranks,
     percentile_ranks,
     threshold_index,
+)
+from tiler.masks import (
+    CannyMask,
+    IntervalMask,
+    KeptTile,
+    MaskBase,
+    RasterMask,
+    StoredMask,
+    TileMask,
+    UnionTile,
 )
 from tiler.plan import (
     Graph,
@@ -68,23 +77,12 @@ from tiler.plan import (
     write_graph,
 )
 from tiler.progress import Progress
+from tiler.source import RasterSource
 from tiler.split import renumber_split
 from tiler.stitch import Stitched, renumber, stitch
-from tiler.tasks import (
-    CannyMask,
-    IntervalMask,
-    KeptTile,
-    MaskBase,
-    RasterMask,
-    StoredMask,
-    TileMask,
-    UnionTile,
-    index_window,
-    label_hysteresis,
-    label_tile,
-    model_window,
-)
+from tiler.tasks import label_hysteresis, label_tile
 from tiler.tiling import TileGrid, Window
+from tiler.values import clahe_output_range, full_range, index_window
 
 Log = Callable[[str], None]
 
@@ -361,7 +359,7 @@ class Passes:
         g = self.grid
         (found,) = self._compute(
             "clahe: range",
-            reduce_graph("range", tasks.full_range, (self.source, before), g, merge_range),
+            reduce_graph("range", full_range, (self.source, before), g, merge_range),
         )
         vmin, vmax, _ = found
         if not (np.isfinite(vmin) and np.isfinite(vmax)):
@@ -370,7 +368,7 @@ class Passes:
         options = (step, vmin, vmax)
         (out,) = self._compute(
             "clahe: output range",
-            reduce_graph("clahe", tasks.clahe_output_range, args, g, merge_minmax, options),
+            reduce_graph("clahe", clahe_output_range, args, g, merge_minmax, options),
         )
         return (vmin, vmax, *out)
 

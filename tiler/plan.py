@@ -24,12 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from tiler import tasks
+from tiler import masks, tasks
 from tiler.errors import ConfigError
-from tiler.io.raster import RasterSource
+from tiler.source import RasterSource
 from tiler.split import split_stride
 from tiler.stitch import seam_pairs
 from tiler.tiling import TileGrid, Window, smallest_chunk
+from tiler.values import (
+    cache_values,
+    cached_histogram,
+    cached_interval_histograms,
+    cached_values_within,
+)
 
 # The most tiles a run may have (check_size, called by tiler.api.run
 # before anything is written). The driver pays for every tile whatever its
@@ -148,7 +154,7 @@ def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache
     """Preprocess every tile once into ``cache``; ``(min, max, n_valid)`` over valid pixels."""
     g = _Builder("range")
     parts = [
-        g.add(f"tile-{t}", tasks.cache_values, source, pipeline, w, halo, cache, tile=(t, w))
+        g.add(f"tile-{t}", cache_values, source, pipeline, w, halo, cache, tile=(t, w))
         for t, _, _, w in grid
     ]
     return g.graph(parts, merge_range)
@@ -171,7 +177,7 @@ def histogram_graph(
     g = _Builder("histogram")
     args = (halo, cache, vmin, vmax, codes)
     parts = [
-        g.add(f"tile-{t}", tasks.cached_histogram, source, pipeline, w, *args, tile=(t, w))
+        g.add(f"tile-{t}", cached_histogram, source, pipeline, w, *args, tile=(t, w))
         for t, _, _, w in grid
     ]
     return g.graph(parts, operator.add)
@@ -200,7 +206,7 @@ def interval_graph(
     With ``collect``, the values in each interval instead (unsorted across tiles).
     """
     g = _Builder("collect" if collect else "intervals")
-    task = tasks.cached_values_within if collect else tasks.cached_interval_histograms
+    task = cached_values_within if collect else cached_interval_histograms
     parts = [
         g.add(f"tile-{t}", task, source, pipeline, w, halo, cache, intervals, tile=(t, w))
         for t, _, _, w in grid
@@ -209,7 +215,7 @@ def interval_graph(
 
 
 def label_graph(
-    recipes: Callable[[int], tasks.TileMask],
+    recipes: Callable[[int], masks.TileMask],
     grid: TileGrid,
     *,
     background: bool,
@@ -262,7 +268,7 @@ def _seams(stride: int, connectivity: int, index: int, tile, *neighbours):
     return stats, pairs
 
 
-def split_graph(base: tasks.MaskBase, grid: TileGrid, step, connectivity: int, local: str) -> Graph:
+def split_graph(base: masks.MaskBase, grid: TileGrid, step, connectivity: int, local: str) -> Graph:
     """Split every tile's window, then decide each core with its neighbours: two tasks per tile.
 
     The second task of tile ``t`` keeps its local labels in the Zarr array
@@ -315,7 +321,7 @@ def split_write_graph(
     return g.graph(keys)
 
 
-def mask_graph(recipes: Callable[[int], tasks.TileMask], grid: TileGrid, *, path: str) -> Graph:
+def mask_graph(recipes: Callable[[int], masks.TileMask], grid: TileGrid, *, path: str) -> Graph:
     """Write every tile's mask into the Zarr array at ``path`` (chunk-aligned)."""
     g = _Builder("mask")
     return g.graph(
@@ -327,7 +333,7 @@ def mask_graph(recipes: Callable[[int], tasks.TileMask], grid: TileGrid, *, path
 
 
 def write_graph(
-    recipes: Callable[[int], tasks.TileMask],
+    recipes: Callable[[int], masks.TileMask],
     luts: Callable[[int], np.ndarray],
     grid: TileGrid,
     *,
