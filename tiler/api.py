@@ -21,7 +21,6 @@ from tiler import cache as value_cache
 from tiler import diagnostics, presets, reach, resolution, resumption
 from tiler.cluster import check_scheduler, executor_for, in_this_process, on_this_machine
 from tiler.config import Pipeline, load_pipeline, parse_pipeline
-from tiler.engine import Passes, Segmentation
 from tiler.errors import ConfigError, OutputError, TileError, TilerWarning
 from tiler.executor import Executor
 from tiler.io import destination, label_store, objects_table, output, run_record
@@ -32,6 +31,7 @@ from tiler.io.open_raster import open_geotiff
 from tiler.io.raster import GeoTiffSource
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 from tiler.journal import Journal, describe_change
+from tiler.passes import PassRunner, Segmentation, segment, write_labels
 from tiler.plan import check_size
 from tiler.progress import Progress
 from tiler.source import RasterSource
@@ -322,14 +322,14 @@ def run(
         ):
             cache = choose_value_cache(grid, executor, workdir)
             journal.note_cache(cache)
-            passes = Passes(
-                source, pipeline, grid, executor, workdir, log, cache, journal, Progress(progress)
+            runner = PassRunner(
+                source, grid, executor, workdir, log, cache, journal, Progress(progress)
             )
-            segmentation = passes.segment()
+            segmentation = segment(runner, pipeline)
             array = label_store.create_label_store(
                 dst, grid.shape, chunks, segmentation.dtype, source.crs_wkt, source.transform
             )
-            passes.write(segmentation, array)
+            write_labels(runner, segmentation, array)
         # Finishing is inside the try: a full disk here is reported and cleaned up as anywhere.
         labels = label_store.finish_label_store(dst)
         columns = objects_table.object_columns(
