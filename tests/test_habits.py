@@ -17,7 +17,6 @@ MAX_LINES = 400
 # past its ceiling; once under MAX_LINES its line goes (the test says so). Lower a ceiling when
 # a module shrinks for good, so that it cannot grow back.
 CEILINGS = {
-    "api.py": 565,
     "cli.py": 546,
     "synthetic.py": 418,
 }
