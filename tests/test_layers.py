@@ -53,7 +53,7 @@ def test_only_plan_builds_dask_graphs():
 
 # DESIGN.md section 6, bottom first. A module belongs to the layer of the longest prefix of
 # its name listed here; it may import its own layer and those below, never one above.
-# Names not written yet (tiling, units, steps, models, passes, analysis) are placed already.
+# Names not written yet (models, analysis) are placed already.
 LAYERS = [
     # tiler.io.atomic imports nothing of tiler: every layer that writes files uses it.
     ("errors", ["tiler.errors", "tiler.io.atomic"]),
