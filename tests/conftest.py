@@ -14,9 +14,9 @@ from affine import Affine
 
 from tiler import cache
 from tiler.config import Pipeline
-from tiler.engine import Passes, Segmentation
+from tiler.executor import Executor
 from tiler.io.objects_table import object_columns
-from tiler.plan import Executor
+from tiler.passes import PassRunner, Segmentation, segment, write_labels
 from tiler.tiling import TileGrid
 
 DATA = Path(__file__).parent / "data"
@@ -41,11 +41,11 @@ def run_tiled(
     work = Path(tempfile.mkdtemp(prefix="tiler-test-"))
     values = value_cache_of(cache_kind, work)
     try:
-        passes = Passes(source, pipeline, grid, Executor(scheduler), work, cache=values)
-        seg = passes.segment()
+        runner = PassRunner(source, grid, Executor(scheduler), work, cache=values)
+        seg = segment(runner, pipeline)
         path = str(work / "labels.zarr")
         zarr.create_array(path, shape=grid.shape, chunks=grid.chunks, dtype=seg.dtype, fill_value=0)
-        passes.write(seg, path)
+        write_labels(runner, seg, path)
         labels = zarr.open_array(path, mode="r")[:]
         return labels, seg, object_columns(seg.object_stats(), source.transform)
     finally:

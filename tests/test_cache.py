@@ -12,8 +12,8 @@ from conftest import run_tiled
 from tiler import cache
 from tiler.config import load_pipeline
 from tiler.io.raster import ArraySource
-from tiler.tasks import cache_values, cached_values
 from tiler.tiling import Window
+from tiler.values import cache_values, cached_values
 
 
 @pytest.fixture(params=["memory", "directory"])

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage.measure import label as sk_label
 
-from tiler import engine
 from tiler.config import (
     CannyEdges,
     Clahe,
@@ -43,6 +42,7 @@ from tiler.config import (
 )
 from tiler.errors import InputError
 from tiler.io.raster import ArraySource
+from tiler.passes import threshold as threshold_passes
 from tiler.reference import reference_objects, run_reference
 from tiler.split import identical_objects
 from tiler.synthetic import SyntheticField
@@ -247,7 +247,7 @@ def test_object_spanning_every_tile():
 
 
 def test_uint64_is_chosen_only_beyond_uint32():
-    from tiler.engine import label_dtype
+    from tiler.passes.segmentation import label_dtype
 
     assert label_dtype(0) == np.uint32
     assert label_dtype(2**32 - 1) == np.uint32
@@ -284,7 +284,7 @@ def test_percentile_narrowing_passes(case, limit, q):
     image = image // 64 * 64  # four grey levels: long runs of equal values
     pipeline = dataclasses.replace(pipeline, threshold=Percentile(q))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine, "COLLECT_LIMIT", limit)
+        patch.setattr(threshold_passes, "COLLECT_LIMIT", limit)
         assert_matches_reference(image, valid, chunks, pipeline, cache_kind=cache_kind)
 
 

@@ -22,12 +22,13 @@ import pytest
 import rasterio
 from conftest import run_tiled, write_geotiff
 
-from tiler import plan
+from tiler import executor, plan
 from tiler.cli import main
 from tiler.config import load_pipeline
 from tiler.errors import ConfigError
+from tiler.executor import Executor
 from tiler.io.raster import SyntheticSource
-from tiler.plan import MAX_TILES, Executor, check_size
+from tiler.plan import MAX_TILES, check_size
 from tiler.reference import run_reference
 from tiler.synthetic import SyntheticField
 from tiler.tiling import TileGrid, Window, smallest_chunk
@@ -193,14 +194,14 @@ def test_batches_of_a_few_tiles_run_exactly_like_one(monkeypatch, scheduler):
     rgba = field.read(Window(0, 200, 0, 230))
     ref = run_reference(rgba[:3], rgba[3] > 0, PIPELINE)
     calls: list[int] = []
-    real = plan._run_batches
+    real = executor.run_batches
 
     def counting(tasks, keys, size, get):
         calls.append(len(keys))
         return real(tasks, keys, size, get)
 
-    monkeypatch.setattr(plan, "BATCH", 3)
-    monkeypatch.setattr(plan, "_run_batches", counting)
+    monkeypatch.setattr(executor, "BATCH", 3)
+    monkeypatch.setattr(executor, "run_batches", counting)
     labels, seg, _ = run_tiled(source, PIPELINE, (48, 40), scheduler=scheduler)
     assert seg.threshold == ref.threshold
     np.testing.assert_array_equal(labels, ref.labels)
@@ -227,7 +228,7 @@ def test_batches_run_each_task_once_and_report_each_key_once(monkeypatch):
     keys = ["k-b", "k-c", "k-d", "k-e", "k-f"]
     seen: list[str] = []
     for size in (1, 2, 3, 100):
-        monkeypatch.setattr(plan, "BATCH", size)
+        monkeypatch.setattr(executor, "BATCH", size)
         runs.clear()
         seen.clear()
         values = Executor("sync").compute(

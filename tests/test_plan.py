@@ -10,12 +10,12 @@ import pytest
 from conftest import run_tiled
 
 from tiler.config import load_pipeline
-from tiler.engine import MaskState
 from tiler.io.raster import SyntheticSource
+from tiler.masks import RasterMask
+from tiler.passes.segmentation import MaskState
 from tiler.plan import histogram_graph, label_graph, range_graph, task_count, write_graph
 from tiler.reference import run_reference
 from tiler.synthetic import SyntheticField
-from tiler.tasks import RasterMask
 from tiler.tiling import TileGrid, Window
 
 PIPELINE = load_pipeline().resolve_bands(4, (4,))

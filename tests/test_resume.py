@@ -264,7 +264,7 @@ def test_values_recomputed_on_resume_are_kept_for_the_passes_after(tmp_path):
     from tiler import cache as value_cache
     from tiler.config import load_pipeline
     from tiler.io.open_raster import open_geotiff
-    from tiler.tasks import cache_values, cached_histogram
+    from tiler.values import cache_values, cached_histogram
 
     path = write_geotiff(SyntheticField(height=96, width=80, seed=2), tmp_path / "f.tif")
     source = open_geotiff(path)

@@ -264,7 +264,7 @@ def test_local_cluster_listens_on_loopback_only():
     """Every socket the default local cluster listens on is bound to 127.0.0.1."""
     import psutil
 
-    from tiler.api import executor_for
+    from tiler.cluster import executor_for
 
     before = {c.laddr for c in psutil.Process().net_connections("inet") if c.status == "LISTEN"}
     messages = []
@@ -332,3 +332,28 @@ def test_a_local_threshold_run_records_its_threshold(tmp_path, neon_tile):
         "local_method": "mean",
         "offset": -0.02,
     }
+
+
+def test_warnings_point_at_the_line_that_called_run(tmp_path):
+    """Python's default warnings name the caller's line, said before a run or after it."""
+    import warnings
+
+    from tiler.errors import OutputError, TilerWarning
+    from tiler.io.raster import ArraySource
+
+    image = np.zeros((3, 2100, 2100), np.uint8)
+    big = ArraySource(image, np.ones(image.shape[1:], bool), name="big.tif")
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    (refused / "notes.txt").write_text("mine")  # refused after the checks that warn
+    src = write_geotiff(SyntheticField(height=300, width=300, seed=3), tmp_path / "f.tif")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(OutputError):
+            tiler.run(big, refused, {"refine": [{"opening": {"radius": 100}}]}, chunk_size=256)
+        before = len(caught)
+        tiler.run(src, tmp_path / "out", scheduler="sync", chunk_size=64)
+    said = [w for w in caught if issubclass(w.category, TilerWarning)]
+    assert before == 1 and len(said) == 2  # the halo's cost; objects that look merged
+    assert "reaches 200 px" in str(said[0].message) and "median area" in str(said[1].message)
+    assert {(w.filename, w.lineno > 0) for w in said} == {(__file__, True)}

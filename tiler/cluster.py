@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tiler.errors import ConfigError
-from tiler.plan import Executor
+from tiler.executor import Executor
 
 SCHEDULERS = ("local", "threads", "sync")
 JOBQUEUES = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub")}

@@ -128,7 +128,8 @@ def object_polygons(
     import geopandas as gpd
     import pandas as pd
 
-    from tiler.plan import Executor, window_graph
+    from tiler.executor import Executor
+    from tiler.plan import window_graph
 
     run = open_run(dst)
     _check_options(run, simplify_m, None)

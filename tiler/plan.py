@@ -9,9 +9,8 @@ face or per label), so graphs grow linearly with the number of tiles:
   compares it with its right, lower and lower-right neighbours;
 * ``write_graph``   – relabel every tile with its slice of the look-up table.
 
-:class:`Executor` runs graphs on the synchronous or threaded scheduler (a
-batch of keys at a time) or on a ``dask.distributed`` client. A run has at
-most ``MAX_TILES`` tiles (:func:`check_size`).
+:class:`tiler.executor.Executor` runs them. A run has at most ``MAX_TILES``
+tiles (:func:`check_size`).
 """
 
 from __future__ import annotations
@@ -23,17 +22,20 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
-import dask
-import dask.threaded
 import numpy as np
-from dask.callbacks import Callback
 
-from tiler import tasks
-from tiler.errors import ConfigError, TileError
-from tiler.io.raster import RasterSource
+from tiler import masks, tasks
+from tiler.errors import ConfigError
+from tiler.source import RasterSource
 from tiler.split import split_stride
 from tiler.stitch import seam_pairs
 from tiler.tiling import TileGrid, Window, smallest_chunk
+from tiler.values import (
+    cache_values,
+    cached_histogram,
+    cached_interval_histograms,
+    cached_values_within,
+)
 
 # The most tiles a run may have (check_size, called by tiler.api.run
 # before anything is written). The driver pays for every tile whatever its
@@ -79,7 +81,7 @@ class Graph:
 
     Tasks are tuples ``(function, *args)``; arguments that are keys of other
     tasks are replaced by their results (keys are only ever top-level
-    arguments: :func:`_run_batches` finds dependencies there). Building them
+    arguments: :func:`tiler.executor.run_batches` finds them there). Building them
     directly (as odc-geo does) costs a few microseconds per task, where
     ``dask.delayed`` would walk every argument's fields. A tile's tasks are
     ``(tasks.in_tile, where, function, *args)``, ``where`` naming the tile.
@@ -152,7 +154,7 @@ def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache
     """Preprocess every tile once into ``cache``; ``(min, max, n_valid)`` over valid pixels."""
     g = _Builder("range")
     parts = [
-        g.add(f"tile-{t}", tasks.cache_values, source, pipeline, w, halo, cache, tile=(t, w))
+        g.add(f"tile-{t}", cache_values, source, pipeline, w, halo, cache, tile=(t, w))
         for t, _, _, w in grid
     ]
     return g.graph(parts, merge_range)
@@ -175,7 +177,7 @@ def histogram_graph(
     g = _Builder("histogram")
     args = (halo, cache, vmin, vmax, codes)
     parts = [
-        g.add(f"tile-{t}", tasks.cached_histogram, source, pipeline, w, *args, tile=(t, w))
+        g.add(f"tile-{t}", cached_histogram, source, pipeline, w, *args, tile=(t, w))
         for t, _, _, w in grid
     ]
     return g.graph(parts, operator.add)
@@ -204,7 +206,7 @@ def interval_graph(
     With ``collect``, the values in each interval instead (unsorted across tiles).
     """
     g = _Builder("collect" if collect else "intervals")
-    task = tasks.cached_values_within if collect else tasks.cached_interval_histograms
+    task = cached_values_within if collect else cached_interval_histograms
     parts = [
         g.add(f"tile-{t}", task, source, pipeline, w, halo, cache, intervals, tile=(t, w))
         for t, _, _, w in grid
@@ -213,7 +215,7 @@ def interval_graph(
 
 
 def label_graph(
-    recipes: Callable[[int], tasks.TileMask],
+    recipes: Callable[[int], masks.TileMask],
     grid: TileGrid,
     *,
     background: bool,
@@ -266,7 +268,7 @@ def _seams(stride: int, connectivity: int, index: int, tile, *neighbours):
     return stats, pairs
 
 
-def split_graph(base: tasks.MaskBase, grid: TileGrid, step, connectivity: int, local: str) -> Graph:
+def split_graph(base: masks.MaskBase, grid: TileGrid, step, connectivity: int, local: str) -> Graph:
     """Split every tile's window, then decide each core with its neighbours: two tasks per tile.
 
     The second task of tile ``t`` keeps its local labels in the Zarr array
@@ -319,7 +321,7 @@ def split_write_graph(
     return g.graph(keys)
 
 
-def mask_graph(recipes: Callable[[int], tasks.TileMask], grid: TileGrid, *, path: str) -> Graph:
+def mask_graph(recipes: Callable[[int], masks.TileMask], grid: TileGrid, *, path: str) -> Graph:
     """Write every tile's mask into the Zarr array at ``path`` (chunk-aligned)."""
     g = _Builder("mask")
     return g.graph(
@@ -331,7 +333,7 @@ def mask_graph(recipes: Callable[[int], tasks.TileMask], grid: TileGrid, *, path
 
 
 def write_graph(
-    recipes: Callable[[int], tasks.TileMask],
+    recipes: Callable[[int], masks.TileMask],
     luts: Callable[[int], np.ndarray],
     grid: TileGrid,
     *,
@@ -347,155 +349,6 @@ def write_graph(
         for t, _, _, w in grid
     ]
     return g.graph(keys)
-
-
-class Executor:
-    """Runs graphs on a named scheduler (``sync``, ``threads``) or a distributed client."""
-
-    def __init__(self, scheduler: Any = "threads"):
-        self.scheduler = scheduler
-
-    def compute(
-        self,
-        graph: Graph,
-        keys: list[str] | None = None,
-        on_result: Callable[[str, Any], None] | None = None,
-    ) -> list[Any]:
-        """The values of ``keys`` (default: ``graph.keys``), in order.
-
-        ``on_result(key, value)`` is called in this thread as each key's value
-        arrives, in completion order: the journal and the progress bar hang on it.
-        Only the tasks these keys need run.
-        """
-        keys = list(graph.keys if keys is None else keys)
-        on_result = on_result or (lambda key, value: None)
-        if not keys:
-            return []
-        if isinstance(self.scheduler, str):
-            return self._local(graph, keys, on_result)
-        return self._distributed(graph, keys, on_result)
-
-    def _local(self, graph: Graph, keys: list[str], on_result) -> list[Any]:
-        """The keys' values on dask's synchronous or threaded scheduler, in batches.
-
-        dask's local schedulers convert, order and index all of the graph
-        they are given before its first task runs, and keep that until the
-        last: about 5 KB a tile of a label pass besides the graph itself (a
-        524 288-tile pass ran out of 2 GiB there). Given ``BATCH`` keys at a
-        time (see :func:`_run_batches`), that memory is bounded by a batch,
-        and the first tasks start at once.
-        """
-        pending = set(keys)
-
-        def posttask(key, value, dsk, state, worker_id):
-            if key in pending:  # once, though a later batch may pass its value on
-                pending.discard(key)
-                on_result(key, value)
-
-        get = dask.get if self.scheduler == "sync" else dask.threaded.get
-        with Callback(posttask=posttask):
-            values = _run_batches(graph.tasks, keys, BATCH, get)
-        return [values[key] for key in keys]
-
-    def _distributed(self, graph: Graph, keys: list[str], on_result) -> list[Any]:
-        from distributed import as_completed
-        from distributed.client import FutureCancelledError
-        from distributed.scheduler import KilledWorker
-
-        client = self.scheduler
-        futures = client.get(graph.tasks, keys, sync=False)
-        values: dict[str, Any] = {}
-        try:
-            for future in as_completed(futures):
-                try:
-                    value = future.result()
-                except KilledWorker as exc:
-                    task = getattr(exc, "task", None) or future.key
-                    raise TileError(
-                        f"{graph.tile_of(task)}: the workers running it died "
-                        f"{getattr(exc, 'allowed_failures', 0) + 1} times (it, or a task beside "
-                        "it on the same worker, was killed: memory limit, OOM killer, node "
-                        "loss; see the workers' logs)"
-                    ) from exc
-                except FutureCancelledError as exc:
-                    raise TileError(
-                        f"{graph.tile_of(future.key)}: cancelled by the scheduler ({exc})"
-                    ) from exc
-                values[future.key] = value
-                on_result(future.key, value)
-        finally:
-            client.cancel([f for f in futures if f.key not in values])
-            del futures
-        return [values[key] for key in keys]
-
-
-# Keys a local scheduler is given at a time (see Executor._local): enough that
-# threads idle while a batch's last tasks finish cost nothing next to the
-# batch; few enough that dask's bookkeeping of a batch (about 2.5 KB a task)
-# stays a few tens of MB.
-BATCH = 4096
-
-
-class _Computed:
-    """A value an earlier batch computed, opaque to dask's parsing of the graph."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any):
-        self.value = value
-
-
-def _computed(box: _Computed) -> Any:
-    return box.value
-
-
-def _dependencies(dsk: dict[str, tuple], key: str) -> list[str]:
-    """The keys a task takes as arguments (only top-level arguments are keys; see Graph)."""
-    return [a for a in dsk[key][1:] if isinstance(a, str) and a in dsk]
-
-
-def _run_batches(
-    dsk: dict[str, tuple], keys: list[str], size: int, get: Callable
-) -> dict[str, Any]:
-    """The values of ``keys``, computed ``size`` keys at a time, in order, with ``get``.
-
-    Each batch is the keys' tasks and the tasks they need, not computed by an
-    earlier batch: every task runs once. A value that a later batch needs (a
-    tile of the next row, for the seams of a label pass) is kept, given to
-    that batch as data, and dropped after the last batch that needs it.
-    """
-    batches = [keys[i : i + size] for i in range(0, len(keys), size)]
-    last: dict[str, int] = {}  # the last batch that needs each task
-    for b, batch in enumerate(batches):
-        stack = list(batch)
-        while stack:
-            key = stack.pop()
-            seen = last.get(key)
-            if seen == b:
-                continue
-            last[key] = b
-            if seen is None:  # computed in this batch
-                stack.extend(_dependencies(dsk, key))
-    wanted = set(keys)
-    values: dict[str, Any] = {}  # of keys, and of the tasks a later batch needs
-    for b, batch in enumerate(batches):
-        sub: dict[str, tuple] = {}
-        stack = list(batch)
-        while stack:
-            key = stack.pop()
-            if key in sub:
-                continue
-            if key in values:
-                sub[key] = (_computed, _Computed(values[key]))
-                continue
-            sub[key] = dsk[key]
-            stack.extend(_dependencies(dsk, key))
-        new = [k for k in sub if k not in values]
-        out = list(dict.fromkeys(batch + [k for k in new if k in wanted or last[k] > b]))
-        values.update(zip(out, get(sub, out), strict=True))
-        for key in [k for k in sub if k not in wanted and last[k] == b and k in values]:
-            del values[key]
-    return values
 
 
 def task_count(*graphs: Graph) -> int:

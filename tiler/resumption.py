@@ -1,7 +1,7 @@
 """``--resume`` continues a run as it was: its settings come from what the run recorded.
 
 An unfinished run's journal records what the run is of (input, options the
-input was opened with, pipeline, chunks: :func:`tiler.api._identity`); a
+input was opened with, pipeline, chunks: :func:`tiler.api.record.identity_of`); a
 finished one's ``run.json`` records the same. Resuming, every setting left out
 is taken from there, so the user repeats nothing; a setting given that differs
 is refused, naming the option and both values (it would be a different run).

@@ -14,7 +14,6 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import rasterio
@@ -114,21 +113,6 @@ def _open_cached(path: str, driver: str = "GTiff"):
             handles.pop(next(iter(handles))).close()
         ds = handles[key] = rasterio.open(path, driver=driver)
     return ds
-
-
-class RasterSource(Protocol):
-    """What the tiled engine needs from an input raster."""
-
-    name: str
-    height: int
-    width: int
-    count: int
-    alpha_bands: tuple[int, ...]
-    crs_wkt: str
-    transform: tuple[float, float, float, float, float, float]  # affine a, b, c, d, e, f
-
-    def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """``(image, valid)``: ``(len(bands), h, w)`` raw values and the ``(h, w)`` bool mask."""
 
 
 def _gdal_reason(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ from affine import Affine
 
 from tiler.config import Grow
 from tiler.errors import ConfigError, InputError
-from tiler.io.raster import RasterSource
+from tiler.source import RasterSource
 
 
 def read_points(path: str, crs_wkt: str) -> list[tuple[float, float]]:

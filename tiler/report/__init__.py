@@ -31,12 +31,13 @@ import zarr
 from rasterio.enums import ColorInterp
 
 from tiler.errors import OutputError
+from tiler.executor import Executor
 from tiler.georef import pixel_area_m2
 from tiler.io import atomic, output
 from tiler.io.finished import check_complete
 from tiler.io.input_identity import reopen
 from tiler.io.targets import claim
-from tiler.plan import Executor, window_graph
+from tiler.plan import window_graph
 from tiler.report import fields as field_stats
 from tiler.report import grid, pyramid, vigour
 
