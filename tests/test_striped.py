@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_run import assert_output_equals_reference
 
@@ -147,6 +147,7 @@ def test_bad_arguments_are_refused():
     explicit=st.booleans(),
     pixel_bytes=st.sampled_from([1, 3, 4, 8, 16]),
 )
+@example(height=1, width=2, rows_per_strip=1, chunk=(2, 1), explicit=False, pixel_bytes=1)
 def test_plan_properties(height, width, rows_per_strip, chunk, explicit, pixel_bytes):
     rows_per_strip = min(rows_per_strip, height)
     block = (rows_per_strip, width)
@@ -164,8 +165,10 @@ def test_plan_properties(height, width, rows_per_strip, chunk, explicit, pixel_b
     assert rows % rows_per_strip == 0 or rows == height
     # thinner than the requested rows only for whole strips, or when evening out the rows
     assert rows >= min(MIN_ROWS, chunk[0], rows_per_strip) // 2 or rows == height or cols == width
-    # a tiled file of the same size is left alone
-    assert plan(height, width, (16, 16), chunk, explicit).chunks == chunk
+    # a tiled file of the same size is left alone (its tiles narrower than the image: one tile
+    # as wide as the image or wider is decoded whole, as a strip is, and planned as one)
+    if width > 16:
+        assert plan(height, width, (16, 16), chunk, explicit).chunks == chunk
 
 
 # ---------------------------------------------------------------------------

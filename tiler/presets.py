@@ -12,6 +12,7 @@ import yaml
 
 from tiler.config import Pipeline, parse_pipeline
 from tiler.errors import ConfigError
+from tiler.units import PixelSize
 
 _FOLDER = resources.files("tiler") / "data" / "presets"
 
@@ -40,6 +41,11 @@ def load(name: str) -> Pipeline:
     return parse_pipeline(yaml.safe_load(text(name)))
 
 
-def splitting() -> list[str]:
-    """The presets that split touching objects (a watershed ``split`` step)."""
-    return [name for name in names() if load(name).split is not None]
+def splitting(size: PixelSize | None = None) -> list[str]:
+    """The presets that split touching objects (a watershed ``split`` step); given the
+    input's pixel ``size``, only those that serve it (their ``serves:`` range)."""
+
+    def serves(pipeline: Pipeline) -> bool:
+        return size is None or pipeline.serves is None or pipeline.serves.includes(size)
+
+    return [name for name in names() if (p := load(name)).split is not None and serves(p)]

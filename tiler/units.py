@@ -222,17 +222,22 @@ class Serves:
         out: dict[str, Any] = {"min": self.written[0], "max": self.written[1], "why": self.why}
         return {key: value for key, value in out.items() if value is not None}
 
+    def includes(self, size: PixelSize) -> bool:
+        """Whether pixels of ``size`` (their side, as lengths are converted) are in range."""
+        side, slack = size.side_m, 1e-6  # a file's 0.6000000000000106 m is 60 cm
+        low = self.min_m is not None and side < self.min_m * (1 - slack)
+        return not (low or (self.max_m is not None and side > self.max_m * (1 + slack)))
+
     def check(self, size: PixelSize | None, source: str) -> None:
-        """Refuse an input whose pixels (their side, as lengths are converted) are outside."""
+        """Refuse an input whose pixels are outside (:meth:`includes`), in one line."""
         bounds = f"{self.written[0] or 'any'} to {self.written[1] or 'any'}"
         if size is None:
             raise ConfigError(
                 f"{source}: this pipeline serves pixel sizes {bounds}, but the input is "
                 f"--pixel-only (no pixel size)"
             )
-        side, slack = size.side_m, 1e-6  # a file's 0.6000000000000106 m is 60 cm
-        low = self.min_m is not None and side < self.min_m * (1 - slack)
-        if low or (self.max_m is not None and side > self.max_m * (1 + slack)):
+        side = size.side_m
+        if not self.includes(size):
             raise ConfigError(
                 f"{source}: pixel size {_cm(side)} is outside the {bounds} this pipeline "
                 f"serves: {self.why}"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tiler import diagnostics, presets, resumption
+from tiler import diagnostics, presets, resolution, resumption
 from tiler.config import Pipeline
 from tiler.errors import OutputError
 from tiler.io import objects_table, output
@@ -124,7 +124,7 @@ def diagnose(
         areas,
         record,
         candidate_areas=segmentation.stitched.stats["count"],
-        split_presets=presets.splitting(),
+        split_presets=presets.splitting(resolution.pixel_size(job.source)),
     ):
         job.warned.append(message)  # record["warnings"] is this list
         warn(message)
