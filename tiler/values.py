@@ -170,9 +170,7 @@ def cached_interval_histograms(
     intervals: tuple[tuple[float, float], ...],
 ) -> list[tuple[int, np.ndarray]]:
     """Per interval ``[lo, hi]``: the tile's valid values below ``lo``, and its histogram."""
-    outer, crop = expand(window, halo, image_shape(source))
-    values, valid = cached_values(source, pipeline, outer, cache, keep=True)
-    values, valid = values[crop], valid[crop]
+    values, valid = _cached_tile(source, pipeline, window, halo, cache)
     return [interval_histogram(values, valid, lo, hi) for lo, hi in intervals]
 
 
@@ -185,7 +183,14 @@ def cached_values_within(
     intervals: tuple[tuple[float, float], ...],
 ) -> list[np.ndarray]:
     """Per interval ``[lo, hi]``: the tile's valid values in it, sorted."""
+    values, valid = _cached_tile(source, pipeline, window, halo, cache)
+    return [values_within(values, valid, lo, hi) for lo, hi in intervals]
+
+
+def _cached_tile(
+    source: RasterSource, pipeline: Pipeline, window: Window, halo: int, cache: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tile's values and valid mask, from the cache (of the window grown by ``halo``)."""
     outer, crop = expand(window, halo, image_shape(source))
     values, valid = cached_values(source, pipeline, outer, cache, keep=True)
-    values, valid = values[crop], valid[crop]
-    return [values_within(values, valid, lo, hi) for lo, hi in intervals]
+    return values[crop], valid[crop]
