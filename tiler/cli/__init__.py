@@ -2,7 +2,7 @@
 
 Every error a user can fix prints one line on stderr and exits non-zero; no
 traceback, and no ``run.json`` that could make the output look complete.
-The commands live by family: `runs` (run, demo), `results` (report, export),
+The commands live by family: `runs` (run, demo), `results` (report, export), `evaluate`,
 `prepare` (pipeline, presets, validate); `options` and `output` are what they share.
 """
 
@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import click
 
+from tiler.cli.evaluate import evaluate
 from tiler.cli.output import echo
 from tiler.cli.prepare import list_presets, pipeline, validate
 from tiler.cli.results import export, report
 from tiler.cli.runs import demo, run
 from tiler.errors import TilerError
 
-__all__ = ["cli", "demo", "export", "list_presets", "main", "pipeline", "report", "run", "validate"]
+__all__ = [
+    "cli",
+    "demo",
+    "evaluate",
+    "export",
+    "list_presets",
+    "main",
+    "pipeline",
+    "report",
+    "run",
+    "validate",
+]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +37,7 @@ def cli() -> None:
     """Exact, out-of-core segmentation of huge GeoTIFF orthomosaics."""
 
 
-for _command in (run, demo, report, export, pipeline, list_presets, validate):
+for _command in (run, demo, report, export, evaluate, pipeline, list_presets, validate):
     cli.add_command(_command)
 
 

@@ -56,5 +56,24 @@ pixel_only_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 
 
+class Metres(click.ParamType):
+    """A length with its unit, ``0.2m`` or ``20cm``, as metres."""
+
+    name = "length"
+    units = {"cm": 0.01, "m": 1.0}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        for unit, factor in self.units.items():
+            if text.endswith(unit):
+                try:
+                    return float(text[: -len(unit)]) * factor
+                except ValueError:
+                    break
+        self.fail(f"{value!r}: give a length with its unit, e.g. 0.2m or 20cm", param, ctx)
+
+
 def scheduler_address(value: str | None) -> str:
     return value or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"

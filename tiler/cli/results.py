@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tiler.cli import output
-from tiler.cli.options import quiet_option
+from tiler.cli.options import Metres, quiet_option
 
 
 @click.command()
@@ -59,25 +59,6 @@ def report(dst, fields, field_id, out, index, src, overwrite, quiet):
         click.echo(f"{name + ':':<11}{path}")
 
 
-class _Metres(click.ParamType):
-    """A length with its unit, ``0.2m`` or ``20cm``, as metres."""
-
-    name = "length"
-    units = {"cm": 0.01, "m": 1.0}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        text = str(value).strip().lower()
-        for unit, factor in self.units.items():
-            if text.endswith(unit):
-                try:
-                    return float(text[: -len(unit)]) * factor
-                except ValueError:
-                    break
-        self.fail(f"{value!r}: give a length with its unit, e.g. 0.2m or 20cm", param, ctx)
-
-
 @click.command()
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option(
@@ -102,7 +83,7 @@ class _Metres(click.ParamType):
 @click.option(
     "--simplify",
     "simplify_m",
-    type=_Metres(),
+    type=Metres(),
     default=None,
     metavar="LENGTH",
     help="With --polygons: simplify outlines by this much, in metres or cm (0.2m, 20cm).",
