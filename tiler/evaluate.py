@@ -119,11 +119,7 @@ def resolve_pipeline(pipeline: PathLike | Pipeline) -> tuple[str, Pipeline]:
 
 
 def metres_per_unit(crs_wkt: str, image: PathLike) -> float:
-    """Metres per unit of a projected CRS; a geographic or missing CRS is refused."""
-    if not crs_wkt:
-        raise InputError(
-            f"{image}: no CRS; evaluating needs map coordinates in metres (assign a projected CRS)"
-        )
+    """Metres per unit of a projected CRS; a geographic CRS is refused."""
     crs = CRS.from_wkt(crs_wkt)
     if crs.is_geographic:
         raise InputError(
@@ -191,12 +187,20 @@ def _prepare(
     image: Path, truth: Path, pixels: bool, run_options: dict[str, Any]
 ) -> tuple[Path, Path, np.ndarray, float]:
     """The image's truth points in its CRS, and metres per CRS unit."""
-    source = open_geotiff(
-        image,
-        max_pixels=None,
-        driver=run_options.get("driver") or "GTiff",
-        assume_crs=run_options.get("assume_crs"),
-    )
+    try:
+        source = open_geotiff(
+            image,
+            max_pixels=None,
+            driver=run_options.get("driver") or "GTiff",
+            assume_crs=run_options.get("assume_crs"),
+        )
+    except InputError as exc:
+        if "--pixel-only" not in str(exc):  # not the advice for a pixel-only input
+            raise
+        raise InputError(
+            f"{image}: no map coordinates (no geotransform or no CRS); evaluating matches "
+            "within metres: georeference the image in a projected CRS first"
+        ) from None
     factor = metres_per_unit(source.crs_wkt, image)
     frame = Frame(source.crs_wkt, source.transform, source.height, source.width)
     return image, truth, read_truth(truth, frame, pixels=pixels), factor
