@@ -115,7 +115,9 @@ def _read_vector(path: Path, frame: Frame) -> np.ndarray:
         else:
             table = gpd.read_file(path)
     except Exception as exc:  # pyogrio/pyarrow raise many types for a file they cannot read
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        reason = (str(exc).splitlines() or [exc.__class__.__name__])[0].split(";")[0]
+        if "not recognized" in reason:
+            reason = "unknown format; use CSV x,y or GeoJSON, GPKG, shapefile, GeoParquet"
         raise InputError(f"{path}: cannot read the truth file ({reason})") from None
     geometry = table.geometry[table.geometry.notna() & ~table.geometry.is_empty]
     if len(geometry) == 0:
