@@ -31,6 +31,15 @@ def _crs_kind(crs_wkt: str) -> tuple[str, float, float, float]:
     return "projected", float(factor or 1.0), 0.0, 0.0
 
 
+def map_xy(
+    transform: tuple[float, ...], rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map ``(x, y)`` of pixel-index positions: pixel ``(row i, col j)`` has its centre at
+    ``(i, j)``, so the affine ``transform`` (of pixel corners) is taken at ``+ 0.5``."""
+    a, b, c, d, e, f = transform[:6]
+    return a * (cols + 0.5) + b * (rows + 0.5) + c, d * (cols + 0.5) + e * (rows + 0.5) + f
+
+
 def pixel_area_m2(crs_wkt: str, transform: tuple[float, ...], y: np.ndarray | float) -> np.ndarray:
     """The ground area in m² of one pixel whose centre has map coordinate ``y``.
 

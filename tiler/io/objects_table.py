@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tiler.georef import pixel_area_m2
+from tiler.georef import map_xy, pixel_area_m2
 from tiler.io import atomic
 from tiler.io.output import OBJECTS
 
@@ -42,11 +42,9 @@ def object_columns(
     are ``None``, written as nulls; they are never made up from pixels.
     """
     count = stats["count"]
-    a, b, c, d, e, f = transform
     rows = stats["sum_row"] / count
     cols = stats["sum_col"] / count
-    x = a * (cols + 0.5) + b * (rows + 0.5) + c
-    y = d * (cols + 0.5) + e * (rows + 0.5) + f
+    x, y = map_xy(transform, rows, cols)
     return {
         "label": np.arange(1, len(count) + 1, dtype=np.int64),
         "area_px": count.astype(np.int64),

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tiler.errors import InputError
+from tiler.georef import map_xy
 
 CRS_HINT = "wrong CRS, or pixel coordinates? (--truth-pixels)"
 
@@ -36,10 +37,8 @@ class Frame:
     width: int
 
     def to_map(self, col: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """Map ``(x, y)`` of pixel-index coordinates (pixel centre at ``+0.5``)."""
-        a, b, c, d, e, f = self.transform
-        x, y = col + 0.5, row + 0.5
-        return np.column_stack([a * x + b * y + c, d * x + e * y + f])
+        """Map ``(x, y)`` of pixel-index coordinates, as the object table's ``x``/``y``."""
+        return np.column_stack(map_xy(self.transform, row, col))
 
     def outside(self, xy: np.ndarray) -> int:
         """How many points lie outside the image's footprint (edges count as inside)."""
