@@ -21,6 +21,10 @@ class InputError(TilerError):
     exit_code = 2
 
 
+class NotGeoreferenced(InputError):
+    """The input has no map coordinates (no geotransform, or no CRS): ``--pixel-only`` reads it."""
+
+
 class ConfigError(TilerError):
     """The pipeline file is invalid; the message names the key and what is allowed."""
 

@@ -28,7 +28,7 @@ from pyproj import CRS
 from tiler import api, presets
 from tiler.accuracy import Score, combine_scores, match_points
 from tiler.config import Pipeline, load_pipeline
-from tiler.errors import ConfigError, InputError, TilerError
+from tiler.errors import ConfigError, InputError, NotGeoreferenced, TilerError
 from tiler.io.open_raster import open_geotiff
 from tiler.io.truth import Frame, read_truth
 
@@ -194,9 +194,7 @@ def _prepare(
             driver=run_options.get("driver") or "GTiff",
             assume_crs=run_options.get("assume_crs"),
         )
-    except InputError as exc:
-        if "--pixel-only" not in str(exc):  # not the advice for a pixel-only input
-            raise
+    except NotGeoreferenced:
         raise InputError(
             f"{image}: no map coordinates (no geotransform or no CRS); evaluating matches "
             "within metres: georeference the image in a projected CRS first"

@@ -15,7 +15,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError
 
-from tiler.errors import InputError
+from tiler.errors import InputError, NotGeoreferenced
 from tiler.io.raster import GeoTiffSource, _gdal_reason, _quiet_gdal
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS, MAX_COMPRESSION_RATIO, check_declared_size
 
@@ -149,7 +149,7 @@ def _georeferencing(ds, path: Path, assume_crs: str | None, pixel_only: bool):
     if ds.transform.is_identity:
         what = "ground control points but no geotransform" if ds.gcps[0] else "no geotransform"
         fix = "gdalwarp it onto a grid first" if ds.gcps[0] else "georeference it first"
-        raise InputError(
+        raise NotGeoreferenced(
             f"{path}: has {what} (pixel size and position), so no areas in m² or map "
             f"coordinates; {fix}, or pass --pixel-only for results in pixels only"
         )
@@ -163,7 +163,7 @@ def _georeferencing(ds, path: Path, assume_crs: str | None, pixel_only: bool):
             )
         return ds.crs.to_wkt(), transform, "file"
     if assume_crs is None:
-        raise InputError(
+        raise NotGeoreferenced(
             f"{path}: has a geotransform but no CRS; pass --assume-crs EPSG:XXXX "
             "if you know it, or --pixel-only for results in pixels only"
         )
