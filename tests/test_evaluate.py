@@ -158,6 +158,11 @@ def test_cli_prints_the_table_and_writes_csv_and_json(field, tmp_path):
     assert table[["image", "tp", "fp", "fn"]].values.tolist() == [
         ["field", *(getattr(expected.images[0].score, k) for k in ("tp", "fp", "fn"))]
     ]
+    assert " tile(s) of " not in proc.stderr  # -q: no progress lines
+    args.remove("-q")
+    proc = tiler_cli("evaluate", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "field.tif: 800 x 800 px, 1 tile(s) of (2048, 2048)" in proc.stderr
 
 
 def _write_tif(path, crs, transform):

@@ -107,7 +107,7 @@ def evaluate(
         keep=keep,
         chunk_size=chunk_size,
         scheduler=scheduler_address(scheduler),
-        log=output.log(True),
+        log=output.log(quiet),
     )
     for line in table(result):
         click.echo(line)
