@@ -101,6 +101,19 @@ def test_an_empty_truth_file_is_a_tile_without_objects(field, tmp_path):
     assert math.isnan(result.pooled_rmse_m)
 
 
+def test_a_missing_truth_file_is_an_error_or_with_missing_empty_a_tile_without_objects(
+    field, tmp_path
+):
+    gone = tmp_path / "gone.csv"
+    args = ["--images", field["tif"], "--truth", gone, "--within", "30cm", "--scheduler", "sync"]
+    proc = tiler_cli("evaluate", "row-crop-plants", *args, cwd=tmp_path)
+    assert_one_line_error(proc, "gone.csv", "not found")
+    proc = tiler_cli("evaluate", "row-crop-plants", *args, "--missing-truth", "empty", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    pooled = proc.stdout.splitlines()[-1].split()
+    assert pooled[:2] == ["pooled", "0"] and int(pooled[2]) == int(pooled[4]) > 0  # found = fp
+
+
 def test_naip_pooled_counts_equal_the_benchmark_harness(harness, tmp_path):  # noqa: F811
     tiles = harness.naip_tiles()
     pipeline = tiler.presets.load("tree-crowns")

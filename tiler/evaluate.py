@@ -139,6 +139,7 @@ def evaluate(
     *,
     within_m: float,
     truth_pixels: bool = False,
+    missing_empty: bool = False,
     keep: PathLike | None = None,
     **run_options: Any,
 ) -> Evaluation:
@@ -153,6 +154,9 @@ def evaluate(
         Largest distance (metres) of a detection from the truth point it matches.
     truth_pixels : bool
         CSV truth gives pixel ``col,row`` instead of map ``x,y``.
+    missing_empty : bool
+        A truth file that does not exist means no objects in its image
+        (else it is an error).
     keep : path, optional
         Keep the runs in ``keep/<image name>`` (default: a temporary folder).
     **run_options
@@ -170,7 +174,7 @@ def evaluate(
     if not (math.isfinite(within_m) and within_m >= 0):
         raise TilerError(f"--within: expected a distance >= 0, got {within_m!r}")
     inputs = [
-        _prepare(Path(i), Path(t), truth_pixels, run_options)
+        _prepare(Path(i), Path(t), truth_pixels, missing_empty, run_options)
         for i, t in zip(images, truths, strict=True)
     ]
     names = _names([image for image, *_ in inputs])
@@ -184,7 +188,7 @@ def evaluate(
 
 
 def _prepare(
-    image: Path, truth: Path, pixels: bool, run_options: dict[str, Any]
+    image: Path, truth: Path, pixels: bool, missing_empty: bool, run_options: dict[str, Any]
 ) -> tuple[Path, Path, np.ndarray, float]:
     """The image's truth points in its CRS, and metres per CRS unit."""
     try:
@@ -201,7 +205,8 @@ def _prepare(
         ) from None
     factor = metres_per_unit(source.crs_wkt, image)
     frame = Frame(source.crs_wkt, source.transform, source.height, source.width)
-    return image, truth, read_truth(truth, frame, pixels=pixels), factor
+    points = read_truth(truth, frame, pixels=pixels, missing_empty=missing_empty)
+    return image, truth, points, factor
 
 
 def _names(images: list[Path]) -> list[str]:

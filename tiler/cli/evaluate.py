@@ -64,6 +64,14 @@ class _Paths(click.Option):
     help="CSV truth in pixel coordinates col,row (as the object table's centroid_col/_row).",
 )
 @click.option(
+    "--missing-truth",
+    type=click.Choice(["error", "empty"]),
+    default="error",
+    show_default=True,
+    help="A truth file that does not exist: an error, or an image with no objects "
+    "(data sets that omit the file of an empty tile).",
+)
+@click.option(
     "--within",
     "within_m",
     type=Metres(),
@@ -89,7 +97,17 @@ class _Paths(click.Option):
 @scheduler_option
 @quiet_option
 def evaluate(
-    pipeline, images, truth, truth_pixels, within_m, out, keep, chunk_size, scheduler, quiet
+    pipeline,
+    images,
+    truth,
+    truth_pixels,
+    missing_truth,
+    within_m,
+    out,
+    keep,
+    chunk_size,
+    scheduler,
+    quiet,
 ):
     """Score PRESET or PIPELINE.yaml against your own counts: precision, recall, F1,
     count error and RMSE of positions, per image and pooled, matching detections to
@@ -104,6 +122,7 @@ def evaluate(
         truth,
         within_m=within_m,
         truth_pixels=truth_pixels,
+        missing_empty=missing_truth == "empty",
         keep=keep,
         chunk_size=chunk_size,
         scheduler=scheduler_address(scheduler),

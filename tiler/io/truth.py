@@ -51,8 +51,14 @@ class Frame:
         return int(np.count_nonzero(~inside))
 
 
-def read_truth(path: str | Path, frame: Frame, *, pixels: bool = False) -> np.ndarray:
+def read_truth(
+    path: str | Path, frame: Frame, *, pixels: bool = False, missing_empty: bool = False
+) -> np.ndarray:
     """The ``(N, 2)`` map ``(x, y)`` of the truth points in ``path``, in the image's CRS.
+
+    With ``missing_empty``, a file that does not exist is an image with no
+    objects (data sets such as the NAIP urban trees omit the file of a tile
+    without trees); otherwise it is an error.
 
     Raises
     ------
@@ -62,6 +68,8 @@ def read_truth(path: str | Path, frame: Frame, *, pixels: bool = False) -> np.nd
     """
     path = Path(path)
     if not path.is_file():
+        if missing_empty and not path.exists():
+            return np.empty((0, 2))
         raise InputError(f"{path}: truth file not found")
     if path.suffix.lower() == ".csv":
         xy = _read_csv(path, frame, pixels)
