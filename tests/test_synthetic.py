@@ -197,3 +197,30 @@ def test_huge_field_is_lazy():
     assert (inner[3] == 255).all() and 30 < len(centres) < 120
     assert peak < 8 * 2**20  # a few copies of the window, nothing image-sized
     assert elapsed < 2.0
+
+
+def test_cli_writes_each_seeds_field_and_its_plant_centres(tmp_path):
+    import pandas as pd
+    from test_cli import assert_one_line_error
+    from test_cli import tiler as tiler_cli
+
+    proc = tiler_cli("synthetic", "f", "--seeds", "4,6-7", "--extent", "6m", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for seed in (4, 6, 7):
+        field = SyntheticField.at(0.025, (6.0, 6.0), seed=seed)
+        with rasterio.open(tmp_path / "f" / f"field-{seed}.tif") as src:
+            assert src.transform == field.transform and src.crs == rasterio.crs.CRS.from_user_input(
+                field.crs
+            )
+            np.testing.assert_array_equal(
+                src.read(), field.read(Window(0, field.height, 0, field.width))
+            )
+        truth = pd.read_csv(tmp_path / "f" / f"field-{seed}.csv")
+        np.testing.assert_array_equal(truth[["x", "y"]].to_numpy(), field.plant_xy())
+        assert len(truth) > 10
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == sorted(
+        f"field-{s}.{e}" for s in (4, 6, 7) for e in ("tif", "csv")
+    )
+    for bad, words in [("2-1", "empty range"), ("1,1", "repeats"), ("x", "numbers or ranges")]:
+        proc = tiler_cli("synthetic", "g", "--seeds", bad, cwd=tmp_path)
+        assert_one_line_error(proc, "--seeds", words)
