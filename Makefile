@@ -61,9 +61,11 @@ bench-scale: $(STAMP)
 
 .PHONY: accuracy
 
-## accuracy: tiler's objects scored against ground truth (8 NAIP tiles with tree points, a synthetic field)
+## accuracy: tiler's objects scored against ground truth (8 NAIP tiles with tree points, a synthetic field),
+## then classical and CNN presets side by side (urban-trees val split, NAIP, unseen synthetic fields)
 accuracy: $(STAMP)
 	$(BIN)/python -m benchmarks.accuracy --out benchmarks/results
+	$(BIN)/python -m benchmarks.accuracy_side_by_side --out benchmarks/results
 
 .PHONY: fuzz
 
