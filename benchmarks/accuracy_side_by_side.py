@@ -7,9 +7,9 @@ path: ``tiler run`` per image, object centroids matched one to one to the truth
 points within a distance in metres). Three data sets:
 
 * **urban-trees val split**: the 43 validation tiles of
-  ``/work/shared/data/urban_trees_naip_socal`` (0.6 m, R, G, B, NIR), within 6 m,
-  the published metric. The CNN's ``tiler train`` used this split for early
-  stopping and its threshold (and nothing else), so its score here is
+  ``../shared/data/urban_trees_naip_socal`` (or ``$TILER_SOCAL_DATA``; 0.6 m,
+  R, G, B, NIR), within 6 m, the published metric. The CNN's ``tiler train``
+  used this split for early stopping and its threshold (and nothing else), so its score here is
   optimistic; the published figure (Ventura et al. 2024: P 0.736, R 0.733,
   F1 0.735) is on their test split, which is kept out of this workplace.
 * **8 NAIP tiles** (``tests/data/urban_trees_naip``), within 6 m, in two
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -39,7 +40,9 @@ from tiler.evaluate import evaluate
 from tiler.synthetic import SyntheticField, write_geotiff
 
 ROOT = Path(__file__).resolve().parent.parent
-SOCAL = Path("/work/shared/data/urban_trees_naip_socal")
+SOCAL = Path(
+    os.environ.get("TILER_SOCAL_DATA", ROOT.parent / "shared" / "data" / "urban_trees_naip_socal")
+)
 NAIP = ROOT / "tests" / "data" / "urban_trees_naip"
 HELD_OUT = ("bishop_2020_3", "chico_2020_1", "eureka_2020_20")  # not in the socal subset
 FIELD_SEEDS = (901, 902, 903, 904)
