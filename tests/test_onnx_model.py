@@ -13,19 +13,25 @@ import rasterio
 import zarr
 from affine import Affine
 from conftest import run_tiled, write_geotiff
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx_nets import make_net, metadata
 
 import tiler
-from tiler.cnn.blocks import confidence, symmetric_index
+from tiler.cnn.blocks import (
+    aligned_chunks,
+    block_work,
+    confidence,
+    misaligned,
+    symmetric_index,
+)
 from tiler.cnn.metadata import read_info
 from tiler.cnn.session import session
 from tiler.config import parse_pipeline
 from tiler.errors import ConfigError, ModelError, TilerError
 from tiler.io.raster import ArraySource
 from tiler.reference import run_reference
-from tiler.tiling import Window
+from tiler.tiling import TileGrid, Window
 from tiler.units import PixelSize
 
 TRANSFORM = (0.05, 0.0, 500000.0, 0.0, -0.05, 4100000.0)
@@ -98,6 +104,28 @@ def test_tiled_equals_the_whole_image_reference(nets, case):
     labels, seg, _ = run_tiled(source, p, case["chunks"])
     np.testing.assert_array_equal(labels, ref.labels)
     assert seg.threshold == case["threshold"]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=cases())
+def test_tiler_run_on_random_geotiffs_equals_the_reference(nets, tmp_path_factory, case):
+    """Through the API, on real GeoTIFFs (nodata 0 sometimes), as a user runs it."""
+    assume(max(case["shape"]) > 4 or not case["refine"])  # a reach beyond the image is refused
+    image, valid = random_image(case["seed"], case["shape"], case["nodata"])
+    if case["nodata"]:
+        image[:, ~valid] = 0
+    root = tmp_path_factory.mktemp("run")
+    src = write_geotiff(
+        root / "in.tif", image, nodata=0 if case["nodata"] else None, transform=Affine(*TRANSFORM)
+    )
+    config = {"model": {"onnx": str(nets[case["depth"]]), "block": case["block"],
+              "batch": case["batch"], "threshold": case["threshold"]},
+              "refine": list(case["refine"])}  # fmt: skip
+    tiler.run(src, root / "out", config, chunk_size=case["chunks"], scheduler="sync", warn=print)
+    with rasterio.open(src) as ds:
+        ref = run_reference(ds.read(), ds.dataset_mask() > 0, _resolved(config, 3), PIXEL)
+    labels = zarr.open_array(str(root / "out" / "labels.zarr" / "labels"), mode="r")[:]
+    np.testing.assert_array_equal(labels, ref.labels)
 
 
 @SLOW
@@ -207,6 +235,24 @@ def test_default_chunks_are_a_multiple_of_the_block(nets, tmp_path):
     result = tiler.run(src, tmp_path / "out", config, scheduler="sync")
     chunks = json.loads((result.dst / "run.json").read_text())["chunking"]["chunk_shape"]
     assert [c % 24 for c in chunks] == [0, 0]
+
+
+@given(
+    shape=st.tuples(st.integers(1, 300), st.integers(1, 300)),
+    chunks=st.tuples(st.integers(1, 120), st.integers(1, 120)),
+    block=st.sampled_from([8, 16, 48]),
+)
+def test_block_work_counts_the_blocks_each_tile_computes(shape, chunks, block):
+    grid = TileGrid(shape, chunks)
+    computed = sum(
+        (-(-w.row_stop // block) - w.row_start // block)
+        * (-(-w.col_stop // block) - w.col_start // block)
+        for *_, w in grid
+    )
+    blocks = -(-shape[0] // block) * -(-shape[1] // block)
+    assert block_work(shape, chunks, block) == pytest.approx(computed / blocks)
+    aligned = aligned_chunks(chunks, block)
+    assert block_work(shape, aligned, block) == 1.0 and misaligned(shape, aligned, block) is None
 
 
 def one_line(info) -> str:

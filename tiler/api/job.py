@@ -19,7 +19,7 @@ import numpy as np
 from tiler import reach, resolution, resumption
 from tiler.api.record import identity_of
 from tiler.cluster import check_scheduler
-from tiler.cnn.blocks import aligned_chunks
+from tiler.cnn.blocks import aligned_chunks, misaligned
 from tiler.config import OnnxModel, Pipeline, load_pipeline, parse_pipeline
 from tiler.errors import ConfigError
 from tiler.io.layout import plan_chunks
@@ -104,8 +104,13 @@ def prepare(
         chunks = plan.chunks
         if plan.warning is not None and source.height * source.width > WARN_STRIPED_PIXELS:
             warned.append(f"{source.name}: {plan.warning}")
-    if isinstance(pipeline.model, OnnxModel) and chunk_size is None:
-        chunks = aligned_chunks(chunks, pipeline.model.block)  # each tile computes its blocks
+    if isinstance(pipeline.model, OnnxModel):
+        if chunk_size is None:  # each tile computes exactly its own blocks
+            chunks = aligned_chunks(chunks, pipeline.model.block)
+        shape = (source.height, source.width)
+        said = misaligned(shape, chunks, pipeline.model.block)
+        if said is not None and source.height * source.width > WARN_PIXELS:
+            warned.append(f"{source.name}: {said}")
     grid = TileGrid((source.height, source.width), chunks)
     check_size(grid, source.name)  # before DST is touched
     warned.extend(

@@ -137,6 +137,27 @@ def aligned_chunks(chunks: tuple[int, int], block: int) -> tuple[int, int]:
     return (-(-chunks[0] // block) * block, -(-chunks[1] // block) * block)
 
 
+def block_work(shape: tuple[int, int], chunks: tuple[int, int], block: int) -> float:
+    """Blocks computed by a tiling over the image's blocks: 1.0 when the tiles are aligned."""
+    work = 1.0
+    for size, chunk in zip(shape, chunks, strict=True):
+        spans = [block_span(a, min(a + chunk, size), block) for a in range(0, size, chunk)]
+        work *= sum(stop - start for start, stop in spans) / -(-size // block)
+    return work
+
+
+def misaligned(shape: tuple[int, int], chunks: tuple[int, int], block: int) -> str | None:
+    """A warning when tiles not aligned to the blocks make the network run blocks again."""
+    work = block_work(shape, chunks, block)
+    if work <= 1.0:
+        return None
+    return (
+        f"tiles of {chunks[0]} x {chunks[1]} px are not multiples of the model's {block}-px "
+        f"blocks: the network runs {work:.2f}x the blocks (a block is computed by every tile "
+        f"it touches); use a chunk size that is a multiple of {block}"
+    )
+
+
 @dataclass(frozen=True)
 class StoredConfidence:
     """A model's confidence written in a work Zarr (``confidence.zarr``), chunked as the tiles.
