@@ -19,7 +19,7 @@ import numpy as np
 from tiler import reach, resolution, resumption
 from tiler.api.record import identity_of
 from tiler.cluster import check_scheduler
-from tiler.cnn.blocks import aligned_chunks, misaligned
+from tiler.cnn.blocks import aligned_chunks, wasteful
 from tiler.config import OnnxModel, Pipeline, load_pipeline, parse_pipeline
 from tiler.errors import ConfigError
 from tiler.io.layout import plan_chunks
@@ -108,7 +108,7 @@ def prepare(
         if chunk_size is None:  # each tile computes exactly its own blocks
             chunks = aligned_chunks(chunks, pipeline.model.block)
         shape = (source.height, source.width)
-        said = misaligned(shape, chunks, pipeline.model.block)
+        said = wasteful(shape, chunks, pipeline.model.block, pipeline.model.batch)
         if said is not None and source.height * source.width > WARN_PIXELS:
             warned.append(f"{source.name}: {said}")
     grid = TileGrid((source.height, source.width), chunks)

@@ -31,7 +31,8 @@ aligned to the blocks (its origin and size multiples of ``B``) computes
 exactly its own blocks; an unaligned one also computes the parts of the
 blocks it shares with its neighbours, and those are computed once per tile
 that touches them (the tile grid of an onnx run is made a multiple of ``B``
-unless the chunk size is given: see :func:`aligned_chunks`).
+unless the chunk size is given: see :func:`aligned_chunks`, and
+:func:`block_work` for the cost of other tilings).
 """
 
 from __future__ import annotations
@@ -137,24 +138,32 @@ def aligned_chunks(chunks: tuple[int, int], block: int) -> tuple[int, int]:
     return (-(-chunks[0] // block) * block, -(-chunks[1] // block) * block)
 
 
-def block_work(shape: tuple[int, int], chunks: tuple[int, int], block: int) -> float:
-    """Blocks computed by a tiling over the image's blocks: 1.0 when the tiles are aligned."""
-    work = 1.0
-    for size, chunk in zip(shape, chunks, strict=True):
-        spans = [block_span(a, min(a + chunk, size), block) for a in range(0, size, chunk)]
-        work *= sum(stop - start for start, stop in spans) / -(-size // block)
-    return work
+def block_work(shape: tuple[int, int], chunks: tuple[int, int], block: int, batch: int) -> float:
+    """Windows the network runs for a tiling, over the image's blocks (1.0: no waste).
+
+    A block is run by every tile that touches it, and each tile's last batch
+    is filled up with zero windows.
+    """
+    spans = [
+        [block_span(a, min(a + chunk, size), block) for a in range(0, size, chunk)]
+        for size, chunk in zip(shape, chunks, strict=True)
+    ]
+    runs = sum(
+        -(-((r1 - r0) * (c1 - c0)) // batch) * batch for r0, r1 in spans[0] for c0, c1 in spans[1]
+    )
+    return runs / (-(-shape[0] // block) * -(-shape[1] // block))
 
 
-def misaligned(shape: tuple[int, int], chunks: tuple[int, int], block: int) -> str | None:
-    """A warning when tiles not aligned to the blocks make the network run blocks again."""
-    work = block_work(shape, chunks, block)
-    if work <= 1.0:
+def wasteful(shape: tuple[int, int], chunks: tuple[int, int], block: int, batch: int) -> str | None:
+    """A warning when the tiles make the network run much more than the image's blocks."""
+    work = block_work(shape, chunks, block, batch)
+    if work <= 1.25:
         return None
     return (
-        f"tiles of {chunks[0]} x {chunks[1]} px are not multiples of the model's {block}-px "
-        f"blocks: the network runs {work:.2f}x the blocks (a block is computed by every tile "
-        f"it touches); use a chunk size that is a multiple of {block}"
+        f"tiles of {chunks[0]} x {chunks[1]} px make the network run {work:.2f}x the image's "
+        f"{block}-px blocks (a block is run by every tile it touches, and each tile's batches "
+        f"of {batch} are filled up); use a chunk size that is a multiple of {block} holding "
+        f"a multiple of {batch} blocks"
     )
 
 

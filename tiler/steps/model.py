@@ -1,4 +1,9 @@
-"""A user's segmenter (``model:``) in place of ``preprocess`` and ``threshold``."""
+"""A user's segmenter (``model:``) in place of ``preprocess`` and ``threshold``.
+
+``model: {callable: ...}`` is :class:`Model`; ``model: {onnx: ...}`` is an
+ONNX network, :class:`tiler.steps.onnx_model.OnnxModel` (the two exclude
+each other).
+"""
 
 from __future__ import annotations
 
