@@ -31,6 +31,7 @@ from tiler.config import parse_pipeline
 from tiler.errors import ConfigError, ModelError, TilerError
 from tiler.io.raster import ArraySource
 from tiler.reference import run_reference
+from tiler.resolution import in_pixels
 from tiler.tiling import TileGrid, Window
 from tiler.units import PixelSize
 
@@ -327,6 +328,16 @@ def test_pixel_size_out_of_tolerance_is_refused_with_the_gdalwarp_hint(nets, tmp
     assert "coarse.tif: pixel size 0.5 m is out of model test-d1's range" in message
     assert "gdalwarp -tr 0.05 0.05" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_the_recorded_config_parses_back_to_the_same_run(tmp_path):
+    """run.json's config (what --resume re-reads) gives the same model, in ground units too."""
+    path = make_net(tmp_path / "p.onnx", meta=metadata(3, 1, output="points", min_distance_m="0.5"))
+    first = pipeline(path, block=8, device="cpu").resolve_bands(3)
+    again = parse_pipeline(first.to_dict()).resolve_bands(3)
+    assert again.to_dict() == first.to_dict() and again.model == first.model
+    assert first.to_dict()["model"]["min_distance"] == "0.5 m"
+    assert in_pixels(again, PIXEL).model.min_distance == pytest.approx(10.0)
 
 
 def test_points_output_is_refused_until_the_points_path_exists(tmp_path):
