@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from tiler.config import Pipeline, load_callable
+from tiler.config import Model, Pipeline, load_callable
 from tiler.errors import ModelError
 from tiler.source import RasterSource
 from tiler.split import SplitTile, measure_window
@@ -21,10 +21,17 @@ from tiler.values import image_shape
 
 def model_mask(source: RasterSource, pipeline: Pipeline, window: Window) -> np.ndarray:
     """The pipeline's model on ``window`` grown by its halo, cropped back, ``&= valid``."""
-    model = pipeline.model
+    model = callable_model(pipeline)
     outer, crop = expand(window, model.halo, image_shape(source))
     image, valid = source.read(pipeline.bands, outer)
     return run_model(model.function, image)[crop] & valid[crop]
+
+
+def callable_model(pipeline: Pipeline) -> Model:
+    """The pipeline's ``model: {callable}`` (an ONNX model runs by blocks: tiler.cnn)."""
+    model = pipeline.model
+    assert isinstance(model, Model), "only a callable model runs per window"
+    return model
 
 
 def run_model(function: str, image: np.ndarray) -> np.ndarray:
@@ -43,9 +50,10 @@ def run_model(function: str, image: np.ndarray) -> np.ndarray:
 
 def model_window(source: RasterSource, pipeline: Pipeline, window: Window, index: int) -> SplitTile:
     """The model's instances on a tile's window grown by its halo, measured for ownership."""
-    outer, _ = expand(window, pipeline.model.halo, image_shape(source))
+    model = callable_model(pipeline)
+    outer, _ = expand(window, model.halo, image_shape(source))
     image, valid = source.read(pipeline.bands, outer)
-    labels, n = model_labels(pipeline.model.function, image, valid)
+    labels, n = model_labels(model.function, image, valid)
     return measure_window(labels, n, outer, window, index, image_shape(source))
 
 

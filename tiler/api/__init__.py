@@ -87,6 +87,7 @@ def run(
     mask: str | None = None,
     assume_crs: str | None = None,
     pixel_only: bool | None = None,
+    device: str | None = None,
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> RunResult:
@@ -147,6 +148,8 @@ def run(
     pixel_only : bool
         Accept an input without georeferencing: objects get pixel positions
         and areas only (``area_m2``, ``x``, ``y`` and geometry are null).
+    device : {"auto", "cpu", "cuda"}, optional
+        Where an ONNX model runs (``model: {onnx}``), in place of its ``device:``.
     log : callable, optional
         Receives progress lines.
     warn : callable, optional
@@ -167,7 +170,15 @@ def run(
     given = resumption.Settings(config, chunk_size, driver, mask, assume_crs, pixel_only)
     target = client if client is not None else scheduler
     job = prepare(
-        src, dst, given, target, performance_report, resume=resume, max_pixels=max_pixels, warn=warn
+        src,
+        dst,
+        given,
+        target,
+        performance_report,
+        resume=resume,
+        max_pixels=max_pixels,
+        warn=warn,
+        device=device,
     )
     if resume and (done := already_complete(job, log)) is not None:
         return done

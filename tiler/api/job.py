@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import numpy as np
 from tiler import reach, resolution, resumption
 from tiler.api.record import identity_of
 from tiler.cluster import check_scheduler
-from tiler.config import Pipeline, load_pipeline, parse_pipeline
+from tiler.cnn.blocks import aligned_chunks, wasteful
+from tiler.config import OnnxModel, Pipeline, load_pipeline, parse_pipeline
 from tiler.errors import ConfigError
 from tiler.io.layout import plan_chunks
 from tiler.io.open_raster import open_geotiff
@@ -64,12 +65,15 @@ def prepare(
     resume: bool,
     max_pixels: int | None,
     warn: Callable[[str], None],
+    device: str | None = None,
 ) -> Job:
     """The job of ``tiler.run``'s arguments; every refusal here leaves ``dst`` untouched."""
     dst = Path(dst)
     before = resumption.recorded(dst) if resume else None
     settings = given.completed(before)  # resuming: what is left out is the run's
     pipeline = _pipeline(settings.config)
+    if device is not None:
+        pipeline = _on_device(pipeline, device)
     chunk_size = settings.chunk_size
     chunks = _chunks(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
     if isinstance(src, (str, os.PathLike)):
@@ -100,6 +104,13 @@ def prepare(
         chunks = plan.chunks
         if plan.warning is not None and source.height * source.width > WARN_STRIPED_PIXELS:
             warned.append(f"{source.name}: {plan.warning}")
+    if isinstance(pipeline.model, OnnxModel):
+        if chunk_size is None:  # each tile computes exactly its own blocks
+            chunks = aligned_chunks(chunks, pipeline.model.block)
+        shape = (source.height, source.width)
+        said = wasteful(shape, chunks, pipeline.model.block, pipeline.model.batch)
+        if said is not None and source.height * source.width > WARN_PIXELS:
+            warned.append(f"{source.name}: {said}")
     grid = TileGrid((source.height, source.width), chunks)
     check_size(grid, source.name)  # before DST is touched
     warned.extend(
@@ -119,6 +130,13 @@ def _pipeline(config: str | os.PathLike | dict | Pipeline | None) -> Pipeline:
     if isinstance(config, dict):
         return parse_pipeline(config)
     return load_pipeline(config)
+
+
+def _on_device(pipeline: Pipeline, device: str) -> Pipeline:
+    """The pipeline with its ONNX model on ``device`` (``tiler run --device``)."""
+    if not isinstance(pipeline.model, OnnxModel):
+        raise ConfigError("--device: the pipeline has no ONNX model (model: {onnx: ...})")
+    return replace(pipeline, model=pipeline.model.on_device(device))
 
 
 def _chunks(chunk_size: int | tuple[int, int]) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tiler import diagnostics, presets, resolution, resumption
-from tiler.config import Pipeline
+from tiler.config import Model, Pipeline
 from tiler.errors import OutputError
 from tiler.io import objects_table, output
 from tiler.io.finished import complete_manifest
@@ -194,7 +194,7 @@ def _split_summary(pipeline: Pipeline, segmentation: Segmentation) -> dict[str, 
     """How instances were made across tiles (watershed split or a model's labels), if so."""
     if pipeline.split is not None:
         method, halo = "watershed", pipeline.split.halo
-    elif pipeline.model is not None and pipeline.model.output == "labels":
+    elif isinstance(pipeline.model, Model) and pipeline.model.output == "labels":
         method, halo = f"model {pipeline.model.function}", pipeline.model.halo
     else:
         return {}

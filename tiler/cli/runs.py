@@ -95,6 +95,13 @@ from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
     default=None,
     help="The GDAL driver to open SRC with (inputs are GeoTIFFs unless you say otherwise) [GTiff].",
 )
+@click.option(
+    "--device",
+    type=click.Choice(("auto", "cpu", "cuda")),
+    default=None,
+    help="Where an ONNX model runs (model: {onnx}): cuda needs onnxruntime-gpu [the model's "
+    "device:, auto].",
+)
 @quiet_option
 def run(
     src,
@@ -118,6 +125,7 @@ def run(
     assume_crs,
     pixel_only,
     driver,
+    device,
     quiet,
 ):
     """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
@@ -152,6 +160,7 @@ def run(
         mask=mask_mode,
         assume_crs=assume_crs,
         pixel_only=pixel_only,
+        device=device,
         log=output.log(quiet),
         warn=output.warning,
     )

@@ -1,4 +1,9 @@
-"""A user's segmenter (``model:``) in place of ``preprocess`` and ``threshold``."""
+"""A user's segmenter (``model:``) in place of ``preprocess`` and ``threshold``.
+
+``model: {callable: ...}`` is :class:`Model`; ``model: {onnx: ...}`` is an
+ONNX network, :class:`tiler.steps.onnx_model.OnnxModel` (the two exclude
+each other).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from typing import Any, Literal
 
 from tiler.errors import ConfigError
 from tiler.steps.base import Step, params
-from tiler.units import length
+from tiler.steps.onnx_model import OnnxModel
+from tiler.units import PixelSize, length
 
 MODEL_OUTPUTS = ("mask", "labels")
 
@@ -58,7 +64,11 @@ class Model(Step):
         return self.halo
 
     @classmethod
-    def from_params(cls, name: str, value: Any, key: str) -> Model:
+    def from_params(cls, name: str, value: Any, key: str) -> Model | OnnxModel:  # type: ignore[override]
+        if isinstance(value, dict) and "onnx" in value:
+            if "callable" in value:
+                raise ConfigError(f"{key}: 'onnx' and 'callable' exclude each other; give one")
+            return OnnxModel.from_params(name, value, key)
         found = params(value, key, ("callable", "halo", "output"))
         if "callable" not in found:
             raise ConfigError(f"{key}.callable: required ('package.module:function')")
@@ -73,6 +83,13 @@ class Model(Step):
                 f"{key}.output: expected one of {', '.join(MODEL_OUTPUTS)}, got {output!r}"
             )
         return cls(spec, halo, output, ground=ground)
+
+    def bands_for(self, bands: tuple[int, ...], explicit: bool, source: str) -> tuple[int, ...]:
+        """The bands the callable is given: all the pipeline's."""
+        return bands
+
+    def check_input(self, size: PixelSize | None, source: str) -> None:
+        """A callable takes any pixel size."""
 
     def record(self) -> dict[str, Any]:
         """run.json's ``threshold`` record: the model decides the mask (no threshold)."""
