@@ -193,25 +193,29 @@ def _inside(points: np.ndarray, window: Window) -> np.ndarray:
 
 
 def peak_columns(
-    cores: Sequence[CorePoints], object_ids: np.ndarray, width: int
+    owned: Sequence[np.ndarray],
+    confidence: Sequence[np.ndarray],
+    object_ids: np.ndarray,
+    width: int,
 ) -> dict[str, np.ndarray]:
     """The objects table's extra columns from the owners' reports.
 
-    ``object_ids`` is each object's peak id (row ``label - 1``).
+    ``owned`` and ``confidence`` are :attr:`CorePoints.owned` and
+    :attr:`CorePoints.confidence` of every tile; ``object_ids`` is each
+    object's peak id (row ``label - 1``).
     """
-    owned = np.concatenate([c.owned for c in cores] or [np.zeros(0, np.uint64)])
-    confidence = np.concatenate([c.confidence for c in cores] or [np.zeros(0)])
+    owned = np.concatenate([*owned, np.zeros(0, np.uint64)])
+    confidence = np.concatenate([*confidence, np.zeros(0)])
     order = np.argsort(owned)
     at = order[np.searchsorted(owned[order], object_ids)]
     row, col = np.divmod(object_ids.astype(np.int64) - 1, width)
     return {"peak_row": row, "peak_col": col, "confidence": confidence[at]}
 
 
-def object_peak_ids(cores: Sequence[CorePoints], object_of: np.ndarray, n: int) -> np.ndarray:
-    """Each object's peak id, from the tiles' ids and the stitch's ``object_of``."""
-    ids = np.concatenate([c.ids for c in cores] or [np.zeros(0, np.uint64)])
+def object_peak_ids(tile_ids: Sequence[np.ndarray], object_of: np.ndarray, n: int) -> np.ndarray:
+    """Each object's peak id, from the tiles' ``CorePoints.ids`` and the stitch's ``object_of``."""
     out = np.zeros(n, np.uint64)
-    out[object_of] = ids
+    out[object_of] = np.concatenate([*tile_ids, np.zeros(0, np.uint64)])
     return out
 
 
@@ -242,5 +246,8 @@ def points_in_memory(
     labels = np.zeros(image_shape, np.int64)
     for (t, _, _, window), core in zip(grid, cores, strict=True):
         labels[window.slices] = relabel(core.labels, stitched.tile_lut(t, final))
-    ids = object_peak_ids(cores, stitched.object_of, n)
-    return PointsResult(labels, n, peak_columns(cores, ids, image_shape[1]))
+    ids = object_peak_ids([c.ids for c in cores], stitched.object_of, n)
+    columns = peak_columns(
+        [c.owned for c in cores], [c.confidence for c in cores], ids, image_shape[1]
+    )
+    return PointsResult(labels, n, columns)

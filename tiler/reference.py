@@ -17,6 +17,7 @@ from skimage.measure import label, regionprops_table
 from tiler.config import Index, Pipeline, load_callable
 from tiler.georef import pixel_area_m2
 from tiler.kernels.split import raster_order
+from tiler.points import PointSettings, reference_points
 from tiler.resolution import in_pixels
 from tiler.units import PixelSize
 
@@ -84,6 +85,11 @@ def run_reference(
     pipeline = in_pixels(pipeline, pixel_size, "reference")
     if pipeline.model is not None:
         out = np.asarray(load_callable(pipeline.model.function)(image))
+        if pipeline.model.output == "points":  # NaN where invalid: never a peak, never grown
+            conf = np.where(valid, out.astype(np.float32), np.float32(np.nan))
+            settings = PointSettings(**pipeline.model.points)
+            labels, _ = reference_points(conf, settings)
+            return Reference(conf, settings.threshold, labels > 0, labels)
         if pipeline.model.output == "labels":
             labels, _ = raster_order(np.where(valid, out, 0))
             return Reference(np.zeros(image.shape[1:]), None, labels > 0, labels)

@@ -18,7 +18,7 @@ import numpy as np
 
 from tiler.config import Pipeline, Stage
 from tiler.masks import StoredMask
-from tiler.passes.instances import model_instances, split_instances
+from tiler.passes.instances import model_instances, model_points, split_instances
 from tiler.passes.runner import PassRunner
 from tiler.passes.segmentation import MaskState, Segmentation
 from tiler.passes.statistics import resolve_preprocess
@@ -32,6 +32,8 @@ def segment(run: PassRunner, pipeline: Pipeline) -> Segmentation:
         pipeline = replace(pipeline, refine=(*implied, *pipeline.refine))
     if pipeline.model is not None and pipeline.model.output == "labels":
         return model_instances(run, pipeline)
+    if pipeline.model is not None and pipeline.model.output == "points":
+        return model_points(run, pipeline)
     conn, grid = pipeline.connectivity, run.grid
     first_base, threshold, value_range = starting_mask(run, pipeline)
 
