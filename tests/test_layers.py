@@ -69,6 +69,8 @@ LAYERS = [
             "tiler.resolution",
             "tiler.steps",
             "tiler.models",
+            "tiler.cnn.metadata",  # the step reads a model's metadata while parsing
+            "tiler.cnn.session",  # and resolves its device; the reference runs it
             "tiler.stitch",
             "tiler.split",
             "tiler.points",
@@ -93,6 +95,7 @@ LAYERS = [
             "tiler.values",
             "tiler.masks",
             "tiler.inference",
+            "tiler.cnn",  # blocks: reads the source, writes the confidence store
             "tiler.tasks",
             "tiler.cluster",
             "tiler.journal",

@@ -93,3 +93,32 @@ def test_a_confidence_outside_0_1_is_refused():
     pipeline = parse_pipeline({"model": {**data["model"], "threshold": 0.5}}).resolve_bands(3)
     with pytest.raises(ModelError, match="expected a confidence map"):
         run_tiled(ArraySource(image, valid), pipeline, (16, 16))
+
+
+@pytest.mark.parametrize("chunks", [(7, 9), (16, 16), (40, 48)])
+@pytest.mark.parametrize("grow", [None, "0.12 m"])
+def test_an_onnx_points_model_tiles_exactly(tmp_path, chunks, grow):
+    """A random-weight U-Net on a smooth image: realistic peaks, counted once at any tiling."""
+    from onnx_nets import make_net, metadata
+    from scipy import ndimage as ndi
+
+    from tiler.resolution import in_pixels
+    from tiler.units import PixelSize
+
+    meta = metadata(3, 1, output="points", threshold="0.3", min_distance_m="0.1")
+    net = make_net(tmp_path / "points.onnx", meta=meta, seed=4)
+    rng = np.random.default_rng(5)
+    image = ndi.gaussian_filter(rng.random((3, 40, 48)), (0, 2, 2))
+    image = (255 * (image - image.min()) / np.ptp(image)).astype(np.uint8)
+    valid = np.ones((40, 48), bool)
+    valid[:3, :5] = False
+    model = {"onnx": str(net), "block": 16, **({"grow": grow} if grow else {})}
+    pipeline = parse_pipeline({"model": model}).resolve_bands(3)
+    size = PixelSize(0.05, 0.05)
+    ref = run_reference(image, valid, pipeline, size)
+    resolved = in_pixels(pipeline, size)
+    labels, seg, _ = run_tiled(ArraySource(image, valid, transform=TRANSFORM), resolved, chunks)
+    np.testing.assert_array_equal(labels, ref.labels)
+    assert seg.n_objects == ref.labels.max() > 1
+    _, peaks = reference_points(ref.values, PointSettings(**resolved.model.points))
+    np.testing.assert_array_equal(seg.extra_columns["confidence"], peaks["confidence"])

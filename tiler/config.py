@@ -43,6 +43,7 @@ from tiler.steps.grow import Grow
 from tiler.steps.indices import Index
 from tiler.steps.model import Model, load_callable
 from tiler.steps.morphology import FillHoles, Morphology, RemoveSmallObjects, Smooth
+from tiler.steps.onnx_model import OnnxModel
 from tiler.steps.split import Split
 from tiler.steps.thresholds import FixedThreshold, LocalThreshold, MultiOtsu, Otsu, Percentile
 from tiler.units import Serves, as_written, serves
@@ -58,7 +59,7 @@ class Pipeline:
     refine: tuple[MaskStep, ...] = ()
     connectivity: Literal[1, 2] = 2
     bands: tuple[int, ...] | None = None
-    model: Model | None = None
+    model: Model | OnnxModel | None = None
     serves: Serves | None = None  # the pixel sizes it serves (tiler.units.Serves)
     # run.json's record of the sizes converted from ground units (tiler.resolution)
     units: dict[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -168,6 +169,7 @@ class Pipeline:
                     f"(1..{count})"
                 )
         if self.model is not None:
+            bands = self.model.bands_for(tuple(bands), self.bands is not None, source)
             return replace(self, bands=tuple(bands))
         self.index.check_bands(bands, count, tuple(alpha_bands), alpha_is_mask, source)
         return replace(self, bands=tuple(bands))
@@ -377,6 +379,7 @@ __all__ = [
     "LocalThreshold",
     "Median",
     "Model",
+    "OnnxModel",
     "Morphology",
     "MultiOtsu",
     "Otsu",

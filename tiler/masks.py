@@ -15,6 +15,7 @@ import numpy as np
 import zarr
 
 from tiler import cache as value_cache
+from tiler.cnn.blocks import StoredConfidence
 from tiler.config import CannyEdges, Pipeline
 from tiler.inference import model_mask
 from tiler.kernels.edges import canny_masks
@@ -71,6 +72,21 @@ class StoredMask:
 
     def read(self, window: Window) -> np.ndarray:
         return np.asarray(zarr.open_array(self.path, mode="r")[window.slices], dtype=bool)
+
+
+@dataclass(frozen=True)
+class ConfidenceMask:
+    """A model's stored confidence ``>= threshold`` (it is 0 at invalid pixels; threshold > 0)."""
+
+    confidence: StoredConfidence
+    threshold: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.confidence.shape
+
+    def read(self, window: Window) -> np.ndarray:
+        return self.confidence.read(window) >= np.float32(self.threshold)
 
 
 @dataclass(frozen=True)
@@ -143,7 +159,7 @@ class UnionTile:
         return np.logical_or.reduce([part.read(window) for part in self.parts])
 
 
-MaskBase = RasterMask | StoredMask | IntervalMask | CannyMask
+MaskBase = RasterMask | StoredMask | ConfidenceMask | IntervalMask | CannyMask
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from skimage.measure import label, regionprops_table
 
-from tiler.config import Index, Pipeline, load_callable
+from tiler.cnn.session import session
+from tiler.config import Index, OnnxModel, Pipeline, load_callable
 from tiler.georef import pixel_area_m2
 from tiler.kernels.split import raster_order
 from tiler.points import PointSettings, reference_points
@@ -83,13 +84,17 @@ def run_reference(
         The input's (:func:`tiler.resolution.pixel_size`), for ground units.
     """
     pipeline = in_pixels(pipeline, pixel_size, "reference")
+    if isinstance(pipeline.model, OnnxModel):
+        conf = onnx_confidence(image, pipeline.model)
+        if pipeline.model.output == "points":  # 0 where invalid, as stored: never a peak
+            return _points(np.where(valid, conf, np.float32(0)), pipeline)
+        fg = (conf >= np.float32(pipeline.model.threshold)) & valid
+        mask = reference_refine(fg, pipeline)
+        return Reference(conf, pipeline.model.threshold, mask, _labels(mask, pipeline))
     if pipeline.model is not None:
         out = np.asarray(load_callable(pipeline.model.function)(image))
         if pipeline.model.output == "points":  # NaN where invalid: never a peak, never grown
-            conf = np.where(valid, out.astype(np.float32), np.float32(np.nan))
-            settings = PointSettings(**pipeline.model.points)
-            labels, _ = reference_points(conf, settings)
-            return Reference(conf, settings.threshold, labels > 0, labels)
+            return _points(np.where(valid, out.astype(np.float32), np.float32(np.nan)), pipeline)
         if pipeline.model.output == "labels":
             labels, _ = raster_order(np.where(valid, out, 0))
             return Reference(np.zeros(image.shape[1:]), None, labels > 0, labels)
@@ -109,6 +114,43 @@ def run_reference(
     fg &= valid
     mask = reference_refine(fg, pipeline)
     return Reference(values, t, mask, _labels(mask, pipeline))
+
+
+def onnx_confidence(image: np.ndarray, model: OnnxModel) -> np.ndarray:
+    """An ONNX model's confidence on the whole image, by blocks (tiler.cnn.blocks' meaning).
+
+    The image is padded by reflection (``numpy.pad(mode="symmetric")``) by
+    the model's halo, and on the bottom and right up to whole blocks; every
+    ``(B + 2h)``-square window at block steps is normalised and run, in
+    batches of ``model.batch`` in raster order (the last filled with zero
+    windows), and the centres are put together.
+    """
+    b, h = model.block, model.info.halo
+    rows, cols = image.shape[1:]
+    nr, nc = -(-rows // b), -(-cols // b)
+    pad = ((0, 0), (h, nr * b - rows + h), (h, nc * b - cols + h))
+    x = model.info.normalise(np.pad(image, pad, mode="symmetric"))
+    windows = [x[:, i * b : i * b + b + 2 * h, j * b : j * b + b + 2 * h]
+               for i in range(nr) for j in range(nc)]  # fmt: skip
+    sess = session(model.path, model.provider, model.threads)
+    name = sess.get_inputs()[0].name
+    out = np.empty((nr * b, nc * b), np.float32)
+    for start in range(0, len(windows), model.batch):
+        batch = np.zeros((model.batch, *windows[0].shape), np.float32)
+        group = windows[start : start + model.batch]
+        batch[: len(group)] = group
+        result = sess.run(None, {name: batch})[0].reshape(model.batch, *windows[0].shape[1:])
+        for k in range(len(group)):
+            i, j = divmod(start + k, nc)
+            out[i * b : (i + 1) * b, j * b : (j + 1) * b] = result[k, h : h + b, h : h + b]
+    return out[:rows, :cols]
+
+
+def _points(conf: np.ndarray, pipeline: Pipeline) -> Reference:
+    """A points model's objects on its whole confidence map (:func:`reference_points`)."""
+    settings = PointSettings(**pipeline.model.points)
+    labels, _ = reference_points(conf, settings)
+    return Reference(conf, settings.threshold, labels > 0, labels)
 
 
 def _labels(mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:

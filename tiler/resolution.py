@@ -42,6 +42,8 @@ def in_pixels(pipeline: Pipeline, size: PixelSize | None, source: str = "input")
         refuse_without_pixel_size(found, source)
     if pipeline.serves is not None:
         pipeline.serves.check(size, source)
+    if pipeline.model is not None:
+        pipeline.model.check_input(size, source)
     record: dict[str, Any] = {
         "pixel_size_m": None if size is None else [size.row_m, size.col_m],
         "parameters": [g.record(size) for g in found] if size is not None else [],

@@ -69,6 +69,11 @@ def create_mask_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int
     return _array(path, shape, chunks, bool, False)
 
 
+def create_confidence_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
+    """A float32 Zarr array chunked as the tiles, for a model's confidence (tiler.cnn)."""
+    return _array(path, shape, chunks, np.float32, 0.0)
+
+
 def create_local_label_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
     """An int32 Zarr array chunked as the tiles, for tile-local labels in the work folder."""
     return _array(path, shape, chunks, np.int32, 0)

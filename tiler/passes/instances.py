@@ -7,17 +7,15 @@ wait in a work Zarr for the write pass, which relabels them.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from tiler.config import Pipeline, Split
-from tiler.inference import model_confidence, model_window
+from tiler.inference import model_window
 from tiler.masks import StoredMask
 from tiler.passes.runner import PassRunner
 from tiler.passes.segmentation import MaskState, Segmentation
 from tiler.plan import Graph, instance_graph, points_graph, split_graph
-from tiler.points import PointSettings, object_peak_ids, peak_columns
+from tiler.points import PointSettings, ReadConfidence, object_peak_ids, peak_columns
 from tiler.split import renumber_split
 
 # The work array that keeps each tile's local instance labels until the write.
@@ -50,13 +48,13 @@ def model_instances(run: PassRunner, pipeline: Pipeline) -> Segmentation:
     return _instances(run, "model", graph, local, None, None)
 
 
-def model_points(run: PassRunner, pipeline: Pipeline) -> Segmentation:
+def model_points(run: PassRunner, pipeline: Pipeline, read: ReadConfidence) -> Segmentation:
     """A points model's peaks as objects, exact for any tiling (:mod:`tiler.points`).
 
-    The objects table gets each object's peak (``peak_row``, ``peak_col``)
-    and the confidence there (``confidence``).
+    ``read(window)`` gives the confidence on a window. The objects table gets
+    each object's peak (``peak_row``, ``peak_col``) and the confidence there
+    (``confidence``).
     """
-    read = partial(model_confidence, run.source, pipeline)
     settings = PointSettings(**pipeline.model.points)
     local = run.local_label_store(LOCAL_LABELS)
     results = run.compute("points", points_graph(run.grid, local, read, settings))

@@ -18,7 +18,8 @@ import numpy as np
 
 from tiler.config import Pipeline, Stage
 from tiler.masks import StoredMask
-from tiler.passes.instances import model_instances, model_points, split_instances
+from tiler.passes.confidence import point_objects
+from tiler.passes.instances import model_instances, split_instances
 from tiler.passes.runner import PassRunner
 from tiler.passes.segmentation import MaskState, Segmentation
 from tiler.passes.statistics import resolve_preprocess
@@ -33,7 +34,7 @@ def segment(run: PassRunner, pipeline: Pipeline) -> Segmentation:
     if pipeline.model is not None and pipeline.model.output == "labels":
         return model_instances(run, pipeline)
     if pipeline.model is not None and pipeline.model.output == "points":
-        return model_points(run, pipeline)
+        return point_objects(run, pipeline)
     conn, grid = pipeline.connectivity, run.grid
     first_base, threshold, value_range = starting_mask(run, pipeline)
 

@@ -23,7 +23,11 @@ from pathlib import Path
 
 from tiler import cache as value_cache
 from tiler.executor import Executor
-from tiler.io.label_store import create_local_label_store, create_mask_store
+from tiler.io.label_store import (
+    create_confidence_store,
+    create_local_label_store,
+    create_mask_store,
+)
 from tiler.journal import Journal
 from tiler.masks import TileMask
 from tiler.plan import Graph, label_graph, mask_graph
@@ -111,6 +115,10 @@ class PassRunner:
     def mask_store(self, name: str) -> str:
         """A boolean work Zarr ``name`` in the work folder, chunked as the tiles."""
         return create_mask_store(self.workdir / name, self.grid.shape, self.grid.chunks)
+
+    def confidence_store(self, name: str) -> str:
+        """A float32 work Zarr ``name`` for a model's confidence, chunked as the tiles."""
+        return create_confidence_store(self.workdir / name, self.grid.shape, self.grid.chunks)
 
     def local_label_store(self, name: str) -> str:
         """A work Zarr ``name`` for each tile's local instance labels, until the write."""

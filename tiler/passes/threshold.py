@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tiler import cache as value_cache
-from tiler.config import Pipeline
+from tiler.config import OnnxModel, Pipeline
 from tiler.errors import InputError
 from tiler.kernels.threshold import (
     binnable,
@@ -23,6 +23,7 @@ from tiler.kernels.threshold import (
     threshold_index,
 )
 from tiler.masks import MaskBase, RasterMask
+from tiler.passes.confidence import confidence_mask
 from tiler.passes.runner import PassRunner
 from tiler.passes.seeded import edges, grow
 from tiler.passes.statistics import value_range as find_value_range
@@ -45,6 +46,8 @@ def starting_mask(
     the mask instead (see :mod:`tiler.cache`).
     """
     source, step = run.source, pipeline.threshold
+    if isinstance(pipeline.model, OnnxModel):
+        return confidence_mask(run, pipeline), pipeline.model.threshold, None
     if pipeline.model is not None:
         return RasterMask(source, pipeline, None), None, None
     if step.passes == "none":  # per pixel (a known value) or local: nothing to find

@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from tiler.errors import ConfigError
 from tiler.steps.base import Step, params
-from tiler.units import length
+from tiler.steps.onnx_model import OnnxModel
+from tiler.units import PixelSize, length
 
 MODEL_OUTPUTS = ("mask", "labels", "points")
 POINT_KEYS = ("threshold", "min_distance", "grow", "mask_threshold")
@@ -71,7 +72,11 @@ class Model(Step):
         return self.halo
 
     @classmethod
-    def from_params(cls, name: str, value: Any, key: str) -> Model:
+    def from_params(cls, name: str, value: Any, key: str) -> Model | OnnxModel:  # type: ignore[override]
+        if isinstance(value, dict) and "onnx" in value:
+            if "callable" in value:
+                raise ConfigError(f"{key}: 'onnx' and 'callable' exclude each other; give one")
+            return OnnxModel.from_params(name, value, key)
         found = params(value, key, ("callable", "halo", "output", *POINT_KEYS))
         if "callable" not in found:
             raise ConfigError(f"{key}.callable: required ('package.module:function')")
@@ -102,6 +107,13 @@ class Model(Step):
             "grow": self.grow,
             "mask_threshold": self.mask_threshold,
         }
+
+    def bands_for(self, bands: tuple[int, ...], explicit: bool, source: str) -> tuple[int, ...]:
+        """The bands the callable is given: all the pipeline's."""
+        return bands
+
+    def check_input(self, size: PixelSize | None, source: str) -> None:
+        """A callable takes any pixel size."""
 
     def record(self) -> dict[str, Any]:
         """run.json's ``threshold`` record: the model decides the mask (no threshold)."""
