@@ -122,3 +122,20 @@ def test_an_onnx_points_model_tiles_exactly(tmp_path, chunks, grow):
     assert seg.n_objects == ref.labels.max() > 1
     _, peaks = reference_points(ref.values, PointSettings(**resolved.model.points))
     np.testing.assert_array_equal(seg.extra_columns["confidence"], peaks["confidence"])
+
+
+@pytest.mark.parametrize(
+    ("output", "extra", "expected"),
+    [
+        ("points", {"grow": "-1 m"}, "model.grow"),
+        ("points", {"mask_threshold": 0}, "model.mask_threshold: expected a number in"),
+        ("mask", {"grow": 2}, "model.grow: only for a points model"),
+    ],
+)
+def test_bad_onnx_point_settings_are_one_line(tmp_path, output, extra, expected):
+    from onnx_nets import make_net, metadata
+
+    net = make_net(tmp_path / "m.onnx", meta=metadata(3, 1, output=output))
+    with pytest.raises(ConfigError, match=expected) as info:
+        parse_pipeline({"model": {"onnx": str(net), **extra}})
+    assert "\n" not in str(info.value)
