@@ -135,7 +135,8 @@ def test_an_onnx_points_model_tiles_exactly(tmp_path, chunks, grow):
 def test_bad_onnx_point_settings_are_one_line(tmp_path, output, extra, expected):
     from onnx_nets import make_net, metadata
 
-    net = make_net(tmp_path / "m.onnx", meta=metadata(3, 1, output=output))
+    points = {"min_distance_m": "0.1"} if output == "points" else {}
+    net = make_net(tmp_path / "m.onnx", meta=metadata(3, 1, output=output, **points))
     with pytest.raises(ConfigError, match=expected) as info:
         parse_pipeline({"model": {"onnx": str(net), **extra}})
     assert "\n" not in str(info.value)
