@@ -46,3 +46,12 @@ def dies_on_marker(tile: np.ndarray) -> np.ndarray:
     if (tile[0] == 251).any():
         os.kill(os.getpid(), signal.SIGKILL)
     return tile[1] > tile[0]
+
+
+def confidence(tile: np.ndarray) -> np.ndarray:
+    """A per-pixel points model: mean brightness in 16 steps (plateaus), in [0, 1]."""
+    return np.round(tile.astype(np.float64).mean(axis=0) / 255 * 16) / 16
+
+
+def bad_confidence(tile: np.ndarray) -> np.ndarray:
+    return tile.astype(np.float64).mean(axis=0)  # 0..255: not a confidence

@@ -26,6 +26,7 @@ def imported_roots(path: Path) -> set[str]:
 PURE = sorted((PACKAGE / "kernels").glob("*.py")) + [
     PACKAGE / "stitch.py",
     PACKAGE / "split.py",
+    PACKAGE / "points.py",
     PACKAGE / "reference.py",
     PACKAGE / "accuracy.py",
     PACKAGE / "georef.py",
@@ -72,6 +73,7 @@ LAYERS = [
             "tiler.cnn.session",  # and resolves its device; the reference runs it
             "tiler.stitch",
             "tiler.split",
+            "tiler.points",
             "tiler.georef",
             "tiler.reference",
             "tiler.accuracy",

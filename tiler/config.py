@@ -323,9 +323,9 @@ def parse_pipeline(data: Any) -> Pipeline:
             if key in data:
                 raise ConfigError(f"{key}: not allowed beside 'model:', which replaces it")
         model = registry.MODEL.from_params("model", data["model"], "model")
-        if model.output == "labels" and refine:
+        if model.output in ("labels", "points") and refine:
             raise ConfigError(
-                "refine: not allowed with model output 'labels' (objects come as given)"
+                f"refine: not allowed with model output {model.output!r} (objects come as given)"
             )
         return Pipeline(
             (), refine=refine, connectivity=connectivity, bands=bands, model=model, serves=ranged

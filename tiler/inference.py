@@ -76,3 +76,24 @@ def model_labels(function: str, image: np.ndarray, valid: np.ndarray) -> tuple[n
 @lru_cache(maxsize=8)
 def _model(function: str):
     return load_callable(function)
+
+
+def model_confidence(source: RasterSource, pipeline: Pipeline, window: Window) -> np.ndarray:
+    """A points model's confidence on ``window`` (float32; NaN at invalid pixels, never a peak)."""
+    model = pipeline.model
+    outer, crop = expand(window, model.halo, image_shape(source))
+    image, valid = source.read(pipeline.bands, outer)
+    conf = confidence(model.function, image)[crop]
+    return np.where(valid[crop], conf, np.float32(np.nan))
+
+
+def confidence(function: str, image: np.ndarray) -> np.ndarray:
+    """``function(image)`` as a float32 confidence map, checked (shape, finite, in [0, 1])."""
+    out = np.asarray(_model(function)(image))
+    if out.shape != image.shape[1:]:
+        raise ModelError(
+            f"model {function}: returned shape {out.shape} for a window of {image.shape[1:]}"
+        )
+    if not np.issubdtype(out.dtype, np.floating) or not ((out >= 0) & (out <= 1)).all():
+        raise ModelError(f"model {function}: expected a confidence map, float in [0, 1]")
+    return out.astype(np.float32, copy=False)

@@ -309,6 +309,20 @@ def instance_graph(
     return g.graph(keys)
 
 
+def points_graph(grid: TileGrid, local: str, read: Callable, settings: Any) -> Graph:
+    """Each tile's points from its window of the confidence ``read`` gives (one task per tile).
+
+    The task keeps the tile's local labels in ``local`` and returns
+    :func:`tiler.tasks.points_tile`'s tuple.
+    """
+    g = _Builder("points")
+    keys = [
+        g.add(f"tile-{t}", tasks.points_tile, read, settings, local, w, tile=(t, w))
+        for t, _, _, w in grid
+    ]
+    return g.graph(keys)
+
+
 def split_write_graph(
     local: str, luts: Callable[[int], np.ndarray], grid: TileGrid, *, path: str
 ) -> Graph:

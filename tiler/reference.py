@@ -18,6 +18,7 @@ from tiler.cnn.session import session
 from tiler.config import Index, OnnxModel, Pipeline, load_callable
 from tiler.georef import pixel_area_m2
 from tiler.kernels.split import raster_order
+from tiler.points import PointSettings, reference_points
 from tiler.resolution import in_pixels
 from tiler.units import PixelSize
 
@@ -84,14 +85,16 @@ def run_reference(
     """
     pipeline = in_pixels(pipeline, pixel_size, "reference")
     if isinstance(pipeline.model, OnnxModel):
-        if pipeline.model.output != "mask":
-            pipeline.model.refuse_points()
         conf = onnx_confidence(image, pipeline.model)
+        if pipeline.model.output == "points":  # 0 where invalid, as stored: never a peak
+            return _points(np.where(valid, conf, np.float32(0)), pipeline)
         fg = (conf >= np.float32(pipeline.model.threshold)) & valid
         mask = reference_refine(fg, pipeline)
         return Reference(conf, pipeline.model.threshold, mask, _labels(mask, pipeline))
     if pipeline.model is not None:
         out = np.asarray(load_callable(pipeline.model.function)(image))
+        if pipeline.model.output == "points":  # NaN where invalid: never a peak, never grown
+            return _points(np.where(valid, out.astype(np.float32), np.float32(np.nan)), pipeline)
         if pipeline.model.output == "labels":
             labels, _ = raster_order(np.where(valid, out, 0))
             return Reference(np.zeros(image.shape[1:]), None, labels > 0, labels)
@@ -141,6 +144,13 @@ def onnx_confidence(image: np.ndarray, model: OnnxModel) -> np.ndarray:
             i, j = divmod(start + k, nc)
             out[i * b : (i + 1) * b, j * b : (j + 1) * b] = result[k, h : h + b, h : h + b]
     return out[:rows, :cols]
+
+
+def _points(conf: np.ndarray, pipeline: Pipeline) -> Reference:
+    """A points model's objects on its whole confidence map (:func:`reference_points`)."""
+    settings = PointSettings(**pipeline.model.points)
+    labels, _ = reference_points(conf, settings)
+    return Reference(conf, settings.threshold, labels > 0, labels)
 
 
 def _labels(mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:

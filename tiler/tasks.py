@@ -18,6 +18,7 @@ from tiler.errors import TileError, TilerError
 from tiler.kernels.edges import component_has_strong
 from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
 from tiler.masks import MaskBase, TileMask, write_chunk
+from tiler.points import PointSettings, ReadConfidence, points_core
 from tiler.split import SplitTile, assign_core, split_tile
 from tiler.tiling import Window, expand
 
@@ -125,3 +126,17 @@ def write_split_labels(local: str, window: Window, lut: np.ndarray, path: str) -
     """Relabel a tile's kept local split labels with its slice of the final look-up table."""
     labels = zarr.open_array(local, mode="r")[window.slices]
     write_chunk(path, window, relabel(labels, lut))
+
+
+def points_tile(
+    read: ReadConfidence, settings: PointSettings, path: str, window: Window
+) -> tuple[np.ndarray, TileStats, np.ndarray, np.ndarray]:
+    """Decide a tile's points (:func:`tiler.points.points_core`); keep its local labels in ``path``.
+
+    Returns the peak ids of the local labels, their partial statistics, and
+    the ids and confidences of the peaks in the core.
+    """
+    shape = zarr.open_array(path, mode="r").shape
+    core = points_core(read, window, shape, settings)
+    write_chunk(path, window, core.labels)
+    return core.ids, core.stats, core.owned, core.confidence

@@ -108,6 +108,7 @@ def write_objects(job: Job, segmentation: Segmentation) -> tuple[Path, np.ndarra
         source.transform,
         source.crs_wkt,
         georeferenced=getattr(source, "georeferencing", "file") != "none",
+        extra=segmentation.extra_columns,
     )
     return objects_table.write_objects(job.dst, columns, source.crs_wkt), columns["area_px"]
 

@@ -35,11 +35,15 @@ def object_columns(
     crs_wkt: str = "",
     *,
     georeferenced: bool = True,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray | None]:
     """The object table from merged statistics (objects already in label order).
 
     Not ``georeferenced`` (``--pixel-only``): ``area_m2``, ``x`` and ``y``
     are ``None``, written as nulls; they are never made up from pixels.
+    ``extra`` adds columns after these: a points model's ``peak_row``,
+    ``peak_col`` and ``confidence`` give ``peak_x``, ``peak_y`` (map
+    coordinates of the peak pixel's centre) and ``confidence``.
     """
     count = stats["count"]
     rows = stats["sum_row"] / count
@@ -57,6 +61,22 @@ def object_columns(
         "bbox_min_col": stats["min_col"],
         "bbox_max_row": stats["max_row"] + 1,
         "bbox_max_col": stats["max_col"] + 1,
+        **_extra_columns(extra or {}, transform, georeferenced),
+    }
+
+
+def _extra_columns(
+    extra: dict[str, np.ndarray], transform: tuple[float, ...], georeferenced: bool
+) -> dict[str, np.ndarray | None]:
+    if "peak_row" not in extra:
+        return dict(extra)
+    px, py = map_xy(
+        transform, extra["peak_row"].astype(np.float64), extra["peak_col"].astype(np.float64)
+    )
+    return {
+        "peak_x": px if georeferenced else None,
+        "peak_y": py if georeferenced else None,
+        **{k: v for k, v in extra.items() if k not in ("peak_row", "peak_col")},
     }
 
 
@@ -83,7 +103,7 @@ def write_objects(dst: Path, columns: dict[str, np.ndarray], crs_wkt: str) -> Pa
     table = pa.table(
         {
             name: pa.nulls(n, pa.float64()) if columns[name] is None else columns[name]
-            for name in OBJECT_COLUMNS
+            for name in (*OBJECT_COLUMNS, *(k for k in columns if k not in OBJECT_COLUMNS))
         }
     )
     if x is None:  # pixel-only: no map position

@@ -11,12 +11,17 @@ halo: :meth:`tiler.cnn.blocks.StoredConfidence.read`).
 
 from __future__ import annotations
 
+from functools import partial
+
 from tiler.cnn.blocks import StoredConfidence, write_confidence
 from tiler.config import Pipeline
+from tiler.inference import model_confidence
 from tiler.masks import ConfidenceMask
+from tiler.passes.instances import model_points
 from tiler.passes.runner import PassRunner
 from tiler.passes.segmentation import Segmentation
 from tiler.plan import window_graph
+from tiler.points import ReadConfidence
 from tiler.steps.onnx_model import OnnxModel
 
 CONFIDENCE = "confidence.zarr"
@@ -40,7 +45,13 @@ def confidence_mask(run: PassRunner, pipeline: Pipeline) -> ConfidenceMask:
 
 
 def point_objects(run: PassRunner, pipeline: Pipeline) -> Segmentation:
-    """``output: points``: peaks of the stored confidence as objects (the points path's hook)."""
-    assert isinstance(pipeline.model, OnnxModel)
-    pipeline.model.refuse_points()
-    raise AssertionError("unreachable")
+    """``output: points``: peaks of the confidence as objects (:mod:`tiler.points`).
+
+    An ONNX model's confidence is stored first and read with halos from the
+    store; a callable's is computed on each window (:func:`model_confidence`).
+    """
+    if isinstance(pipeline.model, OnnxModel):
+        read: ReadConfidence = stored_confidence(run, pipeline).read
+    else:
+        read = partial(model_confidence, run.source, pipeline)
+    return model_points(run, pipeline, read)

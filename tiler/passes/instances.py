@@ -14,7 +14,8 @@ from tiler.inference import model_window
 from tiler.masks import StoredMask
 from tiler.passes.runner import PassRunner
 from tiler.passes.segmentation import MaskState, Segmentation
-from tiler.plan import Graph, instance_graph, split_graph
+from tiler.plan import Graph, instance_graph, points_graph, split_graph
+from tiler.points import PointSettings, ReadConfidence, object_peak_ids, peak_columns
 from tiler.split import renumber_split
 
 # The work array that keeps each tile's local instance labels until the write.
@@ -45,6 +46,27 @@ def model_instances(run: PassRunner, pipeline: Pipeline) -> Segmentation:
     local = run.local_label_store(LOCAL_LABELS)
     graph = instance_graph(run.grid, pipeline.model.halo, local, window)
     return _instances(run, "model", graph, local, None, None)
+
+
+def model_points(run: PassRunner, pipeline: Pipeline, read: ReadConfidence) -> Segmentation:
+    """A points model's peaks as objects, exact for any tiling (:mod:`tiler.points`).
+
+    ``read(window)`` gives the confidence on a window. The objects table gets
+    each object's peak (``peak_row``, ``peak_col``) and the confidence there
+    (``confidence``).
+    """
+    settings = PointSettings(**pipeline.model.points)
+    local = run.local_label_store(LOCAL_LABELS)
+    results = run.compute("points", points_graph(run.grid, local, read, settings))
+    stitched = renumber_split([r[0] for r in results], [r[1] for r in results])
+    keep = np.ones(stitched.n_objects, dtype=bool)
+    segmentation = Segmentation.of(stitched, keep, settings.threshold, None, run.timings)
+    ids = object_peak_ids([r[0] for r in results], stitched.object_of, stitched.n_objects)
+    segmentation.extra_columns = peak_columns(
+        [r[2] for r in results], [r[3] for r in results], ids, run.grid.shape[1]
+    )
+    segmentation.local_labels = local
+    return segmentation
 
 
 def _instances(

@@ -48,6 +48,7 @@ class Segmentation:
     split_fallbacks: int | None = None  # watershed split: windows that disagreed
     mask: MaskState | None = None
     local_labels: str | None = None
+    extra_columns: dict[str, np.ndarray] = field(default_factory=dict)  # points: peak, confidence
 
     @classmethod
     def of(

@@ -17,7 +17,8 @@ from tiler.steps.base import Step, params
 from tiler.steps.onnx_model import OnnxModel
 from tiler.units import PixelSize, length
 
-MODEL_OUTPUTS = ("mask", "labels")
+MODEL_OUTPUTS = ("mask", "labels", "points")
+POINT_KEYS = ("threshold", "min_distance", "grow", "mask_threshold")
 
 
 def load_callable(spec: str) -> Callable[..., Any]:
@@ -51,11 +52,23 @@ class Model(Step):
     owned by the tile holding their centroid and matched across the overlap
     as watershed splits are (:mod:`tiler.split`): make ``halo`` at least the
     largest object's diameter.
+
+    With ``output: points`` the function returns a confidence map (float, in
+    [0, 1]) whose peaks are the objects (:mod:`tiler.points`): ``threshold``
+    (required), ``min_distance`` (a length; peaks closer than it, Chebyshev,
+    are one object), optional ``grow`` (a length: each pixel with confidence
+    ``>= mask_threshold``, default ``threshold``, joins its nearest peak within
+    it; absent: each object is its peak pixel). Exact for any tiling when the
+    confidence is (``halo`` at least the function's reach).
     """
 
     function: str
     halo: int = 0
-    output: Literal["mask", "labels"] = "mask"
+    output: Literal["mask", "labels", "points"] = "mask"
+    threshold: float = 0.5
+    min_distance: int = 0
+    grow: float = 0.0
+    mask_threshold: float | None = None
     names = ("model",)
     kind = "approximate"
 
@@ -69,7 +82,7 @@ class Model(Step):
             if "callable" in value:
                 raise ConfigError(f"{key}: 'onnx' and 'callable' exclude each other; give one")
             return OnnxModel.from_params(name, value, key)
-        found = params(value, key, ("callable", "halo", "output"))
+        found = params(value, key, ("callable", "halo", "output", *POINT_KEYS))
         if "callable" not in found:
             raise ConfigError(f"{key}.callable: required ('package.module:function')")
         spec = found["callable"]
@@ -82,7 +95,23 @@ class Model(Step):
             raise ConfigError(
                 f"{key}.output: expected one of {', '.join(MODEL_OUTPUTS)}, got {output!r}"
             )
-        return cls(spec, halo, output, ground=ground)
+        if output != "points":
+            if extra := [k for k in POINT_KEYS if k in found]:
+                raise ConfigError(f"{key}.{extra[0]}: only with output 'points'")
+            return cls(spec, halo, output, ground=ground)
+        points = _point_params(found, key)
+        ground = ground + points.pop("ground")
+        return cls(spec, halo, output, ground=ground, **points)
+
+    @property
+    def points(self) -> dict[str, Any]:
+        """``tiler.points.PointSettings`` arguments, in pixels (after :meth:`in_pixels`)."""
+        return {
+            "threshold": self.threshold,
+            "radius": self.min_distance,
+            "grow": self.grow,
+            "mask_threshold": self.mask_threshold,
+        }
 
     def bands_for(self, bands: tuple[int, ...], explicit: bool, source: str) -> tuple[int, ...]:
         """The bands the callable is given: all the pipeline's."""
@@ -96,4 +125,25 @@ class Model(Step):
         return {"method": "model"}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"callable": self.function, "halo": self.halo, "output": self.output}
+        out: dict[str, Any] = {"callable": self.function, "halo": self.halo, "output": self.output}
+        if self.output == "points":
+            out |= {k: getattr(self, k) for k in POINT_KEYS if getattr(self, k) is not None}
+        return out
+
+
+def _point_params(found: dict[str, Any], key: str) -> dict[str, Any]:
+    """``threshold``, ``min_distance``, ``grow`` and ``mask_threshold`` of a points model."""
+    if "threshold" not in found:
+        raise ConfigError(f"{key}.threshold: required with output 'points' (a confidence)")
+    out: dict[str, Any] = {"ground": ()}
+    for name in ("threshold", "mask_threshold"):
+        if name in found:
+            value = found[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(f"{key}.{name}: expected a confidence in [0, 1], got {value!r}")
+            out[name] = float(value)
+    for name, rule in (("min_distance", "int"), ("grow", "float")):
+        if name in found:
+            px, ground = length(found[name], f"{key}.{name}", rule=rule, minimum=0)
+            out[name], out["ground"] = px, out["ground"] + ground
+    return out

@@ -16,6 +16,7 @@ whatever the tiling (:mod:`tiler.cnn.blocks`). Whole-image meaning
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,7 +26,17 @@ from tiler.errors import ConfigError
 from tiler.steps.base import Step, params
 from tiler.units import Ground, PixelSize, length, number, positive_int
 
-PARAMS = ("onnx", "threshold", "min_distance", "device", "batch", "block", "threads")
+PARAMS = (
+    "onnx",
+    "threshold",
+    "min_distance",
+    "grow",
+    "mask_threshold",
+    "device",
+    "batch",
+    "block",
+    "threads",
+)
 DEFAULT_BLOCK = 512
 DEFAULT_BATCH = 4
 
@@ -49,6 +60,8 @@ class OnnxModel(Step):
     threads: int = 1
     block: int = DEFAULT_BLOCK
     batch: int = DEFAULT_BATCH
+    grow: float = 0.0
+    mask_threshold: float | None = None
     names = ("model",)
     kind = "exact"
     halo = 0  # the blocks carry their own halo; the mask needs none
@@ -78,6 +91,8 @@ class OnnxModel(Step):
             written = f"{info.min_distance_m!r} m"
         if written is not None:
             min_distance, ground = length(written, f"{key}.min_distance", rule="float")
+        points = _grow_params(found, key, info.output)
+        ground += points.pop("ground")
         device = found.get("device", "auto")
         block = positive_int(found.get("block", DEFAULT_BLOCK), f"{key}.block")
         if block % info.shift_period_px:
@@ -96,6 +111,7 @@ class OnnxModel(Step):
             block=block,
             batch=positive_int(found.get("batch", DEFAULT_BATCH), f"{key}.batch"),
             ground=ground,
+            **points,
         )
 
     def on_device(self, device: str) -> OnnxModel:
@@ -121,12 +137,19 @@ class OnnxModel(Step):
         """Refuse an input whose pixel size is out of the model's tolerance (no resampling)."""
         self.info.check_pixel_size(None if size is None else size.side_m, source)
 
-    def refuse_points(self) -> None:
-        """The hook of the points output: refused, in one line, until its decoding exists."""
-        raise ConfigError(
-            f"model {self.info.label}: points output needs the points decoding "
-            "(tiler.kernels.peaks), not built yet"
-        )
+    @property
+    def points(self) -> dict[str, Any]:
+        """``tiler.points.PointSettings`` arguments, in pixels (after :meth:`in_pixels`).
+
+        The peak radius is ``min_distance`` rounded to whole pixels (the model
+        file contract); without one, 0 (every pixel a candidate).
+        """
+        return {
+            "threshold": self.threshold,
+            "radius": math.floor((self.min_distance or 0) + 0.5),
+            "grow": self.grow,
+            "mask_threshold": self.mask_threshold,
+        }
 
     def record(self) -> dict[str, Any]:
         """run.json's ``threshold`` record: the model, its file, provider, threads and blocks."""
@@ -148,5 +171,31 @@ class OnnxModel(Step):
         out: dict[str, Any] = {"onnx": self.onnx, "threshold": self.threshold}
         if self.min_distance is not None:
             out["min_distance"] = self.min_distance
+        if self.grow:
+            out["grow"] = self.grow
+        if self.mask_threshold is not None:
+            out["mask_threshold"] = self.mask_threshold
         out.update(device=self.device, batch=self.batch, block=self.block, threads=self.threads)
         return out
+
+
+def _grow_params(found: dict[str, Any], key: str, output: str) -> dict[str, Any]:
+    """``grow`` (a length) and ``mask_threshold`` (in (0, 1]): points output only.
+
+    ``mask_threshold`` must be above 0: the stored confidence is 0 at invalid
+    pixels, which must never join an object.
+    """
+    out: dict[str, Any] = {"ground": ()}
+    given = [k for k in ("grow", "mask_threshold") if k in found]
+    if given and output != "points":
+        raise ConfigError(
+            f"{key}.{given[0]}: only for a points model (this one's output: {output})"
+        )
+    if "grow" in found:
+        out["grow"], out["ground"] = length(found["grow"], f"{key}.grow", rule="float")
+    if "mask_threshold" in found:
+        value = number(found["mask_threshold"], f"{key}.mask_threshold")
+        if not 0 < value <= 1:
+            raise ConfigError(f"{key}.mask_threshold: expected a number in (0, 1], got {value!r}")
+        out["mask_threshold"] = value
+    return out
