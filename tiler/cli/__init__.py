@@ -3,7 +3,7 @@
 Every error a user can fix prints one line on stderr and exits non-zero; no
 traceback, and no ``run.json`` that could make the output look complete.
 The commands live by family: `runs` (run, demo), `results` (report, export), `evaluate`,
-`prepare` (pipeline, presets, validate); `options` and `output` are what they share.
+`prepare` (pipeline, presets, validate), `train`; `options` and `output` are what they share.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from tiler.cli.output import echo
 from tiler.cli.prepare import list_presets, pipeline, validate
 from tiler.cli.results import export, report
 from tiler.cli.runs import demo, run
+from tiler.cli.train import train
 from tiler.errors import TilerError
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "pipeline",
     "report",
     "run",
+    "train",
     "validate",
 ]
 
@@ -37,7 +39,7 @@ def cli() -> None:
     """Exact, out-of-core segmentation of huge GeoTIFF orthomosaics."""
 
 
-for _command in (run, demo, report, export, evaluate, pipeline, list_presets, validate):
+for _command in (run, demo, report, export, evaluate, train, pipeline, list_presets, validate):
     cli.add_command(_command)
 
 
