@@ -36,17 +36,21 @@ def transform(index: int) -> Affine:
 
 
 def blobs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """A 3-band uint8 image of bright Gaussian blobs on noise, and their (row, col) centres."""
+    """A 3-band uint8 image of Gaussian blobs on noise, and the (row, col) centres of the
+    objects: blobs bright in band 3. As many decoys, as bright in bands 1 and 2 but dark in
+    band 3, make brightness alone useless (an untrained net finds nothing)."""
     centres: list[np.ndarray] = []
-    while len(centres) < n:
+    while len(centres) < 2 * n:
         c = rng.uniform(4, SIDE - 5, 2)
         if all(np.hypot(*(c - o)) >= 9 for o in centres):
             centres.append(c)
     rr, cc = np.mgrid[:SIDE, :SIDE]
     image = rng.normal(70, 18, (3, SIDE, SIDE))
-    for r, c in centres:
-        image += 120 * np.exp(-((rr - r) ** 2 + (cc - c) ** 2) / (2 * 2.0**2))[None]
-    return np.clip(image, 0, 255).astype(np.uint8), np.array(centres)
+    for k, (r, c) in enumerate(centres):
+        blob = np.exp(-((rr - r) ** 2 + (cc - c) ** 2) / (2 * 2.0**2))
+        colour = [60, 60, 120] if k < n else [120, 120, -40]
+        image += np.array(colour)[:, None, None] * blob[None]
+    return np.clip(image, 0, 255).astype(np.uint8), np.array(centres[:n])
 
 
 def make_data(folder: Path, n_images: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -66,10 +70,11 @@ def make_data(folder: Path, n_images: int, seed: int = 0) -> dict[str, np.ndarra
         write_geotiff(folder / "images" / f"{stem}.tif", image, transform=t)
         x, y = t * (rc[:, 1] + 0.5, rc[:, 0] + 0.5)
         if i % 2 == 0:
-            lines = ["x,y", *(f"{a!r},{b!r}" for a, b in zip(x, y, strict=True))]
+            lines = ["x,y", *(f"{a:.4f},{b:.4f}" for a, b in zip(x, y, strict=True))]
             (folder / "truth" / f"{stem}.csv").write_text("\n".join(lines) + "\n")
         else:
-            points = gpd.GeoDataFrame(geometry=[Point(a, b) for a, b in zip(x, y)], crs=UTM)
+            points = [Point(a, b) for a, b in zip(x, y, strict=True)]
+            points = gpd.GeoDataFrame(geometry=points, crs=UTM)
             points.to_file(folder / "truth" / f"{stem}.geojson", driver="GeoJSON")
         centres[stem] = rc
     return centres
@@ -119,7 +124,7 @@ def test_training_learns_the_blobs_and_writes_the_contract(trained):
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert set(KEYS) <= set(meta)
     assert meta["tiler:format"] == "1" and meta["tiler:output"] == "points"
-    assert json.loads(meta["tiler:bands"]) == ["band1", "band2", "band3"]
+    assert json.loads(meta["tiler:bands"]) == ["red", "green", "blue"]  # GDAL: 3-band RGB
     norm = json.loads(meta["tiler:normalise"])
     assert norm["scale"] == pytest.approx(1 / 255) and len(norm["mean"]) == len(norm["std"]) == 3
     assert float(meta["tiler:pixel_size_m"]) == pytest.approx(PIXEL_M)

@@ -234,6 +234,10 @@ def _command(ctx: click.Context, out: Path) -> str:
             words.append(flag)
         elif isinstance(value, tuple) and param.name == "bands":
             words += [flag, ",".join(map(str, value))]
+        elif isinstance(param.type, Metres):
+            words += [flag, f"{value:g}m"]
+        elif isinstance(param.type, _Pixels):
+            words += [flag, f"{value:g}px"]
         elif isinstance(value, tuple):
             words += [flag, *map(str, value)]
         else:

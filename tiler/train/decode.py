@@ -17,30 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from tiler.accuracy import Score, combine_scores, match_points
+from tiler.kernels.peaks import find_peaks
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
 # A threshold that finds more than this many peaks per truth point cannot be the best F1 of a
 # useful net; skipping it keeps the matching of an untrained net's noise cheap.
 MAX_OVER = 4
-
-try:  # branch `points` (issue 15) ships the contract's peaks; until it is merged, its rule here
-    from tiler.kernels.peaks import find_peaks
-except ImportError:  # pragma: no cover - removed once tiler.kernels.peaks exists
-
-    def find_peaks(conf: np.ndarray, threshold: float, radius: int) -> np.ndarray:
-        """The contract's peaks, plainly: the square's maximum, ties to raster order."""
-        from scipy import ndimage as ndi
-
-        r = int(radius)
-        v = np.where(np.isnan(conf), -np.inf, np.asarray(conf, np.float64))
-        square = ndi.maximum_filter(v, size=2 * r + 1, mode="constant", cval=-np.inf)
-        keep = []
-        for row, col in np.argwhere((v >= threshold) & (v >= square)):
-            above = v[max(0, row - r) : row, max(0, col - r) : col + r + 1]
-            left = v[row, max(0, col - r) : col]
-            keep.append(not ((above == v[row, col]).any() or (left == v[row, col]).any()))
-        peaks = np.argwhere((v >= threshold) & (v >= square))[np.asarray(keep, bool)]
-        return peaks.reshape(-1, 2).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ difference is reported in the card (and must stay below :data:`MAX_DIFF`).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -78,20 +79,22 @@ def export_onnx(net: UNet, path: Path) -> float:
     """Write ``net``'s graph to ``path``; the ONNX Runtime vs torch max difference."""
     model = Deployed(net).cpu().float().eval()
     bands = net.config.bands
+    axes = {0: "n", 2: "h", 3: "w"}
     try:
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, bands, 64, 64),),
-            str(path),
-            dynamo=False,
-            input_names=["image"],
-            output_names=["confidence"],
-            dynamic_axes={
-                "image": {0: "n", 2: "h", 3: "w"},
-                "confidence": {0: "n", 2: "h", 3: "w"},
-            },
-            opset_version=17,
-        )
+        with warnings.catch_warnings():
+            # The TorchScript exporter (dynamo=False) is deprecated, and warns so from inside,
+            # but it writes the plain opset-17 graph that every ONNX Runtime runs.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, bands, 64, 64),),
+                str(path),
+                dynamo=False,
+                input_names=["image"],
+                output_names=["confidence"],
+                dynamic_axes={"image": axes, "confidence": axes},
+                opset_version=17,
+            )
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the model ({exc.strerror})") from None
     return max_difference(model, path, bands)

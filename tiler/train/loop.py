@@ -176,13 +176,25 @@ def validate(net: UNet, val: Sequence[Sample], norm, recipe: Recipe, pixel_m: fl
 
 
 def fit(train: Dataset, val: Sequence[Sample], recipe: Recipe, quiet: bool = False) -> Fitted:
-    """Train on ``train``'s samples, choose epoch and threshold on ``val``."""
-    from tqdm import tqdm
+    """Train on ``train``'s samples, choose epoch and threshold on ``val``.
 
+    Torch's global settings (deterministic algorithms, threads) are restored afterwards.
+    """
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.manual_seed(recipe.seed)
     torch.use_deterministic_algorithms(True)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
+    try:
+        return _fit(train, val, recipe, quiet)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+
+
+def _fit(train: Dataset, val: Sequence[Sample], recipe: Recipe, quiet: bool) -> Fitted:
+    from tqdm import tqdm
+
     gen = torch.Generator().manual_seed(recipe.seed)
     x, y = patches(train.samples, recipe, train.scale)
     mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
