@@ -147,7 +147,8 @@ def card(info: Mapping[str, object]) -> str:
         "",
         f"- command: `{info['command']}`",
         f"- seed {info['seed']}; {info['epochs_run']} epochs run, best epoch "
-        f"{info['best_epoch']}; {info['seconds']:.0f} s ({info['seconds_per_epoch']:.1f} s/epoch)",
+        f"{info['best_epoch']}; {info['seconds']:.0f} s ({info['seconds_per_epoch']:.1f} "
+        f"s/epoch, of which {info['val_seconds_per_epoch']:.1f} s validation)",
         f"- net: U-Net depth {info['depth']}, width {info['width']}, stem stride "
         f"{info['stem']}, {info['params']:,} parameters; torch {torch.__version__}",
         "",

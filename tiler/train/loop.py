@@ -227,9 +227,18 @@ def _fit(train: Dataset, val: Sequence[Sample], recipe: Recipe, quiet: bool) -> 
             loss.backward()
             opt.step()
             total += loss.item()
+        trained = time.perf_counter()
         choice = validate(net, val, norm, recipe, train.pixel_size_m)
         epoch_seconds.append(time.perf_counter() - start)
-        history.append({"epoch": epoch + 1, "loss": total / steps, "val_f1": choice.f1})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": total / steps,
+                "val_f1": choice.f1,
+                "train_s": trained - start,
+                "val_s": time.perf_counter() - trained,
+            }
+        )
         bar.set_postfix(loss=f"{total / steps:.4f}", val_f1=f"{choice.f1:.3f}")
         if best is None or choice.f1 > best[0].f1:
             best = (choice, epoch + 1, copy.deepcopy(net.state_dict()))

@@ -137,6 +137,7 @@ def _card_info(files, recipe, everything, train_pairs, fitted: Fitted, name, des
         "best_epoch": fitted.best_epoch,
         "seconds": fitted.seconds,
         "seconds_per_epoch": float(np.mean(fitted.epoch_seconds)),
+        "val_seconds_per_epoch": float(np.mean([h["val_s"] for h in fitted.history])),
         "depth": recipe.net.depth,
         "width": recipe.net.width,
         "stem": recipe.net.stem,
