@@ -230,7 +230,7 @@ def _command(ctx: click.Context, out: Path) -> str:
         if param.name == "out" or source != click.core.ParameterSource.COMMANDLINE:
             continue
         value, flag = ctx.params[param.name], param.opts[0]
-        if param.is_flag:
+        if isinstance(param, click.Option) and param.is_flag:
             words.append(flag)
         elif isinstance(value, tuple) and param.name == "bands":
             words += [flag, ",".join(map(str, value))]

@@ -165,7 +165,7 @@ def validate(net: UNet, val: Sequence[Sample], norm, recipe: Recipe, pixel_m: fl
     confs = [predict(net, (s.image * scale - mean) / std, period) for s in val]
     net.train()
     if recipe.kind == "mask":
-        return choose_mask(confs, [s.mask for s in val])
+        return choose_mask(confs, [s.mask for s in val if s.mask is not None])
     return choose_points(
         confs,
         [s.points for s in val],
