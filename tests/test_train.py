@@ -248,6 +248,15 @@ def test_pixel_sizes_disagree(small, capsys):
     one_error(capsys, argv, "pixel size", "within 1 %")
 
 
+def test_value_types_disagree(small, capsys):
+    folder, argv = small
+    image, _ = blobs(np.random.default_rng(1), 3)
+    write_geotiff(
+        folder / "images" / "tile_01.tif", image.astype(np.uint16), transform=transform(1)
+    )
+    one_error(capsys, argv, "tile_01.tif", "uint16")
+
+
 def test_mask_training(tmp_path, capsys):
     """Polygons as masks: a mask model without min distance."""
     import geopandas as gpd

@@ -9,7 +9,7 @@ import click
 
 from tiler.cli import output
 from tiler.cli.options import Metres, Paths, quiet_option
-from tiler.errors import ConfigError, OutputError
+from tiler.errors import OutputError
 
 
 class _Bands(click.ParamType):
@@ -173,8 +173,6 @@ def train(ctx, out, **options):
     if out.suffix.lower() != ".onnx":
         raise OutputError(f"{out}: the model file must end in .onnx")
     o = options
-    if o["val_list"] is None and o["train_list"] is not None and o["val_fraction"] is None:
-        raise ConfigError("--list: give --val-list or --val-fraction")
     files = Files(
         images=o["images"],
         truth=o["truth"],

@@ -181,6 +181,8 @@ def load(
             names, dtype = band_names, image.dtype
         elif len(band_names) != len(names):
             raise InputError(f"{image_path}: {len(band_names)} bands, the others {len(names)}")
+        elif image.dtype != dtype:
+            raise InputError(f"{image_path}: values are {image.dtype}, the others {dtype}")
         points, mask = np.zeros((0, 2)), None
         if kind == "mask":
             mask = np.zeros(image.shape[1:], np.uint8)
