@@ -273,8 +273,11 @@ def test_mask_training(tmp_path, capsys):
     out = tmp_path / "mask.onnx"
     argv = ["train", str(out), "--images", str(tmp_path / "images"), "--truth"]
     argv += [str(tmp_path / "truth"), "--kind", "mask", "--epochs", "2", *TINY, "-q"]
-    assert main(argv) == 0
+    assert main([*argv, "--band-names", "red,nir"]) == 2  # 2 names for 3 bands
+    assert "--band-names: 2 name(s) for 3 band(s)" in capsys.readouterr().err
+    assert main([*argv, "--band-names", "red,green,nir"]) == 0
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["tiler:bands"]) == ["red", "green", "nir"]
     assert meta["tiler:output"] == "mask" and "tiler:min_distance_m" not in meta
     assert 0 < float(meta["tiler:threshold"]) < 1
 

@@ -106,6 +106,13 @@ class _Pixels(click.ParamType):
     help="File bands in input order, 1-based [the non-alpha bands].",
 )
 @click.option(
+    "--band-names",
+    default=None,
+    metavar="NAMES",
+    help="The bands' names in input order, for the model file (red,green,blue,nir) "
+    "[the files' colour interpretation, else bandN].",
+)
+@click.option(
     "--sigma",
     type=_Pixels(),
     default=3.0,
@@ -179,6 +186,7 @@ def train(ctx, out, **options):
         truth_pixels=o["truth_pixels"],
         missing_truth=o["missing_truth"],
         bands=o["bands"],
+        band_names=None if o["band_names"] is None else o["band_names"].split(","),
         train_list=o["train_list"],
         val_list=o["val_list"],
         val_fraction=o["val_fraction"],

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from tiler.errors import InputError
+from tiler.errors import ConfigError, InputError
 from tiler.train import data
 from tiler.train.export import card, export_onnx, metadata, set_metadata
 from tiler.train.loop import Fitted, Recipe, fit
@@ -25,6 +25,7 @@ class Files:
     truth_pixels: bool = False
     missing_truth: str = "error"
     bands: Sequence[int] | None = None
+    band_names: Sequence[str] | None = None  # what the files leave unnamed (NIR is often)
     train_list: Path | None = None
     val_list: Path | None = None
     val_fraction: float = 0.1
@@ -67,6 +68,13 @@ def train_model(
     train_pairs, val_pairs = choose(files, recipe.seed)
     load = dict(kind=recipe.kind, bands=files.bands, pixels=files.truth_pixels)
     everything = data.load([*train_pairs, *val_pairs], **load)  # type: ignore[arg-type]
+    if files.band_names is not None:
+        if len(files.band_names) != len(everything.bands):
+            raise ConfigError(
+                f"--band-names: {len(files.band_names)} name(s) for "
+                f"{len(everything.bands)} band(s) ({', '.join(everything.bands)})"
+            )
+        everything = replace(everything, bands=list(files.band_names))
     train_set = data.Dataset(
         everything.samples[: len(train_pairs)],
         everything.bands,
@@ -109,8 +117,6 @@ def train_model(
 
 
 def _with_bands(recipe: Recipe, bands: int) -> Recipe:
-    from dataclasses import replace
-
     return replace(recipe, net=replace(recipe.net, bands=bands))
 
 
