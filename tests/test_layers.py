@@ -105,7 +105,8 @@ LAYERS = [
     ),
     ("io", ["tiler.io"]),
     ("analysis", ["tiler.analysis", "tiler.report"]),  # read outputs; export uses report.fields
-    ("api", ["tiler.api", "tiler.export", "tiler.resumption", "tiler.evaluate"]),
+    # tiler.train (optional extra: torch) reads files through tiler.io, as the API does.
+    ("api", ["tiler.api", "tiler.export", "tiler.resumption", "tiler.evaluate", "tiler.train"]),
     # tiler: the package facade. tiler.cli is a package: the group (__init__), one module per
     # command family (runs, results, prepare) and what they share (options, output).
     ("cli", ["tiler", "tiler.cli", "tiler.demo", "tiler.examples"]),

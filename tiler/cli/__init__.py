@@ -3,8 +3,8 @@
 Every error a user can fix prints one line on stderr and exits non-zero; no
 traceback, and no ``run.json`` that could make the output look complete.
 The commands live by family: `runs` (run, demo), `results` (report, export), `evaluate`,
-`prepare` (pipeline, presets, validate), `synthetic` (fields with their truth); `options`
-and `output` are what they share.
+`prepare` (pipeline, presets, validate), `synthetic` (fields with their truth), `train`;
+`options` and `output` are what they share.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tiler.cli.prepare import list_presets, pipeline, validate
 from tiler.cli.results import export, report
 from tiler.cli.runs import demo, run
 from tiler.cli.synthetic import synthetic
+from tiler.cli.train import train
 from tiler.errors import TilerError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "report",
     "run",
     "synthetic",
+    "train",
     "validate",
 ]
 
@@ -40,7 +42,19 @@ def cli() -> None:
     """Exact, out-of-core segmentation of huge GeoTIFF orthomosaics."""
 
 
-for _command in (run, demo, report, export, evaluate, synthetic, pipeline, list_presets, validate):
+_COMMANDS = (
+    run,
+    demo,
+    report,
+    export,
+    evaluate,
+    train,
+    synthetic,
+    pipeline,
+    list_presets,
+    validate,
+)
+for _command in _COMMANDS:
     cli.add_command(_command)
 
 

@@ -13,6 +13,7 @@ import click
 from tiler.cli import output
 from tiler.cli.options import (
     Metres,
+    Paths,
     chunk_option,
     quiet_option,
     scheduler_address,
@@ -23,27 +24,11 @@ from tiler.errors import OutputError
 OUT_FORMATS = (".csv", ".json")
 
 
-class _Paths(click.Option):
-    """A repeatable option that also takes several values at once: ``--images A.tif B.tif``."""
-
-    def add_to_parser(self, parser, ctx):
-        super().add_to_parser(parser, ctx)
-        option = parser._long_opt[self.opts[0]]
-        take_one = option.process
-
-        def take_all(value, state):
-            take_one(value, state)
-            while state.rargs and not state.rargs[0].startswith("-"):
-                take_one(state.rargs.pop(0), state)
-
-        option.process = take_all
-
-
 @click.command()
 @click.argument("pipeline", metavar="PRESET|PIPELINE.yaml")
 @click.option(
     "--images",
-    cls=_Paths,
+    cls=Paths,
     multiple=True,
     required=True,
     type=click.Path(path_type=Path),
@@ -51,7 +36,7 @@ class _Paths(click.Option):
 )
 @click.option(
     "--truth",
-    cls=_Paths,
+    cls=Paths,
     multiple=True,
     required=True,
     type=click.Path(path_type=Path),

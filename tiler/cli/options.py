@@ -77,3 +77,19 @@ class Metres(click.ParamType):
 
 def scheduler_address(value: str | None) -> str:
     return value or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
+
+
+class Paths(click.Option):
+    """A repeatable option that also takes several values at once: ``--images A.tif B.tif``."""
+
+    def add_to_parser(self, parser, ctx):
+        super().add_to_parser(parser, ctx)
+        option = parser._long_opt[self.opts[0]]
+        take_one = option.process
+
+        def take_all(value, state):
+            take_one(value, state)
+            while state.rargs and not state.rargs[0].startswith("-"):
+                take_one(state.rargs.pop(0), state)
+
+        option.process = take_all
