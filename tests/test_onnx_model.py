@@ -28,7 +28,7 @@ from tiler.cnn.blocks import (
 from tiler.cnn.metadata import read_info
 from tiler.cnn.session import session
 from tiler.config import parse_pipeline
-from tiler.errors import ConfigError, ModelError, TilerError
+from tiler.errors import ConfigError, ModelError
 from tiler.io.raster import ArraySource
 from tiler.reference import run_reference
 from tiler.resolution import in_pixels
@@ -338,11 +338,3 @@ def test_the_recorded_config_parses_back_to_the_same_run(tmp_path):
     assert again.to_dict() == first.to_dict() and again.model == first.model
     assert first.to_dict()["model"]["min_distance"] == "0.5 m"
     assert in_pixels(again, PIXEL).model.min_distance == pytest.approx(10.0)
-
-
-def test_points_output_is_refused_until_the_points_path_exists(tmp_path):
-    path = make_net(tmp_path / "p.onnx", meta=metadata(3, 1, output="points", min_distance_m="1"))
-    p = pipeline(path).resolve_bands(3)
-    assert p.model.min_distance is not None
-    with pytest.raises(TilerError, match="points output needs"):
-        run_reference(np.zeros((3, 8, 8), np.uint8), np.ones((8, 8), bool), p, PIXEL)
