@@ -16,22 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tiler.cnn import metadata as model_format
 from tiler.errors import OutputError
 from tiler.train.net import Deployed, UNet
 
-FORMAT = "1"
+FORMAT = str(model_format.FORMAT)
 MAX_DIFF = 1e-4
 PIXEL_SIZE_TOLERANCE = 1.5
 KEYS = (
-    "tiler:format",
-    "tiler:bands",
-    "tiler:normalise",
-    "tiler:pixel_size_m",
-    "tiler:pixel_size_tolerance",
-    "tiler:receptive_field_px",
-    "tiler:shift_period_px",
-    "tiler:output",
-    "tiler:threshold",
+    *model_format.REQUIRED,
     "tiler:min_distance_m",
     "tiler:name",
     "tiler:description",
