@@ -303,3 +303,20 @@ def test_without_torch_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "tiler: error: tiler train needs PyTorch: pip install 'tiler[train]' (torch is missing)"
     ]
+
+
+def test_the_threshold_is_the_best_f1_and_among_near_ties_the_truest_count():
+    from tiler.accuracy import Score
+    from tiler.train.decode import F1_TIE, Choice, best_counting
+
+    def choice(t, tp, fp, fn):
+        return Choice(t, Score(tp, fp, fn))
+
+    over = choice(0.5, 800, 200, 180)  # F1 0.808, 1000 found for 980 truth
+    tied = choice(0.55, 796, 196, 184)  # F1 0.807, 992 found: a closer count
+    worse = choice(0.6, 700, 100, 280)  # exact count would need F1 far below
+    assert 0 < over.f1 - tied.f1 < F1_TIE < over.f1 - worse.f1
+    assert best_counting([over, tied, worse], over).threshold == 0.55
+    assert best_counting([over, worse], over).threshold == 0.5  # no tie: the best F1
+    none = choice(float("nan"), 0, 0, 5)
+    assert best_counting([], none) is none

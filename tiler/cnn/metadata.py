@@ -42,6 +42,12 @@ REQUIRED = (
 )
 
 
+def halo_px(receptive_field_px: int, shift_period_px: int) -> int:
+    """The receptive radius rounded up to a multiple of the shift period: what each block
+    of output is grown by, on every side, to be computed exactly (:mod:`tiler.cnn.blocks`)."""
+    return -(-(receptive_field_px // 2) // shift_period_px) * shift_period_px
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What tiler needs to know about one ONNX model file (its ``tiler:*`` metadata).
@@ -75,8 +81,7 @@ class ModelInfo:
 
     @property
     def halo(self) -> int:
-        period = self.shift_period_px
-        return -(-(self.receptive_field_px // 2) // period) * period
+        return halo_px(self.receptive_field_px, self.shift_period_px)
 
     def normalise(self, image: np.ndarray) -> np.ndarray:
         """``(x * scale - mean) / std`` per channel in float32, as the model was trained."""

@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
+from tiler.cnn.metadata import halo_px
 from tiler.train.data import Dataset, Sample
 from tiler.train.decode import Choice, choose_mask, choose_points
-from tiler.train.net import NetConfig, UNet, shift_period
+from tiler.train.net import NetConfig, UNet, receptive_field, shift_period
 
 WARMUP = 0.05
 
@@ -147,22 +148,26 @@ def lr_at(progress: float, peak: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - WARMUP) / (1 - WARMUP))))
 
 
-def predict(net: UNet, image: np.ndarray, period: int) -> np.ndarray:
-    """(H, W) confidence of one normalised (C, H, W) image, padded by reflection to a multiple
-    of the shift period (so it runs as the tiles it was trained on) and cropped back."""
+def predict(net: UNet, image: np.ndarray, halo: int, period: int) -> np.ndarray:
+    """(H, W) confidence of one normalised (C, H, W) image as `tiler run` computes it
+    (:mod:`tiler.cnn.blocks`): the image padded by symmetric reflection by the model's halo
+    on every side (and to a multiple of the shift period), run, cropped back. Validation so
+    scores, and chooses the threshold for, what the model file will produce (the net on
+    the bare 256-px NAIP val tiles counted +5.8 % where `tiler run` counted +9.2 %)."""
     h, w = image.shape[1:]
-    ph, pw = -h % period, -w % period
-    x = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
+    ph, pw = -(h + 2 * halo) % period, -(w + 2 * halo) % period
+    x = np.pad(image, ((0, 0), (halo, halo + ph), (halo, halo + pw)), mode="symmetric")
     with torch.no_grad():
         out = torch.sigmoid(net(torch.from_numpy(np.ascontiguousarray(x))[None]))[0]
-    return out[:h, :w].numpy()
+    return out[halo : halo + h, halo : halo + w].numpy()
 
 
 def validate(net: UNet, val: Sequence[Sample], norm, recipe: Recipe, pixel_m: float) -> Choice:
     scale, mean, std = norm
     net.eval()
     period = shift_period(recipe.net)
-    confs = [predict(net, (s.image * scale - mean) / std, period) for s in val]
+    halo = halo_px(receptive_field(recipe.net), period)
+    confs = [predict(net, (s.image * scale - mean) / std, halo, period) for s in val]
     net.train()
     if recipe.kind == "mask":
         return choose_mask(confs, [s.mask for s in val if s.mask is not None])
