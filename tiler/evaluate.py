@@ -1,7 +1,8 @@
 """Score a pipeline against ground truth: `tiler evaluate`, and how a user calibrates tiler.
 
 :func:`evaluate` runs each image through :func:`tiler.run`, reads the detected
-object centroids (the ``x``/``y`` columns of ``objects.parquet``) and the
+object centroids (the ``x``/``y`` columns of ``objects.parquet``; a points
+model's peaks, ``peak_x``/``peak_y``, where the table has them) and the
 truth points (:mod:`tiler.io.truth`), matches them one to one within a
 distance in metres (:func:`tiler.accuracy.match_points`: the most pairs, then
 the least total distance) and scores each image and all of them pooled
@@ -228,7 +229,8 @@ def _score(
 ) -> ImageScore:
     api.run(image, dst, pipeline, **run_options)
     objects = api.read_objects(dst)
-    pred_xy = np.column_stack([objects["x"].to_numpy(), objects["y"].to_numpy()])
+    x, y = ("peak_x", "peak_y") if "peak_x" in objects.columns else ("x", "y")
+    pred_xy = np.column_stack([objects[x].to_numpy(), objects[y].to_numpy()])
     matches = match_points(pred_xy, truth_xy, within_m / factor)
     metres = matches.distance * factor
     score = Score(

@@ -34,6 +34,9 @@ def block(cin: int, cout: int, kind: str) -> nn.Sequential:
 
 
 class UNet(nn.Module):
+    """The research family (``sep`` convolutions too); tiler.train.net.UNet is the shipped
+    subset, kept separate so this harness runs where only torch and numpy are."""
+
     def __init__(self, cfg: dict) -> None:
         super().__init__()
         depth, width, kind = cfg["depth"], cfg["width"], cfg["conv"]

@@ -43,6 +43,8 @@ def targets(points: list[np.ndarray], side: int, sigma: float, device: torch.dev
     return torch.cat([heat.clamp(max=1.0), pm], dim=1)
 
 
+# tiler.train.loop.dihedral is this function: the harness keeps its own copy because it runs
+# on the GPU machine, where only torch and numpy are installed (tiler's imports are not).
 def dihedral(t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Apply transform k[i] in 0..7 (rot90 k % 4, then flip if k >= 4) to sample i."""
     out = torch.empty_like(t)

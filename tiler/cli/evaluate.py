@@ -13,11 +13,13 @@ import click
 from tiler.cli import output
 from tiler.cli.options import (
     Metres,
-    Paths,
     chunk_option,
+    missing_truth_option,
+    paths_option,
     quiet_option,
     scheduler_address,
     scheduler_option,
+    truth_pixels_option,
 )
 from tiler.errors import OutputError
 
@@ -26,36 +28,14 @@ OUT_FORMATS = (".csv", ".json")
 
 @click.command()
 @click.argument("pipeline", metavar="PRESET|PIPELINE.yaml")
-@click.option(
-    "--images",
-    cls=Paths,
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The GeoTIFFs to run (projected CRS).",
-)
-@click.option(
+@paths_option("--images", "The GeoTIFFs to run (projected CRS).")
+@paths_option(
     "--truth",
-    cls=Paths,
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="One truth file per image, in order: CSV x,y (map coordinates), or points or "
+    "One truth file per image, in order: CSV x,y (map coordinates), or points or "
     "polygons in any vector format (GeoJSON, GPKG, shapefile, GeoParquet; reprojected).",
 )
-@click.option(
-    "--truth-pixels",
-    is_flag=True,
-    help="CSV truth in pixel coordinates col,row (as the object table's centroid_col/_row).",
-)
-@click.option(
-    "--missing-truth",
-    type=click.Choice(["error", "empty"]),
-    default="error",
-    show_default=True,
-    help="A truth file that does not exist: an error, or an image with no objects "
-    "(data sets that omit the file of an empty tile).",
-)
+@truth_pixels_option
+@missing_truth_option
 @click.option(
     "--within",
     "within_m",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -93,3 +94,25 @@ class Paths(click.Option):
                 take_one(state.rargs.pop(0), state)
 
         option.process = take_all
+
+
+def paths_option(name: str, help: str):
+    """A required, repeatable option of paths that takes several at once (:class:`Paths`)."""
+    return click.option(
+        name, cls=Paths, multiple=True, required=True, type=click.Path(path_type=Path), help=help
+    )
+
+
+truth_pixels_option = click.option(
+    "--truth-pixels",
+    is_flag=True,
+    help="CSV truth in pixel coordinates col,row (as the object table's centroid_col/_row).",
+)
+missing_truth_option = click.option(
+    "--missing-truth",
+    type=click.Choice(["error", "empty"]),
+    default="error",
+    show_default=True,
+    help="A truth file that does not exist: an error, or an image with no objects "
+    "(data sets that omit the file of an empty tile).",
+)

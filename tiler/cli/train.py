@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from tiler.cli import output
-from tiler.cli.options import Metres, Paths, quiet_option
+from tiler.cli.options import (
+    Metres,
+    missing_truth_option,
+    paths_option,
+    quiet_option,
+    truth_pixels_option,
+)
 from tiler.errors import OutputError
 
 
@@ -49,33 +55,14 @@ class _Pixels(click.ParamType):
 
 @click.command()
 @click.argument("out", metavar="OUT.onnx", type=click.Path(path_type=Path))
-@click.option(
-    "--images",
-    cls=Paths,
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="GeoTIFFs, or folders of them.",
-)
-@click.option(
+@paths_option("--images", "GeoTIFFs, or folders of them.")
+@paths_option(
     "--truth",
-    cls=Paths,
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Annotations, or folders of them, paired with the images by file stem: CSV "
+    "Annotations, or folders of them, paired with the images by file stem: CSV "
     "x,y (map coordinates), or points, boxes or polygons in any vector format.",
 )
-@click.option(
-    "--truth-pixels", is_flag=True, help="CSV truth in pixel coordinates col,row (or x,y)."
-)
-@click.option(
-    "--missing-truth",
-    type=click.Choice(["error", "empty"]),
-    default="error",
-    show_default=True,
-    help="An image without a truth file: an error, or no objects.",
-)
+@truth_pixels_option
+@missing_truth_option
 @click.option(
     "--list",
     "train_list",

@@ -129,7 +129,8 @@ class OnnxModel(Step):
         if len(bands) < wanted:
             raise ConfigError(
                 f"{source}: model {self.info.label} takes {wanted} bands "
-                f"({', '.join(self.info.bands)}); the file has {len(bands)} non-alpha band(s)"
+                f"({', '.join(self.info.bands)}); the file has {len(bands)} non-alpha band(s) "
+                "(a band tagged alpha is used only when `bands:` lists it)"
             )
         return bands[:wanted]
 
