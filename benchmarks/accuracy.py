@@ -8,7 +8,7 @@ Three datasets, each run through ``tiler.run`` and scored with
 ``x``/``y`` columns of ``objects.parquet``, to truth points within a radius,
 or into truth boxes):
 
-* **Tree crowns at two pixel sizes**, one pipeline (default: the ``tree-crowns``
+* **Tree crowns at two pixel sizes**, one pipeline (default: the ``tree-crowns-classical``
   preset, its sizes in ground units; ``benchmarks/pipelines/naip-trees.yaml``
   is the best NAIP variant without watershed splitting, for comparison):
   the 8 NAIP 2020 tiles of ``tests/data/urban_trees_naip`` (256 x 256 px,
@@ -412,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
-        "--pipeline-naip", help="preset name or pipeline file (default: preset tree-crowns)"
+        "--pipeline-naip",
+        help="preset name or pipeline file (default: preset tree-crowns-classical)",
     )
     parser.add_argument(
         "--pipeline-field", help="preset name or pipeline file (default: preset row-crop-plants)"
@@ -422,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     try:
-        naip_pipeline = _pipeline(args.pipeline_naip, "tree-crowns")
+        naip_pipeline = _pipeline(args.pipeline_naip, "tree-crowns-classical")
         field_pipeline = _pipeline(args.pipeline_field, "row-crop-plants")
         with tempfile.TemporaryDirectory(prefix="tiler-accuracy-") as tmp:
             workdir = Path(tmp)

@@ -245,7 +245,7 @@ def test_naip_tile_scores_every_truth_point_and_object(harness, tmp_path):
     features = json.loads(truth.read_text())["features"]
     n_truth = sum(f["geometry"]["type"] == "Point" for f in features)
 
-    pipeline = presets.load("tree-crowns")
+    pipeline = presets.load("tree-crowns-classical")
     result = harness.score_naip_tile(tif, truth, pipeline, tmp_path)
     s = result.score
     n_objects = len(tiler.read_objects(result.dst))

@@ -107,7 +107,7 @@ def test_merged_looking_objects_point_to_the_splitting_presets(field_tif, tmp_pa
     hints = [line for line in cli_run.output.splitlines() if line.startswith("tiler: warning:")]
     assert len(hints) == 1
     assert "are over twice the median area" in hints[0]
-    # tree-crowns serves 5 cm to 1 m pixels, not this field's 2.5 cm: not suggested here
+    # tree-crowns-classical serves 5 cm to 1 m pixels, not this field's 2.5 cm: not suggested here
     assert "preset row-crop-plants (`tiler presets`) splits" in hints[0]
 
     _, warned = run_warnings(field_tif, tmp_path / "split", presets.load("row-crop-plants"))
@@ -115,9 +115,9 @@ def test_merged_looking_objects_point_to_the_splitting_presets(field_tif, tmp_pa
 
 
 def test_only_presets_that_serve_the_pixel_size_are_suggested():
-    assert presets.splitting() == ["row-crop-plants", "tree-crowns"]
+    assert presets.splitting() == ["row-crop-plants", "tree-crowns-classical"]
     assert presets.splitting(PixelSize(0.025, 0.025)) == ["row-crop-plants"]
-    assert presets.splitting(PixelSize(0.6000000000000106, 0.6)) == ["tree-crowns"]
+    assert presets.splitting(PixelSize(0.6000000000000106, 0.6)) == ["tree-crowns-classical"]
     assert presets.splitting(PixelSize(3.0, 3.0)) == []  # then: "a watershed `split` step"
 
 

@@ -116,9 +116,9 @@ def test_a_missing_truth_file_is_an_error_or_with_missing_empty_a_tile_without_o
 
 def test_naip_pooled_counts_equal_the_benchmark_harness(harness, tmp_path):  # noqa: F811
     tiles = harness.naip_tiles()
-    pipeline = tiler.presets.load("tree-crowns")
+    pipeline = tiler.presets.load("tree-crowns-classical")
     result = evaluate(
-        "tree-crowns",
+        "tree-crowns-classical",
         [tif for tif, _ in tiles],
         [truth for _, truth in tiles],
         within_m=3.0,

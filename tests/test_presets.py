@@ -23,7 +23,14 @@ from tiler.errors import ConfigError
 from tiler.synthetic import SyntheticField, write_geotiff
 from tiler.units import PixelSize
 
-EXPECTED = {"canopy-cover", "row-crop-plants", "tree-crowns"}
+EXPECTED = {
+    "canopy-cover",
+    "row-crop-plants",
+    "row-crop-plants-cnn",
+    "tree-crowns",
+    "tree-crowns-classical",
+}
+CNN = {"row-crop-plants-cnn": "row-crop-plants", "tree-crowns": "trees-naip"}  # their models
 
 
 def test_the_documented_presets_exist():
@@ -36,7 +43,8 @@ def test_each_preset_parses_round_trips_and_says_what_it_is_for(name):
     assert parse_pipeline(pipeline.to_dict()) == pipeline
     assert parse_pipeline(yaml.safe_load(presets.text(name))) == pipeline
     assert len(presets.describe(name)) > 20
-    assert (pipeline.split is not None) == (name != "canopy-cover")
+    assert (pipeline.split is not None) == (name not in {"canopy-cover", *CNN})
+    assert (pipeline.model is not None) == (name in CNN)
 
 
 def test_an_unknown_preset_names_the_ones_there_are():
@@ -50,14 +58,16 @@ def test_cli_lists_prints_and_runs_presets(naip_tiles, tmp_path):
     assert listed.exit_code == 0
     assert [line.split()[0] for line in listed.output.splitlines()] == sorted(EXPECTED)
 
-    printed = runner.invoke(cli, ["pipeline", "--preset", "tree-crowns"])
-    assert printed.exit_code == 0 and printed.output == presets.text("tree-crowns")
+    printed = runner.invoke(cli, ["pipeline", "--preset", "tree-crowns-classical"])
+    assert printed.exit_code == 0 and printed.output == presets.text("tree-crowns-classical")
 
     src = naip_tiles[0]
     dst = tmp_path / "out"
-    ran = runner.invoke(cli, ["run", str(src), str(dst), "--preset", "tree-crowns", "-q"])
+    ran = runner.invoke(cli, ["run", str(src), str(dst), "--preset", "tree-crowns-classical", "-q"])
     assert ran.exit_code == 0, ran.output
-    by_name = tiler.run(src, tmp_path / "api", config=presets.load("tree-crowns"), scheduler="sync")
+    by_name = tiler.run(
+        src, tmp_path / "api", config=presets.load("tree-crowns-classical"), scheduler="sync"
+    )
     np.testing.assert_array_equal(
         tiler.read_objects(dst)["area_px"], tiler.read_objects(by_name.dst)["area_px"]
     )
@@ -79,7 +89,7 @@ def test_preset_and_config_together_are_refused(tmp_path):
 
 # The pixel pipelines each preset was tuned as, and the pixel size they were tuned at.
 TUNED = {
-    "tree-crowns": (0.6, "[erosion: {radius: 2}, dilation: {radius: 1}, fill_holes: {},"
+    "tree-crowns-classical": (0.6, "[erosion: {radius: 2}, dilation: {radius: 1}, fill_holes: {},"
                     "remove_small_objects: {min_area: 10},"
                     "split: {watershed: {min_distance: 5, halo: 40}}]"),
     "canopy-cover": (0.025, "[closing: {radius: 1}, opening: {radius: 1},"
@@ -102,8 +112,8 @@ def bare_numbers(value, key: str = ""):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_preset_is_on_the_ground_and_states_the_pixel_sizes_it_serves(name):
     data = yaml.safe_load(presets.text(name))
-    assert list(bare_numbers({k: data[k] for k in ("preprocess", "refine")})) == []
-    assert len(resolution.ground(presets.load(name))) >= 4
+    assert list(bare_numbers({k: data.get(k) for k in ("preprocess", "refine", "model")})) == []
+    assert len(resolution.ground(presets.load(name))) >= (1 if name in CNN else 4)
     assert presets.load(name).serves is not None and len(presets.load(name).serves.why) > 40
     assert " pixels" in presets.describe(name)
 
@@ -128,7 +138,7 @@ def test_a_preset_refuses_pixels_coarser_than_it_serves_in_one_line(naip_tiles, 
 
 
 def test_a_range_finer_or_coarser_both_refuse_and_the_edges_are_served():
-    pipeline = presets.load("tree-crowns")
+    pipeline = presets.load("tree-crowns-classical")
     for side in (0.05, 0.6000000000000106, 1.0):  # a file's 0.6 m is a few ulps off
         resolution.in_pixels(pipeline, PixelSize(side, side), "a.tif")
     for side, shown in ((0.0499, "4.99 cm"), (1.01, "101 cm")):
