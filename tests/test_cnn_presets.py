@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cli import assert_one_line_error
@@ -57,10 +58,10 @@ def test_tree_crowns_tiled_equals_the_whole_image_on_a_real_tile(chunks):
                               PixelSize(side, side))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         result = tiler.run(TILE, Path(tmp) / "o", pipeline, chunk_size=chunks, scheduler="sync")
-        labels = tiler.open_labels(result.dst)[:]
+        labels = np.asarray(tiler.open_labels(result.dst))
         objects = tiler.read_objects(result.dst)
     np.testing.assert_array_equal(labels, reference.labels)
-    assert result.n_objects == reference.labels.max() > 5
+    assert result.n_objects == reference.labels.max() >= 5
     assert (np.bincount(labels.ravel())[1:] == 1).all()  # each object its peak pixel
     assert (objects["confidence"] >= pipeline.model.threshold).all()
 
@@ -71,9 +72,11 @@ def test_tree_crowns_refuses_rgb_only_and_the_wrong_pixel_size(tmp_path):
     rgb = write_tif(tmp_path / "rgb.tif", np.zeros((3, 64, 64), np.uint8))
     proc = tiler_cli("run", rgb, tmp_path / "o1", "--preset", "tree-crowns", cwd=tmp_path)
     assert_one_line_error(proc, "rgb.tif", "takes 4 bands (red, green, blue, nir)")
-    field = write_geotiff(SyntheticField.at(0.025, (2.0, 2.0)), tmp_path / "field.tif")
-    proc = tiler_cli("run", field, tmp_path / "o2", "--preset", "tree-crowns", cwd=tmp_path)
-    assert_one_line_error(proc, "field.tif", "pixel size 2.5 cm is outside the 40 cm to 90 cm")
+    fine = Affine(0.025, 0.0, 500000.0, 0.0, -0.025, 4100000.0)
+    four = np.zeros((4, 64, 64), np.uint8)
+    drone = write_tif(tmp_path / "drone.tif", four, transform=fine, photometric="MINISBLACK")
+    proc = tiler_cli("run", drone, tmp_path / "o2", "--preset", "tree-crowns", cwd=tmp_path)
+    assert_one_line_error(proc, "drone.tif", "pixel size 2.5 cm is outside the 40 cm to 90 cm")
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
