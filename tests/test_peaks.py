@@ -105,3 +105,12 @@ def test_negative_radius_is_refused(bad):
         find_peaks(np.zeros((3, 3)), 0.5, bad)
     with pytest.raises(ValueError, match="radius"):
         grow_peaks(np.zeros((3, 3)), np.zeros((0, 2)), bad, 0.5)
+
+
+def test_a_float32_map_is_compared_with_the_threshold_as_given():
+    """float32(0.7) is below 0.7: not a peak at threshold 0.7, a peak at float32(0.7)."""
+    conf = np.zeros((5, 5), np.float32)
+    conf[2, 2] = np.float32(0.7)
+    assert find_peaks(conf, 0.7, 1).shape == (0, 2)
+    np.testing.assert_array_equal(find_peaks(conf, float(np.float32(0.7)), 1), [[2, 2]])
+    np.testing.assert_array_equal(find_peaks(conf.astype(np.float64), 0.6, 1), [[2, 2]])

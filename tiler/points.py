@@ -167,15 +167,16 @@ def points_core(
     )
     width = image_shape[1]
     gid = (peaks[:, 0] + outer.row_start) * width + (peaks[:, 1] + outer.col_start) + 1
-    lut = np.r_[0, gid].astype(np.uint64)
     crop = core.relative_to(reach.origin)
-    provisional = lut[grown[crop.slices]]
-    ids, inverse = np.unique(provisional, return_inverse=True)
-    labels = inverse.reshape(provisional.shape).astype(np.int32)
-    if len(ids) and ids[0] == 0:
-        ids = ids[1:]
-    else:
-        labels += 1
+    in_tile = grown[crop.slices]
+    # The peaks whose objects reach the core, numbered 1..k in peak order: peaks come in
+    # raster order, so their ids (gid) ascend and this is np.unique's numbering, in O(pixels)
+    # (np.unique sorted every pixel of the tile: 0.3 s of a 2048^2 tile's 0.6 s).
+    present = np.flatnonzero(np.bincount(in_tile.ravel(), minlength=len(peaks) + 1)[1:])
+    number = np.zeros(len(peaks) + 1, np.int32)
+    number[present + 1] = np.arange(1, len(present) + 1, dtype=np.int32)
+    labels = number[in_tile]
+    ids = gid[present].astype(np.uint64)
     in_core = _inside(peaks, core.relative_to(outer.origin))
     return CorePoints(
         labels=labels,
