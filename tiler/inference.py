@@ -36,11 +36,7 @@ def callable_model(pipeline: Pipeline) -> Model:
 
 def run_model(function: str, image: np.ndarray) -> np.ndarray:
     """``function(image)`` as a bool mask, checked: one clear error if it returns anything else."""
-    out = np.asarray(_model(function)(image))
-    if out.shape != image.shape[1:]:
-        raise ModelError(
-            f"model {function}: returned shape {out.shape} for a window of {image.shape[1:]}"
-        )
+    out = _call(function, image)
     if out.dtype != bool and not (
         np.issubdtype(out.dtype, np.integer) and np.isin(out, (0, 1)).all()
     ):
@@ -59,11 +55,7 @@ def model_window(source: RasterSource, pipeline: Pipeline, window: Window, index
 
 def model_labels(function: str, image: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, int]:
     """``function(image)`` as instance labels 1..n on valid pixels (in order of their ids)."""
-    out = np.asarray(_model(function)(image))
-    if out.shape != image.shape[1:]:
-        raise ModelError(
-            f"model {function}: returned shape {out.shape} for a window of {image.shape[1:]}"
-        )
+    out = _call(function, image)
     if not np.issubdtype(out.dtype, np.integer) or out.min(initial=0) < 0:
         raise ModelError(f"model {function}: returned {out.dtype} values; expected labels >= 0")
     ids, compact = np.unique(np.where(valid, out, 0), return_inverse=True)
@@ -71,6 +63,16 @@ def model_labels(function: str, image: np.ndarray, valid: np.ndarray) -> tuple[n
     if ids[0] != 0:
         compact += 1
     return compact, int(np.count_nonzero(ids))
+
+
+def _call(function: str, image: np.ndarray) -> np.ndarray:
+    """``function(image)`` as an array of the window's shape; one clear error otherwise."""
+    out = np.asarray(_model(function)(image))
+    if out.shape != image.shape[1:]:
+        raise ModelError(
+            f"model {function}: returned shape {out.shape} for a window of {image.shape[1:]}"
+        )
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -89,11 +91,7 @@ def model_confidence(source: RasterSource, pipeline: Pipeline, window: Window) -
 
 def confidence(function: str, image: np.ndarray) -> np.ndarray:
     """``function(image)`` as a float32 confidence map, checked (shape, finite, in [0, 1])."""
-    out = np.asarray(_model(function)(image))
-    if out.shape != image.shape[1:]:
-        raise ModelError(
-            f"model {function}: returned shape {out.shape} for a window of {image.shape[1:]}"
-        )
+    out = _call(function, image)
     if not np.issubdtype(out.dtype, np.floating) or not ((out >= 0) & (out <= 1)).all():
         raise ModelError(f"model {function}: expected a confidence map, float in [0, 1]")
     return out.astype(np.float32, copy=False)

@@ -40,13 +40,23 @@ class Frame:
         """Map ``(x, y)`` of pixel-index coordinates, as the object table's ``x``/``y``."""
         return np.column_stack(map_xy(self.transform, row, col))
 
-    def outside(self, xy: np.ndarray) -> int:
-        """How many points lie outside the image's footprint (edges count as inside)."""
+    def _edges(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(row, col)`` of map ``(x, y)`` in pixel-edge coordinates (the image spans
+        ``[0, height] x [0, width]``): the inverse of the transform."""
         a, b, c, d, e, f = self.transform
         det = a * e - b * d
         dx, dy = xy[:, 0] - c, xy[:, 1] - f
-        col = (e * dx - b * dy) / det
-        row = (-d * dx + a * dy) / det
+        return (-d * dx + a * dy) / det, (e * dx - b * dy) / det
+
+    def to_pixels(self, xy: np.ndarray) -> np.ndarray:
+        """``(N, 2)`` pixel-index ``(row, col)`` of map ``(x, y)``: pixel (i, j)'s centre
+        is (i, j) (the inverse of :meth:`to_map`)."""
+        row, col = self._edges(xy)
+        return np.column_stack([row - 0.5, col - 0.5])
+
+    def outside(self, xy: np.ndarray) -> int:
+        """How many points lie outside the image's footprint (edges count as inside)."""
+        row, col = self._edges(xy)
         inside = (col >= 0) & (col <= self.width) & (row >= 0) & (row <= self.height)
         return int(np.count_nonzero(~inside))
 

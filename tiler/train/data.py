@@ -127,16 +127,6 @@ def read_image(path: Path, bands: Sequence[int] | None) -> tuple[np.ndarray, Fra
     return image, frame, size.side_m, names
 
 
-def to_pixels(frame: Frame, xy: np.ndarray) -> np.ndarray:
-    """Pixel-index ``(row, col)`` of map ``(x, y)``: pixel (i, j)'s centre is (i, j)."""
-    a, b, c, d, e, f = frame.transform
-    det = a * e - b * d
-    dx, dy = xy[:, 0] - c, xy[:, 1] - f
-    col = (e * dx - b * dy) / det - 0.5
-    row = (-d * dx + a * dy) / det - 0.5
-    return np.column_stack([row, col])
-
-
 def rasterise(path: Path, frame: Frame) -> np.ndarray:
     """The (H, W) uint8 mask of the polygons in ``path`` (reprojected to the image's CRS)."""
     import geopandas as gpd
@@ -189,7 +179,7 @@ def load(
             if truth_path is not None:
                 mask = rasterise(truth_path, frame)
         elif truth_path is not None:
-            points = to_pixels(frame, read_truth(truth_path, frame, pixels=pixels))
+            points = frame.to_pixels(read_truth(truth_path, frame, pixels=pixels))
         samples.append(Sample(stem, image_path, truth_path, image, points, mask, pixel_m))
     if not samples:
         raise InputError("no images to train on (--images, --list)")
