@@ -24,7 +24,7 @@ test: check browser
 	$(BIN)/python -m pytest
 
 ## check: ruff (lint and format) and mypy, strict on the pure layers ([tool.mypy] in pyproject.toml)
-TYPED := $(wildcard tiler/kernels tiler/tiling tiler/steps tiler/cnn)
+TYPED := $(wildcard tiler/kernels tiler/tiling tiler/steps tiler/cnn tiler/stand)
 check: lint
 	$(BIN)/mypy $(TYPED)
 

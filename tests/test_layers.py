@@ -30,6 +30,7 @@ PURE = sorted((PACKAGE / "kernels").glob("*.py")) + [
     PACKAGE / "reference.py",
     PACKAGE / "accuracy.py",
     PACKAGE / "georef.py",
+    *sorted((PACKAGE / "stand").glob("*.py")),
 ]
 
 
@@ -78,6 +79,7 @@ LAYERS = [
             "tiler.reference",
             "tiler.accuracy",
             "tiler.synthetic",
+            "tiler.stand",  # the stand along rows from plant positions: pure NumPy
             "tiler.synthetic_stamps",
             "tiler.config",
             "tiler.presets",

@@ -1,0 +1,105 @@
+"""Rows as plants in order, their lines and their in-row spacings.
+
+A row is the plants of one lattice row (:mod:`tiler.stand.lattice`) ordered
+along it. Its line runs from its first plant to its last along the lattice,
+shifted by the row's own median offset from it: two vertices where the row is
+straight (within :data:`STRAIGHT` of a spacing), else a vertex every cell length.
+Its length is that line's. An in-row spacing is the distance between two
+consecutive plants of a row (in the plane, so a double standing beside its
+neighbour counts as the short spacing it is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tiler.stand.lattice import Assignment, Frame, Phase
+
+STRAIGHT = 0.05  # a row deviating less than this share of the row spacing is a straight line
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The field's rows, numbered ``0 .. n-1`` across the field (increasing ``u``)."""
+
+    plant: np.ndarray  # indices of the row plants into the input, row by row, in order
+    row: np.ndarray  # the row of each of those plants
+    starts: np.ndarray  # (n + 1,) offsets of each row's plants in ``plant``
+    spacing: np.ndarray  # (len(plant) - n,) in-row spacings, row by row
+    spacing_row: np.ndarray  # the row of each spacing
+    first: np.ndarray  # the plant before each spacing (index into the input)
+    second: np.ndarray  # and the plant after it
+    lines: list[np.ndarray]  # each row's vertices, (m, 2) xy
+    length: np.ndarray  # each row's line length (m)
+
+    @property
+    def count(self) -> int:
+        return len(self.starts) - 1
+
+    @property
+    def plants(self) -> np.ndarray:
+        return np.diff(self.starts)
+
+
+def build(
+    xy: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    on: Assignment,
+    grid: Phase,
+    frame: Frame,
+    spacing: float,
+    min_plants: int,
+) -> Rows:
+    """Group the plants on rows into rows of at least ``min_plants``, in order along."""
+    index = np.flatnonzero(on.on_row)
+    index = index[np.lexsort((v[index], on.k[index]))]
+    k = on.k[index]
+    _, counts = np.unique(k, return_counts=True)
+    keep = np.repeat(counts >= min_plants, counts)
+    index, k = index[keep], k[keep]
+    lattice_k, counts = np.unique(k, return_counts=True)
+    row = np.repeat(np.arange(len(counts)), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    same = row[1:] == row[:-1]
+    step = np.diff(xy[index], axis=0)[same]
+    lines = []
+    for r, lk in enumerate(lattice_k):
+        members = index[starts[r] : starts[r + 1]]
+        lines.append(_line(u[members], v[members], on.offset[members], int(lk), grid, frame,
+                           spacing))  # fmt: skip
+    length = np.array([float(np.hypot(*np.diff(line, axis=0).T).sum()) for line in lines])
+    return Rows(
+        plant=index,
+        row=row,
+        starts=starts,
+        spacing=np.hypot(step[:, 0], step[:, 1]),
+        spacing_row=row[1:][same],
+        first=index[:-1][same],
+        second=index[1:][same],
+        lines=lines,
+        length=length,
+    )
+
+
+def _line(
+    u: np.ndarray,
+    v: np.ndarray,
+    offset: np.ndarray,
+    k: int,
+    grid: Phase,
+    frame: Frame,
+    spacing: float,
+) -> np.ndarray:
+    """A row's vertices in xy: along the lattice from its first plant to its last."""
+    v0, v1 = float(v[0]), float(v[-1])
+    n = max(2, int(np.ceil((v1 - v0) / grid.cell[1])) + 1)
+    vs = np.linspace(v0, v1, n)
+    u_row = np.full(n, float(np.median(u)))
+    us = grid.at(u_row, vs) + k * spacing + float(np.median(offset))
+    chord = us[0] + (us[-1] - us[0]) * (vs - v0) / (v1 - v0 if v1 > v0 else 1.0)
+    if np.max(np.abs(us - chord)) <= STRAIGHT * spacing:
+        us, vs = us[[0, -1]], vs[[0, -1]]
+    return frame.to_xy(us, vs)
