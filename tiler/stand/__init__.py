@@ -142,7 +142,7 @@ def find_stand(xy: np.ndarray, settings: Settings | None = None) -> Stand:
     for refine in (True, False):  # once more with the azimuth and spacing the rows give
         frame = lattice.Frame(azimuth)
         u, v = frame.to_uv(local)
-        grid = lattice.phase(u, v, spacing)
+        grid = lattice.phase(u, v, spacing, found.density)
         on = lattice.assign(u, v, grid, spacing)
         if refine and on.on_row.sum() > 2:
             if settings.row_azimuth is None:

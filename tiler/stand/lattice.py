@@ -4,12 +4,13 @@ In the rows' frame (``u`` across the rows, ``v`` along them) plants of row ``k``
 sit at ``u = phi(u, v) + k s``: the lattice's offset ``phi`` is a smooth field
 that absorbs gentle curvature, a slightly wrong azimuth and a spacing that drifts
 across passes. Each cell of a grid (:data:`CELL_ROWS` rows wide,
-:data:`CELL_LENGTH` spacings long) measures ``phi`` modulo ``s`` as the phase of
-``sum exp(2 pi i u / s)`` over its plants. The phases are unwrapped from the
+:data:`CELL_LENGTH` spacings long, or longer to hold :data:`CELL_POINTS` plants)
+measures ``phi`` modulo ``s`` as the phase of ``sum exp(2 pi i u / s)`` over its
+plants. The phases are unwrapped from the
 surest cell outward (quality-guided, as radar interferometry unwraps phase), so a
 row keeps its number ``k`` from cell to cell however far it bends, as long as
 neighbouring cells differ by less than half a spacing: rows turning by under
-about 1 / (4 CELL_LENGTH) rad (7 degrees) between cells. A plant belongs to row
+about 1 / (2 CELL_LENGTH) rad (14 degrees) between cells. A plant belongs to row
 ``k = round((u - phi) / s)`` if it lies within a tolerance of the row's line
 and its cell is not one that has plants but no rows (a headland, a weedy patch).
 """
@@ -25,8 +26,10 @@ from scipy import ndimage
 from tiler.stand.pattern import normal
 
 CELL_ROWS = 8  # cell width across the rows, in row spacings
-CELL_LENGTH = 4  # cell length along the rows, in row spacings
+CELL_LENGTH = 2  # cell length along the rows, in row spacings
+CELL_POINTS = 40  # and at least this long: as many plants as this, at the field's density
 MIN_CELL = 12  # plants in a cell to judge its rows
+EDGE_CELL = (4, 0.7)  # fewer, as few as these with this R: a cell at the field's edge
 CELL_STRENGTH = 0.3  # R of a cell with rows
 TOLERANCE = (0.12, 0.3)  # a plant's distance to its row's line: clipped to these shares of s
 
@@ -60,10 +63,13 @@ class Phase:
         return (u - self.origin[0]) / self.cell[0], (v - self.origin[1]) / self.cell[1]
 
     def at(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """``phi`` at points, bilinear between cell centres (constant beyond the outer ones)."""
+        """``phi`` at points, bilinear between cell centres, and continued linearly for
+        half a cell beyond the outer ones (the rows go on turning up to the field's edge)."""
         fu, fv = self.index(u, v)
-        coords = np.stack([fu - 0.5, fv - 0.5])
-        values: np.ndarray = ndimage.map_coordinates(self.phi, coords, order=1, mode="nearest")
+        coords = np.stack([fu + 0.5, fv + 0.5])  # on the grid grown by one cell each side
+        values: np.ndarray = ndimage.map_coordinates(
+            _extended(self.phi), coords, order=1, mode="nearest"
+        )
         return values
 
     def is_rowless(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -73,9 +79,23 @@ class Phase:
         return self.rowless[i, j]
 
 
-def phase(u: np.ndarray, v: np.ndarray, spacing: float) -> Phase:
-    """Measure and unwrap the lattice offset of plants at ``(u, v)`` with row ``spacing``."""
-    cell = (CELL_ROWS * spacing, CELL_LENGTH * spacing)
+def _extended(phi: np.ndarray) -> np.ndarray:
+    """``phi`` grown by one cell on each side, continuing its outer differences."""
+    for axis in (0, 1):
+        if phi.shape[axis] < 2:
+            phi = np.concatenate([phi, phi, phi], axis=axis)
+            continue
+        first, second = np.take(phi, [0], axis), np.take(phi, [1], axis)
+        last, before = np.take(phi, [-1], axis), np.take(phi, [-2], axis)
+        phi = np.concatenate([2 * first - second, phi, 2 * last - before], axis=axis)
+    return phi
+
+
+def phase(u: np.ndarray, v: np.ndarray, spacing: float, density: float) -> Phase:
+    """Measure and unwrap the lattice offset of plants at ``(u, v)`` with row ``spacing``
+    (``density`` plants per m², which lengthens cells to hold :data:`CELL_POINTS`)."""
+    width = CELL_ROWS * spacing
+    cell = (width, max(CELL_LENGTH * spacing, CELL_POINTS / (density * width)))
     origin = (float(u.min()), float(v.min()))
     shape = (int((u.max() - origin[0]) // cell[0]) + 1, int((v.max() - origin[1]) // cell[1]) + 1)
     i = ((u - origin[0]) // cell[0]).astype(np.int64)
@@ -87,9 +107,12 @@ def phase(u: np.ndarray, v: np.ndarray, spacing: float) -> Phase:
     n = np.bincount(flat, minlength=size)
     r = np.abs(z) / np.maximum(n, 1)
     known = (n >= MIN_CELL) & (r >= CELL_STRENGTH)
+    edge = ~known & (n >= EDGE_CELL[0]) & (r >= EDGE_CELL[1])
     wrapped = np.angle(z) / (2 * np.pi) * spacing
-    phi = _unwrap(wrapped.reshape(shape), (r * np.sqrt(n)).reshape(shape), known.reshape(shape),
-                  spacing)  # fmt: skip
+    quality = (r * np.sqrt(n)).reshape(shape)
+    phi = _unwrap(wrapped.reshape(shape), quality, known.reshape(shape), spacing)
+    _unwrap_edges(phi, wrapped.reshape(shape), quality, known.reshape(shape),
+                  edge.reshape(shape), spacing)  # fmt: skip
     rowless = ((n >= MIN_CELL) & ~known).reshape(shape)
     return Phase(origin, cell, phi, rowless)
 
@@ -103,7 +126,8 @@ def _unwrap(wrapped: np.ndarray, quality: np.ndarray, known: np.ndarray, s: floa
     rows, or an azimuth a little off, costs nothing). A known cell reached only
     across one unknown cell is unwrapped the same way over the two cells; a group
     out of reach of the others against the first group's median, as a straight
-    lattice would continue. Unknown cells take the value of the nearest known one.
+    lattice would continue. Unknown cells take the value of the nearest known one
+    (then :func:`_unwrap_edges` may measure some of them).
     """
     out = np.full(wrapped.shape, np.nan)
     if not known.any():
@@ -150,6 +174,32 @@ def _unwrap(wrapped: np.ndarray, quality: np.ndarray, known: np.ndarray, s: floa
     nearest = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
     filled: np.ndarray = out[tuple(nearest)]
     return filled
+
+
+def _unwrap_edges(phi: np.ndarray, wrapped: np.ndarray, quality: np.ndarray,
+                  known: np.ndarray, edge: np.ndarray, s: float) -> None:  # fmt: skip
+    """Measure, in place, the ``edge`` cells beside known ones: too few plants to judge
+    rows from, but where rows end (at the field's edge) the lattice still turns. Each is
+    unwrapped against the surest known neighbour's prediction and passes nothing on."""
+    nu, nv = phi.shape
+    measured = phi.copy()
+    for i, j in np.argwhere(edge):
+        best = None
+        for a in (-1, 0, 1):
+            for b in (-1, 0, 1):
+                p, q = i + a, j + b
+                if 0 <= p < nu and 0 <= q < nv and known[p, q]:
+                    if best is None or quality[p, q] > quality[best]:
+                        best = (p, q)
+        if best is None:
+            continue
+        p, q = best
+        guess = phi[p, q]
+        back = (2 * p - i, 2 * q - j)
+        if 0 <= back[0] < nu and 0 <= back[1] < nv and known[back]:
+            guess += phi[p, q] - phi[back]
+        measured[i, j] = wrapped[i, j] + s * np.round((guess - wrapped[i, j]) / s)
+    phi[...] = measured
 
 
 @dataclass(frozen=True)

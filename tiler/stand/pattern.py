@@ -12,8 +12,9 @@ histogram of ``u`` and its FFT. This Fourier method was chosen over a Hough
 transform and over per-angle projection profiles because it is one vectorised
 pass per angle, needs no vote threshold, and weeds between the rows or missing
 plants lower ``R`` without moving its peak. Plants on rows every ``s`` also pile
-up every ``s / 2``, ``s / 3``, ... (weeds halfway between rows even strengthen
-``s / 2``): the row spacing is the largest spacing of the best peak's family
+up every ``s / 2``, ``s / 3``, ... (as strongly when they stand exactly on rows;
+weeds halfway between rows even strengthen ``s / 2``): the row spacing is the
+largest spacing of the best peak's family
 whose ``R`` reaches :data:`HARMONIC` of the best.
 
 Coordinates are metres in a projected CRS (``x`` east, ``y`` north); an azimuth
@@ -28,8 +29,8 @@ import numpy as np
 from scipy import fft
 from scipy.spatial import cKDTree
 
-COARSE_POINTS = 4000  # the patch (points nearest the centre) of the coarse angle scan
-FINE_POINTS = 20000  # and of the fine one
+COARSE_POINTS = 1000  # the patch (points nearest the centre) of the coarse angle scan
+FINE_POINTS = 3000  # and of the fine one
 HARMONIC = 0.35  # a longer spacing of the family is the fundamental if its R reaches this share
 MIN_STRENGTH = 0.2  # R below this: no rows
 SIGNIFICANCE = 12.0  # and N R^2 must exceed ln(trials) + this (a chance peak's tail, e^-12)
@@ -38,13 +39,15 @@ _CHUNK = 128  # angles per vectorised block
 
 @dataclass(frozen=True)
 class Pattern:
-    """The rows' azimuth (degrees), spacing (m) and strength ``R`` on the patch of ``n`` points;
-    ``found`` when ``R`` is beyond chance (:data:`MIN_STRENGTH`, :data:`SIGNIFICANCE`)."""
+    """The rows' azimuth (degrees), spacing (m) and strength ``R`` on the patch of ``n`` points
+    (``density`` of them per m²); ``found`` when ``R`` is beyond chance (:data:`MIN_STRENGTH`,
+    :data:`SIGNIFICANCE`)."""
 
     azimuth: float
     spacing: float
     strength: float
     n: int
+    density: float
     found: bool
 
 
@@ -132,13 +135,15 @@ def scan(xy: np.ndarray, azimuth: float | None = None, spacing: float | None = N
     best_s = spacing if spacing is not None else _polish(fine, best_a, 1 / best_f)
     r = strength(fine, best_a, best_s)
     found = bool(r >= MIN_STRENGTH and len(fine) * r * r >= np.log(trials) + SIGNIFICANCE)
-    return Pattern(best_a, best_s, r, len(fine), found)
+    radius = float(np.sqrt(np.einsum("ij,ij->i", fine, fine).max()))
+    density = len(fine) / (np.pi * radius * radius) if radius > 0 else float("inf")
+    return Pattern(best_a, best_s, r, len(fine), density, found)
 
 
 def _fundamental(spectrum: np.ndarray, freqs: np.ndarray, best: int, band: np.ndarray) -> float:
-    """The row frequency of the best peak's family: ``f / m`` for the largest ``m`` <= 4
-    whose ``R`` (the maximum within one bin) reaches :data:`HARMONIC` of the best."""
-    for m in (4, 3, 2):
+    """The row frequency of the best peak's family: ``f / m`` for the largest ``m`` in the
+    band whose ``R`` (the maximum within one bin) reaches :data:`HARMONIC` of the best."""
+    for m in range(best // max(1, int(np.argmax(band))), 1, -1):
         j = int(round(best / m))
         if j < 1 or not band[j]:
             continue

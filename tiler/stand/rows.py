@@ -1,9 +1,10 @@
 """Rows as plants in order, their lines and their in-row spacings.
 
 A row is the plants of one lattice row (:mod:`tiler.stand.lattice`) ordered
-along it. Its line runs from its first plant to its last along the lattice,
-shifted by the row's own median offset from it: two vertices where the row is
-straight (within :data:`STRAIGHT` of a spacing), else a vertex every cell length.
+along it. Its line runs from its first plant to its last: the straight line
+fitted to its plants where the row is straight (within :data:`STRAIGHT` of a
+spacing), else the lattice shifted by the row's median offset from it, a vertex
+every cell length.
 Its length is that line's. An in-row spacing is the distance between two
 consecutive plants of a row (in the plane, so a double standing beside its
 neighbour counts as the short spacing it is).
@@ -93,13 +94,22 @@ def _line(
     frame: Frame,
     spacing: float,
 ) -> np.ndarray:
-    """A row's vertices in xy: along the lattice from its first plant to its last."""
+    """A row's vertices in xy, from its first plant to its last (``v`` ascending): the
+    least-squares line through its plants if the means of their distances to it, a
+    cell length at a time, stay within :data:`STRAIGHT` of a spacing; else the lattice
+    shifted by the row's median offset, a vertex every cell length."""
     v0, v1 = float(v[0]), float(v[-1])
+    dv = v - v.mean()
+    slope = float(np.dot(dv, u) / np.dot(dv, dv)) if v1 > v0 else 0.0
+    intercept = float(u.mean() - slope * v.mean())
+    residual = u - (intercept + slope * v)
+    piece = ((v - v0) // grid.cell[1]).astype(np.int64)
+    count = np.bincount(piece)
+    bends = np.abs(np.bincount(piece, residual)[count > 0] / count[count > 0])
+    if bends.max() <= STRAIGHT * spacing:
+        ends = np.array([v0, v1])
+        return frame.to_xy(intercept + slope * ends, ends)
     n = max(2, int(np.ceil((v1 - v0) / grid.cell[1])) + 1)
     vs = np.linspace(v0, v1, n)
-    u_row = np.full(n, float(np.median(u)))
-    us = grid.at(u_row, vs) + k * spacing + float(np.median(offset))
-    chord = us[0] + (us[-1] - us[0]) * (vs - v0) / (v1 - v0 if v1 > v0 else 1.0)
-    if np.max(np.abs(us - chord)) <= STRAIGHT * spacing:
-        us, vs = us[[0, -1]], vs[[0, -1]]
+    us = grid.at(np.full(n, float(np.median(u))), vs) + k * spacing + float(np.median(offset))
     return frame.to_xy(us, vs)
