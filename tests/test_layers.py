@@ -78,6 +78,7 @@ LAYERS = [
             "tiler.reference",
             "tiler.accuracy",
             "tiler.synthetic",
+            "tiler.synthetic_rows",
             "tiler.synthetic_stamps",
             "tiler.config",
             "tiler.presets",

@@ -69,8 +69,8 @@ def test_turned_curved_window_equals_slice_of_full_image(r, c):
 
 
 def test_turned_windows_agree_far_from_origin():
-    field = SyntheticField(height=200_000, width=200_000, seed=11, row_angle=23.7,
-                           row_curvature=(6.0, 2000.0), skip_rate=0.02, double_rate=0.05)  # fmt: skip
+    layout = dict(row_angle=23.7, row_curvature=(6.0, 2000.0), skip_rate=0.02, double_rate=0.05)
+    field = SyntheticField(height=200_000, width=200_000, seed=11, **layout)
     a = field.read(Window(100_000, 100_300, 120_000, 120_400))
     b = field.read(Window(100_123, 100_201, 119_950, 120_333))
     np.testing.assert_array_equal(a[:, 123:201, :333], b[:, :, 50:])
@@ -114,11 +114,12 @@ def test_skips_and_doubles_in_the_spacings():
     slot = slots_of_plants(truth)
     sp = truth.plant_spacing_m
     first, last = slot[:-1], slot[1:]
-    pair = (truth.plant_row[1:] == truth.plant_row[:-1]) & (first >= 0) & (last >= 0)
-    assert np.array_equal(truth.gap_length_m, np.hypot(*(truth.plants_xy[1:] - truth.plants_xy[:-1]).T)[
-        truth.plant_row[1:] == truth.plant_row[:-1]])  # fmt: skip
-    assert np.array_equal(np.concatenate([r.spacings_m for r in truth.rows]), truth.gap_length_m)
+    same = truth.plant_row[1:] == truth.plant_row[:-1]
+    pair = same & (first >= 0) & (last >= 0)
     step = np.hypot(*(truth.plants_xy[1:] - truth.plants_xy[:-1]).T)
+    assert np.array_equal(truth.gap_length_m, step[same])
+    assert np.array_equal(truth.gap_start_xy, truth.plants_xy[:-1][same])
+    assert np.array_equal(np.concatenate([r.spacings_m for r in truth.rows]), truth.gap_length_m)
     seconds = pair & truth.slot_second[np.maximum(last, 0)]
     assert seconds.sum() > 20
     assert (step[seconds] <= 0.5 * sp).all() and (step[seconds] >= 0.25 * sp).all()
@@ -169,7 +170,9 @@ def test_curved_rows_follow_their_curve():
     assert len(r.line) > 20 and seg.max() < 1.05 and r.length_m == pytest.approx(seg.sum())
     # every plant of the row is within its jitter (and a pixel) of the polyline
     xy = truth.plants_xy[truth.plant_row == r.row]
-    fine = np.concatenate([np.linspace(a, b, 50) for a, b in zip(r.line[:-1], r.line[1:])])
+    fine = np.concatenate(
+        [np.linspace(a, b, 50) for a, b in zip(r.line[:-1], r.line[1:], strict=True)]
+    )
     dist, _ = cKDTree(fine).query(xy)
     assert dist.max() < (max(field.plant_jitter) + 1) * field.unit_m
     chord = np.hypot(*(r.line[-1] - r.line[0]))
@@ -184,3 +187,36 @@ def test_curved_rows_follow_their_curve():
 def test_bad_layouts_are_refused(kwargs):
     with pytest.raises(ValueError):
         SyntheticField(height=10, width=10, **kwargs)
+
+
+def test_cli_writes_the_rows_and_gaps(tmp_path):
+    import geopandas as gpd
+    from test_cli import assert_one_line_error
+    from test_cli import tiler as tiler_cli
+
+    args = ["--extent", "8m", "--row-angle", "30", "--curvature", "0.2m,10m", "--skips", "0.05",
+            "--doubles", "0.1", "--missing", "0.02", "--weeds", "0.3"]  # fmt: skip
+    proc = tiler_cli("synthetic", "f", "--seeds", "2", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    field = SyntheticField.at(0.025, (8.0, 8.0), seed=2, row_angle=30.0, row_curvature=(8.0, 400.0),
+                              skip_rate=0.05, double_rate=0.1, missing_fraction=0.02,
+                              weed_density=0.3)  # fmt: skip
+    truth = field.stand_truth()
+    rows = gpd.read_file(tmp_path / "f" / "field-2-rows.geojson")
+    gaps = gpd.read_file(tmp_path / "f" / "field-2-gaps.geojson")
+    assert rows.crs.to_epsg() == gaps.crs.to_epsg() == 32611
+    assert list(rows["row"]) == [r.row for r in truth.rows]
+    assert list(rows["plants"]) == [r.plants for r in truth.rows] and rows["plants"].sum() > 50
+    np.testing.assert_allclose(rows["length_m"], rows.geometry.length, rtol=1e-9)
+    np.testing.assert_allclose(rows.geometry[0].coords, truth.rows[0].line)
+    assert len(gaps) == len(truth.gap_length_m) == rows["plants"].sum() - len(rows)
+    np.testing.assert_allclose(gaps["length_m"], gaps.geometry.length, rtol=1e-9)
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == sorted(
+        f"field-2{e}" for e in (".tif", ".csv", "-rows.geojson", "-gaps.geojson")
+    )
+    for option, bad, words in [("--curvature", "1m", "AMPLITUDE,WAVELENGTH"),
+                               ("--curvature", "1m,0m", "wavelength > 0"),
+                               ("--skips", "2", "between 0 and 1"),
+                               ("--doubles", "-0.1", "between 0 and 1")]:  # fmt: skip
+        proc = tiler_cli("synthetic", "g", option, bad, cwd=tmp_path)
+        assert_one_line_error(proc, option, words)

@@ -23,7 +23,7 @@ import numpy as np
 from affine import Affine
 
 from tiler.io import atomic
-from tiler.synthetic_rows import Layer, Objects, RowLayout, StandTruth, stand_truth
+from tiler.synthetic_rows import Layer, Objects, RowLayout, StandTruth, footprint_spans, stand_truth
 from tiler.synthetic_stamps import N_CROP, N_WEED, hash64, stamps, unit
 from tiler.tiling import Window
 
@@ -110,17 +110,9 @@ class SyntheticField:
             raise ValueError("plant_radius must satisfy 0 < min <= max <= 0.4 * row_spacing")
         if not 0 <= self.field_inset[0] <= self.field_inset[1] < 0.5:
             raise ValueError("field_inset must satisfy 0 <= min <= max < 0.5")
-        if not math.isfinite(self.row_angle):
-            raise ValueError(f"row_angle must be finite, got {self.row_angle}")
-        if not (self.row_curvature[0] >= 0 and self.row_curvature[1] > 0):
-            raise ValueError("row_curvature must be (amplitude >= 0, wavelength > 0)")
-        for name in ("missing_fraction", "weed_density", "skip_rate", "double_rate"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 1 <= self.skip_length[0] <= self.skip_length[1]:
-            raise ValueError("skip_length must satisfy 1 <= min <= max")
-        if not 0 < self.double_offset[0] <= self.double_offset[1] < 1:
-            raise ValueError("double_offset must satisfy 0 < min <= max < 1")
+        if not (0 <= self.missing_fraction <= 1 and 0 <= self.weed_density <= 1):
+            raise ValueError("missing_fraction and weed_density must be in [0, 1]")
+        _ = self._layout  # checks the row layout's parameters
 
     @classmethod
     def at(cls, pixel_size: float, extent_m: tuple[float, float], **kwargs: Any) -> SyntheticField:
@@ -173,7 +165,7 @@ class SyntheticField:
         w = self._check(window)
         r0, r1, c0, c1 = w.row_start, w.row_stop, w.col_start, w.col_stop
         out = np.zeros((4, r1 - r0, c1 - c0), np.uint8)
-        lo, hi = self._row_spans(np.arange(r0, r1))
+        lo, hi = footprint_spans(self.seed, self.field_inset, self.shape, np.arange(r0, r1))
         if out.size == 0 or ((lo >= c1) | (hi < c0)).all():
             return out
         key = self._hash32(r0, r1, 1)[:, None] ^ self._hash32(c0, c1, 2)[None, :]
@@ -214,8 +206,7 @@ class SyntheticField:
         return np.stack([cy[keep], cx[keep]], axis=1).astype(np.float64)
 
     def stand_truth(self, window: Window | None = None) -> StandTruth:
-        """The crop stand as planted: slots, plants, rows, in-row spacings, in map
-        coordinates (see :class:`tiler.synthetic_rows.StandTruth`).
+        """The crop stand as planted, in map coordinates: slots, plants, rows, in-row spacings.
 
         Parameters
         ----------
@@ -231,7 +222,7 @@ class SyntheticField:
 
     def _inside(self, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
         """Whether pixels ``(cy, cx)`` (int64) lie inside the footprint."""
-        lo, hi = self._row_spans(cy)
+        lo, hi = footprint_spans(self.seed, self.field_inset, self.shape, cy)
         return (cx >= lo) & (cx <= hi)
 
     def plant_xy(self, window: Window | None = None) -> np.ndarray:
@@ -257,27 +248,6 @@ class SyntheticField:
 
     def _hash32(self, start: int, stop: int, salt: int) -> np.ndarray:
         return (hash64(self.seed, salt, np.arange(start, stop)) >> 32).astype(np.uint32)
-
-    def _row_spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First and last column inside the footprint of each row (``lo > hi``: none)."""
-        f = unit(hash64(self.seed, 3, np.arange(8)), 0)
-        f = self.field_inset[0] + (self.field_inset[1] - self.field_inset[0]) * f
-        h, w = self.height, self.width
-        # clockwise on screen: top-left, top-right, bottom-right, bottom-left, as (y, x)
-        ys = (f[0] * h, f[2] * h, (1 - f[4]) * h, (1 - f[6]) * h)
-        xs = (f[1] * w, (1 - f[3]) * w, (1 - f[5]) * w, f[7] * w)
-        y = np.asarray(rows, np.float64) + 0.5
-        lo, hi = np.full(y.shape, 0.0), np.full(y.shape, w - 1.0)
-        for e in range(4):  # inside iff (q - p) x (X - p) >= 0 for every edge p -> q
-            py, px, qy, qx = ys[e], xs[e], ys[(e + 1) % 4], xs[(e + 1) % 4]
-            dy, rhs = qy - py, (qx - px) * (y - py)
-            if dy > 0:
-                hi = np.minimum(hi, np.floor((rhs + dy * px) / dy - 0.5))
-            elif dy < 0:
-                lo = np.maximum(lo, np.ceil((rhs + dy * px) / dy - 0.5))
-            else:
-                lo = np.where(rhs >= 0, lo, w)
-        return lo.astype(np.int64), hi.astype(np.int64)
 
     def _soil(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Soil brightness (int16): moisture patches, texture and row beds."""

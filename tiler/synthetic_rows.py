@@ -82,6 +82,18 @@ class RowLayout:
     double_rate: float = 0.0
     double_offset: tuple[float, float] = (0.3, 0.45)
 
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.angle):
+            raise ValueError(f"row_angle must be finite, got {self.angle}")
+        if not (self.curvature[0] >= 0 and self.curvature[1] > 0):
+            raise ValueError("row_curvature must be (amplitude >= 0, wavelength > 0)")
+        if not (0 <= self.skip_rate <= 1 and 0 <= self.double_rate <= 1):
+            raise ValueError("skip_rate and double_rate must be in [0, 1]")
+        if not 1 <= self.skip_length[0] <= self.skip_length[1]:
+            raise ValueError("skip_length must satisfy 1 <= min <= max")
+        if not 0 < self.double_offset[0] <= self.double_offset[1] < 1:
+            raise ValueError("double_offset must satisfy 0 < min <= max < 1")
+
     @property
     def level(self) -> bool:
         """Straight rows along the image's x axis (today's layout, no rotation needed)."""
@@ -158,8 +170,8 @@ class RowLayout:
             double = present & (unit(hd, 0) < self.double_rate)
             lo, hi = self.double_offset
             shift = (lo + (hi - lo) * unit(hd, 1)) * sp
-            parts.append(tuple(a[double] for a in (kk, jj, v + shift, w, present, hd,
-                                                   nominal_v + shift, nominal_w, skipped)))  # fmt: skip
+            more = (kk, jj, v + shift, w, present, hd, nominal_v + shift, nominal_w, skipped)
+            parts.append(tuple(a[double] for a in more))
         kk, jj, v, w, present, h, nominal_v, nominal_w, skipped = (
             np.concatenate([np.ravel(a) for a in arrays]) for arrays in zip(*parts, strict=True)
         )
@@ -287,3 +299,29 @@ def _line(field, layout: RowLayout, k: int, v0: float, v1: float) -> np.ndarray:
     v = np.linspace(v0, v1, n)
     w = layout.phase + k * layout.row_spacing + layout.offset(v)
     return _to_map(field, *layout.to_image(v, w))
+
+
+def footprint_spans(
+    seed: int, inset: tuple[float, float], shape: tuple[int, int], rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and last column inside a field's footprint, a quadrilateral whose corners
+    are inset by a fraction in ``inset`` of the image ``shape``, of each of ``rows``
+    (``lo > hi``: none)."""
+    f = unit(hash64(seed, 3, np.arange(8)), 0)
+    f = inset[0] + (inset[1] - inset[0]) * f
+    h, w = shape
+    # clockwise on screen: top-left, top-right, bottom-right, bottom-left, as (y, x)
+    ys = (f[0] * h, f[2] * h, (1 - f[4]) * h, (1 - f[6]) * h)
+    xs = (f[1] * w, (1 - f[3]) * w, (1 - f[5]) * w, f[7] * w)
+    y = np.asarray(rows, np.float64) + 0.5
+    lo, hi = np.full(y.shape, 0.0), np.full(y.shape, w - 1.0)
+    for e in range(4):  # inside iff (q - p) x (X - p) >= 0 for every edge p -> q
+        py, px, qy, qx = ys[e], xs[e], ys[(e + 1) % 4], xs[(e + 1) % 4]
+        dy, rhs = qy - py, (qx - px) * (y - py)
+        if dy > 0:
+            hi = np.minimum(hi, np.floor((rhs + dy * px) / dy - 0.5))
+        elif dy < 0:
+            lo = np.maximum(lo, np.ceil((rhs + dy * px) / dy - 0.5))
+        else:
+            lo = np.where(rhs >= 0, lo, w)
+    return lo.astype(np.int64), hi.astype(np.int64)
