@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.ndimage import binary_dilation
 from scipy.spatial import cKDTree
 
 from tiler.synthetic import SyntheticField
@@ -220,3 +221,19 @@ def test_cli_writes_the_rows_and_gaps(tmp_path):
                                ("--doubles", "-0.1", "between 0 and 1")]:  # fmt: skip
         proc = tiler_cli("synthetic", "g", option, bad, cwd=tmp_path)
         assert_one_line_error(proc, option, words)
+
+
+def test_soil_beds_follow_the_turned_curved_rows():
+    """The soil is brightest along the crop rows: under the plants' centres."""
+    field = SyntheticField(height=H, width=W, seed=3, row_angle=-50.0, row_curvature=(15.0, 500.0),
+                           weed_density=0.0, missing_fraction=0.0)  # fmt: skip
+    rows, cols = field.plant_centres().astype(np.int64).T
+    beds = field._layout.beds(field._units(np.arange(W)), field._units(np.arange(H)))
+    assert beds.shape == (H, W) and beds.max() == 5 and beds.min() == -5
+    assert (beds[rows, cols] >= 4).mean() > 0.9
+    soil = field._soil(0, H, 0, W)
+    ring = np.hypot(*np.mgrid[-12:13, -12:13]) <= 12  # a crop plant's reach
+    under = np.zeros((H, W), bool)
+    under[rows, cols] = True
+    near = binary_dilation(under, ring)
+    assert soil[near].mean() > soil[~near].mean() + 2

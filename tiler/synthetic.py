@@ -259,13 +259,9 @@ class SyntheticField:
         coarse = np.rint(f).astype(np.int16)
         soil = np.repeat(np.repeat(coarse, b, axis=1), b, axis=0)
         soil = soil[r0 - by[0] * b : r1 - by[0] * b, c0 - bx[0] * b : c1 - bx[0] * b]
-        y, x = self._units(np.arange(r0, r1))[:, None], self._units(np.arange(c0, c1))[None, :]
-        if self._layout.level:
-            y, x = y[:, 0], x[0, :1]  # the beds run along the image rows: one value a row
-        t = self._layout.across(x, y) / self.row_spacing
-        u = 2.0 * np.abs(t - np.floor(t + 0.5))  # 0 on a crop row, 1 halfway between rows
-        bed = np.rint(5.0 - 10.0 * u * u).astype(np.int16)
-        return soil + (bed[:, None] if bed.ndim == 1 else bed)
+        return soil + self._layout.beds(
+            self._units(np.arange(c0, c1)), self._units(np.arange(r0, r1))
+        )
 
     def _value_noise(self, y: np.ndarray, x: np.ndarray, cell: float, salt: int) -> np.ndarray:
         """Smooth value noise in [-1, 1] at the grid ``y[:, None], x[None, :]`` (units)."""

@@ -26,6 +26,7 @@ import numpy as np
 from tiler.synthetic_stamps import hash64, unit
 
 _SKIP_SALT, _DOUBLE_SALT = 9, 10
+_BED_STEPS = 4096  # turned rows' beds: positions across a row spacing, a power of 2
 _SIN = (-1 / 6, 1 / 120, -1 / 5040, 1 / 362880, -1 / 39916800)  # Taylor terms of sin
 
 
@@ -67,6 +68,12 @@ def sin_turns(t: np.ndarray) -> np.ndarray:
     for c in _SIN[-2::-1]:
         poly = c + x2 * poly
     return x + x * x2 * poly
+
+
+def _relief(t: np.ndarray) -> np.ndarray:
+    """Row bed relief (int16) at ``t`` row spacings from a crop row."""
+    u = 2.0 * np.abs(t - np.floor(t + 0.5))  # 0 on a crop row, 1 halfway between rows
+    return np.rint(5.0 - 10.0 * u * u).astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -120,16 +127,25 @@ class RowLayout:
         c, s = self._cos_sin()
         return v * c + w * s, w * c - v * s
 
-    def across(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Distance across the rows (units) of image points from crop row 0's curve,
-        ``w - offset(v) - phase`` (broadcast ``x`` and ``y``)."""
+    def beds(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Relief of the soil's row beds (int16, +5 on the crop rows to -5 between them)
+        at the grid ``y[:, None], x[None, :]`` (units); ``(rows, 1)`` for level rows."""
         if self.level:
-            return y - self.phase
+            return _relief((y - self.phase) / self.row_spacing)[:, None]
+        # the position across the rows in 1/_BED_STEPS of a row spacing, modulo a spacing,
+        # in integers: each pixel's from its row's part and its column's part
         c, s = self._cos_sin()
-        w = x * s + y * c
-        if self.curvature[0]:
-            w = w - self.offset(x * c - y * s)
-        return w - self.phase
+        ty, tx = (y * c - self.phase) / self.row_spacing, x * s / self.row_spacing
+        qy, qx = (np.rint((t - np.floor(t)) * _BED_STEPS).astype(np.int32) for t in (ty, tx))
+        q = qy[:, None] + qx[None, :]
+        if self.curvature[0]:  # minus the curve's offset at v = x c - y s, to a unit or two
+            vy, vx = np.floor(-y * s).astype(np.int64), np.floor(x * c).astype(np.int64)
+            first = int(vy.min() + vx.min())
+            v = np.arange(first, int(vy.max() + vx.max()) + 1)
+            shift = np.rint(self.offset(v) / self.row_spacing * _BED_STEPS).astype(np.int32)
+            q -= shift[(vy - first).astype(np.int32)[:, None] + vx.astype(np.int32)[None, :]]
+        table = _relief(np.arange(_BED_STEPS) / _BED_STEPS)
+        return table[q & (_BED_STEPS - 1)]
 
     def _bounds(self, x0: float, x1: float, y0: float, y1: float) -> tuple[float, ...]:
         """``v`` and ``w`` ranges of an image box (units): its corners in the row frame."""
