@@ -80,6 +80,7 @@ LAYERS = [
             "tiler.accuracy",
             "tiler.synthetic",
             "tiler.stand",  # the stand along rows from plant positions: pure NumPy
+            "tiler.synthetic_rows",
             "tiler.synthetic_stamps",
             "tiler.config",
             "tiler.presets",

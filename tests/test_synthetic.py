@@ -219,7 +219,9 @@ def test_cli_writes_each_seeds_field_and_its_plant_centres(tmp_path):
         np.testing.assert_array_equal(truth[["x", "y"]].to_numpy(), field.plant_xy())
         assert len(truth) > 10
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == sorted(
-        f"field-{s}.{e}" for s in (4, 6, 7) for e in ("tif", "csv")
+        f"field-{s}{e}"
+        for s in (4, 6, 7)
+        for e in (".tif", ".csv", "-rows.geojson", "-gaps.geojson")
     )
     for bad, words in [("2-1", "empty range"), ("1,1", "repeats"), ("x", "numbers or ranges")]:
         proc = tiler_cli("synthetic", "g", "--seeds", bad, cwd=tmp_path)

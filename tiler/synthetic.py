@@ -17,12 +17,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from affine import Affine
 
 from tiler.io import atomic
+from tiler.synthetic_rows import Layer, Objects, RowLayout, StandTruth, footprint_spans, stand_truth
 from tiler.synthetic_stamps import N_CROP, N_WEED, hash64, stamps, unit
 from tiler.tiling import Window
 
@@ -30,17 +31,6 @@ _SOIL_BLOCK = 8  # the low-frequency soil field is evaluated once per 8 x 8 bloc
 # channel = ((value * scale) >> shift) + offset, for soil and for plant pixels
 _SOIL_RGB = ((128, 7, 0), (100, 7, 0), (75, 7, 0))
 _PLANT_RGB = ((36, 8, 28), (75, 8, 93), (36, 8, 20))
-
-
-class _Layer(NamedTuple):
-    """Objects on a (crop row, slot along the row) grid; one per slot if present."""
-
-    salt: int
-    row_shift: float  # in row spacings: 0 on the crop rows, 0.5 between them
-    spacing: float  # slot spacing along the row, in units (SyntheticField.unit_m)
-    jitter: tuple[float, float]  # max (row, col) displacement, in units
-    density: float  # probability that a slot holds an object
-    stamps: tuple[int, int]  # range of stamp ids to draw from
 
 
 @dataclass(frozen=True)
@@ -73,6 +63,18 @@ class SyntheticField:
         Fraction of missing plants (gaps in the rows).
     weed_density : float
         Probability of a weed in each 40-unit slot between two rows.
+    row_angle : float
+        Degrees counter-clockwise from the image's +x axis, as seen on screen, along
+        which the rows run (their map azimuth, north up, is ``(90 - row_angle) % 180``).
+    row_curvature : tuple of float
+        Amplitude and wavelength (units) of the sideways displacement
+        ``A sin(2 pi v / wavelength)`` that all rows share, ``v`` along the rows.
+    skip_rate : float
+        Probability that a slot starts a skip: a run of missing plants of
+        ``skip_length`` slots (a range, inclusive), on top of ``missing_fraction``.
+    double_rate : float
+        Probability that a present slot holds a second plant, ``double_offset`` (a
+        range, as a fraction of ``plant_spacing``) further along the row.
     field_inset : tuple of float
         Range of the inset of each footprint corner from the image border, as a
         fraction of the image size.
@@ -92,6 +94,12 @@ class SyntheticField:
     missing_fraction: float = 0.07
     weed_density: float = 0.12
     field_inset: tuple[float, float] = (0.03, 0.08)
+    row_angle: float = 0.0
+    row_curvature: tuple[float, float] = (0.0, 1000.0)
+    skip_rate: float = 0.0
+    skip_length: tuple[int, int] = (2, 6)
+    double_rate: float = 0.0
+    double_offset: tuple[float, float] = (0.3, 0.45)
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -102,6 +110,9 @@ class SyntheticField:
             raise ValueError("plant_radius must satisfy 0 < min <= max <= 0.4 * row_spacing")
         if not 0 <= self.field_inset[0] <= self.field_inset[1] < 0.5:
             raise ValueError("field_inset must satisfy 0 <= min <= max < 0.5")
+        if not (0 <= self.missing_fraction <= 1 and 0 <= self.weed_density <= 1):
+            raise ValueError("missing_fraction and weed_density must be in [0, 1]")
+        _ = self._layout  # checks the row layout's parameters
 
     @classmethod
     def at(cls, pixel_size: float, extent_m: tuple[float, float], **kwargs: Any) -> SyntheticField:
@@ -132,6 +143,12 @@ class SyntheticField:
         x0, y0 = self.origin_xy
         return Affine(self.pixel_size, 0.0, x0, 0.0, -self.pixel_size, y0)
 
+    @property
+    def _layout(self) -> RowLayout:
+        return RowLayout(self.seed, self.row_spacing, self.row_angle, self.row_curvature,
+                         self.skip_rate, self.skip_length, self.double_rate,
+                         self.double_offset)  # fmt: skip
+
     def read(self, window: Window) -> np.ndarray:
         """Draw one window of the image.
 
@@ -148,7 +165,7 @@ class SyntheticField:
         w = self._check(window)
         r0, r1, c0, c1 = w.row_start, w.row_stop, w.col_start, w.col_stop
         out = np.zeros((4, r1 - r0, c1 - c0), np.uint8)
-        lo, hi = self._row_spans(np.arange(r0, r1))
+        lo, hi = footprint_spans(self.seed, self.field_inset, self.shape, np.arange(r0, r1))
         if out.size == 0 or ((lo >= c1) | (hi < c0)).all():
             return out
         key = self._hash32(r0, r1, 1)[:, None] ^ self._hash32(c0, c1, 2)[None, :]
@@ -185,9 +202,28 @@ class SyntheticField:
         w = self._check(window or Window.whole(self.shape))
         r0, r1, c0, c1 = w.row_start, w.row_stop, w.col_start, w.col_stop
         cy, cx, _ = self._objects(self._layers()[0], r0, r1, c0, c1, margin=0)
-        lo, hi = self._row_spans(cy)
-        keep = (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1) & (cx >= lo) & (cx <= hi)
+        keep = self._inside(cy, cx)
         return np.stack([cy[keep], cx[keep]], axis=1).astype(np.float64)
+
+    def stand_truth(self, window: Window | None = None) -> StandTruth:
+        """The crop stand as planted, in map coordinates: slots, plants, rows, in-row spacings.
+
+        Parameters
+        ----------
+        window : tiler.tiling.Window, optional
+            Count only the plants and slots centred inside it (default: the whole image).
+
+        Returns
+        -------
+        tiler.synthetic_rows.StandTruth
+        """
+        w = self._check(window or Window.whole(self.shape))
+        return stand_truth(self, w)
+
+    def _inside(self, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
+        """Whether pixels ``(cy, cx)`` (int64) lie inside the footprint."""
+        lo, hi = footprint_spans(self.seed, self.field_inset, self.shape, cy)
+        return (cx >= lo) & (cx <= hi)
 
     def plant_xy(self, window: Window | None = None) -> np.ndarray:
         """:meth:`plant_centres` as map ``(x, y)``: the centre of pixel ``(i, j)`` is at
@@ -213,30 +249,6 @@ class SyntheticField:
     def _hash32(self, start: int, stop: int, salt: int) -> np.ndarray:
         return (hash64(self.seed, salt, np.arange(start, stop)) >> 32).astype(np.uint32)
 
-    def _row_spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First and last column inside the footprint of each row (``lo > hi``: none)."""
-        f = unit(hash64(self.seed, 3, np.arange(8)), 0)
-        f = self.field_inset[0] + (self.field_inset[1] - self.field_inset[0]) * f
-        h, w = self.height, self.width
-        # clockwise on screen: top-left, top-right, bottom-right, bottom-left, as (y, x)
-        ys = (f[0] * h, f[2] * h, (1 - f[4]) * h, (1 - f[6]) * h)
-        xs = (f[1] * w, (1 - f[3]) * w, (1 - f[5]) * w, f[7] * w)
-        y = np.asarray(rows, np.float64) + 0.5
-        lo, hi = np.full(y.shape, 0.0), np.full(y.shape, w - 1.0)
-        for e in range(4):  # inside iff (q - p) x (X - p) >= 0 for every edge p -> q
-            py, px, qy, qx = ys[e], xs[e], ys[(e + 1) % 4], xs[(e + 1) % 4]
-            dy, rhs = qy - py, (qx - px) * (y - py)
-            if dy > 0:
-                hi = np.minimum(hi, np.floor((rhs + dy * px) / dy - 0.5))
-            elif dy < 0:
-                lo = np.maximum(lo, np.ceil((rhs + dy * px) / dy - 0.5))
-            else:
-                lo = np.where(rhs >= 0, lo, w)
-        return lo.astype(np.int64), hi.astype(np.int64)
-
-    def _row_phase(self) -> float:
-        return float(unit(hash64(self.seed, 4), 0)[0]) * self.row_spacing
-
     def _soil(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Soil brightness (int16): moisture patches, texture and row beds."""
         b = _SOIL_BLOCK
@@ -247,9 +259,9 @@ class SyntheticField:
         coarse = np.rint(f).astype(np.int16)
         soil = np.repeat(np.repeat(coarse, b, axis=1), b, axis=0)
         soil = soil[r0 - by[0] * b : r1 - by[0] * b, c0 - bx[0] * b : c1 - bx[0] * b]
-        t = (self._units(np.arange(r0, r1)) - self._row_phase()) / self.row_spacing
-        u = 2.0 * np.abs(t - np.floor(t + 0.5))  # 0 on a crop row, 1 halfway between rows
-        return soil + np.rint(5.0 - 10.0 * u * u).astype(np.int16)[:, None]
+        return soil + self._layout.beds(
+            self._units(np.arange(c0, c1)), self._units(np.arange(r0, r1))
+        )
 
     def _value_noise(self, y: np.ndarray, x: np.ndarray, cell: float, salt: int) -> np.ndarray:
         """Smooth value noise in [-1, 1] at the grid ``y[:, None], x[None, :]`` (units)."""
@@ -264,32 +276,30 @@ class SyntheticField:
         bottom = lattice[iy + 1, ix] + sx * (lattice[iy + 1, ix + 1] - lattice[iy + 1, ix])
         return top + sy * (bottom - top)
 
-    def _layers(self) -> tuple[_Layer, _Layer]:
-        crops = _Layer(7, 0.0, self.plant_spacing, self.plant_jitter,
-                       1.0 - self.missing_fraction, (0, N_CROP))  # fmt: skip
-        weeds = _Layer(8, 0.5, 40.0, (0.3 * self.row_spacing, 20.0),
+    def _layers(self) -> tuple[Layer, Layer]:
+        crops = Layer(7, 0.0, self.plant_spacing, self.plant_jitter,
+                      1.0 - self.missing_fraction, (0, N_CROP), planted=True)  # fmt: skip
+        weeds = Layer(8, 0.5, 40.0, (0.3 * self.row_spacing, 20.0),
                        self.weed_density, (N_CROP, N_CROP + N_WEED))  # fmt: skip
         return crops, weeds
 
     def _objects(
-        self, layer: _Layer, r0: int, r1: int, c0: int, c1: int, margin: int
+        self, layer: Layer, r0: int, r1: int, c0: int, c1: int, margin: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centres and stamp ids of the objects centred within ``margin`` (px) of the window."""
-        rs, sp = self.row_spacing, layer.spacing
-        y0 = self._row_phase() + layer.row_shift * rs
-        u0, u1, v0, v1 = (self._units(p) for p in (r0, r1, c0, c1))
-        ry, rx = (margin / self.scale + jitter + 1 for jitter in layer.jitter)
-        k = np.arange(math.floor((u0 - ry - y0) / rs), math.floor((u1 + ry - y0) / rs) + 1)
-        j = np.arange(math.floor((v0 - rx) / sp) - 1, math.floor((v1 + rx) / sp) + 1)
-        h = hash64(self.seed, layer.salt, k[:, None], j[None, :])
-        phase = unit(hash64(self.seed, layer.salt, k), 0)[:, None] * sp
-        cy = self._pixels(y0 + k[:, None] * rs + layer.jitter[0] * (2 * unit(h, 1) - 1))
-        cx = self._pixels(phase + j[None, :] * sp + layer.jitter[1] * (2 * unit(h, 2) - 1))
-        keep = (unit(h, 3) < layer.density) & (cy >= r0 - margin) & (cy < r1 + margin)
+        found = self._slots(layer, r0, r1, c0, c1, margin)
+        cy, cx = self._pixels(found.y), self._pixels(found.x)
+        keep = found.present & (cy >= r0 - margin) & (cy < r1 + margin)
         keep &= (cx >= c0 - margin) & (cx < c1 + margin)
         lo, hi = layer.stamps
-        sid = lo + (h[keep] >> 40) % (hi - lo)
+        sid = lo + (found.h[keep] >> 40) % (hi - lo)
         return cy[keep].astype(np.int64), cx[keep].astype(np.int64), sid.astype(np.int64)
+
+    def _slots(self, layer: Layer, r0: int, r1: int, c0: int, c1: int, margin: int) -> Objects:
+        """Every slot of ``layer`` whose object may be centred within ``margin`` px of
+        the window (:meth:`tiler.synthetic_rows.RowLayout.objects`)."""
+        box = (self._units(c0), self._units(c1), self._units(r0), self._units(r1))
+        return self._layout.objects(layer, box, margin / self.scale + 1)
 
     def _leaves(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Leaf shade (uint8, 0 = soil) of every plant and weed touching the window."""

@@ -6,17 +6,58 @@ RGBA GeoTIFF, ``field-<seed>.tif``, and its crop-plant centres in map
 coordinates as ``field-<seed>.csv`` (``x,y``; weeds are not in it), the
 layout `tiler train` and `tiler evaluate` read (images and truth paired by
 file stem).
+Beside them, the stand as planted (:meth:`~tiler.synthetic.SyntheticField.stand_truth`)
+in the field's CRS: ``field-<seed>-rows.geojson``, each crop row as a LineString
+from its first to its last plant (``row``, ``plants``, ``length_m``), and
+``field-<seed>-gaps.geojson``, every interval between consecutive plants of a row
+(``row``, ``length_m``).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
+import numpy as np
 
 from tiler.cli import output
 from tiler.cli.options import Metres
 from tiler.errors import ConfigError
+
+
+def _rate(name: str, value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name}: a rate is between 0 and 1, got {value:g}")
+    return value
+
+
+def _curvature(text: str) -> tuple[float, float]:
+    """``"0.3m,40m"`` as (amplitude, wavelength) in metres."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise click.BadParameter("")
+        amplitude, wavelength = (Metres().convert(p, None, None) for p in parts)
+    except click.BadParameter:
+        raise ConfigError(
+            f"--curvature: expected AMPLITUDE,WAVELENGTH lengths like 0.3m,40m, got {text!r}"
+        ) from None
+    if not (amplitude >= 0 and wavelength > 0):
+        raise ConfigError(f"--curvature {text}: needs amplitude >= 0 and wavelength > 0")
+    return amplitude, wavelength
+
+
+def _write_lines(path: Path, columns: dict, lines: list, crs: str) -> None:
+    """LineStrings with their columns as GeoJSON, written atomically."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    from tiler.io.atomic import partial_name, replacing
+
+    frame = gpd.GeoDataFrame(columns, geometry=[LineString(x) for x in lines], crs=crs)
+    with replacing(path, partial_name(path, unique=True)) as tmp:
+        frame.to_file(tmp, driver="GeoJSON", layer=path.stem)
 
 
 def _seeds(text: str) -> list[int]:
@@ -57,9 +98,56 @@ def _seeds(text: str) -> list[int]:
     metavar="LENGTH",
     help="Ground pixel size (2.5cm).",
 )
-def synthetic(out, seeds, extent, pixel_size):
-    """Write synthetic row-crop fields to OUT: field-<seed>.tif and its plant centres
-    field-<seed>.csv (x,y in map coordinates), for `tiler train` and `tiler evaluate`."""
+@click.option(
+    "--row-angle",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="DEG",
+    help="Rows' direction, degrees counter-clockwise from east (the image's +x).",
+)
+@click.option(
+    "--curvature",
+    default=None,
+    metavar="AMPLITUDE,WAVELENGTH",
+    help="Sideways sine wave of the rows, e.g. 0.3m,40m (default: straight).",
+)
+@click.option(
+    "--skips",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="RATE",
+    help="Probability that a slot starts a skip of 2 to 6 missing plants.",
+)
+@click.option(
+    "--doubles",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="RATE",
+    help="Probability that a plant has a second one next to it.",
+)
+@click.option(
+    "--missing",
+    type=float,
+    default=0.07,
+    show_default=True,
+    metavar="RATE",
+    help="Probability that a single plant is missing.",
+)
+@click.option(
+    "--weeds",
+    type=float,
+    default=0.12,
+    show_default=True,
+    metavar="RATE",
+    help="Probability of a weed in each 1 m slot between two rows.",
+)
+def synthetic(out, seeds, extent, pixel_size, row_angle, curvature, skips, doubles, missing, weeds):
+    """Write synthetic row-crop fields to OUT: field-<seed>.tif, its plant centres
+    field-<seed>.csv (x,y in map coordinates), for `tiler train` and `tiler evaluate`,
+    and its rows and in-row gaps, field-<seed>-rows.geojson and field-<seed>-gaps.geojson."""
     import pandas as pd
 
     from tiler.io.atomic import write_text
@@ -67,11 +155,28 @@ def synthetic(out, seeds, extent, pixel_size):
 
     if not (extent > 0 and pixel_size > 0 and extent / pixel_size >= 16):
         raise ConfigError(f"--extent {extent:g} m at {pixel_size:g} m: under 16 pixels across")
+    if not math.isfinite(row_angle):
+        raise ConfigError(f"--row-angle: expected degrees, got {row_angle}")
+    unit_m = SyntheticField.unit_m
+    amplitude, wavelength = _curvature(curvature) if curvature else (0.0, 1000.0 * unit_m)
+    layout = dict(
+        row_angle=row_angle, row_curvature=(amplitude / unit_m, wavelength / unit_m),
+        skip_rate=_rate("--skips", skips), double_rate=_rate("--doubles", doubles),
+        missing_fraction=_rate("--missing", missing), weed_density=_rate("--weeds", weeds),
+    )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     for seed in _seeds(seeds):
-        field = SyntheticField.at(pixel_size, (extent, extent), seed=seed)
+        field = SyntheticField.at(pixel_size, (extent, extent), seed=seed, **layout)
         tif = write_geotiff(field, out / f"field-{seed}.tif")
         xy = field.plant_xy()
         table = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}).to_csv(index=False)
         write_text(out / f"field-{seed}.csv", table)
+        truth = field.stand_truth()
+        rows = {"row": [r.row for r in truth.rows], "plants": [r.plants for r in truth.rows],
+                "length_m": [r.length_m for r in truth.rows]}  # fmt: skip
+        _write_lines(out / f"field-{seed}-rows.geojson", rows,
+                     [r.line for r in truth.rows], field.crs)  # fmt: skip
+        gaps = {"row": truth.gap_row, "length_m": truth.gap_length_m}
+        ends = np.stack([truth.gap_start_xy, truth.gap_end_xy], axis=1)
+        _write_lines(out / f"field-{seed}-gaps.geojson", gaps, list(ends), field.crs)
         output.echo(f"{tif} ({field.height} x {field.width} px), {len(xy)} plants")
