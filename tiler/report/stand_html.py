@@ -166,12 +166,21 @@ def row_map(frame: maps.Frame, stand: StandSection, names, geometries) -> tuple[
     names_of = class_names(stand.settings.gap_classes)
     for k, name in enumerate(names_of):
         chosen = gaps[gaps["class"].astype(str) == name]
-        gap_width = width * (0.8 + 0.5 * k) + 0.4
-        handles.append(Line2D([], [], color=GAP, linewidth=gap_width, label=f"gap {name}"))
+        # As wide as a row and wider by class; where rows are closer than about a pixel,
+        # as wide as a row and half transparent, so that the rows' colours show through.
+        gap_width = width * (1 + 0.5 * k) + 0.4 * min(width, 1.0) if width > 0.5 else width
+        legend = max(gap_width, 1.0 + 0.7 * k)
+        handles.append(Line2D([], [], color=GAP, linewidth=legend, label=f"gap {name}"))
         if len(chosen):
             segments = _pixels(frame, chosen.geometry.values)[1]
             ax.add_collection(
-                LineCollection(segments, colors=GAP, linewidths=gap_width, capstyle="butt")
+                LineCollection(
+                    segments,
+                    colors=GAP,
+                    linewidths=gap_width,
+                    capstyle="butt",
+                    alpha=1.0 if width > 0.5 else 0.5,
+                )  # fmt: skip
             )
     frame.outline(ax, names, geometries)
     frame.axes(ax)
