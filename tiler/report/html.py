@@ -1,7 +1,8 @@
 """The report page: one self-contained HTML file (pictures embedded as PNG data URIs).
 
 Sections, in order: summary, quicklook (image with the objects and field
-outlines), density per field and on a grid (:mod:`tiler.report.maps`),
+outlines), density per field and on a grid (:mod:`tiler.report.maps`), the
+stand along the rows when there is one (:mod:`tiler.report.stand_html`),
 object sizes, the table, provenance. No script, no external resource: the
 page opens anywhere, offline. The summary's figures are over the fields that
 have an image; per-area figures are per hectare of imaged ground.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -21,6 +23,9 @@ from matplotlib.ticker import NullFormatter
 from tiler.report import maps, vigour
 from tiler.report.fields import totals
 from tiler.report.grid import Cells
+
+if TYPE_CHECKING:
+    from tiler.report.stand_html import StandSection
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
@@ -123,10 +128,11 @@ def _table(table: gpd.GeoDataFrame, id_name: str, unit: str, scale: float) -> st
 
 def render(
     dst: Path, manifest: dict, pyramid_path: Path, table, id_name: str, objects: pd.DataFrame,
-    cells: Cells, has_fields: bool,
+    cells: Cells, has_fields: bool, stand: StandSection | None = None,
 ) -> str:  # fmt: skip
-    """The whole page as a string."""
-    from tiler.report import provenance
+    """The whole page as a string; with ``stand``, the section "Stand along the rows"
+    after the density maps and its two figures among the summary's cards."""
+    from tiler.report import provenance, stand_html
 
     inputs = manifest["input"]
     frame = maps.Frame(
@@ -149,6 +155,11 @@ def render(
     index = _index_column(table)
     if index:
         cards.append((f"{index[1]} per object", _number(total[index[0]], 3)))
+    rows, style = "", STYLE
+    if stand is not None:
+        style += stand_html.STYLE
+        cards += stand_html.cards(stand)
+        rows = stand_html.section(frame, stand, id_name, names, geometries)
     flagged = table[table["no_image"]][id_name].astype(str).tolist()
     warning = (
         "<p class='lead'>No image (outside the raster or nodata only), left out of the "
@@ -165,7 +176,7 @@ def render(
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>tiler report: {name}</title><style>{STYLE}</style></head>
+<title>tiler report: {name}</title><style>{style}</style></head>
 <body><main>
 <section id="summary"><h1>Plant count report</h1>
 <p class="lead">{name}: objects counted by centroid; density and canopy cover per hectare of
@@ -178,7 +189,7 @@ def render(
 <section id="density"><h2>Density</h2><figure><img alt="density per field and on a grid"
  src="{density}"><figcaption>Objects per hectare of imaged ground: per field (left; grey: no
  image) and in {cells.metres:.3g} m cells (right; blank: cells under half imaged).</figcaption>
-</figure></section>
+</figure></section>{rows}
 <section id="sizes"><h2>Object sizes</h2><figure><img alt="histogram of object areas"
  src="{_histogram(objects, unit, scale)}"><figcaption>Area of every object in the run ({unit}).
  </figcaption></figure></section>
