@@ -135,8 +135,8 @@ def find_stand(xy: np.ndarray, settings: Settings | None = None) -> Stand:
     local = xy[finite] - centre  # metres about the field: no precision lost to large eastings
     found = pattern.scan(local, settings.row_azimuth, settings.row_spacing)
     if not found.found:
-        why = (f"no row structure in {n} plants (strength {found.strength:.2f}; "
-               f"rows have at least {pattern.MIN_STRENGTH})")  # fmt: skip
+        why = (f"no row structure in {n} plants (pattern strength {found.strength:.2f}; "
+               f"rows in {found.n} plants need {found.needed:.2f})")  # fmt: skip
         return _without(settings, len(xy), "no rows", why)
     azimuth, spacing = found.azimuth, found.spacing
     for refine in (True, False):  # once more with the azimuth and spacing the rows give

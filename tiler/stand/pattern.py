@@ -40,14 +40,15 @@ _CHUNK = 128  # angles per vectorised block
 @dataclass(frozen=True)
 class Pattern:
     """The rows' azimuth (degrees), spacing (m) and strength ``R`` on the patch of ``n`` points
-    (``density`` of them per m²); ``found`` when ``R`` is beyond chance (:data:`MIN_STRENGTH`,
-    :data:`SIGNIFICANCE`)."""
+    (``density`` of them per m²); ``found`` when ``R`` reaches ``needed``: :data:`MIN_STRENGTH`,
+    or more where few points could show such a pattern by chance (:data:`SIGNIFICANCE`)."""
 
     azimuth: float
     spacing: float
     strength: float
     n: int
     density: float
+    needed: float
     found: bool
 
 
@@ -134,10 +135,10 @@ def scan(xy: np.ndarray, azimuth: float | None = None, spacing: float | None = N
         best_f = _fundamental(spectra[i], freqs, int(j), band) if spacing is None else 1 / spacing
     best_s = spacing if spacing is not None else _polish(fine, best_a, 1 / best_f)
     r = strength(fine, best_a, best_s)
-    found = bool(r >= MIN_STRENGTH and len(fine) * r * r >= np.log(trials) + SIGNIFICANCE)
+    needed = max(MIN_STRENGTH, float(np.sqrt((np.log(trials) + SIGNIFICANCE) / len(fine))))
     radius = float(np.sqrt(np.einsum("ij,ij->i", fine, fine).max()))
     density = len(fine) / (np.pi * radius * radius) if radius > 0 else float("inf")
-    return Pattern(best_a, best_s, r, len(fine), density, found)
+    return Pattern(best_a, best_s, r, len(fine), density, needed, r >= needed)
 
 
 def _fundamental(spectrum: np.ndarray, freqs: np.ndarray, best: int, band: np.ndarray) -> float:
