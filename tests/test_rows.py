@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 import shapely
 from pyproj import CRS, Transformer
-from shapely.geometry import Polygon
 
 import tiler
 from tiler.analysis import analyse
 from tiler.errors import InputError, OutputError
-from tiler.io import objects_table, run_record
+from tiler.io import objects_table, output, run_record
+from tiler.io.targets import claim
 from tiler.stand import Settings, field_columns, find_stand
 
 UTM = CRS.from_epsg(32633)
@@ -151,6 +151,10 @@ def test_rows_and_gaps_are_geoparquet_with_lengths_in_metres(utm_run, layout, st
     assert counts.sum() == len(find_stand(points["A"]).spacings) and np.isinf(edges[-1])
     csv = pd.read_csv(stand.csv_path)
     assert csv["stand_status"].tolist() == ["ok", "ok", "ok", "no rows"]
+    # the parts are merged and gone
+    assert sorted(p.name for p in stand.rows_path.parent.iterdir()) == [
+        "gaps.parquet", "rows.parquet", "stand.csv"
+    ]  # fmt: skip
 
 
 def test_a_geographic_crs_is_measured_in_metres(layout, stand, tmp_path):
@@ -210,6 +214,9 @@ def test_the_default_field_is_the_footprint_and_too_few_plants_are_flagged(tmp_p
     with pytest.raises(OutputError, match="holds a tiler stand analysis; pass --overwrite"):
         analyse(run)
     assert analyse(run, overwrite=True).fields["stand_status"].tolist() == ["too few plants"]
+    # DST/stand is tiler's own: a run over DST with --overwrite may replace it
+    found = claim(run, output.RUN_OUTPUTS, overwrite=True)
+    assert run / "stand" in found
 
 
 def cli(*args) -> subprocess.CompletedProcess:
@@ -270,4 +277,3 @@ def test_given_settings_are_used(utm_run, layout, tmp_path):
     assert row["row_spacing_m"] == 0.76 and row["row_azimuth_deg"] == 20.0
     assert row["emergence_pct"] == pytest.approx(row["stand_per_ha"] / 80_000 * 100)
     assert result.settings is settings
-    _ = Polygon  # (shapely geometry for fields built above)
