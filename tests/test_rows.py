@@ -235,12 +235,18 @@ def test_the_cli_prints_each_field_and_the_files(utm_run, layout, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("A  ") and " rows  spacing 0.7" in lines[0]
-    assert "emergence" in lines[0] and "miss" in lines[0]
+    assert "emergence" in lines[0] and "miss" in lines[0] and ".0 " not in lines[0]
     assert lines[3] == "R  no rows found"
     assert lines[4].startswith("R: no rows found: no row structure in ")
     assert f"rows:      {tmp_path / 'o' / 'rows.parquet'}" in proc.stdout
     table = pd.read_csv(tmp_path / "o" / "stand.csv")
     assert "gaps_0.5_1m" in table.columns and table["plant_spacing_m"][0] == 0.18
+    text = (tmp_path / "o" / "stand.csv").read_text().splitlines()
+    header = text[0].split(",")
+    a, r = text[1].split(","), text[4].split(",")
+    for column in ("rows", "doubles", "skips", "gaps", "gaps_0.5_1m"):  # counts as integers
+        assert a[header.index(column)].isdigit(), (column, a[header.index(column)])
+    assert r[header.index("doubles")] == "" and r[header.index("stand_status")] == "no rows"
 
 
 def test_bad_input_is_one_line(utm_run, layout, tmp_path):

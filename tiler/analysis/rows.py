@@ -238,9 +238,11 @@ def _merge(
 def rounded(table: pd.DataFrame) -> pd.DataFrame:
     """The fields table with sensible decimals (stand.csv)."""
     table = table.copy()
-    for column, digits in DIGITS.items():
-        if column in table:
-            table[column] = table[column].astype(float).round(digits)
+    for column in table.columns[1:]:
+        if column in DIGITS:
+            table[column] = table[column].astype(float).round(DIGITS[column])
+        elif column != "stand_status":  # counts: integers, empty where a field has no rows
+            table[column] = table[column].astype("Int64")
     return table
 
 
@@ -256,9 +258,9 @@ def lines(report: StandReport) -> list[str]:
             out.append(f"{name:<{width}}  {NOT_OK.get(status, status)}")
             continue
         text = (
-            f"{name:<{width}}  {row['rows']:>5} rows  spacing {row['row_spacing_m']:.3f} m  "
+            f"{name:<{width}}  {row['rows']:>5.0f} rows  spacing {row['row_spacing_m']:.3f} m  "
             f"{row['plants_per_row_m']:.2f} plants/m  {row['stand_per_ha']:>9,.0f}/ha  "
-            f"doubles {row['doubles']}  skips {row['skips']}  gaps {row['gaps']} "
+            f"doubles {row['doubles']:.0f}  skips {row['skips']:.0f}  gaps {row['gaps']:.0f} "
             f"({row['gap_length_m']:.1f} m)  miss {row['miss_pct']:.1f}%  "
             f"multiples {row['multiples_pct']:.1f}%"
         )
