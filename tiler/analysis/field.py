@@ -2,7 +2,7 @@
 
 :func:`field_stand` runs on a worker (a thread, or a ``dask.distributed``
 worker sharing the file system): it reads only the objects inside the field's
-bounding box from ``objects.parquet`` (Parquet row-group statistics skip the
+bounding box from ``objects.parquet``, a batch at a time (row-group statistics skip the
 rest), keeps those inside the polygon, takes them to metres
 (:class:`Metric`), calls :func:`tiler.stand.find_stand`, and writes the
 field's rows and gaps as two Parquet part files with WKB LineStrings in the
@@ -23,6 +23,7 @@ import shapely
 
 from tiler.stand import ROW_COLUMNS, Settings, Stand, find_stand
 
+BATCH = 1 << 18  # objects read at a time: the bounding box's are kept, the rest dropped
 # The in-row spacing histogram: BINS bins over [0, SPAN x_ref), then one for the rest.
 BINS = 60
 SPAN = 3.0
@@ -79,15 +80,23 @@ def field_points(objects: str, geometry: Any) -> np.ndarray:
     (boundary excluded, as the report counts), in the table's order."""
     if geometry is None or geometry.is_empty:
         return np.empty((0, 2))
+    import pyarrow.dataset as ds
+
     xmin, ymin, xmax, ymax = geometry.bounds
-    table = pq.read_table(
-        objects,
+    x, y = ds.field("x"), ds.field("y")
+    scanner = ds.dataset(objects, format="parquet").scanner(
         columns=["x", "y"],
-        filters=[("x", ">=", xmin), ("x", "<=", xmax), ("y", ">=", ymin), ("y", "<=", ymax)],
+        filter=(x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax),
+        batch_size=BATCH,
+        use_threads=False,  # a field is one task: its workers run the fields side by side
     )
-    x = table.column("x").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    y = table.column("y").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    del table
+    kept = [_inside(geometry, batch) for batch in scanner.to_batches()]  # a batch at a time
+    return np.concatenate(kept) if kept else np.empty((0, 2))
+
+
+def _inside(geometry: Any, batch: pa.RecordBatch) -> np.ndarray:
+    x = batch.column(0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    y = batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     inside = shapely.contains_xy(geometry, x, y)
     return np.column_stack([x[inside], y[inside]])
 

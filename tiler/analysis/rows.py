@@ -162,7 +162,8 @@ def analyse(
     import shapely
 
     if fields is not None and not shapely.intersects(geometries, shapely.box(*bounds)).any():
-        raise InputError(f"{fields}: no field overlaps the image of {dst}")
+        named = fields if isinstance(fields, str | os.PathLike) else "the fields"
+        raise InputError(f"{named}: no field overlaps the image of {dst}")
     ids = pa.array(frame[id_name].tolist())
     parts = out / output.STAND_PARTS
     try:
