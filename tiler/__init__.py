@@ -4,8 +4,12 @@
 >>> result = tiler.run("ortho.tif", "out/")            # doctest: +SKIP
 >>> labels = tiler.open_labels("out/")                 # doctest: +SKIP
 >>> objects = tiler.read_objects("out/")               # doctest: +SKIP
+>>> stand = tiler.rows("out/", "fields.gpkg")          # doctest: +SKIP
+>>> stand.fields, stand.read_rows(), stand.read_gaps()  # doctest: +SKIP
 """
 
+from tiler.analysis import StandReport
+from tiler.analysis import analyse as rows
 from tiler.api import RunResult, open_labels, read_objects, run
 from tiler.config import DEFAULT_PIPELINE_YAML, Pipeline, load_pipeline, parse_pipeline
 from tiler.errors import ConfigError, InputError, OutputError, TilerError
@@ -19,11 +23,13 @@ __all__ = [
     "OutputError",
     "Pipeline",
     "RunResult",
+    "StandReport",
     "TilerError",
     "__version__",
     "load_pipeline",
     "open_labels",
     "parse_pipeline",
     "read_objects",
+    "rows",
     "run",
 ]

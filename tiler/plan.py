@@ -381,3 +381,11 @@ def window_graph(
         for k, w in enumerate(windows)
     ]
     return g.graph(keys)
+
+
+def field_graph(name: str, task: Callable, args: tuple, items: list) -> Graph:
+    """``task(*args, k, items[k])`` for every field ``k``, one task each, results in
+    order: the per-field analyses of finished runs (``tiler rows``)."""
+    g = _Builder(name)
+    keys = [g.add(f"field-{k}", task, *args, k, item) for k, item in enumerate(items)]
+    return g.graph(keys)

@@ -2,9 +2,9 @@
 
 Every error a user can fix prints one line on stderr and exits non-zero; no
 traceback, and no ``run.json`` that could make the output look complete.
-The commands live by family: `runs` (run, demo), `results` (report, export), `evaluate`,
-`prepare` (pipeline, presets, validate), `synthetic` (fields with their truth), `train`;
-`options` and `output` are what they share.
+The commands live by family: `runs` (run, demo), `results` (report, export), `stand` (rows),
+`evaluate`, `prepare` (pipeline, presets, validate), `synthetic` (fields with their truth),
+`train`; `options` and `output` are what they share.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tiler.cli.output import echo
 from tiler.cli.prepare import list_presets, pipeline, validate
 from tiler.cli.results import export, report
 from tiler.cli.runs import demo, run
+from tiler.cli.stand import rows
 from tiler.cli.synthetic import synthetic
 from tiler.cli.train import train
 from tiler.errors import TilerError
@@ -29,6 +30,7 @@ __all__ = [
     "main",
     "pipeline",
     "report",
+    "rows",
     "run",
     "synthetic",
     "train",
@@ -46,6 +48,7 @@ _COMMANDS = (
     run,
     demo,
     report,
+    rows,
     export,
     evaluate,
     train,

@@ -116,3 +116,51 @@ missing_truth_option = click.option(
     help="A truth file that does not exist: an error, or an image with no objects "
     "(data sets that omit the file of an empty tile).",
 )
+
+
+class Lengths(click.ParamType):
+    """Comma-separated lengths with their units, ``0.5m,1m,2m``, as metres."""
+
+    name = "lengths"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        return tuple(Metres().convert(part, param, ctx) for part in str(value).split(","))
+
+
+_STAND_OPTIONS = (
+    click.option("--row-spacing", type=Metres(), default=None, metavar="LENGTH",
+                 help="The rows' spacing, e.g. 0.76m or 76cm [found from the plants]."),
+    click.option("--row-angle", type=float, default=None, metavar="DEG",
+                 help="The rows' azimuth, degrees clockwise from north [found]."),
+    click.option("--plant-spacing", type=Metres(), default=None, metavar="LENGTH",
+                 help="Nominal in-row spacing, e.g. 0.18m [the median in-row spacing]."),
+    click.option("--seeding-rate", type=float, default=None, metavar="SEEDS_PER_HA",
+                 help="Seeds per hectare, for the emergence."),
+    click.option("--gap-factor", type=float, default=1.5, show_default=True,
+                 help="A gap is an in-row spacing longer than this times the nominal one."),
+    click.option("--gap-classes", type=Lengths(), default="0.5m,1m,2m", show_default=True,
+                 metavar="LENGTHS", help="Edges of the gap length classes."),
+)  # fmt: skip
+
+
+def stand_options(command):
+    """The options of the stand along the rows (``tiler rows``, ``tiler report --rows``);
+    :func:`stand_settings` makes their values a :class:`tiler.stand.Settings`."""
+    for option in reversed(_STAND_OPTIONS):
+        command = option(command)
+    return command
+
+
+def stand_settings(
+    row_spacing=None, row_angle=None, plant_spacing=None, seeding_rate=None, gap_factor=1.5,
+    gap_classes=(0.5, 1.0, 2.0), **_,
+):  # fmt: skip
+    """The :class:`tiler.stand.Settings` of :func:`stand_options`' values (others ignored)."""
+    from tiler.stand import Settings
+
+    return Settings(
+        row_spacing=row_spacing, row_azimuth=row_angle, plant_spacing=plant_spacing,
+        seeding_rate=seeding_rate, gap_factor=gap_factor, gap_classes=tuple(gap_classes),
+    )  # fmt: skip

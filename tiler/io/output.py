@@ -42,6 +42,17 @@ REPORT_OUTPUTS = targets.Outputs(
     REPORT_FILES,
     frozenset(f".{name}.partial" for name in REPORT_FILES),
 )
+# The stand analysis `tiler rows` writes (into DST/stand unless told), and the folder
+# its per-field parts are written to before they are merged.
+STAND = "stand"
+STAND_FILES = ("rows.parquet", "gaps.parquet", "stand.csv")
+STAND_PARTS = ".stand-parts.partial"
+STAND_OUTPUTS = targets.Outputs(
+    "--out folder",
+    frozenset(STAND_FILES),
+    STAND_FILES,
+    frozenset({STAND_PARTS, *(f".{name}.partial" for name in STAND_FILES)}),
+)
 # A run's DST: its outputs are tiler's when it has run.json or a journal; its default
 # report folder is tiler's when it holds only a report.
 RUN_OUTPUTS = targets.Outputs(
@@ -49,5 +60,5 @@ RUN_OUTPUTS = targets.Outputs(
     frozenset({LABELS, OBJECTS, MANIFEST}),
     (MANIFEST, JOURNAL_IDENTITY),
     frozenset(LEFTOVERS),
-    {REPORT: REPORT_OUTPUTS},
+    {REPORT: REPORT_OUTPUTS, STAND: STAND_OUTPUTS},
 )
