@@ -16,7 +16,7 @@ import numpy as np
 @dataclass(frozen=True)
 class Layout:
     xy: np.ndarray  # (N, 2) map metres: crop plants first, then weeds
-    row: np.ndarray  # each point's true row (0..rows-1), -1 for a weed
+    row: np.ndarray  # each point's true row (0..rows-1), -1 for a weed, -2 in a headland
     order: np.ndarray  # each crop plant's rank along its row (slot), -1 for a weed
     azimuth: float
     spacing: float
@@ -42,6 +42,7 @@ def layout(
     doubles: float = 0.0,  # probability a slot has a second plant 0.3..0.45 plant further on
     weeds: float = 0.1,  # weeds per crop plant, between the rows
     curve: tuple[float, float] = (0.0, 100.0),  # amplitude, wavelength (m)
+    headland: float = 0.0,  # width (m) of a band at each end planted across the rows
     origin: tuple[float, float] = (500_000.0, 4_100_000.0),
     seed: int = 0,
 ) -> Layout:
@@ -68,7 +69,15 @@ def layout(
     a = np.radians(azimuth)
     normal, along = np.array([np.cos(a), -np.sin(a)]), np.array([np.sin(a), np.cos(a)])
     uu, vv = np.r_[u, wu], np.r_[v, wv]
-    xy = uu[:, None] * normal + vv[:, None] * along + np.asarray(origin)
     row = np.r_[k, np.full(nw, -1)]
     order = np.r_[j, np.full(nw, -1)]
+    if headland > 0:  # rows across the field's ends: plants on no row of the field
+        hu, hv = np.meshgrid(np.arange(-1.0, nrows * spacing + 1, plant),
+                             np.arange(spacing / 2, headland, spacing))  # fmt: skip
+        hu, hv = hu.ravel(), hv.ravel()
+        hv = np.r_[-hv, extent[0] + hv]
+        hu = np.r_[hu, hu] + rng.uniform(-1, 1, hv.size) * jitter[1]
+        uu, vv = np.r_[uu, hu], np.r_[vv, hv]
+        row, order = np.r_[row, np.full(hv.size, -2)], np.r_[order, np.full(hv.size, -1)]
+    xy = uu[:, None] * normal + vv[:, None] * along + np.asarray(origin)
     return Layout(xy, row, order, azimuth % 180.0, spacing, plant)

@@ -24,6 +24,7 @@ import shapely
 from matplotlib.image import imread
 from test_report import fields, report, run  # noqa: F401  (the real run and its report)
 
+from tiler.analysis.field import histogram
 from tiler.report import maps
 from tiler.report.grid import Cells
 from tiler.report.html import render
@@ -34,7 +35,6 @@ from tiler.report.stand_html import (
     bars,
     cards,
     row_map,
-    spacing_histogram,
     table,
 )
 from tiler.stand import ROW_COLUMNS, Settings, field_columns, find_stand
@@ -82,7 +82,7 @@ def section_of(table: gpd.GeoDataFrame, id_name: str, plants: dict, settings: Se
                          "length_m": g["length_m"][i], "class": g["class"][i],
                          "geometry": shapely.LineString([(g["x0"][i], g["y0"][i]),
                                                          (g["x1"][i], g["y1"][i])])})  # fmt: skip
-        histograms[name] = spacing_histogram(stand.spacings, stand.plant_spacing)
+        histograms[name] = histogram(stand)
     crs = table.crs
     fields_table = pd.DataFrame(lines)[[id_name, *field_columns(settings)]]
     rows, gaps = gpd.GeoDataFrame(rows, crs=crs), gpd.GeoDataFrame(gaps, crs=crs)
@@ -238,13 +238,14 @@ def test_the_histogram_counts_every_spacing_and_the_bounds(stand):
     for name in ROWS:
         counts, edges = section.histograms[name]
         x_ref = figures.loc[name, "plant_spacing_m"]
-        assert len(counts) == len(edges) == 61 and edges[-1] == pytest.approx(3 * x_ref)
+        assert len(counts) == len(edges) - 1 == 61 and edges[-2] == pytest.approx(3 * x_ref)
+        assert edges[-1] == np.inf
         left, width, height = bars(counts, edges)
         spacings = figures.loc[name, "plants_in_rows"] - figures.loc[name, "rows"]
         assert height.sum() == spacings  # one spacing fewer than plants in each row
         assert height[:10].sum() == figures.loc[name, "doubles"]  # <= 0.5 x_ref
         assert height[45:].sum() == figures.loc[name, "skips"]  # > 1.5 x_ref
-        assert left[-1] > edges[-1] and np.all(np.diff(left) > 0)
+        assert left[-1] > edges[-2] and np.all(np.diff(left) > 0)
 
 
 def test_the_page_without_a_stand_is_unchanged(inputs, report):  # noqa: F811

@@ -120,7 +120,7 @@ def test_each_field_is_find_stand_on_its_own_points(utm_run, layout, stand):
     ok = stand.fields.set_index("plot")["stand_status"]
     assert ok.tolist() == ["ok", "ok", "ok", "no rows"]
     assert stand.fields.set_index("plot").loc["A", "row_spacing_m"] == pytest.approx(0.76, 0.01)
-    assert stand.messages == [f"R: no rows found: {find_stand(points['R']).message}"]
+    assert stand.messages == {"R": f"no rows found: {find_stand(points['R']).message}"}
 
 
 def test_rows_and_gaps_are_geoparquet_with_lengths_in_metres(utm_run, layout, stand):
@@ -209,7 +209,7 @@ def test_the_default_field_is_the_footprint_and_too_few_plants_are_flagged(tmp_p
     assert result.rows_path == run / "stand" / "rows.parquet"
     assert result.fields["field"].tolist() == ["footprint"]
     assert result.fields["stand_status"].tolist() == ["too few plants"]
-    assert result.messages[0].startswith("footprint: too few plants: ")
+    assert result.messages["footprint"].startswith("too few plants: ")
     assert len(result.read_rows()) == 0 and result.read_rows().crs == UTM
     with pytest.raises(OutputError, match="holds a tiler stand analysis; pass --overwrite"):
         analyse(run)

@@ -6,6 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+import shapely
+import shapely.affinity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stand_layouts import Layout, layout
@@ -192,3 +194,30 @@ def test_bad_settings_are_refused_in_one_line(bad):
     with pytest.raises(ConfigError) as info:
         Settings(**bad)
     assert "\n" not in str(info.value)
+
+
+def test_headlands_planted_across_the_rows_join_no_row():
+    truth = layout(33.0, 0.76, 0.2, extent=(40.0, 20.0), headland=6.0, seed=3)
+    stand = find_stand(truth.xy)
+    to_found, to_truth = matching(truth, stand.row_of)
+    assert len(to_found) == len(to_truth) == len(stand.rows["row"]) == 26
+    assert all(len(f) == 1 for f in [*to_found.values(), *to_truth.values()])
+    assert (stand.row_of[truth.row == -2] == -1).all()  # 2 x 8 headland rows across
+    assert (stand.row_of[truth.row >= 0] >= 0).mean() > 0.97
+
+
+def test_field_edges_at_an_angle_to_the_rows():
+    truth = layout(100.0, 0.76, 0.2, extent=(40.0, 40.0), seed=4)
+    centre = np.median(truth.xy, axis=0)
+    field = shapely.affinity.rotate(shapely.box(*(centre - 14), *(centre + 14)), 27, tuple(centre))
+    inside = shapely.contains_xy(field, *truth.xy.T)
+    clipped = Layout(truth.xy[inside], truth.row[inside], truth.order[inside],
+                     truth.azimuth, truth.spacing, truth.plant)  # fmt: skip
+    stand = find_stand(clipped.xy)
+    rows_in, counts = np.unique(clipped.row[clipped.row >= 0], return_counts=True)
+    long_enough = set(rows_in[counts >= 3].tolist())
+    to_found, to_truth = matching(clipped, stand.row_of)
+    assert set(to_found) == long_enough and len(to_truth) == len(stand.rows["row"])
+    assert all(len(f) == 1 for f in [*to_found.values(), *to_truth.values()])
+    lengths = np.sort(stand.rows["length_m"])
+    assert lengths[0] < 0.5 * lengths[-1]  # corner rows are short: the edges cut them

@@ -71,8 +71,8 @@ class StandReport:
         Field id -> ``(counts, edges_m)`` of its in-row spacings: 60 bins over
         ``[0, 3 x_ref)`` and a last one for the longer spacings (its right edge
         ``inf``); all NaN edges where the field has no rows.
-    messages : list of str
-        One line per field that is not ``ok``: why it has no rows.
+    messages : dict
+        Field id (as text) -> why it has no rows, for each field that is not ``ok``.
     """
 
     fields: pd.DataFrame
@@ -80,7 +80,7 @@ class StandReport:
     gaps_path: Path
     csv_path: Path
     histograms: dict[Any, tuple[np.ndarray, np.ndarray]]
-    messages: list[str]
+    messages: dict[str, str]
     field_id: str
     settings: Settings
     seconds: float
@@ -190,11 +190,11 @@ def analyse(
     with atomic.replacing(csv_path) as partial:
         rounded(table).to_csv(partial, index=False)
     names = frame[id_name].tolist()
-    messages = [
-        f"{name}: {NOT_OK.get(r.status, r.status)}: {r.message}"
+    messages = {
+        str(name): f"{NOT_OK.get(r.status, r.status)}: {r.message}"
         for name, r in zip(names, results, strict=True)
         if r.status != "ok"
-    ]
+    }
     seconds = time.perf_counter() - started
     log(f"stand: {len(results)} field(s) in {seconds:.1f} s")
     return StandReport(
@@ -268,7 +268,7 @@ def lines(report: StandReport) -> list[str]:
         if np.isfinite(row["emergence_pct"]):
             text += f"  emergence {row['emergence_pct']:.1f}%"
         out.append(text)
-    return out + report.messages
+    return out + [f"{name}: {why}" for name, why in report.messages.items()]
 
 
 def _bounds(transform: tuple, height: int, width: int) -> tuple[float, float, float, float]:

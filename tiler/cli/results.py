@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tiler.cli import output
-from tiler.cli.options import Metres, quiet_option
+from tiler.cli.options import Metres, quiet_option, stand_options, stand_settings
 
 
 @click.command()
@@ -38,24 +38,37 @@ from tiler.cli.options import Metres, quiet_option
     default=None,
     help="The run's input, if it moved (checked against run.json's size and fingerprint).",
 )
+@click.option(
+    "--rows",
+    "with_rows",
+    is_flag=True,
+    help="Also the stand along the rows (as `tiler rows`): its columns in the table, its "
+    "section in the page, rows.parquet and gaps.parquet in OUT/stand.",
+)
+@stand_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing report there.")
 @quiet_option
-def report(dst, fields, field_id, out, index, src, overwrite, quiet):
+def report(dst, fields, field_id, out, index, src, with_rows, overwrite, quiet, **stand):
     """Count objects per field, with density, canopy cover, sizes and a vegetation index
     per object; write an HTML report."""
     from tiler import report as reporting
+    from tiler.analysis import lines as stand_lines
 
     result = reporting.build(
-        dst, fields, field_id, out, index=index, src=src, overwrite=overwrite, log=output.log(quiet)
-    )
+        dst, fields, field_id, out, index=index, src=src, overwrite=overwrite,
+        stand=stand_settings(**stand) if with_rows else None, log=output.log(quiet),
+    )  # fmt: skip
     for line in reporting.lines(result):
         click.echo(line)
-    for name, path in (
-        ("table", result.csv),
-        ("geo table", result.parquet),
-        ("objects", result.parquet.with_name("objects.parquet")),
-        ("report", result.html),
-    ):
+    if result.stand is not None:
+        click.echo("== stand along the rows")
+        for line in stand_lines(result.stand):
+            click.echo(line)
+    files = [("table", result.csv), ("geo table", result.parquet),
+             ("objects", result.parquet.with_name("objects.parquet"))]  # fmt: skip
+    if result.stand is not None:
+        files += [("rows", result.stand.rows_path), ("gaps", result.stand.gaps_path)]
+    for name, path in [*files, ("report", result.html)]:
         click.echo(f"{name + ':':<11}{path}")
 
 

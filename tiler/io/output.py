@@ -25,6 +25,17 @@ LEFTOVERS = (WORKDIR, PARTIAL_LABELS, f".{OBJECTS}.partial", f".{MANIFEST}.parti
 # An unfinished run's journal (see tiler.journal): what --resume continues.
 JOURNAL_IDENTITY = f"{WORKDIR}/journal/attempt.json"
 
+# The stand analysis `tiler rows` writes (into DST/stand unless told), and the folder
+# its per-field parts are written to before they are merged.
+STAND = "stand"
+STAND_FILES = ("rows.parquet", "gaps.parquet", "stand.csv")
+STAND_PARTS = ".stand-parts.partial"
+STAND_OUTPUTS = targets.Outputs(
+    "--out folder",
+    frozenset(STAND_FILES),
+    STAND_FILES,
+    frozenset({STAND_PARTS, *(f".{name}.partial" for name in STAND_FILES)}),
+)
 # The report `tiler report` writes (into DST/report unless told): its files and their
 # temporary names.
 REPORT = "report"
@@ -41,17 +52,7 @@ REPORT_OUTPUTS = targets.Outputs(
     frozenset(REPORT_FILES),
     REPORT_FILES,
     frozenset(f".{name}.partial" for name in REPORT_FILES),
-)
-# The stand analysis `tiler rows` writes (into DST/stand unless told), and the folder
-# its per-field parts are written to before they are merged.
-STAND = "stand"
-STAND_FILES = ("rows.parquet", "gaps.parquet", "stand.csv")
-STAND_PARTS = ".stand-parts.partial"
-STAND_OUTPUTS = targets.Outputs(
-    "--out folder",
-    frozenset(STAND_FILES),
-    STAND_FILES,
-    frozenset({STAND_PARTS, *(f".{name}.partial" for name in STAND_FILES)}),
+    {STAND: STAND_OUTPUTS},  # `tiler report --rows`: the stand in the report's folder
 )
 # A run's DST: its outputs are tiler's when it has run.json or a journal; its default
 # report folder is tiler's when it holds only a report.

@@ -30,16 +30,20 @@ import shapely
 import zarr
 from rasterio.enums import ColorInterp
 
-from tiler.errors import OutputError
+from tiler.analysis.rows import StandReport, analyse
+from tiler.analysis.rows import rounded as stand_rounded
+from tiler.errors import InputError, OutputError
 from tiler.executor import Executor
 from tiler.georef import pixel_area_m2
 from tiler.io import atomic, output
 from tiler.io.finished import check_complete
 from tiler.io.input_identity import reopen
-from tiler.io.targets import claim
+from tiler.io.targets import claim, remove
 from tiler.plan import window_graph
 from tiler.report import fields as field_stats
 from tiler.report import grid, pyramid, vigour
+from tiler.report.stand_html import StandSection
+from tiler.stand import Settings, field_columns
 
 __all__ = ["Report", "build", "lines"]
 
@@ -59,6 +63,7 @@ class Report:
     field_id: str  # the table's id column: the fields file's own name for it
     objects: gpd.GeoDataFrame | None = None  # the per-object table
     index: vigour.Vigour | None = None  # the vegetation index averaged per object
+    stand: StandReport | None = None  # the stand along the rows (``stand=``)
 
 
 def build(
@@ -71,6 +76,7 @@ def build(
     overwrite: bool = False,
     scheduler: str = "threads",
     src: str | os.PathLike | None = None,
+    stand: Settings | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Report:
     """Report a finished run in ``dst`` per field (or for its whole footprint).
@@ -99,6 +105,10 @@ def build(
     src : path, optional
         The run's input at a new place; accepted when its size and
         fingerprint are those run.json records.
+    stand : tiler.stand.Settings, optional
+        Also the stand along the rows of each field (:func:`tiler.analysis.analyse`,
+        ``tiler report --rows``): its files in ``out/stand``, its columns in the
+        fields table (before the geometry) and its section in the page.
     """
     started = time.perf_counter()
     log = log or (lambda message: None)
@@ -154,22 +164,57 @@ def build(
     if index_of is not None:  # after the other computed columns, before the geometry
         means = vigour.field_means(members, stats[0])
         result.insert(len(result.columns) - 1, index_of.mean_column, means)
+    section = None
+    if stand is not None:
+        found = analyse(dst, None if fields is None else table_fields, id_name,
+                        out / output.STAND, settings=stand, overwrite=True, scheduler=scheduler,
+                        log=log)  # fmt: skip
+        result = _with_stand(result, found.fields, id_name, str(fields or dst))
+        section = StandSection(found.fields, found.read_rows(), found.read_gaps(),
+                               found.histograms, found.messages, stand)  # fmt: skip
+    else:  # a stand of an earlier report here would no longer be this report's
+        remove(out / output.STAND)
     tags = field_stats.object_fields(members, table_fields[id_name], len(objects))
     per_object = vigour.object_table(objects, tags, id_name, index_of, stats)
     cells = grid.density(objects, valid, k, crs_wkt, transform, pixel_m)
 
     from tiler.report.html import render
 
-    csv = _atomic(out / "fields.csv", lambda p: field_stats.rounded(result).to_csv(p, index=False))
+    csv = _atomic(out / "fields.csv", lambda p: _rounded(result, stand).to_csv(p, index=False))
     parquet = _atomic(out / "fields.parquet", lambda p: result.to_parquet(p, index=False))
     _atomic(out / "objects.csv", lambda p: vigour.rounded(per_object).to_csv(p, index=False))
     _atomic(out / "objects.parquet", lambda p: per_object.to_parquet(p, index=False))
     seconds = time.perf_counter() - started
     page = render(dst, manifest, out / pyramid.GROUP, result, id_name, objects, cells,
-                  fields is not None)  # fmt: skip
+                  fields is not None, stand=section)  # fmt: skip
     html = _atomic(out / "report.html", lambda p: Path(p).write_text(page, encoding="utf-8"))
     log(f"report: {len(result)} field(s) in {seconds:.1f} s")
-    return Report(result, csv, parquet, html, seconds, id_name, per_object, index_of)
+    return Report(result, csv, parquet, html, seconds, id_name, per_object, index_of,
+                  found if stand is not None else None)  # fmt: skip
+
+
+def _with_stand(table: gpd.GeoDataFrame, stand, id_name: str, source: str) -> gpd.GeoDataFrame:
+    """The fields table with the stand's columns inserted before its geometry."""
+    clash = sorted(set(stand.columns[1:]) & set(table.columns))
+    if clash:
+        raise InputError(
+            f"{source}: the fields have a column {clash[0]!r}, which is also a stand column "
+            "(tiler report --rows): rename it"
+        )
+    out = table.copy()
+    for name in stand.columns[1:]:
+        out.insert(len(out.columns) - 1, name, stand[name].to_numpy())
+    return out
+
+
+def _rounded(table: gpd.GeoDataFrame, stand: Settings | None):
+    """fields.csv: the report's columns rounded as always, the stand's as stand.csv's."""
+    shown = field_stats.rounded(table)
+    if stand is None:
+        return shown
+    columns = field_columns(stand)
+    shown[columns] = stand_rounded(shown[[shown.columns[0], *columns]])[columns]
+    return shown
 
 
 def lines(report: Report) -> list[str]:

@@ -35,11 +35,10 @@ from tiler.stand import Settings
 from tiler.stand.measures import class_names
 
 __all__ = ["MAX_GAPS", "MAX_PANELS", "StandSection", "bars", "cards", "row_map", "section",
-           "spacing_histogram"]  # fmt: skip
+]  # fmt: skip
 
 MAX_GAPS = 20_000  # the longest gaps drawn on the row map; the caption says when there are more
 MAX_PANELS = 12  # spacing histograms shown, one per field
-BINS = 60  # histogram bins from 0 to 3 x_ref, and one for the spacings beyond
 GAP = "#e4002b"  # gaps: red, apart from every colour of viridis (the rows)
 ROWS_CMAP = "viridis"
 STYLE = "h3 { font-size: 16px; margin: 18px 0 6px; } td.why { text-align: left; }\n"
@@ -59,7 +58,7 @@ class StandSection:
     gaps : geopandas.GeoDataFrame
         One line per gap: the id column, ``row``, ``length_m``, ``class`` and a LineString.
     histograms : mapping of str to (counts, edges_m)
-        Per field id (as text): :func:`spacing_histogram`'s counts and edges.
+        Per field id (as text): :func:`tiler.analysis.field.histogram`'s counts and edges.
     messages : mapping of str to str
         Per field id (as text): why a field whose ``stand_status`` is not ``ok`` has no stand.
     settings : tiler.stand.Settings
@@ -74,30 +73,15 @@ class StandSection:
     settings: Settings = Settings()
 
 
-def spacing_histogram(spacings: np.ndarray, x_ref: float, bins: int = BINS):
-    """A field's in-row spacings counted in ``bins`` bins from 0 to ``3 x_ref``, and beyond.
-
-    Returns
-    -------
-    counts : ndarray of int, ``bins + 1`` long
-        The spacings in each bin (the last bin holds ``3 x_ref``), then those over ``3 x_ref``.
-    edges : ndarray of float, ``bins + 1`` long
-        The bins' edges in metres.
-    """
-    x = np.asarray(spacings, dtype=np.float64)
-    top = 3 * x_ref if math.isfinite(x_ref) and x_ref > 0 else 1.0
-    edges = np.linspace(0.0, top, bins + 1)
-    counts, _ = np.histogram(x[x <= top], bins=edges)
-    return np.append(counts, np.count_nonzero(x > top)), edges
-
-
 def bars(counts: np.ndarray, edges: np.ndarray):
-    """The bars drawn for one histogram: ``(left, width, height)``, the overflow (if
-    ``counts`` has one more value than there are bins) last, three bins wide."""
+    """The bars drawn for one histogram (:func:`tiler.analysis.field.histogram`'s counts
+    and edges): ``(left, width, height)``, the overflow bin (its right edge ``inf``) last,
+    set apart after a one-bin space and three bins wide."""
     counts, edges = np.asarray(counts), np.asarray(edges, dtype=np.float64)
-    left, width = edges[:-1], np.diff(edges)
-    if len(counts) == len(edges):  # the overflow bar, set apart after a one-bin space
-        left = np.append(left, edges[-1] + width[-1])
+    finite = edges[np.isfinite(edges)]
+    left, width = finite[:-1], np.diff(finite)
+    if len(counts) > len(left):  # the spacings beyond the last finite edge
+        left = np.append(left, finite[-1] + width[-1])
         width = np.append(width, 3 * width[-1])
     return left, width, counts.astype(np.int64)
 
