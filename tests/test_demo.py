@@ -79,6 +79,8 @@ def test_demo_prints_each_result_with_its_score(tmp_path):
     assert "pipeline:   preset row-crop-plants\n" in field
     assert "truth:      " in field and " plants planted: " in field
     assert "recall 1.000" in field
+    stand = neon.split("== plant count report and stand along the rows")[1]
+    assert "A1  too few plants" in stand and "rows:       " in stand  # 3 m plots: 3 rows
     assert "pipeline:   default (`tiler pipeline`)\n" in neon
     assert "truth:      7 crowns in the truth: 24 objects, 5 matched one to one" in neon
     assert "verdict:    WRONG" in neon

@@ -57,7 +57,7 @@ def test_rows_at_any_angle_are_found_exactly(azimuth, spacing, plant, miss, weed
     assert abs(turn) < 0.5
 
 
-@pytest.mark.parametrize("curve", [(0.3, 40.0), (1.0, 70.0)])
+@pytest.mark.parametrize("curve", [(0.3, 40.0), (1.0, 70.0)])  # up to 5 degrees off
 def test_gently_curved_rows_keep_their_numbers(curve):
     truth = layout(71.0, 0.76, 0.2, extent=(60.0, 20.0), curve=curve, seed=3)
     stand = find_stand(truth.xy)
@@ -67,6 +67,15 @@ def test_gently_curved_rows_keep_their_numbers(curve):
         plants = truth.xy[stand.row_of == r]
         assert len(line) > 2
         assert _distance_to_polyline(plants, line).max() < 0.08
+
+
+def test_rows_turning_9_degrees_are_still_one_row_each():
+    truth = layout(71.0, 0.76, 0.2, extent=(60.0, 20.0), curve=(2.0, 80.0), seed=3)
+    stand = find_stand(truth.xy)
+    to_found, to_truth = matching(truth, stand.row_of)
+    assert len(to_found) == len(to_truth) == len(stand.rows["row"]) == 26
+    assert all(len(f) == 1 for f in [*to_found.values(), *to_truth.values()])
+    assert (stand.row_of[truth.row >= 0] >= 0).mean() > 0.99  # some first plants are off
 
 
 def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:

@@ -45,6 +45,25 @@ def field_check(field: SyntheticField, objects: pd.DataFrame) -> list[str]:
     ]
 
 
+def stand_check(field: SyntheticField, stand) -> list[str]:
+    """The plots' stand against the planted rows (all plots together): rows found, row
+    spacing, and the miss index over the planted in-row spacings."""
+    from tiler.stand.measures import kachman_smith
+
+    truth = field.stand_truth()
+    ok = stand.fields[stand.fields["stand_status"] == "ok"]
+    if not len(ok):
+        return ["truth:      no plot has rows to compare with the planted ones"]
+    spacing = np.average(ok["row_spacing_m"], weights=ok["rows"])
+    miss = np.average(ok["miss_pct"], weights=ok["plants_in_rows"])
+    planted = kachman_smith(np.concatenate([t.spacings_m for t in truth.rows]),
+                            field.plant_spacing * field.unit_m)["miss_pct"]  # fmt: skip
+    return [
+        f"truth:      row spacing {spacing:.3f} m found, {truth.row_spacing_m:.3f} m planted; "
+        f"miss index {miss:.1f} % in the plots, {planted:.1f} % over the whole field as planted"
+    ]
+
+
 def neon_truth_boxes() -> np.ndarray:
     """The NEON tile's truth crowns as ``(xmin, ymin, xmax, ymax)`` pixel boxes."""
     with resources.as_file(NEON_TRUTH) as path:

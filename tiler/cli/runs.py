@@ -233,12 +233,21 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
                 for line in lines:
                     click.echo(line)
     from tiler import report as reporting
+    from tiler.analysis import lines as stand_lines
+    from tiler.stand import Settings
     from tiler.synthetic import plots
 
     fields = out / "synthetic-plots.geojson"
     plots(field).to_file(fields)
-    result = reporting.build(out / "synthetic-field", fields, "plot", overwrite=True, log=log)
-    click.echo("== plant count report, six trial plots of the synthetic field")
+    nominal = Settings(plant_spacing=field.plant_spacing * field.unit_m)
+    result = reporting.build(out / "synthetic-field", fields, "plot", overwrite=True,
+                             stand=nominal, log=log)  # fmt: skip
+    click.echo("== plant count report and stand along the rows, six trial plots of the "
+               "synthetic field")  # fmt: skip
+    assert result.stand is not None
+    for line in [*stand_lines(result.stand), *checks.stand_check(field, result.stand)]:
+        click.echo(line)
     click.echo(f"fields:     {fields}")
+    click.echo(f"rows:       {result.stand.rows_path}")
     click.echo(f"report:     {result.html}")
     click.echo(f"outputs under {out.resolve()}")

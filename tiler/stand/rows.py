@@ -3,8 +3,7 @@
 A row is the plants of one lattice row (:mod:`tiler.stand.lattice`) ordered
 along it. Its line runs from its first plant to its last: the straight line
 fitted to its plants where the row is straight (within :data:`STRAIGHT` of a
-spacing), else the lattice shifted by the row's median offset from it, a vertex
-every cell length.
+spacing), else a vertex at the mean position of its plants in each cell length.
 Its length is that line's. An in-row spacing is the distance between two
 consecutive plants of a row (in the plane, so a double standing beside its
 neighbour counts as the short spacing it is).
@@ -61,16 +60,15 @@ def build(
     _, counts = np.unique(k, return_counts=True)
     keep = np.repeat(counts >= min_plants, counts)
     index, k = index[keep], k[keep]
-    lattice_k, counts = np.unique(k, return_counts=True)
+    _, counts = np.unique(k, return_counts=True)
     row = np.repeat(np.arange(len(counts)), counts)
     starts = np.concatenate([[0], np.cumsum(counts)])
     same = row[1:] == row[:-1]
     step = np.diff(xy[index], axis=0)[same]
     lines = []
-    for r, lk in enumerate(lattice_k):
+    for r in range(len(counts)):
         members = index[starts[r] : starts[r + 1]]
-        lines.append(_line(u[members], v[members], on.offset[members], int(lk), grid, frame,
-                           spacing))  # fmt: skip
+        lines.append(_line(u[members], v[members], grid.cell[1], frame, spacing))
     length = np.array([float(np.hypot(*np.diff(line, axis=0).T).sum()) for line in lines])
     return Rows(
         plant=index,
@@ -85,31 +83,24 @@ def build(
     )
 
 
-def _line(
-    u: np.ndarray,
-    v: np.ndarray,
-    offset: np.ndarray,
-    k: int,
-    grid: Phase,
-    frame: Frame,
-    spacing: float,
-) -> np.ndarray:
+def _line(u: np.ndarray, v: np.ndarray, cell: float, frame: Frame, spacing: float) -> np.ndarray:
     """A row's vertices in xy, from its first plant to its last (``v`` ascending): the
     least-squares line through its plants if the means of their distances to it, a
-    cell length at a time, stay within :data:`STRAIGHT` of a spacing; else the lattice
-    shifted by the row's median offset, a vertex every cell length."""
+    ``cell`` length at a time, stay within :data:`STRAIGHT` of a spacing; else the mean
+    position of its plants in each ``cell`` length, continued straight to its ends."""
     v0, v1 = float(v[0]), float(v[-1])
     dv = v - v.mean()
     slope = float(np.dot(dv, u) / np.dot(dv, dv)) if v1 > v0 else 0.0
     intercept = float(u.mean() - slope * v.mean())
-    residual = u - (intercept + slope * v)
-    piece = ((v - v0) // grid.cell[1]).astype(np.int64)
+    piece = ((v - v0) // cell).astype(np.int64)
     count = np.bincount(piece)
-    bends = np.abs(np.bincount(piece, residual)[count > 0] / count[count > 0])
-    if bends.max() <= STRAIGHT * spacing:
-        ends = np.array([v0, v1])
+    has = count > 0
+    bends = np.abs(np.bincount(piece, u - (intercept + slope * v))[has] / count[has])
+    ends = np.array([v0, v1])
+    if bends.max() <= STRAIGHT * spacing or has.sum() < 2:
         return frame.to_xy(intercept + slope * ends, ends)
-    n = max(2, int(np.ceil((v1 - v0) / grid.cell[1])) + 1)
-    vs = np.linspace(v0, v1, n)
-    us = grid.at(np.full(n, float(np.median(u))), vs) + k * spacing + float(np.median(offset))
-    return frame.to_xy(us, vs)
+    um, vm = np.bincount(piece, u)[has] / count[has], np.bincount(piece, v)[has] / count[has]
+    first = um[0] + (um[1] - um[0]) / (vm[1] - vm[0]) * (v0 - vm[0])
+    last = um[-1] + (um[-1] - um[-2]) / (vm[-1] - vm[-2]) * (v1 - vm[-1])
+    inner = (vm > v0) & (vm < v1)  # a cell's mean on an end plant would repeat the end
+    return frame.to_xy(np.r_[first, um[inner], last], np.r_[v0, vm[inner], v1])
