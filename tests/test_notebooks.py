@@ -18,7 +18,12 @@ from nbclient import NotebookClient
 from traitlets.config import Config
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ("01_quickstart.ipynb", "02_plant_count_report.ipynb", "03_cluster.ipynb")
+NAMES = (
+    "01_quickstart.ipynb",
+    "02_plant_count_report.ipynb",
+    "03_cluster.ipynb",
+    "04_stand_along_rows.ipynb",
+)
 CELL_TIMEOUT = 300  # seconds; each notebook runs in well under a minute on 2 cores
 
 
@@ -150,3 +155,34 @@ def test_cluster():
     assert printed(out, "same object count") == "True"
     assert out.rstrip().endswith("closed")
     assert figures(notebook) == 1
+
+
+def measured(text: str, label: str) -> float:
+    """The number that starts the value of ``label`` (``0.8997 m``, ``+0.03%``, ``7.06 %``)."""
+    return float(re.match(r"[+-]?[\d.]+", printed(text, label)).group())
+
+
+def test_stand_along_rows():
+    notebook = execute("04_stand_along_rows.ipynb")
+    out = streams(notebook)
+    assert_clean(notebook)
+    assert "not analysed: {}" in out  # every plot has its rows
+    # the whole field against its planted truth (computed from the layout, not the image)
+    assert number(out, "rows found") == number(out, "rows planted") > 30
+    spacing = measured(out, "row spacing found")
+    assert spacing == pytest.approx(measured(out, "row spacing planted"), rel=0.01)
+    assert abs(measured(out, "row spacing error")) < 1.0
+    assert (measured(out, "row azimuth found") - measured(out, "row azimuth planted") + 90) % (
+        180
+    ) - 90 == pytest.approx(0, abs=1.0)
+    for index in ("miss", "multiples"):
+        found, planted = measured(out, f"{index} found"), measured(out, f"{index} planted")
+        assert found == pytest.approx(planted, abs=1.5), index
+    assert measured(out, "miss planted") > 3  # the field has skips and doubles to find
+    assert measured(out, "multiples planted") > 2
+    # per plot: the plants on rows against the planted plants inside the plot
+    comparison = cell_stdout(notebook, "comparison = ")
+    for plot in ("A1", "A2", "A3", "B1", "B2", "B3"):
+        assert re.search(rf"^{plot}\s+\d+\s+\d+\s+[+-]\d", comparison, flags=re.MULTILINE), plot
+    assert measured(out, "largest plot count error") < 8.0, comparison
+    assert figures(notebook) == 3
