@@ -156,11 +156,11 @@ def test_the_section_sits_after_the_density_maps_with_its_cards(page, stand):
     assert order == sorted(order) and page.count('<section id="stand">') == 1
     assert "<h2>Stand along the rows</h2>" in page and "Kachman" in page
     assert "median in-row spacing (no nominal spacing given)" in page
-    # The cards against the rows themselves: all row plants over all row length, and over
-    # the ground they stand for (each row's length x its field's row spacing).
+    # The cards against the rows themselves: all row plants (less one a row) over all row
+    # length, and over the ground they stand for (each row's length x its row spacing).
     rows = section.rows.merge(section.fields[["name", "row_spacing_m"]], on="name")
-    per_m = rows["plants"].sum() / rows["length_m"].sum()
-    per_ha = rows["plants"].sum() * 1e4 / (rows["length_m"] * rows["row_spacing_m"]).sum()
+    per_m = (rows["plants"] - 1).sum() / rows["length_m"].sum()
+    per_ha = (rows["plants"] - 1).sum() * 1e4 / (rows["length_m"] * rows["row_spacing_m"]).sum()
     assert 4 < per_m < 8
     text = dict(re.findall(r'<div class="card">([^<]+)<b>([^<]+)</b>', page))
     assert number(text["plants per row metre"]) == round(per_m, 2)

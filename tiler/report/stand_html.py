@@ -87,11 +87,12 @@ def bars(counts: np.ndarray, edges: np.ndarray):
 
 
 def cards(stand: StandSection) -> list[tuple[str, str]]:
-    """The summary's cards over the fields with rows: plants per row metre (all row
-    plants / all row length) and stand per ha (all row plants / the ground the rows
-    stand for, each field's row length x its row spacing)."""
+    """The summary's cards over the fields with rows, as :mod:`tiler.stand` defines them
+    for one field: plants per row metre (all rows' plants less one each / all row length)
+    and stand per ha (the same plants / the ground the rows stand for, each field's row
+    length x its row spacing)."""
     ok = stand.fields[stand.fields["stand_status"] == "ok"]
-    plants, length = ok["plants_in_rows"].sum(), ok["row_length_m"].sum()
+    plants, length = (ok["plants_in_rows"] - ok["rows"]).sum(), ok["row_length_m"].sum()
     ground = (ok["row_length_m"] * ok["row_spacing_m"]).sum()
     per_m = plants / length if length > 0 else float("nan")
     per_ha = plants * 10_000 / ground if ground > 0 else float("nan")

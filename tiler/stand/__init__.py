@@ -14,7 +14,9 @@ Definitions (every figure a user reads):
 * ``x_ref``, the nominal in-row spacing: ``Settings.plant_spacing``, else the
   median in-row spacing of the field;
 * a row's length: its line's, from its first plant to its last; its plants per
-  metre: plants / length; the field's: all row plants / all row length;
+  metre: (plants - 1) / length, the inverse of its mean spacing (a row's n plants
+  span n - 1 spacings: plants / length would read a short row dense); the field's:
+  all rows' (plants - 1) / all row length;
 * stand per hectare: plants per row metre x 10 000 / row spacing;
 * doubles: spacings ``<= 0.5 x_ref``; skips: spacings ``> 1.5 x_ref`` (the
   multiples and miss indices count the same, as shares); gaps: spacings
@@ -167,7 +169,7 @@ def _measured(settings: Settings, rows: Rows, local: np.ndarray, centre: np.ndar
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.bincount(g, x, nrows) / count
         sd = np.sqrt(np.bincount(g, (x - mean[g]) ** 2, nrows) / (count - 1))
-        per_m = rows.plants / rows.length
+        per_m = (rows.plants - 1) / rows.length
     is_gap = x > settings.gap_factor * x_ref
     per_row = {
         "row": np.arange(1, nrows + 1),
@@ -200,7 +202,7 @@ def _summary(settings: Settings, stand: Stand, off_row: int) -> dict[str, float 
     """The field's stand columns (:func:`field_columns`)."""
     rows, x, x_ref, gaps = stand.rows, stand.spacings, stand.plant_spacing, stand.gaps
     plants, length = int(rows["plants"].sum()), float(rows["length_m"].sum())
-    per_m = plants / length if length > 0 else float("nan")
+    per_m = (plants - len(rows["row"])) / length if length > 0 else float("nan")
     per_ha = per_m * 10_000 / stand.row_spacing
     if settings.seeding_rate is not None:
         emergence = per_ha / settings.seeding_rate * 100
