@@ -57,6 +57,20 @@ pixel_only_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 
 
+def fields_options(command):
+    """``--fields`` and ``--field-id``: the field polygons a result is given per field
+    (``tiler report``, ``tiler rows``)."""
+    command = click.option(
+        "--field-id", default=None, help="The column naming each field [field 1, 2, ...]."
+    )(command)
+    return click.option(
+        "--fields",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Field polygons (GeoPackage, GeoJSON, any CRS). Default: the whole footprint.",
+    )(command)
+
+
 class Metres(click.ParamType):
     """A length with its unit, ``0.2m`` or ``20cm``, as metres."""
 

@@ -7,18 +7,18 @@ from pathlib import Path
 import click
 
 from tiler.cli import output
-from tiler.cli.options import Metres, quiet_option, stand_options, stand_settings
+from tiler.cli.options import (
+    Metres,
+    fields_options,
+    quiet_option,
+    stand_options,
+    stand_settings,
+)
 
 
 @click.command()
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option(
-    "--fields",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Field polygons (GeoPackage, GeoJSON, any CRS). Default: the whole footprint.",
-)
-@click.option("--field-id", default=None, help="The column naming each field [field 1, 2, ...].")
+@fields_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -50,7 +50,7 @@ from tiler.cli.options import Metres, quiet_option, stand_options, stand_setting
 @quiet_option
 def report(dst, fields, field_id, out, index, src, with_rows, overwrite, quiet, **stand):
     """Count objects per field, with density, canopy cover, sizes and a vegetation index
-    per object; write an HTML report."""
+    per object (and with --rows the stand along the rows); write an HTML report."""
     from tiler import report as reporting
     from tiler.analysis import lines as stand_lines
 

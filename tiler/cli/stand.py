@@ -7,18 +7,12 @@ from pathlib import Path
 import click
 
 from tiler.cli import output
-from tiler.cli.options import quiet_option, stand_options, stand_settings
+from tiler.cli.options import fields_options, quiet_option, stand_options, stand_settings
 
 
 @click.command()
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option(
-    "--fields",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Field polygons (GeoPackage, GeoJSON, any CRS). Default: the whole footprint.",
-)
-@click.option("--field-id", default=None, help="The column naming each field [field 1, 2, ...].")
+@fields_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
