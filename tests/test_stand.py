@@ -231,3 +231,27 @@ def test_field_edges_at_an_angle_to_the_rows():
     assert all(len(f) == 1 for f in [*to_found.values(), *to_truth.values()])
     lengths = np.sort(stand.rows["length_m"])
     assert lengths[0] < 0.5 * lengths[-1]  # corner rows are short: the edges cut them
+
+
+@pytest.mark.parametrize("rows", [2, 3, 4])
+@pytest.mark.parametrize("azimuth", [0.0, 37.0, 90.0])
+def test_trial_plots_of_two_to_four_rows(rows, azimuth):
+    """Two rows are as strong at three spacings as at one (R = |cos|): the spacing whose
+    lattice holds the plants is the one kept."""
+    truth = layout(azimuth, 0.76, 0.18, extent=(8.0, rows * 0.76 + 0.01), miss=0.05,
+                   weeds=0.05, seed=rows)  # fmt: skip
+    stand = find_stand(truth.xy)
+    assert_rows_exact(truth, stand)
+    assert stand.row_spacing == pytest.approx(0.76, rel=0.01)
+
+
+def test_one_row_has_no_row_spacing():
+    truth = layout(20.0, 0.76, 0.18, extent=(8.0, 0.77), miss=0.0, weeds=0.0, seed=1)
+    stand = find_stand(truth.xy, Settings(row_azimuth=20.0))
+    assert stand.summary["rows"] == 1 and np.isnan(stand.summary["row_spacing_m"])
+    assert np.isnan(stand.summary["stand_per_ha"]) and stand.summary["plants_per_row_m"] > 5
+
+
+def test_plants_all_at_one_place_have_no_rows():
+    stand = find_stand(np.zeros((30, 2)))
+    assert stand.status == "no rows" and stand.summary["rows"] == 0

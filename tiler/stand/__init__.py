@@ -155,6 +155,8 @@ def find_stand(xy: np.ndarray, settings: Settings | None = None) -> Stand:
     if rows.count == 0:
         why = f"no row of {settings.min_row_plants} plants among {n} plants"
         return _without(settings, len(xy), "no rows", why)
+    if rows.count == 1 and settings.row_spacing is None:
+        spacing = float("nan")  # one row has no spacing to its neighbours (nor a stand per ha)
     row_of = np.full(len(xy), -1, dtype=np.int64)
     row_of[finite[rows.plant]] = rows.row
     return _measured(settings, rows, local, centre, row_of, azimuth, spacing)

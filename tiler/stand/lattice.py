@@ -236,7 +236,8 @@ def refine_spacing(u: np.ndarray, v: np.ndarray, rows: Assignment, grid: Phase) 
     mean_k = np.bincount(column, k) / np.maximum(count, 1)
     mean_u = np.bincount(column, uu) / np.maximum(count, 1)
     dk, du = k - mean_k[column], uu - mean_u[column]
-    return float(np.dot(dk, du) / np.dot(dk, dk))
+    spread = float(np.dot(dk, dk))
+    return float(np.dot(dk, du) / spread) if spread > 0 else grid.cell[0] / CELL_ROWS
 
 
 def turn(u: np.ndarray, v: np.ndarray, rows: Assignment) -> float:

@@ -14,8 +14,9 @@ pass per angle, needs no vote threshold, and weeds between the rows or missing
 plants lower ``R`` without moving its peak. Plants on rows every ``s`` also pile
 up every ``s / 2``, ``s / 3``, ... (as strongly when they stand exactly on rows;
 weeds halfway between rows even strengthen ``s / 2``): the row spacing is the
-largest spacing of the best peak's family
-whose ``R`` reaches :data:`HARMONIC` of the best.
+largest spacing of the best peak's family whose ``R`` reaches :data:`HARMONIC`
+of the best and whose lattice still holds :data:`HELD` of the plants the best's
+holds (in a plot of two rows ``R`` is ``|cos|``, as strong at three spacings).
 
 Coordinates are metres in a projected CRS (``x`` east, ``y`` north); an azimuth
 is in degrees clockwise from north, in ``[0, 180)``: a row along ``(sin a, cos a)``.
@@ -32,6 +33,8 @@ from scipy.spatial import cKDTree
 COARSE_POINTS = 1000  # the patch (points nearest the centre) of the coarse angle scan
 FINE_POINTS = 3000  # and of the fine one
 HARMONIC = 0.35  # a longer spacing of the family is the fundamental if its R reaches this share
+NEAR = 0.15  # a point within this share of a spacing of its lattice line is on it
+HELD = 0.75  # and that longer spacing's lattice holds at least this share of the best's points
 MIN_STRENGTH = 0.2  # R below this: no rows
 SIGNIFICANCE = 12.0  # and N R^2 must exceed ln(trials) + this (a chance peak's tail, e^-12)
 _CHUNK = 128  # angles per vectorised block
@@ -102,6 +105,8 @@ def scan(xy: np.ndarray, azimuth: float | None = None, spacing: float | None = N
     whole field (:mod:`tiler.stand.lattice`).
     """
     fine = patch(xy, FINE_POINTS)
+    if not np.ptp(fine, axis=0).max() > 0:  # every plant at one place: no direction at all
+        return Pattern(0.0, float("nan"), 0.0, len(fine), float("inf"), MIN_STRENGTH, False)
     d_nn = nearest_neighbour_distance(fine)
     if d_nn <= 0:  # more than half the points doubled: spread by their extent instead
         d_nn = float(np.ptp(fine, axis=0).max()) / np.sqrt(len(fine))
@@ -112,6 +117,7 @@ def scan(xy: np.ndarray, azimuth: float | None = None, spacing: float | None = N
         lo, hi = 0.8 * d_nn, max(0.8 * d_nn, min(50 * d_nn, float(np.ptp(fine, axis=0).max()) / 3))
     trials = 1
     best_a, best_f = 0.0, 1.0 / lo
+    family = [best_f]
     for points, step_of in ((coarse, None), (fine, best_a)):
         extent = float(np.ptp(points, axis=0).max()) + lo
         step = np.degrees(lo / (4 * extent))
@@ -132,7 +138,9 @@ def scan(xy: np.ndarray, azimuth: float | None = None, spacing: float | None = N
         trials += spectra.size
         i, j = np.unravel_index(int(np.argmax(spectra)), spectra.shape)
         best_a = float(azimuths[i])
-        best_f = _fundamental(spectra[i], freqs, int(j), band) if spacing is None else 1 / spacing
+        family = _family(spectra[i], freqs, int(j), band)
+    if spacing is None:
+        best_f = _fundamental(fine @ normal(best_a), family)
     best_s = spacing if spacing is not None else _polish(fine, best_a, 1 / best_f)
     r = strength(fine, best_a, best_s)
     needed = max(MIN_STRENGTH, float(np.sqrt((np.log(trials) + SIGNIFICANCE) / len(fine))))
@@ -141,9 +149,11 @@ def scan(xy: np.ndarray, azimuth: float | None = None, spacing: float | None = N
     return Pattern(best_a, best_s, r, len(fine), density, needed, r >= needed)
 
 
-def _fundamental(spectrum: np.ndarray, freqs: np.ndarray, best: int, band: np.ndarray) -> float:
-    """The row frequency of the best peak's family: ``f / m`` for the largest ``m`` in the
-    band whose ``R`` (the maximum within one bin) reaches :data:`HARMONIC` of the best."""
+def _family(spectrum: np.ndarray, freqs: np.ndarray, best: int, band: np.ndarray) -> list[float]:
+    """The candidate row frequencies of the best peak's family, lowest first: ``f / m`` for
+    each ``m`` in the band whose ``R`` (the maximum within one bin) reaches
+    :data:`HARMONIC` of the best, and ``f`` itself last."""
+    found = []
     for m in range(best // max(1, int(np.argmax(band))), 1, -1):
         j = int(round(best / m))
         if j < 1 or not band[j]:
@@ -151,8 +161,23 @@ def _fundamental(spectrum: np.ndarray, freqs: np.ndarray, best: int, band: np.nd
         lo, hi = max(j - 1, 1), min(j + 2, len(spectrum))
         near = lo + int(np.argmax(spectrum[lo:hi]))
         if spectrum[near] >= HARMONIC * spectrum[best]:
-            return float(freqs[near])
-    return float(freqs[best])
+            found.append(float(freqs[near]))
+    return [*found, float(freqs[best])]
+
+
+def _on_lattice(u: np.ndarray, spacing: float) -> float:
+    """The share of points within :data:`NEAR` of a spacing of the best-fitting lattice."""
+    z = np.exp(2j * np.pi * u / spacing)
+    offset = np.angle(z * np.conj(z.mean())) / (2 * np.pi)  # in spacings, in [-0.5, 0.5]
+    return float(np.mean(np.abs(offset) <= NEAR))
+
+
+def _fundamental(u: np.ndarray, family: list[float]) -> float:
+    """The lowest frequency of the ``family`` whose lattice holds at least :data:`HELD` of
+    the points the best peak's lattice holds: a spacing three times the true one can
+    still show a strong ``R`` (two rows: ``|cos|``), but leaves rows off its lattice."""
+    best = _on_lattice(u, 1 / family[-1])
+    return next(f for f in family if _on_lattice(u, 1 / f) >= HELD * best)
 
 
 def _polish(xy: np.ndarray, azimuth: float, spacing: float) -> float:
