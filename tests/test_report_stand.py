@@ -178,6 +178,9 @@ def test_the_found_stand_is_the_planted_one(stand):
         assert abs((figures.loc[name, "row_azimuth_deg"] - azimuth + 90) % 180 - 90) < 1
         assert figures.loc[name, "doubles"] > 5 and figures.loc[name, "gaps"] > 1
     assert figures.loc["away", "stand_status"] == "too few plants"
+    for name in ("edge", "ring"):  # the synthetic field's own rows: 36 units of 2.5 cm, east
+        assert figures.loc[name, "row_spacing_m"] == pytest.approx(0.9, rel=0.01)
+        assert abs((figures.loc[name, "row_azimuth_deg"] - 90 + 90) % 180 - 90) < 1
 
 
 def test_the_table_is_the_fields_table(page, stand):
@@ -204,7 +207,8 @@ def test_the_table_is_the_fields_table(page, stand):
             expected = row[column] if digits is None else round(float(row[column]), digits)
             assert number(text) == pytest.approx(expected, abs=1e-9), (name, title)
         seen_ok += 1
-    assert seen_ok == 3 and seen_flag == 2  # the run's own plants are in rows in "edge"
+    # the run's own plants (a synthetic row-crop field) are in rows in "edge" and "ring"
+    assert seen_ok == 4 and seen_flag == 1
     assert "too few plants: 0 plants, fewer than the 20 needed to find rows" in page
 
 
@@ -212,7 +216,7 @@ def test_the_emergence_column_shows_when_known(stand):
     figures = stand[0].fields.copy()
     figures["emergence_pct"] = np.where(figures["stand_status"] == "ok", 87.26, np.nan)
     text = table(StandSection(figures, stand[0].rows, stand[0].gaps), "name")
-    assert "<th>emergence (%)</th>" in text and text.count("<td>87.3</td>") == 3
+    assert "<th>emergence (%)</th>" in text and text.count("<td>87.3</td>") == 4
 
 
 def images(text: str) -> list[np.ndarray]:
