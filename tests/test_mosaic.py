@@ -200,3 +200,22 @@ def test_user_vrt_sources_must_be_geotiffs(tmp_path):
     rasterio.shutil.copy(png, vrt, driver="VRT")
     with pytest.raises(InputError, match="plain.png"):
         mosaic.open_input(vrt, max_pixels=None)
+
+
+def test_a_finished_mosaic_run_is_reopened_from_run_json(neon, tmp_path):
+    """What `tiler report` and `tiler export --mask` do: the members checked, then reread."""
+    from tiler.io.input_identity import reopen
+
+    root, _ = neon
+    shutil.copytree(root / "tiles", tmp_path / "tiles")
+    api.run(tmp_path / "tiles", tmp_path / "out", chunk_size=64, scheduler="sync")
+    inputs = read_manifest(tmp_path / "out")["input"]
+    source = reopen(inputs)
+    window = TileWindow(0, ROWS * TILE_H, 0, COLS * TILE_W)
+    with rasterio.open(root / "whole.tif") as ds:
+        np.testing.assert_array_equal(source.read((1, 2, 3), window)[0], ds.read())
+    changed = tmp_path / "tiles" / "tile_0_0.tif"
+    with rasterio.open(changed, "r+") as ds:
+        ds.write(np.zeros((3, 10, 10), np.uint8), window=Window(0, 0, 10, 10))
+    with pytest.raises(InputError, match=f"{changed}: changed since the run"):
+        reopen(inputs)
