@@ -39,7 +39,7 @@ def recorded(dst: Path) -> dict[str, Any] | None:
 def manifest_identity(manifest: dict[str, Any]) -> dict[str, Any]:
     """The identity (as the journal records it) of the finished run ``manifest`` describes."""
     inputs = manifest.get("input", {})
-    keys = ("path", "height", "width", "size_bytes", "fingerprint_sha256", "options")
+    keys = ("path", "height", "width", "size_bytes", "fingerprint_sha256", "options", "mosaic")
     return {
         "input": {k: inputs[k] for k in keys if k in inputs},
         "pipeline": manifest.get("config"),

@@ -88,6 +88,7 @@ def run(
     assume_crs: str | None = None,
     pixel_only: bool | None = None,
     device: str | None = None,
+    asset: str | None = None,
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> RunResult:
@@ -96,7 +97,10 @@ def run(
     Parameters
     ----------
     src : path or RasterSource
-        A georeferenced GeoTIFF (opened with the GTiff driver only).
+        A georeferenced GeoTIFF (opened with the GTiff driver only), or a
+        mosaic of GeoTIFFs read as one image (:mod:`tiler.io.mosaic`): a
+        directory, a glob pattern, ``@LIST`` (a text file of paths), a
+        ``.vrt``, or a STAC ItemCollection ``.json`` (with ``asset``).
     dst : path
         Output directory; must be empty or absent unless ``overwrite`` or ``resume``.
     config : path, dict or Pipeline, optional
@@ -150,6 +154,8 @@ def run(
         and areas only (``area_m2``, ``x``, ``y`` and geometry are null).
     device : {"auto", "cpu", "cuda"}, optional
         Where an ONNX model runs (``model: {onnx}``), in place of its ``device:``.
+    asset : str, optional
+        The asset key of a STAC JSON ``src`` whose files make the mosaic.
     log : callable, optional
         Receives progress lines.
     warn : callable, optional
@@ -179,6 +185,7 @@ def run(
         max_pixels=max_pixels,
         warn=warn,
         device=device,
+        asset=asset,
     )
     if resume and (done := already_complete(job, log)) is not None:
         return done

@@ -21,9 +21,9 @@ from tiler.api.record import identity_of
 from tiler.cluster import check_scheduler
 from tiler.cnn.blocks import aligned_chunks, wasteful
 from tiler.config import OnnxModel, Pipeline, load_pipeline, parse_pipeline
-from tiler.errors import ConfigError
+from tiler.errors import ConfigError, InputError
 from tiler.io.layout import plan_chunks
-from tiler.io.open_raster import open_geotiff
+from tiler.io.mosaic import changed_member, open_input
 from tiler.io.raster import GeoTiffSource
 from tiler.plan import check_size
 from tiler.source import RasterSource
@@ -66,6 +66,7 @@ def prepare(
     max_pixels: int | None,
     warn: Callable[[str], None],
     device: str | None = None,
+    asset: str | None = None,
 ) -> Job:
     """The job of ``tiler.run``'s arguments; every refusal here leaves ``dst`` untouched."""
     dst = Path(dst)
@@ -77,8 +78,9 @@ def prepare(
     chunk_size = settings.chunk_size
     chunks = _chunks(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
     if isinstance(src, (str, os.PathLike)):
-        source = open_geotiff(
+        source = open_input(
             src,
+            asset=asset,
             max_pixels=max_pixels,
             driver=settings.driver or "GTiff",
             mask=settings.mask or "dataset",
@@ -120,6 +122,8 @@ def prepare(
         warn(message)
     identity = identity_of(source, pipeline, chunks)
     if before is not None:
+        if said := changed_member(before.get("input", {}), identity["input"]):
+            raise InputError(f"{said}; cannot resume {dst}; pass --overwrite to start again")
         resumption.check(dst, before, given, identity)  # an option given that differs
     return Job(dst, source, pipeline, grid, target, identity, warned)
 

@@ -23,6 +23,7 @@ from tiler.errors import OutputError
 from tiler.io import objects_table, output
 from tiler.io.finished import complete_manifest
 from tiler.io.input_identity import fingerprint
+from tiler.io.mosaic import MosaicSource
 from tiler.io.raster import GeoTiffSource
 from tiler.journal import describe_change
 from tiler.passes import Segmentation
@@ -68,6 +69,8 @@ def identity_of(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int
             fingerprint_sha256=fingerprint(path),
             options=source.options,
         )
+    if isinstance(source, MosaicSource):
+        inputs["mosaic"] = source.record
     return {
         "input": inputs,
         "pipeline": pipeline.to_dict(),
@@ -155,6 +158,8 @@ def manifest(
             nodata=source.nodata,
             options=source.options,
         )
+        if "mosaic" in recorded:
+            inputs["mosaic"] = recorded["mosaic"]
     value = segmentation.threshold
     threshold: dict[str, Any] = {"value": list(value) if isinstance(value, tuple) else value}
     threshold.update((pipeline.model or pipeline.threshold).record())

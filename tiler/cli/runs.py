@@ -102,6 +102,11 @@ from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
     help="Where an ONNX model runs (model: {onnx}): cuda needs onnxruntime-gpu [the model's "
     "device:, auto].",
 )
+@click.option(
+    "--asset",
+    default=None,
+    help="SRC a STAC ItemCollection JSON: the asset key whose GeoTIFFs make the mosaic.",
+)
 @quiet_option
 def run(
     src,
@@ -126,9 +131,15 @@ def run(
     pixel_only,
     driver,
     device,
+    asset,
     quiet,
 ):
-    """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
+    """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json.
+
+    SRC may also be a mosaic of GeoTIFFs read as one image: a directory, a quoted
+    glob ('tiles/*.tif'), @LIST (a text file of paths), a .vrt, or a STAC JSON
+    file with --asset.
+    """
     described = output.DEFAULT_PIPELINE if config is None else f"config {config}"
     if preset is not None:
         if config is not None:
@@ -161,6 +172,7 @@ def run(
         assume_crs=assume_crs,
         pixel_only=pixel_only,
         device=device,
+        asset=asset,
         log=output.log(quiet),
         warn=output.warning,
     )

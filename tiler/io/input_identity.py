@@ -69,6 +69,10 @@ def reopen(
     unchanged (:func:`check_unchanged`), or, if ``moved_to`` says where it is
     now, of the same size and fingerprint (:func:`check_moved_input`).
     """
+    if "mosaic" in inputs:  # many files read as one (tiler.io.mosaic)
+        from tiler.io import mosaic
+
+        return mosaic.reopen(inputs, moved_to, why)
     options = inputs.get("options", {})
     how = options.get("georeferencing", "file")
     if moved_to is None:
