@@ -27,7 +27,7 @@ from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 
 
 @click.command()
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=str))  # a path or a URL (s3://, https://...)
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option(
     "--config",
@@ -128,7 +128,8 @@ def run(
     device,
     quiet,
 ):
-    """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json."""
+    """Segment SRC (a GeoTIFF, or its URL: s3://, gs://, az://, https://) into DST:
+    labels.zarr, objects.parquet, run.json."""
     described = output.DEFAULT_PIPELINE if config is None else f"config {config}"
     if preset is not None:
         if config is not None:
