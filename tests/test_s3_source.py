@@ -284,3 +284,16 @@ def test_server_gone_mid_run_is_one_line_naming_the_url(tmp_path, cog, monkeypat
     message = str(raised.value)
     assert message.startswith(f"{URL}: cannot read window ") and "\n" not in message
     assert moto.secret not in message
+
+
+def test_a_missing_fsspec_backend_is_named():
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("gcsfs is installed here")
+    with pytest.raises(
+        InputError, match=r"^gs://b/o\.tif: reading gs:// URLs needs the package gcsfs"
+    ):
+        remote.identity("gs://b/o.tif")

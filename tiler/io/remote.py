@@ -151,10 +151,11 @@ def _filesystem(url: str):
             fs.retries = 1  # s3fs's own retries of failed requests, over botocore's
             return fs
         return fsspec.filesystem(scheme, skip_instance_cache=True)
-    except ImportError as exc:
+    except ImportError:
+        package = {"s3": "s3fs", "gs": "gcsfs", "az": "adlfs"}.get(scheme, "aiohttp")
         raise InputError(
-            f"{public_url(url)}: reading {scheme}:// URLs needs the package {exc.name} "
-            f"(pip install {exc.name})"
+            f"{public_url(url)}: reading {scheme}:// URLs needs the package {package} "
+            f"(pip install {package})"
         ) from None
 
 
