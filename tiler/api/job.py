@@ -22,6 +22,7 @@ from tiler.cluster import check_scheduler
 from tiler.cnn.blocks import aligned_chunks, wasteful
 from tiler.config import OnnxModel, Pipeline, load_pipeline, parse_pipeline
 from tiler.errors import ConfigError, InputError
+from tiler.io import remote
 from tiler.io.layout import plan_chunks
 from tiler.io.mosaic import changed_member, open_input
 from tiler.io.raster import GeoTiffSource
@@ -51,8 +52,10 @@ class Job:
 
     @property
     def src_path(self) -> Path | None:
-        """The input file, for the destination's checks; ``None`` for an in-memory source."""
-        return Path(self.source.path) if isinstance(self.source, GeoTiffSource) else None
+        """The input file, for the destination's checks; ``None`` for an in-memory one or a URL."""
+        if not isinstance(self.source, GeoTiffSource) or remote.is_url(self.source.path):
+            return None
+        return Path(self.source.path)
 
 
 def prepare(

@@ -20,7 +20,7 @@ import numpy as np
 from tiler import diagnostics, presets, resolution, resumption
 from tiler.config import Model, Pipeline
 from tiler.errors import OutputError
-from tiler.io import objects_table, output
+from tiler.io import objects_table, output, remote
 from tiler.io.finished import complete_manifest
 from tiler.io.input_identity import fingerprint
 from tiler.io.mosaic import MosaicSource
@@ -63,12 +63,11 @@ def identity_of(source: RasterSource, pipeline: Pipeline, chunks: tuple[int, int
         "width": source.width,
     }
     if isinstance(source, GeoTiffSource):
-        path = Path(source.path)
-        inputs.update(
-            size_bytes=path.stat().st_size,
-            fingerprint_sha256=fingerprint(path),
-            options=source.options,
-        )
+        if remote.is_url(source.path):  # two range reads: the same rule as a file's
+            size, digest = remote.identity(source.path)
+        else:
+            size, digest = Path(source.path).stat().st_size, fingerprint(Path(source.path))
+        inputs.update(size_bytes=size, fingerprint_sha256=digest, options=source.options)
     if isinstance(source, MosaicSource):
         inputs["mosaic"] = source.record
     return {

@@ -34,7 +34,7 @@ from tiler.cli.options import (
 )
 @click.option(
     "--src",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=str),  # a path or a URL
     default=None,
     help="The run's input, if it moved (checked against run.json's size and fingerprint).",
 )

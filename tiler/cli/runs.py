@@ -27,7 +27,7 @@ from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 
 
 @click.command()
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=str))  # a path or a URL (s3://, https://...)
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option(
     "--config",
@@ -134,7 +134,8 @@ def run(
     asset,
     quiet,
 ):
-    """Segment SRC (a GeoTIFF) into DST: labels.zarr, objects.parquet, run.json.
+    """Segment SRC (a GeoTIFF, or its URL: s3://, gs://, az://, https://) into DST:
+    labels.zarr, objects.parquet, run.json.
 
     SRC may also be a mosaic of GeoTIFFs read as one image: a directory, a quoted
     glob ('tiles/*.tif'), @LIST (a text file of paths), a .vrt, or a STAC JSON

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from tiler.errors import InputError
+from tiler.io import remote
 from tiler.io.open_raster import open_geotiff
 from tiler.io.raster import GeoTiffSource
 
@@ -75,7 +76,9 @@ def reopen(
         return mosaic.reopen(inputs, moved_to, why)
     options = inputs.get("options", {})
     how = options.get("georeferencing", "file")
-    if moved_to is None:
+    if remote.is_url(str(moved_to or inputs["path"])):  # by two range reads, not by stat
+        remote.check_identity(str(moved_to or inputs["path"]), inputs)
+    elif moved_to is None:
         check_unchanged(Path(inputs["path"]), inputs, why)
     else:
         check_moved_input(Path(moved_to), inputs)

@@ -16,6 +16,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError
 
 from tiler.errors import InputError, NotGeoreferenced
+from tiler.io import remote
 from tiler.io.raster import GeoTiffSource, _gdal_reason, _quiet_gdal
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS, MAX_COMPRESSION_RATIO, check_declared_size
 
@@ -26,7 +27,7 @@ MASK_MODES = ("dataset", "nodata", "alpha", "none")
 
 
 def open_geotiff(
-    path: str | os.PathLike,
+    path: str | os.PathLike,  # or a URL: s3://, gs://, az://, http(s):// (tiler.io.remote)
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_ratio: float | None = MAX_COMPRESSION_RATIO,
@@ -59,21 +60,21 @@ def open_geotiff(
     InputError
         With one line naming the file and the problem.
     """
-    path = Path(path)
     _quiet_gdal()
     if mask not in MASK_MODES:
         raise InputError(f"--mask: {mask!r} is not one of {', '.join(MASK_MODES)}")
     if assume_crs is not None and pixel_only:
         raise InputError("use --assume-crs or --pixel-only, not both")
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a GeoTIFF")
-    file_size = path.stat().st_size
-    if file_size == 0:
-        raise InputError(f"{path}: is an empty file, not a GeoTIFF")
+    url = str(path) if remote.is_url(path) else None
+    if url is not None:  # checked (and its errors said) through fsspec, then opened by GDAL
+        file_size = remote.identity(url)[0]
+        path, opened, stored = remote.public_url(url), remote.gdal_path(url), url
+    else:
+        path = Path(path)
+        file_size = _local_size(path)
+        opened = stored = str(path.resolve())
     try:
-        with rasterio.open(path, driver=driver) as ds:
+        with remote.reading(stored), rasterio.open(opened, driver=driver) as ds:
             check_declared_size(
                 ds, path, file_size, max_pixels, max_ratio if driver == "GTiff" else None
             )
@@ -81,7 +82,7 @@ def open_geotiff(
             alpha = tuple(i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha)
             _check_mask_mode(mask, path, ds.nodata, alpha)
             return GeoTiffSource(
-                path=str(path.resolve()),
+                path=stored,
                 height=ds.height,
                 width=ds.width,
                 count=ds.count,
@@ -97,10 +98,24 @@ def open_geotiff(
             )
     except RasterioError as exc:
         reason = _gdal_reason(exc)
-    if driver == "GTiff" and (advice := _other_format_advice(path, assume_crs, pixel_only)):
+    if url is not None:
+        raise InputError(remote.describe_gdal_error(url, reason))
+    if driver == "GTiff" and (advice := _other_format_advice(Path(path), assume_crs, pixel_only)):
         raise InputError(f"{path}: {advice}")
     kind = "GeoTIFF" if driver == "GTiff" else f"{driver} raster"
     raise InputError(f"{path}: not a readable {kind} ({reason})")
+
+
+def _local_size(path: Path) -> int:
+    """The size of the file at ``path``, or one line saying why it is no GeoTIFF to open."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a GeoTIFF")
+    file_size = path.stat().st_size
+    if file_size == 0:
+        raise InputError(f"{path}: is an empty file, not a GeoTIFF")
+    return file_size
 
 
 # Plain image formats that a file refused by the GTiff driver is tried with, only
@@ -137,7 +152,7 @@ def _other_format_advice(path: Path, assume_crs: str | None, pixel_only: bool) -
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
-def _georeferencing(ds, path: Path, assume_crs: str | None, pixel_only: bool):
+def _georeferencing(ds, path: Path | str, assume_crs: str | None, pixel_only: bool):
     """``(crs_wkt, transform, how)`` of an open dataset, or one line saying what is missing.
 
     Areas in m² and map coordinates are never made up: a file without a
@@ -176,7 +191,7 @@ def _georeferencing(ds, path: Path, assume_crs: str | None, pixel_only: bool):
         raise InputError(f"--assume-crs: {assume_crs!r} is not a CRS ({exc})") from None
 
 
-def _check_mask_mode(mask: str, path: Path, nodata, alpha: tuple[int, ...]) -> None:
+def _check_mask_mode(mask: str, path: Path | str, nodata, alpha: tuple[int, ...]) -> None:
     if mask == "nodata" and nodata is None:
         raise InputError(
             f"{path}: has no nodata value, which --mask nodata needs "

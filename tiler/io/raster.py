@@ -23,6 +23,7 @@ from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, Raster
 from rasterio.windows import Window as RioWindow
 
 from tiler.errors import InputError
+from tiler.io import remote
 from tiler.tiling import Window
 
 # GDAL settings for reading inside dask tasks, set by the tasks themselves so
@@ -103,6 +104,11 @@ def _open_cached(path: str, driver: str = "GTiff"):
     if handles is None:
         handles = _HANDLES.handles = {}
         _quiet_gdal()
+    if remote.is_url(path):  # read by ranges; the run checked its identity as it began
+        key: tuple = (path,)
+        if (ds := handles.get(key)) is None or ds.closed:
+            ds = handles[key] = rasterio.open(remote.gdal_path(path), driver=driver)
+        return ds
     stat = os.stat(path)
     key = (path, stat.st_mtime_ns, stat.st_size)
     ds = handles.get(key)
@@ -144,7 +150,8 @@ class GeoTiffSource:
 
     @property
     def name(self) -> str:
-        return self.path
+        """The path, or the URL without credentials or a signature (:func:`remote.public_url`)."""
+        return remote.public_url(self.path) if remote.is_url(self.path) else self.path
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -168,14 +175,15 @@ class GeoTiffSource:
     def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
         win = RioWindow(*window.xywh)
         try:
-            image, valid = self._read(_open_cached(self.path, self.driver), list(bands), win)
+            with remote.reading(self.path):  # a URL's GDAL options, set on the worker
+                image, valid = self._read(_open_cached(self.path, self.driver), list(bands), win)
         except RasterioError as exc:
-            reason = _gdal_reason(exc)
+            reason = remote.scrub(_gdal_reason(exc))
         else:
             return zero_invalid_non_finite(image, valid), valid
         # Raised outside the handler: the InputError carries no GDAL exception
         # as context, so it pickles cleanly back from a distributed worker.
-        raise InputError(f"{self.path}: cannot read window {window}: {reason}")
+        raise InputError(f"{self.name}: cannot read window {window}: {reason}")
 
     def _read(self, ds, bands: list[int], win: RioWindow) -> tuple[np.ndarray, np.ndarray]:
         """The bands and the valid mask, decoding each block once where GDAL allows."""

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import rasterio
 import shapely
 import zarr
 from rasterio.enums import ColorInterp
@@ -35,7 +34,7 @@ from tiler.analysis.rows import rounded as stand_rounded
 from tiler.errors import InputError, OutputError
 from tiler.executor import Executor
 from tiler.georef import pixel_area_m2
-from tiler.io import atomic, output
+from tiler.io import atomic, output, remote
 from tiler.io.finished import check_complete
 from tiler.io.input_identity import reopen
 from tiler.io.targets import claim, remove
@@ -297,7 +296,7 @@ def window_counts(source, bands, labels_path, transform, pyramid_path, k, window
 def display_bands(source) -> tuple[int, ...]:
     """The bands to look at: red, green and blue if tagged so, else the first three
     non-alpha bands, else the first band."""
-    with rasterio.open(source.path, driver=source.driver) as ds:
+    with remote.open_dataset(source.path, source.driver) as ds:
         interp = list(ds.colorinterp)
     rgb = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
     if all(c in interp for c in rgb):
