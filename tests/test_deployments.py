@@ -374,7 +374,7 @@ def test_compose_tiler_service_is_a_valid_tiler_run(compose):
     params = parse_tiler_run(argv_of(tiler["command"]))
     assert params["scheduler"] == "tcp://scheduler:8786"
     for path in (params["src"], params["dst"]):
-        assert path.is_relative_to(DATA), f"{path} is not on the shared mount"
+        assert Path(path).is_relative_to(DATA), f"{path} is not on the shared mount"
     assert tiler["depends_on"]["scheduler"]["condition"] == "service_healthy"
     assert tiler.get("restart", "no") == "no", "a one-shot job"
 
@@ -498,7 +498,7 @@ def test_kubernetes_job_runs_tiler_against_the_operator_scheduler_service(k8s):
     # The operator names the scheduler Service `<DaskCluster name>-scheduler`.
     assert params["scheduler"] == f"tcp://{name}-scheduler.{namespace}.svc.cluster.local:{port}"
     for path in (params["src"], params["dst"]):
-        assert path.is_relative_to(DATA), f"{path} is not on the shared volume"
+        assert Path(path).is_relative_to(DATA), f"{path} is not on the shared volume"
     assert params["resume"] is True, "a retried pod must continue, not start over"
 
 
