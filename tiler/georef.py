@@ -40,6 +40,16 @@ def map_xy(
     return a * (cols + 0.5) + b * (rows + 0.5) + c, d * (cols + 0.5) + e * (rows + 0.5) + f
 
 
+def image_bounds(
+    transform: tuple[float, ...], height: int, width: int
+) -> tuple[float, float, float, float]:
+    """``(xmin, ymin, xmax, ymax)`` in map coordinates of an image's four outer corners."""
+    a, b, c, d, e, f = transform[:6]
+    xs = [a * col + b * row + c for row in (0, height) for col in (0, width)]
+    ys = [d * col + e * row + f for row in (0, height) for col in (0, width)]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 def pixel_area_m2(crs_wkt: str, transform: tuple[float, ...], y: np.ndarray | float) -> np.ndarray:
     """The ground area in m² of one pixel whose centre has map coordinate ``y``.
 

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from tiler.analysis.field import GAP_SCHEMA, ROW_SCHEMA, FieldResult, field_stand
 from tiler.cluster import executor_for
 from tiler.errors import InputError, OutputError
+from tiler.georef import image_bounds
 from tiler.io import atomic, output
 from tiler.io.finished import check_complete
 from tiler.io.targets import claim, remove
@@ -156,7 +157,7 @@ def analyse(
             f"{dst}: a --pixel-only run has no map coordinates, which the rows are measured in"
         )
     crs_wkt = inputs["crs_wkt"]
-    bounds = _bounds(tuple(inputs["transform"]), inputs["height"], inputs["width"])
+    bounds = image_bounds(tuple(inputs["transform"]), inputs["height"], inputs["width"])
     frame, id_name = field_stats.load_fields(fields, field_id, crs_wkt, bounds)
     geometries = list(frame.geometry.values)
     import shapely
@@ -269,10 +270,3 @@ def lines(report: StandReport) -> list[str]:
             text += f"  emergence {row['emergence_pct']:.1f}%"
         out.append(text)
     return out + [f"{name}: {why}" for name, why in report.messages.items()]
-
-
-def _bounds(transform: tuple, height: int, width: int) -> tuple[float, float, float, float]:
-    a, b, c, d, e, f = transform[:6]
-    xs = [a * col + b * row + c for row in (0, height) for col in (0, width)]
-    ys = [d * col + e * row + f for row in (0, height) for col in (0, width)]
-    return min(xs), min(ys), max(xs), max(ys)

@@ -33,7 +33,7 @@ from tiler.analysis.rows import StandReport, analyse
 from tiler.analysis.rows import rounded as stand_rounded
 from tiler.errors import InputError, OutputError
 from tiler.executor import Executor
-from tiler.georef import pixel_area_m2
+from tiler.georef import image_bounds, pixel_area_m2
 from tiler.io import atomic, output, remote
 from tiler.io.finished import check_complete
 from tiler.io.input_identity import reopen
@@ -125,7 +125,7 @@ def build(
         index, manifest.get("config", {}), manifest["input"]["count"], str(dst)
     )
     transform = tuple(manifest["input"]["transform"])
-    bounds = _bounds(transform, source.height, source.width)
+    bounds = image_bounds(transform, source.height, source.width)
     crs_wkt = manifest["input"]["crs_wkt"]
     table_fields, id_name = field_stats.load_fields(fields, field_id, crs_wkt, bounds)
     objects = gpd.read_parquet(
@@ -319,12 +319,6 @@ def _input(manifest: dict, src: str | os.PathLike | None = None):
 def _corner(transform, row: float, col: float) -> tuple[float, float]:
     a, b, c, d, e, f = transform
     return a * col + b * row + c, d * col + e * row + f
-
-
-def _bounds(transform, height: int, width: int) -> tuple[float, float, float, float]:
-    corners = [_corner(transform, r, c) for r in (0, height) for c in (0, width)]
-    xs, ys = zip(*corners, strict=True)
-    return min(xs), min(ys), max(xs), max(ys)
 
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
