@@ -167,10 +167,8 @@ def _measured(settings: Settings, rows: Rows, local: np.ndarray, centre: np.ndar
     x = rows.spacing
     x_ref = settings.plant_spacing or (float(np.median(x)) if x.size else float("nan"))
     nrows, g = rows.count, rows.spacing_row
-    count = np.bincount(g, minlength=nrows)
+    mean, sd, cv = measures.spread(x, g, nrows)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(g, x, nrows) / count
-        sd = np.sqrt(np.bincount(g, (x - mean[g]) ** 2, nrows) / (count - 1))
         per_m = (rows.plants - 1) / rows.length
     is_gap = x > settings.gap_factor * x_ref
     per_row = {
@@ -179,8 +177,8 @@ def _measured(settings: Settings, rows: Rows, local: np.ndarray, centre: np.ndar
         "length_m": rows.length,
         "plants_per_m": np.where(rows.length > 0, per_m, np.nan),
         "spacing_mean_m": mean,
-        "spacing_sd_m": np.where(count > 1, sd, np.nan),
-        "spacing_cv": np.where(count > 1, sd / mean, np.nan),
+        "spacing_sd_m": sd,
+        "spacing_cv": cv,
         "doubles": np.bincount(g[x <= 0.5 * x_ref], minlength=nrows),
         "skips": np.bincount(g[x > 1.5 * x_ref], minlength=nrows),
         "gaps": np.bincount(g[is_gap], minlength=nrows),
@@ -212,7 +210,7 @@ def _summary(settings: Settings, stand: Stand, off_row: int) -> dict[str, float 
         emergence = per_m * settings.plant_spacing * 100
     else:
         emergence = float("nan")
-    mean, sd, cv = measures.spread(x)
+    mean, sd, cv = (float(v[0]) for v in measures.spread(x, np.zeros(x.size, np.int64), 1))
     classes = measures.gap_class(gaps["length_m"], settings.gap_classes)
     per_class = np.bincount(classes, minlength=len(settings.gap_classes) + 1)
     return {
@@ -220,7 +218,7 @@ def _summary(settings: Settings, stand: Stand, off_row: int) -> dict[str, float 
         "row_spacing_m": stand.row_spacing, "plant_spacing_m": x_ref, "plants_in_rows": plants,
         "off_row_objects": off_row, "row_length_m": length, "plants_per_row_m": per_m,
         "stand_per_ha": per_ha, "spacing_mean_m": mean, "spacing_sd_m": sd, "spacing_cv": cv,
-        "doubles": int((x <= 0.5 * x_ref).sum()), "skips": int((x > 1.5 * x_ref).sum()),
+        "doubles": int(rows["doubles"].sum()), "skips": int(rows["skips"].sum()),
         "gaps": len(gaps["length_m"]), "gap_length_m": float(gaps["length_m"].sum()),
         **dict(zip(measures.column_names(settings.gap_classes), per_class.tolist(), strict=True)),
         **measures.kachman_smith(x, x_ref), "emergence_pct": emergence,

@@ -24,13 +24,8 @@ KS_COLUMNS = ("multiples_pct", "miss_pct", "quality_of_feed_pct", "precision_pct
 def kachman_smith(spacings: np.ndarray, x_ref: float) -> dict[str, float]:
     """The four indices (percent) over ``spacings``; NaN where there are none."""
     x = np.asarray(spacings, dtype=np.float64)
-    if x.size == 0:
-        return dict.fromkeys(KS_COLUMNS, float("nan"))
-    multiples = float(np.mean(x <= 0.5 * x_ref)) * 100
-    miss = float(np.mean(x > 1.5 * x_ref)) * 100
-    good = x[(x > 0.5 * x_ref) & (x <= 1.5 * x_ref)]
-    precision = float(np.std(good, ddof=1)) / x_ref * 100 if good.size > 1 else float("nan")
-    return dict(zip(KS_COLUMNS, (multiples, miss, 100 - multiples - miss, precision), strict=True))
+    one = kachman_smith_grouped(x, np.zeros(x.size, dtype=np.int64), 1, x_ref)
+    return {name: float(values[0]) for name, values in one.items()}
 
 
 def kachman_smith_grouped(
@@ -46,13 +41,24 @@ def kachman_smith_grouped(
     with np.errstate(invalid="ignore", divide="ignore"):
         multiples = share(x <= 0.5 * x_ref)
         miss = share(x > 1.5 * x_ref)
-        ok = (x > 0.5 * x_ref) & (x <= 1.5 * x_ref)
-        n = np.bincount(group[ok], minlength=n_groups).astype(np.float64)
-        mean = np.bincount(group[ok], x[ok], n_groups) / n
-        deviation = x[ok] - mean[group[ok]]
-        variance = np.bincount(group[ok], deviation * deviation, n_groups) / (n - 1)
-        precision = np.where(n > 1, np.sqrt(variance) / x_ref * 100, np.nan)
+    ok = (x > 0.5 * x_ref) & (x <= 1.5 * x_ref)
+    precision = spread(x[ok], group[ok], n_groups)[1] / x_ref * 100
     return dict(zip(KS_COLUMNS, (multiples, miss, 100 - multiples - miss, precision), strict=True))
+
+
+def spread(
+    spacings: np.ndarray, group: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, standard deviation (n - 1) and coefficient of variation of the spacings of
+    each group: NaN for a group without spacings (mean) or with one (SD, CV)."""
+    x = np.asarray(spacings, dtype=np.float64)
+    count = np.bincount(group, minlength=n_groups).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(group, x, n_groups) / count
+        deviation = x - mean[group]
+        variance = np.bincount(group, deviation * deviation, n_groups) / (count - 1)
+        sd = np.where(count > 1, np.sqrt(variance), np.nan)
+        return mean, sd, sd / mean
 
 
 def class_names(edges: tuple[float, ...]) -> list[str]:
@@ -74,13 +80,3 @@ def column_names(edges: tuple[float, ...]) -> list[str]:
 def gap_class(length: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     """The class index of each gap length: ``i`` for ``edges[i-1] <= length < edges[i]``."""
     return np.searchsorted(np.asarray(edges, dtype=np.float64), length, side="right")
-
-
-def spread(spacings: np.ndarray) -> tuple[float, float, float]:
-    """Mean, standard deviation (n - 1) and coefficient of variation of spacings."""
-    x = np.asarray(spacings, dtype=np.float64)
-    if x.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(x.mean())
-    sd = float(x.std(ddof=1)) if x.size > 1 else float("nan")
-    return mean, sd, sd / mean if mean > 0 else float("nan")
