@@ -7,26 +7,25 @@ as the run opened it, and a moved input only if it is the very same file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from tiler.errors import InputError
 from tiler.io import remote
+from tiler.io.fingerprint import CHUNK, digest
 from tiler.io.open_raster import open_geotiff
 from tiler.io.raster import GeoTiffSource
 
 
-def fingerprint(path: Path, chunk: int = 1 << 20) -> str:
-    """A quick identity of a large file: its size and the SHA-256 of its first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
+def fingerprint(path: Path, chunk: int = CHUNK) -> str:
+    """A quick identity of a large file: :func:`tiler.io.fingerprint.digest` of its bytes."""
     with path.open("rb") as f:
-        digest.update(f.read(chunk))
-        if size > chunk:
-            f.seek(max(size - chunk, chunk))
-            digest.update(f.read(chunk))
-    return digest.hexdigest()
+
+        def read(start: int, stop: int) -> bytes:
+            f.seek(start)
+            return f.read(stop - start)
+
+        return digest(path.stat().st_size, read, chunk)
 
 
 def check_moved_input(path: Path, inputs: dict) -> None:

@@ -24,12 +24,12 @@ same fingerprint.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from tiler.errors import InputError
+from tiler.io.fingerprint import CHUNK, digest
 
 # URL scheme -> GDAL virtual file system.
 VSI_PREFIX = {
@@ -59,7 +59,6 @@ READ_OPTIONS = {
     "GDAL_HTTP_CONNECTTIMEOUT": "10",
     "GDAL_HTTP_TIMEOUT": "60",
 }
-_MIB = 1 << 20
 # Never written anywhere by tiler; masked in any message that quotes a server's answer.
 SECRET_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -185,10 +184,10 @@ def _endpoint_note(url: str) -> str:
     return ""
 
 
-def identity(url: str, chunk: int = _MIB) -> tuple[int, str]:
+def identity(url: str, chunk: int = CHUNK) -> tuple[int, str]:
     """``(size_bytes, fingerprint)`` of the object at ``url``, by two range reads.
 
-    The fingerprint is :func:`tiler.io.input_identity.fingerprint`'s: the
+    The fingerprint is a file's (:func:`tiler.io.fingerprint.digest`): the
     SHA-256 of the size and of the first and last MiB.
 
     Raises
@@ -203,10 +202,7 @@ def identity(url: str, chunk: int = _MIB) -> tuple[int, str]:
         if info.get("type") == "directory":
             raise InputError(f"{public_url(url)}: is a directory (a prefix), not a GeoTIFF")
         size = int(info["size"])
-        digest = hashlib.sha256(str(size).encode())
-        digest.update(fs.cat_file(url, start=0, end=min(chunk, size)))
-        if size > chunk:
-            digest.update(fs.cat_file(url, start=max(size - chunk, chunk), end=size))
+        sha = digest(size, lambda start, stop: fs.cat_file(url, start=start, end=stop), chunk)
     except InputError:
         raise
     except Exception as exc:  # botocore, aiohttp and fsspec errors alike
@@ -214,7 +210,7 @@ def identity(url: str, chunk: int = _MIB) -> tuple[int, str]:
     else:
         if size == 0:
             raise InputError(f"{public_url(url)}: is an empty object, not a GeoTIFF")
-        return size, digest.hexdigest()
+        return size, sha
     raise InputError(f"{public_url(url)}: cannot read{_endpoint_note(url)}: {reason}")
 
 
