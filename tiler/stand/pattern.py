@@ -116,17 +116,15 @@ def scan(xy: np.ndarray, azimuth: float | None = None, spacing: float | None = N
     else:
         lo, hi = 0.8 * d_nn, max(0.8 * d_nn, min(50 * d_nn, float(np.ptp(fine, axis=0).max()) / 3))
     trials = 1
-    best_a, best_f = 0.0, 1.0 / lo
-    family = [best_f]
-    for points, step_of in ((coarse, None), (fine, best_a)):
+    best_a, family, coarse_step = 0.0, [1.0 / lo], None
+    for points in (coarse, fine):
         extent = float(np.ptp(points, axis=0).max()) + lo
         step = np.degrees(lo / (4 * extent))
         if azimuth is not None:
             azimuths = np.array([azimuth % 180.0])
-        elif step_of is None:
+        elif coarse_step is None:
             azimuths = np.arange(0.0, 180.0, step)
-        else:
-            coarse_step = np.degrees(lo / (4 * (float(np.ptp(coarse, axis=0).max()) + lo)))
+        else:  # within three coarse steps of the coarse scan's best
             azimuths = (best_a + np.arange(-3 * coarse_step, 3 * coarse_step, step)) % 180.0
         bin_m = lo / 6
         nbins = fft.next_fast_len(int(np.ceil(1.42 * extent / bin_m)) + 1)
@@ -139,9 +137,11 @@ def scan(xy: np.ndarray, azimuth: float | None = None, spacing: float | None = N
         i, j = np.unravel_index(int(np.argmax(spectra)), spectra.shape)
         best_a = float(azimuths[i])
         family = _family(spectra[i], freqs, int(j), band)
+        coarse_step = step
     if spacing is None:
-        best_f = _fundamental(fine @ normal(best_a), family)
-    best_s = spacing if spacing is not None else _polish(fine, best_a, 1 / best_f)
+        best_s = _polish(fine, best_a, 1 / _fundamental(fine @ normal(best_a), family))
+    else:
+        best_s = spacing
     r = strength(fine, best_a, best_s)
     needed = max(MIN_STRENGTH, float(np.sqrt((np.log(trials) + SIGNIFICANCE) / len(fine))))
     radius = float(np.sqrt(np.einsum("ij,ij->i", fine, fine).max()))
