@@ -26,6 +26,12 @@ from tiler.cli.options import Metres
 from tiler.errors import ConfigError
 
 
+def _rate_option(flag: str, default: float, help: str):
+    """A probability option of the field's layout (checked by :func:`_rate`)."""
+    return click.option(flag, type=float, default=default, show_default=True, metavar="RATE",
+                        help=help)  # fmt: skip
+
+
 def _rate(name: str, value: float) -> float:
     if not 0 <= value <= 1:
         raise ConfigError(f"{name}: a rate is between 0 and 1, got {value:g}")
@@ -112,38 +118,10 @@ def _seeds(text: str) -> list[int]:
     metavar="AMPLITUDE,WAVELENGTH",
     help="Sideways sine wave of the rows, e.g. 0.3m,40m (default: straight).",
 )
-@click.option(
-    "--skips",
-    type=float,
-    default=0.0,
-    show_default=True,
-    metavar="RATE",
-    help="Probability that a slot starts a skip of 2 to 6 missing plants.",
-)
-@click.option(
-    "--doubles",
-    type=float,
-    default=0.0,
-    show_default=True,
-    metavar="RATE",
-    help="Probability that a plant has a second one next to it.",
-)
-@click.option(
-    "--missing",
-    type=float,
-    default=0.07,
-    show_default=True,
-    metavar="RATE",
-    help="Probability that a single plant is missing.",
-)
-@click.option(
-    "--weeds",
-    type=float,
-    default=0.12,
-    show_default=True,
-    metavar="RATE",
-    help="Probability of a weed in each 1 m slot between two rows.",
-)
+@_rate_option("--skips", 0.0, "Probability that a slot starts a skip of 2 to 6 missing plants.")
+@_rate_option("--doubles", 0.0, "Probability that a plant has a second one next to it.")
+@_rate_option("--missing", 0.07, "Probability that a single plant is missing.")
+@_rate_option("--weeds", 0.12, "Probability of a weed in each 1 m slot between two rows.")
 def synthetic(out, seeds, extent, pixel_size, row_angle, curvature, skips, doubles, missing, weeds):
     """Write synthetic row-crop fields to OUT: field-<seed>.tif, its plant centres
     field-<seed>.csv (x,y in map coordinates), for `tiler train` and `tiler evaluate`,
