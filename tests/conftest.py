@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import rasterio
@@ -18,6 +19,12 @@ from tiler.executor import Executor
 from tiler.io.objects_table import object_columns
 from tiler.passes import PassRunner, Segmentation, segment, write_labels
 from tiler.tiling import TileGrid
+
+# distributed's worker profiler samples sys._current_frames() every 10 ms; on CPython 3.11
+# that can deadlock against the garbage collector (seen once here: a LocalCluster run hung
+# in Worker.trigger_profile -> _PyThread_CurrentFrames -> gc_collect_main). The tests read
+# no profile, so they run without it.
+dask.config.set({"distributed.worker.profile.enabled": False})
 
 DATA = Path(__file__).parent / "data"
 UTM = "EPSG:32611"
