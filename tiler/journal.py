@@ -18,6 +18,12 @@ atomic renames (zarr's LocalStore), so a tile logged as done has its chunks
 on disk; a tile killed mid-way is recomputed and its chunks rewritten with
 the same bytes.
 
+In object storage (a DST in a bucket, :mod:`tiler.io.stores`), which cannot
+append, a pass's log is a series of segments (``003-label.log.000001``, ...),
+each the records that arrived since the last, written at most once a
+second and when the pass ends: a run killed meanwhile computes those tiles
+again.
+
 The logs are pickles written by tiler into its own work folder; like the
 Zarr stores beside them, they are trusted as much as DST itself.
 """
@@ -27,63 +33,97 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import shutil
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tiler.errors import OutputError
-from tiler.io import atomic
+from tiler.io import atomic, stores
 
 IDENTITY = "attempt.json"
 CACHES = "caches"
 _HEADER = struct.Struct("<IQI")  # tile index, payload length, crc32 of the payload
+# In object storage, a pass's new records are written as a segment at most this often.
+SEGMENT_SECONDS = 1.0
 
 
 @dataclass
 class PassLog:
     """The finished tiles of one pass: their results, and the file that records new ones."""
 
-    path: Path | None
+    path: Any  # a Path, a UPath in object storage (see the module), or None
     done: dict[int, Any] = field(default_factory=dict)
     reused: int = 0
+    segments: int = 0  # in object storage: the segments written so far
+    pending: bytearray = field(default_factory=bytearray)
+    flushed: float = field(default_factory=time.monotonic)
 
     def record(self, index: int, value: Any) -> None:
         self.done[index] = value
         if self.path is None:
             return
         payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        with self.path.open("ab") as f:
-            f.write(_HEADER.pack(index, len(payload), zlib.crc32(payload)) + payload)
+        record = _HEADER.pack(index, len(payload), zlib.crc32(payload)) + payload
+        if not stores.is_remote(self.path):
+            with self.path.open("ab") as f:
+                f.write(record)
+            return
+        self.pending += record
+        if time.monotonic() - self.flushed >= SEGMENT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """In object storage: write the records not yet written, as the next segment."""
+        if self.pending:
+            self.segments += 1
+            _segment(self.path, self.segments).write_bytes(bytes(self.pending))
+            self.pending.clear()
+        self.flushed = time.monotonic()
 
     @classmethod
-    def load(cls, path: Path) -> PassLog:
+    def load(cls, path: Any) -> PassLog:
         log = cls(path)
-        if not path.exists():
-            return log
-        data = path.read_bytes()
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            index, length, crc = _HEADER.unpack_from(data, offset)
-            start, end = offset + _HEADER.size, offset + _HEADER.size + length
-            payload = data[start:end]
-            if len(payload) != length or zlib.crc32(payload) != crc:
-                break
-            log.done[index] = pickle.loads(payload)
-            offset = end
-        if offset != len(data):  # a record cut short by a kill: drop it and what follows
-            with path.open("r+b") as f:
-                f.truncate(offset)
+        if stores.is_remote(path):
+            while (segment := _segment(path, log.segments + 1)).exists():
+                data = segment.read_bytes()
+                if _read_records(data, log.done) != len(data):  # cannot be: PUTs are whole
+                    raise OutputError(f"{segment}: a journal segment cut short; start again")
+                log.segments += 1
+        elif path.exists():
+            data = path.read_bytes()
+            if (offset := _read_records(data, log.done)) != len(data):
+                with path.open(
+                    "r+b"
+                ) as f:  # a record cut short by a kill: drop it and what follows
+                    f.truncate(offset)
         log.reused = len(log.done)
         return log
+
+
+def _segment(path: Any, number: int) -> Any:
+    return path.with_name(f"{path.name}.{number:06d}")
+
+
+def _read_records(data: bytes, done: dict[int, Any]) -> int:
+    """Read the whole records of ``data`` into ``done``; the offset where they end."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        index, length, crc = _HEADER.unpack_from(data, offset)
+        start, end = offset + _HEADER.size, offset + _HEADER.size + length
+        payload = data[start:end]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            break
+        done[index] = pickle.loads(payload)
+        offset = end
+    return offset
 
 
 class Journal:
     """The passes of one run and their finished tiles (``root=None``: keep nothing)."""
 
-    def __init__(self, root: Path | None, attempt: int = 1, stale_caches: tuple[str, ...] = ()):
+    def __init__(self, root: Any, attempt: int = 1, stale_caches: tuple[str, ...] = ()):
         self.root = root
         self.attempt = attempt
         self.passes: list[dict[str, Any]] = []
@@ -93,13 +133,14 @@ class Journal:
     def note_cache(self, cache: str) -> None:
         """Remember this attempt's value cache, so that a later attempt can free it."""
         if self.root is not None:
-            with (self.root / CACHES).open("a") as f:
-                f.write(cache + "\n")
+            path = self.root / CACHES
+            before = path.read_text() if path.exists() else ""
+            atomic.write_text(path, before + cache + "\n")
 
     @classmethod
-    def start(cls, workdir: Path, identity: dict[str, Any], *, resume: bool) -> Journal:
+    def start(cls, workdir: Any, identity: dict[str, Any], *, resume: bool) -> Journal:
         """Begin (or, with ``resume``, continue) the journal of the run ``identity`` describes."""
-        root = Path(workdir) / "journal"
+        root = stores.folder(workdir) / "journal"
         attempt = 1
         caches = root / CACHES
         stale = tuple(caches.read_text().split("\n")[:-1]) if caches.exists() else ()
@@ -108,13 +149,13 @@ class Journal:
             difference = describe_change(previous.get("run", {}), identity)
             if difference:
                 raise OutputError(
-                    f"{Path(workdir).parent}: cannot resume: {difference} since the first "
+                    f"{root.parent.parent}: cannot resume: {difference} since the first "
                     "attempt; pass --overwrite to start again"
                 )
             attempt = int(previous.get("attempt", 1)) + 1
-        elif root.exists():
-            shutil.rmtree(root)
-        root.mkdir(parents=True, exist_ok=True)
+        else:
+            stores.remove(root)
+        stores.make_folder(root)
         text = json.dumps({"run": identity, "attempt": attempt}, indent=2, default=str)
         atomic.write_text(root / IDENTITY, text + "\n")
         caches.unlink(missing_ok=True)
@@ -128,7 +169,11 @@ class Journal:
         else:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
             path = self.root / f"{number:03d}-{slug}.log"
-            stray = [p for p in self.root.glob(f"{number:03d}-*.log") if p != path]
+            stray = [
+                p
+                for p in self.root.glob(f"{number:03d}-*")
+                if p.name != path.name and not p.name.startswith(f"{path.name}.")
+            ]
             if stray:
                 raise OutputError(
                     f"{self.root}: the journal's pass {number} is {stray[0].name}, not {name!r}; "

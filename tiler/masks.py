@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
 
 from tiler import cache as value_cache
 from tiler.cnn.blocks import StoredConfidence
 from tiler.config import CannyEdges, Pipeline
 from tiler.inference import model_mask
+from tiler.io import stores
 from tiler.kernels.edges import canny_masks
 from tiler.kernels.label import label, relabel
 from tiler.kernels.threshold import code_foreground
@@ -71,7 +71,7 @@ class StoredMask:
     shape: tuple[int, int]
 
     def read(self, window: Window) -> np.ndarray:
-        return np.asarray(zarr.open_array(self.path, mode="r")[window.slices], dtype=bool)
+        return np.asarray(stores.open_array(self.path, mode="r")[window.slices], dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -204,4 +204,4 @@ class TileMask:
 
 def write_chunk(path: str, window: Window, values: np.ndarray) -> None:
     """Write ``values`` into the chunk of the Zarr array at ``path`` that ``window`` is."""
-    zarr.open_array(path, mode="r+")[window.slices] = values
+    stores.open_array(path, mode="r+")[window.slices] = values

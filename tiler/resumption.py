@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tiler.errors import OutputError
-from tiler.io import output
+from tiler.io import output, stores
 from tiler.io.finished import complete_manifest
 from tiler.journal import describe_change
 
@@ -27,7 +27,7 @@ ADVICE = "leave it out to continue the run as it was, or pass --overwrite to sta
 def recorded(dst: Path) -> dict[str, Any] | None:
     """What the run in ``dst`` is of: its journal's record if unfinished, else its run.json's."""
     try:
-        return json.loads((Path(dst) / output.JOURNAL_IDENTITY).read_text())["run"]
+        return json.loads((stores.folder(dst) / output.JOURNAL_IDENTITY).read_text())["run"]
     except (FileNotFoundError, NotADirectoryError):
         pass
     except (ValueError, KeyError, TypeError) as exc:

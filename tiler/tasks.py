@@ -11,10 +11,10 @@ graphs that call them are built in :mod:`tiler.plan`.
 from __future__ import annotations
 
 import numpy as np
-import zarr
 
 from tiler.config import Split
 from tiler.errors import TileError, TilerError
+from tiler.io import stores
 from tiler.kernels.edges import component_has_strong
 from tiler.kernels.label import Edges, TileStats, label, relabel, tile_stats
 from tiler.masks import MaskBase, TileMask, write_chunk
@@ -115,7 +115,7 @@ def assign_split(
     Returns the provisional ids of the local labels, their partial statistics
     and the two fallback counts (see :func:`tiler.split.assign_core`).
     """
-    shape = zarr.open_array(path, mode="r").shape
+    shape = stores.open_array(path, mode="r").shape
     cropped = [other.crop(tile.extent) for other in others]
     core = assign_core(tile, cropped, stride=stride, image_shape=shape)
     write_chunk(path, tile.core, core.labels)
@@ -124,7 +124,7 @@ def assign_split(
 
 def write_split_labels(local: str, window: Window, lut: np.ndarray, path: str) -> None:
     """Relabel a tile's kept local split labels with its slice of the final look-up table."""
-    labels = zarr.open_array(local, mode="r")[window.slices]
+    labels = stores.open_array(local, mode="r")[window.slices]
     write_chunk(path, window, relabel(labels, lut))
 
 
@@ -136,7 +136,7 @@ def points_tile(
     Returns the peak ids of the local labels, their partial statistics, and
     the ids and confidences of the peaks in the core.
     """
-    shape = zarr.open_array(path, mode="r").shape
+    shape = stores.open_array(path, mode="r").shape
     core = points_core(read, window, shape, settings)
     write_chunk(path, window, core.labels)
     return core.ids, core.stats, core.owned, core.confidence

@@ -22,7 +22,7 @@ from tiler.cluster import check_scheduler
 from tiler.cnn.blocks import aligned_chunks, wasteful
 from tiler.config import OnnxModel, Pipeline, load_pipeline, parse_pipeline
 from tiler.errors import ConfigError, InputError
-from tiler.io import remote
+from tiler.io import remote, stores
 from tiler.io.layout import plan_chunks
 from tiler.io.mosaic import changed_member, open_input
 from tiler.io.raster import GeoTiffSource
@@ -42,7 +42,7 @@ WARN_PIXELS = WARN_STRIPED_PIXELS = DEFAULT_CHUNK_SIZE * DEFAULT_CHUNK_SIZE
 class Job:
     """One run, prepared: what it reads, how, in which tiles, and what it is of."""
 
-    dst: Path
+    dst: Any  # a Path, or a UPath in object storage (tiler.io.stores)
     source: RasterSource
     pipeline: Pipeline  # resolved against the source; in pixels
     grid: TileGrid
@@ -72,7 +72,7 @@ def prepare(
     asset: str | None = None,
 ) -> Job:
     """The job of ``tiler.run``'s arguments; every refusal here leaves ``dst`` untouched."""
-    dst = Path(dst)
+    dst = stores.folder(dst)
     before = resumption.recorded(dst) if resume else None
     settings = given.completed(before)  # resuming: what is left out is the run's
     pipeline = _pipeline(settings.config)

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tiler import cache as value_cache
 from tiler import resumption
@@ -24,7 +25,7 @@ from tiler.api.record import RunResult, finished
 from tiler.cluster import in_this_process, on_this_machine
 from tiler.errors import TileError
 from tiler.executor import Executor
-from tiler.io import destination, output
+from tiler.io import destination, output, stores
 from tiler.journal import Journal
 from tiler.tiling import TileGrid
 
@@ -37,9 +38,10 @@ MEMORY_CACHE_BYTES = 2 * 2**30
 class Workspace:
     """DST while a run writes it: its work folder, the journal and the lock."""
 
-    workdir: Path
+    workdir: Any  # a Path, or a UPath in object storage (tiler.io.stores)
     journal: Journal
     lock: destination.DestinationLock
+    log: Callable[[str], None]
     cache: str | None = None  # the Otsu passes' value cache, dropped when the run ends
 
     def value_cache(self, grid: TileGrid, executor: Executor) -> str:
@@ -55,7 +57,10 @@ class Workspace:
         resumed; failing to remove it must not undo a complete run.
         """
         self.lock.mark_complete()  # a complete DST keeps no lock file
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            stores.remove(self.workdir)
+        except Exception as exc:  # the run is complete all the same; say what is left
+            self.log(f"{self.workdir}: could not remove the work folder ({exc!r}); remove it")
 
 
 @contextlib.contextmanager
@@ -64,9 +69,14 @@ def workspace(
 ) -> Iterator[Workspace]:
     """DST locked and prepared for ``job``, its journal started, until the run ends."""
     dst, grid = job.dst, job.grid
-    created = not dst.exists()
-    # Held until the run returns or raises; a second run into dst is refused here, touching nothing.
-    lock = destination.lock_destination(dst, job.src_path)
+    try:
+        created = not dst.exists()
+        # Held until the run returns or raises; a second run into dst is refused here, touching
+        # nothing.
+        lock = destination.lock_destination(dst, job.src_path)
+    except Exception as exc:  # object storage refusing the credentials, say: one line
+        destination.raise_for_write_error(dst, exc)
+        raise
     try:
         workdir = destination.prepare_destination(
             dst, job.src_path, overwrite=overwrite, resume=resume
@@ -82,7 +92,7 @@ def workspace(
         lock.release(remove_dst=created)
         destination.raise_for_write_error(dst, exc)
         raise
-    space = Workspace(workdir, journal, lock)
+    space = Workspace(workdir, journal, lock, log)
     try:
         for stale in journal.stale_caches:
             value_cache.drop(stale)
@@ -90,10 +100,15 @@ def workspace(
             log(f"resuming: attempt {journal.attempt}")
         yield space
     except BaseException as exc:
-        if isinstance(exc, (KeyboardInterrupt, TileError)) and destination.disk_error(exc) is None:
-            # Interrupted, or a tile's workers died: keep what is done for --resume.
-            if (workdir / "journal").exists():
+        lost = destination.storage_error(dst, exc) is not None
+        if lost or (
+            isinstance(exc, (KeyboardInterrupt, TileError)) and destination.disk_error(exc) is None
+        ):
+            # Interrupted, a tile's workers died, or object storage failed: keep what is done
+            # for --resume (in object storage, the journal is there if the run got this far).
+            if lost or (workdir / "journal").exists():
                 log(f"{dst}: {resumption.RESUME_HINT}")
+            destination.raise_for_write_error(dst, exc)
             raise
         # Anything else, a full disk included (in a tile or not): remove what was written.
         destination.discard_partial(dst, created=created)
@@ -115,13 +130,13 @@ def already_complete(job: Job, log: Callable[[str], None]) -> RunResult | None:
         lock = destination.lock_destination(dst, job.src_path)
         lock.mark_complete()
         try:
-            shutil.rmtree(dst / output.WORKDIR, ignore_errors=True)
+            stores.remove(dst / output.WORKDIR)
         finally:
             lock.release()
     return done
 
 
-def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Path) -> str:
+def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Any) -> str:
     """Where the Otsu passes keep each tile's values (see :mod:`tiler.cache`).
 
     In memory when every task runs in this process and the values (9 bytes
@@ -132,7 +147,8 @@ def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Path) -> str
     pass keeps compressed bin codes in DST's work folder (writing the values
     themselves there is slower than recomputing them: 1.07 gigapixels took
     72 s with such a file cache, 59 s recomputing; with the codes, see
-    benchmarks/README.md). Remote workers recompute.
+    benchmarks/README.md); for a DST in object storage, in a local temporary
+    folder. Remote workers recompute.
     """
     estimate = 9 * grid.shape[0] * grid.shape[1] * 1.1
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -143,5 +159,7 @@ def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Path) -> str
         if estimate < 0.25 * min(shutil.disk_usage(shm).free, available):
             return tempfile.mkdtemp(prefix="tiler-values-", dir=shm)
     if on_this_machine(executor):
+        if stores.is_remote(workdir):
+            return value_cache.codes_cache(tempfile.mkdtemp(prefix="tiler-codes-"))
         return value_cache.codes_cache(workdir / "codes")
     return value_cache.NONE

@@ -28,7 +28,7 @@ from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 
 @click.command()
 @click.argument("src", type=click.Path(path_type=str))  # a path or a URL (s3://, https://...)
-@click.argument("dst", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=str))  # a folder, or s3:// gs:// az:// prefix
 @click.option(
     "--config",
     "-c",
@@ -134,7 +134,8 @@ def run(
     asset,
     quiet,
 ):
-    """Segment SRC (a GeoTIFF, or its URL: s3://, gs://, az://, https://) into DST:
+    """Segment SRC (a GeoTIFF, or its URL: s3://, gs://, az://, https://) into DST
+    (a folder, or a prefix in object storage: s3://bucket/out/, gs://, az://):
     labels.zarr, objects.parquet, run.json.
 
     SRC may also be a mosaic of GeoTIFFs read as one image: a directory, a quoted

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import zarr
 
 from tiler.cnn.session import session
 from tiler.errors import ModelError
+from tiler.io import stores
 from tiler.source import RasterSource
 from tiler.steps.onnx_model import OnnxModel
 from tiler.tiling import Window
@@ -181,7 +181,7 @@ class StoredConfidence:
 
     def read(self, window: Window) -> np.ndarray:
         clipped = window.intersection(Window.whole(self.shape))
-        return np.asarray(zarr.open_array(self.path, mode="r")[clipped.slices], dtype=np.float32)
+        return np.asarray(stores.open_array(self.path, mode="r")[clipped.slices], dtype=np.float32)
 
 
 def write_confidence(
@@ -189,4 +189,4 @@ def write_confidence(
 ) -> None:
     """One tile's confidence, 0 at invalid pixels, into its chunk of the store at ``path``."""
     conf, valid = confidence_and_valid(source, bands, model, window)
-    zarr.open_array(path, mode="r+")[window.slices] = np.where(valid, conf, np.float32(0))
+    stores.open_array(path, mode="r+")[window.slices] = np.where(valid, conf, np.float32(0))

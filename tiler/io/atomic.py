@@ -7,6 +7,10 @@ for data in hand. A failed write leaves the previous file, and no temporary
 one. A folder (a Zarr store) is written under its temporary name by its
 writer, which may resume into it, and put in place by :func:`publish_folder`.
 
+In object storage (a ``UPath`` of :mod:`tiler.io.stores`) there are no
+renames, and none are needed: an object appears whole when its one PUT ends,
+so it is written under its final name.
+
 Imports nothing of tiler: every layer that writes (the caches, the journal,
 the synthetic test images, the outputs) uses it.
 """
@@ -16,9 +20,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Any
+
+
+def in_object_storage(path: Any) -> bool:
+    """Whether ``path`` is a path in object storage (a ``UPath`` with a file system)."""
+    return not isinstance(path, (str, PurePath)) and hasattr(path, "fs")
 
 
 def partial_name(path: str | os.PathLike, *, unique: bool = False) -> Path:
@@ -33,12 +44,19 @@ def partial_name(path: str | os.PathLike, *, unique: bool = False) -> Path:
 
 
 @contextlib.contextmanager
-def replacing(path: str | os.PathLike, partial: Path | None = None) -> Iterator[Path]:
+def replacing(path: Any, partial: Path | None = None) -> Iterator[Path]:
     """Yield a temporary name to write; rename it to ``path`` if the block succeeds.
 
     ``partial``: the temporary name (default :func:`partial_name`); it is
     removed whatever happens, so a failed write leaves nothing of its own.
+    In object storage the temporary file is local, and uploaded in one PUT.
     """
+    if in_object_storage(path):
+        with tempfile.TemporaryDirectory(prefix="tiler-upload-") as folder:
+            local = Path(folder) / path.name
+            yield local
+            path.fs.put_file(str(local), path.path)
+        return
     path = Path(path)
     partial = partial_name(path) if partial is None else partial
     try:
@@ -48,14 +66,17 @@ def replacing(path: str | os.PathLike, partial: Path | None = None) -> Iterator[
         partial.unlink(missing_ok=True)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, *, unique: bool = False) -> Path:
+def write_bytes(path: Any, data: bytes, *, unique: bool = False) -> Any:
     """Write ``data`` to ``path`` atomically (``unique``: see :func:`partial_name`)."""
+    if in_object_storage(path):
+        path.write_bytes(data)
+        return path
     with replacing(path, partial_name(path, unique=unique)) as partial:
         partial.write_bytes(data)
     return Path(path)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: Any, text: str) -> Any:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return write_bytes(path, text.encode("utf-8"))
 

@@ -10,6 +10,11 @@ before ``run.json``) leaves its journal beside the final names; ``--resume``
 takes them back as its own (see :func:`prepare_destination` and
 :func:`tiler.io.label_store.create_label_store`). A full disk is the user's
 to fix: :func:`raise_for_write_error` says so in one line.
+
+A DST in object storage (:mod:`tiler.io.stores`) has no lock: one run at a
+time per prefix is the user's to ensure. Its requests refused or failing
+(credentials, a missing bucket, an endpoint gone) are one line too, and
+what is written stays for ``--resume``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import errno
 import fcntl
 import os
 from pathlib import Path
+from typing import Any
 
 from tiler.errors import OutputError
-from tiler.io import targets
+from tiler.io import remote, stores, targets
 from tiler.io.output import (
     JOURNAL_IDENTITY,
     LABELS,
@@ -34,9 +40,9 @@ from tiler.io.output import (
 )
 
 
-def _check_destination(dst: Path, src: Path | None) -> None:
+def _check_destination(dst: Any, src: Path | None) -> None:
     """Refuse a ``dst`` that is, or holds, the input, or is not a directory (touches nothing)."""
-    if src is not None:
+    if src is not None and not stores.is_remote(dst):
         src = Path(src).resolve()
         if dst.resolve() == src or dst.resolve() in src.parents:
             raise OutputError(
@@ -61,7 +67,7 @@ class DestinationLock:
     ``dst`` as it found it.
     """
 
-    def __init__(self, dst: Path, fd: int | None, previous: bytes | None = None):
+    def __init__(self, dst: Any, fd: int | None, previous: bytes | None = None):
         self.dst = dst
         self._fd = fd
         self._previous = previous  # the file's content before this run took it over
@@ -89,8 +95,8 @@ class DestinationLock:
             finally:
                 os.close(self._fd)
                 self._fd = None
-        if remove_dst and self.dst.is_dir() and not any(self.dst.iterdir()):
-            self.dst.rmdir()
+        if remove_dst and not stores.is_remote(self.dst):
+            _remove_if_empty(self.dst)
 
     def _restore(self) -> bool:
         """Put back the content the file had before; False if the disk refuses (it is full,
@@ -121,16 +127,19 @@ def _open_lock_file(path: Path) -> tuple[int, bool]:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC), False
 
 
-def lock_destination(dst: Path, src: Path | None = None) -> DestinationLock:
+def lock_destination(dst: Any, src: Path | None = None) -> DestinationLock:
     """Take ``dst`` for this run (creating it if need be), or refuse if another run has it.
 
     Refused, or refused for the reasons :func:`prepare_destination` checks
     first (``dst`` is the input, or a file), nothing in ``dst`` is touched.
-    On a file system without ``flock`` (some network file systems), the run
-    goes ahead unprotected: refusing every run there would be worse.
+    On a file system without ``flock`` (some network file systems), or in
+    object storage, the run goes ahead unprotected: refusing every run there
+    would be worse.
     """
-    dst = Path(dst)
+    dst = stores.folder(dst)
     _check_destination(dst, src)
+    if stores.is_remote(dst):
+        return DestinationLock(dst, None)
     created = not dst.exists()
     path = dst / LOCK
     while True:
@@ -175,8 +184,8 @@ def lock_destination(dst: Path, src: Path | None = None) -> DestinationLock:
 
 
 def prepare_destination(
-    dst: Path, src: Path | None, *, overwrite: bool, resume: bool = False
-) -> Path:
+    dst: Any, src: Path | None, *, overwrite: bool, resume: bool = False
+) -> Any:
     """Check ``dst`` can take a run's outputs, empty it if allowed, and return its work folder.
 
     ``dst`` may hold only tiler's own outputs (:data:`RUN_OUTPUTS`, see
@@ -190,7 +199,7 @@ def prepare_destination(
     as this run's own (the journal's identity is checked next). Refused,
     nothing is touched. The lock file (:func:`lock_destination`) never is.
     """
-    dst = Path(dst)
+    dst = stores.folder(dst)
     _check_destination(dst, src)
     unfinished = (dst / JOURNAL_IDENTITY).is_file()
     if unfinished and not (resume or overwrite):
@@ -208,22 +217,27 @@ def prepare_destination(
     for entry in sorted(entries, key=lambda e: e.name != MANIFEST):
         targets.remove(entry)
     work = dst / WORKDIR
-    work.mkdir(parents=True, exist_ok=True)
+    stores.make_folder(work)
     return work
 
 
-def discard_partial(dst: Path, *, created: bool) -> None:
+def discard_partial(dst: Any, *, created: bool) -> None:
     """After a failed run: remove what it wrote, and ``dst`` itself if the run created it.
 
     That includes ``labels.zarr`` and ``objects.parquet`` if the run got as
     far as finishing: any there now are this run's, as :func:`prepare_destination`
     removed or refused any others. The lock file is its holder's to remove.
     """
-    dst = Path(dst)
+    dst = stores.folder(dst)
     for name in (*LEFTOVERS, LABELS, OBJECTS):
         targets.remove(dst / name)
-    if created and dst.is_dir() and not any(dst.iterdir()):
-        dst.rmdir()
+    if created and not stores.is_remote(dst):
+        _remove_if_empty(dst)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 # Why the disk refused a write, for errors that are the disk's and not tiler's.
@@ -244,14 +258,47 @@ def disk_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def raise_for_write_error(dst: Path, exc: BaseException) -> None:
+# Where the errors of object storage's clients come from (besides OSError's kinds).
+STORAGE_MODULES = frozenset(
+    {"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "azure"}
+)
+
+
+def storage_error(dst: Any, exc: BaseException) -> BaseException | None:
+    """Object storage refusing or failing a request behind ``exc``, if ``dst`` is in one.
+
+    ``exc`` itself or any exception it came from: a tile's
+    :class:`~tiler.errors.TileError` has the client's error as its cause.
+    """
+    if not stores.is_remote(dst):
+        return None
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) or type(cause).__module__.split(".")[0] in STORAGE_MODULES:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def raise_for_write_error(dst: Any, exc: BaseException) -> None:
     """Raise an :class:`OutputError` naming ``dst`` if ``exc`` is the disk refusing a write.
 
     A full disk (or quota, file size limit, read-only file system) is for the
     user to fix: one line naming ``dst`` and the reason, not a traceback.
     The OS's own words are used (pyarrow's message for ENOSPC is longer).
-    Anything else returns, for the caller to re-raise as it was.
+    So is object storage refusing or failing a request (:func:`storage_error`):
+    access denied, no such bucket, the endpoint does not answer. Anything
+    else returns, for the caller to re-raise as it was.
     """
+    if isinstance(exc, OutputError):
+        return
+    if (failed := storage_error(dst, exc)) is not None:
+        where = remote.endpoint_note(str(dst))
+        raise OutputError(
+            f"{dst}: cannot write the outputs{where}: {remote.reason(failed)}"
+        ) from exc
     cause = disk_error(exc)
     if cause is None:
         return

@@ -19,7 +19,7 @@ import numpy as np
 from affine import Affine
 
 from tiler.errors import OutputError
-from tiler.io import output, run_record
+from tiler.io import output, run_record, stores
 
 
 def _manifest_or_why(dst: Path) -> tuple[dict[str, Any] | None, str]:
@@ -39,12 +39,12 @@ def _manifest_or_why(dst: Path) -> tuple[dict[str, Any] | None, str]:
 
 def complete_manifest(dst: str | os.PathLike) -> dict[str, Any] | None:
     """The manifest of the finished run in ``dst``, or ``None`` if it holds none."""
-    return _manifest_or_why(Path(dst))[0]
+    return _manifest_or_why(stores.folder(dst))[0]
 
 
 def check_complete(dst: str | os.PathLike) -> dict[str, Any]:
     """The manifest of the finished run in ``dst``; refused in one line if it holds none."""
-    manifest, why = _manifest_or_why(Path(dst))
+    manifest, why = _manifest_or_why(stores.folder(dst))
     if manifest is None:
         raise OutputError(f"{dst}: {why}")
     return manifest

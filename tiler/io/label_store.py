@@ -1,21 +1,23 @@
 """The label store: Zarr v3 arrays a run writes (work stores and ``labels.zarr``).
 
 ``labels.zarr`` is written as ``.labels.zarr.partial`` and renamed when whole,
-its consolidated metadata last; a store resumed into is checked first.
+its consolidated metadata last; a store resumed into is checked first. In
+object storage, which has no renames, it is written in place: ``run.json``,
+written last, alone says the run is complete (:mod:`tiler.io.stores`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 
 from tiler.errors import OutputError
-from tiler.io import atomic, targets
+from tiler.io import atomic, stores, targets
 from tiler.io.output import LABELS, OBJECTS, PARTIAL_LABELS
 
 # Codecs tiler writes (zarr's defaults) and reads back on --resume; anything
@@ -23,15 +25,16 @@ from tiler.io.output import LABELS, OBJECTS, PARTIAL_LABELS
 SAFE_CODECS = frozenset({"bytes", "zstd", "blosc", "gzip", "crc32c", "transpose"})
 
 
-def _array(path: Path, shape: tuple[int, int], chunks: tuple[int, int], dtype, fill) -> str:
+def _array(path: Any, shape: tuple[int, int], chunks: tuple[int, int], dtype, fill) -> str:
     """The Zarr array at ``path``: created empty, or (resuming) an existing one checked first."""
-    if not Path(path).exists():
+    if not stores.folder(path).exists():
         zarr.create_array(
-            str(path), shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, overwrite=True
-        )
-        return str(path)
-    check_store(path, shape, chunks, dtype)
-    return str(path)
+            stores.store(path), shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+            overwrite=True,
+        )  # fmt: skip
+    else:
+        check_store(path, shape, chunks, dtype)
+    return stores.location(path)
 
 
 def check_store(path: Path, shape, chunks, dtype) -> None:
@@ -40,7 +43,7 @@ def check_store(path: Path, shape, chunks, dtype) -> None:
     Read from its ``zarr.json`` alone, before zarr instantiates any codec of it.
     """
     try:
-        meta = json.loads((Path(path) / "zarr.json").read_text())
+        meta = json.loads((stores.folder(path) / "zarr.json").read_text())
         found = {
             "shape": tuple(meta["shape"]),
             "chunks": tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]),
@@ -64,17 +67,17 @@ def check_store(path: Path, shape, chunks, dtype) -> None:
         )
 
 
-def create_mask_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
+def create_mask_store(path: Any, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
     """A boolean Zarr array chunked as the tiles, for a stage's mask in the work folder."""
     return _array(path, shape, chunks, bool, False)
 
 
-def create_confidence_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
+def create_confidence_store(path: Any, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
     """A float32 Zarr array chunked as the tiles, for a model's confidence (tiler.cnn)."""
     return _array(path, shape, chunks, np.float32, 0.0)
 
 
-def create_local_label_store(path: Path, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
+def create_local_label_store(path: Any, shape: tuple[int, int], chunks: tuple[int, int]) -> str:
     """An int32 Zarr array chunked as the tiles, for tile-local labels in the work folder."""
     return _array(path, shape, chunks, np.int32, 0)
 
@@ -85,7 +88,7 @@ def _geotransform(transform: tuple[float, ...]) -> str:
 
 
 def create_label_store(
-    dst: Path,
+    dst: Any,
     shape: tuple[int, int],
     chunks: tuple[int, int],
     dtype: np.dtype,
@@ -98,14 +101,15 @@ def create_label_store(
     dimensions ``(y, x)`` and ``grid_mapping: spatial_ref``; ``spatial_ref`` holds the CRS as WKT
     and the GDAL GeoTransform; ``x``/``y`` hold the map coordinates of pixel centres.
     """
-    path = Path(dst) / PARTIAL_LABELS
-    _reopen_finished(Path(dst))
+    dst = stores.folder(dst)
+    path = dst / labels_name(dst)
+    if not stores.is_remote(dst):
+        _reopen_finished(dst)
     if (path / "labels").exists():  # resuming: the tiles written so far are kept
         check_store(path / "labels", shape, chunks, dtype)
-        return str(path / "labels")
-    if path.exists():
-        shutil.rmtree(path)
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        return stores.location(path / "labels")
+    targets.remove(path)
+    group = stores.open_group(path, mode="w", zarr_format=3)
     group.attrs.update({"tiler": {"content": "object labels, 0 = background"}})
     ref = group.create_array(
         "spatial_ref", shape=(), dtype=np.int32, fill_value=0, dimension_names=()
@@ -141,7 +145,12 @@ def create_label_store(
             "long_name": "object label",
         },
     )
-    return str(path / "labels")
+    return stores.location(path / "labels")
+
+
+def labels_name(dst: Any) -> str:
+    """The name the label store is written under: its final one in object storage."""
+    return LABELS if stores.is_remote(dst) else PARTIAL_LABELS
 
 
 def _reopen_finished(dst: Path) -> None:
@@ -162,22 +171,26 @@ def _reopen_finished(dst: Path) -> None:
     (dst / OBJECTS).unlink(missing_ok=True)
 
 
-def _metadata_files(store: Path) -> dict[str, bytes]:
+def _metadata_files(store: Any) -> dict[str, bytes]:
     """Every ``zarr.json`` of the store's hierarchy by key (chunk and hidden folders not walked)."""
-    found, folders = {}, [Path(store)]
+    found, folders = {}, [(stores.folder(store), "")]
     while folders:
-        folder = folders.pop()
+        folder, prefix = folders.pop()
         meta = folder / "zarr.json"
         if not meta.is_file():
             continue
         data = meta.read_bytes()
-        found[meta.relative_to(store).as_posix()] = data
+        found[prefix + "zarr.json"] = data
         if json.loads(data).get("node_type") == "group":
-            folders.extend(p for p in folder.iterdir() if p.is_dir() and p.name[0] != ".")
+            folders.extend(
+                (p, f"{prefix}{p.name}/")
+                for p in folder.iterdir()
+                if p.is_dir() and p.name[0] != "."
+            )
     return found
 
 
-def consolidate_labels(store: Path) -> None:
+def consolidate_labels(store: Any) -> None:
     """Write the consolidated metadata of the label store (its group and every node in it).
 
     ``xarray.open_zarr`` reads it in one request instead of one per array, and
@@ -200,11 +213,13 @@ def consolidate_labels(store: Path) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(MemoryStore(copy))  # the store writes into ``copy``
-    atomic.write_bytes(Path(store) / "zarr.json", copy["zarr.json"].to_bytes())
+    atomic.write_bytes(stores.folder(store) / "zarr.json", copy["zarr.json"].to_bytes())
 
 
-def finish_label_store(dst: Path) -> Path:
-    """Consolidate the finished partial store's metadata and rename it to its final name."""
-    final = Path(dst) / LABELS
-    consolidate_labels(Path(dst) / PARTIAL_LABELS)
-    return atomic.publish_folder(Path(dst) / PARTIAL_LABELS, final)
+def finish_label_store(dst: Any) -> Any:
+    """Consolidate the finished store's metadata and give it its final name (if not yet)."""
+    dst = stores.folder(dst)
+    consolidate_labels(dst / labels_name(dst))
+    if stores.is_remote(dst):  # written in place
+        return dst / LABELS
+    return atomic.publish_folder(dst / PARTIAL_LABELS, dst / LABELS)

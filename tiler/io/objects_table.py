@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tiler.georef import map_xy, pixel_area_m2
-from tiler.io import atomic
+from tiler.io import atomic, stores
 from tiler.io.output import OBJECTS
 
 OBJECT_COLUMNS = (
@@ -90,7 +89,7 @@ def _point_wkb(x: np.ndarray, y: np.ndarray) -> pa.Array:
     )
 
 
-def write_objects(dst: Path, columns: dict[str, np.ndarray], crs_wkt: str) -> Path:
+def write_objects(dst: Any, columns: dict[str, np.ndarray], crs_wkt: str) -> Any:
     """Write the object table as GeoParquet 1.1 (WKB points at the centroids).
 
     Written with pyarrow directly, the WKB built with NumPy: for 820 000
@@ -119,7 +118,7 @@ def write_objects(dst: Path, columns: dict[str, np.ndarray], crs_wkt: str) -> Pa
         geometry["bbox"] = [float(x.min()), float(y.min()), float(x.max()), float(y.max())]
     geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": geometry}}
     table = table.replace_schema_metadata({b"geo": json.dumps(geo).encode()})
-    final = Path(dst) / OBJECTS
+    final = stores.folder(dst) / OBJECTS
     with atomic.replacing(final) as partial:
         pq.write_table(table, partial)
     return final

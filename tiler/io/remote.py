@@ -158,7 +158,7 @@ def _filesystem(url: str):
         ) from None
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """What went wrong, in words, without anything of the request (no keys, no signatures)."""
     text = str(exc)
     for words, said in (
@@ -177,7 +177,7 @@ def _reason(exc: BaseException) -> str:
     return exc.__class__.__name__
 
 
-def _endpoint_note(url: str) -> str:
+def endpoint_note(url: str) -> str:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if urlsplit(url).scheme.lower() == "s3" and endpoint:
         return f" at {public_url(endpoint)}"
@@ -206,12 +206,12 @@ def identity(url: str, chunk: int = CHUNK) -> tuple[int, str]:
     except InputError:
         raise
     except Exception as exc:  # botocore, aiohttp and fsspec errors alike
-        reason = _reason(exc)
+        why = reason(exc)
     else:
         if size == 0:
             raise InputError(f"{public_url(url)}: is an empty object, not a GeoTIFF")
         return size, sha
-    raise InputError(f"{public_url(url)}: cannot read{_endpoint_note(url)}: {reason}")
+    raise InputError(f"{public_url(url)}: cannot read{endpoint_note(url)}: {why}")
 
 
 def describe_gdal_error(url: str, reason: str) -> str:
@@ -226,7 +226,7 @@ def describe_gdal_error(url: str, reason: str) -> str:
           "timeout"), "the endpoint does not answer"),
     ):  # fmt: skip
         if any(w in lowered for w in words):
-            return f"{public_url(url)}: cannot read{_endpoint_note(url)}: {said}"
+            return f"{public_url(url)}: cannot read{endpoint_note(url)}: {said}"
     return f"{public_url(url)}: not a readable GeoTIFF ({scrub(reason)})"
 
 

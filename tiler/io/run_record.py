@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from tiler.io import atomic
+from tiler.io import atomic, stores
 from tiler.io.output import MANIFEST
 
 
-def write_manifest(dst: Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(dst: Any, manifest: dict[str, Any]) -> Any:
     """Write ``run.json`` (last): a run is complete only when it says ``"complete": true``."""
     text = json.dumps(manifest, indent=2, default=_json_default) + "\n"
-    return atomic.write_text(Path(dst) / MANIFEST, text)
+    return atomic.write_text(stores.folder(dst) / MANIFEST, text)
 
 
 def _json_default(value: Any) -> Any:
@@ -26,5 +26,5 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def read_manifest(dst: Path) -> dict[str, Any]:
-    return json.loads((Path(dst) / MANIFEST).read_text())
+def read_manifest(dst: Any) -> dict[str, Any]:
+    return json.loads((stores.folder(dst) / MANIFEST).read_text())

@@ -17,12 +17,12 @@ an interrupted write are tiler's wherever they are, and removed without asking.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiler.errors import OutputError
+from tiler.io import stores
 
 # At most this many of the entries tiler did not write are named in a refusal.
 NAMED = 5
@@ -90,7 +90,7 @@ def claim(
     not write, or its own outputs and not ``overwrite``; then nothing is
     touched. The caller removes or replaces what is returned.
     """
-    target = Path(target)
+    target = stores.folder(target)
     if not target.exists() and not target.is_symlink():
         return []
     if outputs is None:
@@ -114,8 +114,5 @@ def claim(
 
 
 def remove(entry: Path) -> None:
-    """Remove a file, link or folder tree (nothing if it is not there)."""
-    if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry)
-    elif entry.exists() or entry.is_symlink():
-        entry.unlink()
+    """Remove a file, link or folder tree, local or in object storage (nothing if not there)."""
+    stores.remove(entry)

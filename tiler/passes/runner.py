@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 from tiler import cache as value_cache
 from tiler.executor import Executor
@@ -48,7 +48,7 @@ class PassRunner:
         source: RasterSource,
         grid: TileGrid,
         executor: Executor,
-        workdir: Path,
+        workdir: Any,
         log: Log = lambda message: None,
         cache: str | None = None,
         journal: Journal | None = None,
@@ -74,7 +74,10 @@ class PassRunner:
                 log.record(index[key], value)
                 bar.update()
 
-            self.executor.compute(graph, todo, arrived)
+            try:
+                self.executor.compute(graph, todo, arrived)
+            finally:  # in object storage, the records not yet written (tiler.journal)
+                log.flush()
         results = graph.result([log.done[i] for i in range(len(graph.keys))])
         seconds = time.perf_counter() - start
         self.timings[name] = self.timings.get(name, 0.0) + seconds
