@@ -11,10 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +18,7 @@ import pytest
 import zarr
 
 moto_server = pytest.importorskip("moto.server")  # the test extra: moto[server]
-import boto3  # noqa: E402 - moto's dependency
+from s3_server import MotoServer, free_port, tiler  # noqa: E402
 
 from tiler import api  # noqa: E402
 from tiler.errors import InputError  # noqa: E402
@@ -34,71 +30,6 @@ BUCKET = "tiler-inputs"
 KEY = "survey/ortho.tif"
 URL = f"s3://{BUCKET}/{KEY}"
 AWS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MotoServer:
-    """``python -m moto.server`` on a free port of 127.0.0.1, with credentials enforced."""
-
-    def __init__(self, tmp: Path):
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = (tmp / f"moto-{self.port}.log").open("w")
-        # Three requests without credentials (the IAM user, its key, its policy); then every
-        # request must be signed by a key the server knows.
-        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, "moto server exited"
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "moto server did not start"
-            time.sleep(0.1)
-        iam = self._client("iam", "unsigned", "unsigned")
-        iam.create_user(UserName="tiler")
-        key = iam.create_access_key(UserName="tiler")["AccessKey"]
-        self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
-        allow = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
-        policy = json.dumps({"Version": "2012-10-17", "Statement": [allow]})
-        iam.put_user_policy(UserName="tiler", PolicyName="s3", PolicyDocument=policy)
-        self.s3 = self._client("s3", self.key_id, self.secret)
-
-    def _client(self, service: str, key_id: str, secret: str):
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-        )
-
-    def env(self, **changes: str) -> dict[str, str]:
-        """The environment of a process reading from this server (nothing else of AWS's)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.pop("DASK_SCHEDULER_ADDRESS", None)
-        env.update(
-            AWS_ACCESS_KEY_ID=self.key_id,
-            AWS_SECRET_ACCESS_KEY=self.secret,
-            AWS_REGION="us-east-1",
-            AWS_ENDPOINT_URL=self.endpoint,
-            AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        )
-        env.update(changes)
-        return env
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
 
 
 @pytest.fixture(scope="session")
@@ -140,11 +71,6 @@ def local_run(tmp_path_factory, cog) -> Path:
     dst = tmp_path_factory.mktemp("local") / "out"
     api.run(cog, dst, chunk_size=512, scheduler="threads", warn=lambda m: None)
     return dst
-
-
-def tiler(*args: object, env: dict[str, str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "tiler.cli", *map(str, args)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 def assert_same_outputs(dst: Path, expected: Path) -> None:
@@ -245,7 +171,7 @@ def test_report_checks_the_bucket_object(s3_env, cog, tmp_path):
         (URL, {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWNKEY000000"}, "access denied"),
         (f"s3://no-such-bucket/{KEY}", {}, "no such bucket"),
         (f"s3://{BUCKET}/survey/missing.tif", {}, "no such object"),
-        (URL, {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}, "does not answer"),
+        (URL, {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}, "does not answer"),
     ],
 )
 def test_unreadable_url_is_one_line(server, tmp_path, url, change, said):
