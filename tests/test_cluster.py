@@ -51,9 +51,18 @@ class DaskProcesses:
     """A `dask scheduler` and `dask worker` processes on 127.0.0.1, stopped on exit."""
 
     def __init__(
-        self, tmp: Path, workers: int = 2, *, nanny: bool = False, tls: dict | None = None, env=None
+        self,
+        tmp: Path,
+        workers: int = 2,
+        *,
+        nanny: bool = False,
+        tls: dict | None = None,
+        env=None,
+        own_directories: bool = False,
     ):
-        self.tmp, self.tls = tmp, tls or {}
+        """``own_directories``: each process works in a folder of its own (its working and
+        local directory), sharing none with the others or with the client."""
+        self.tmp, self.tls, self.own = tmp, tls or {}, own_directories
         self.env = environment(**(env or {}))
         self.logs: list = []
         tls_args = [f"--{k}={v}" for k, v in self.tls.items()] + (["--protocol=tls"] if tls else [])
@@ -74,7 +83,8 @@ class DaskProcesses:
                 f"worker{i}",
                 [DASK, "worker", self.address, "--nthreads", "1", "--host", "127.0.0.1"]
                 + ["--no-dashboard", "--nanny" if nanny else "--no-nanny", "--name", f"w{i}"]
-                + tls_args,
+                + tls_args
+                + (["--local-directory", str(tmp / f"worker{i}")] if own_directories else []),
             )
             for i in range(workers)
         ]
@@ -84,8 +94,12 @@ class DaskProcesses:
     def _start(self, name: str, command: list[str]) -> subprocess.Popen:
         log = (self.tmp / f"{name}.log").open("w")
         self.logs.append(log)
+        cwd = TESTS
+        if self.own:
+            cwd = self.tmp / name
+            cwd.mkdir(exist_ok=True)
         return subprocess.Popen(
-            command, cwd=TESTS, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
 
     def client(self) -> Client:
