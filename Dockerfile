@@ -1,7 +1,7 @@
 # One image for every role of a tiler deployment (see cluster/README.md):
 #   scheduler:  dask scheduler
 #   worker:     dask worker tcp://scheduler:8786 --nthreads 2 --memory-limit 4GiB
-#   client:     tiler run /data/input.tif /data/out --scheduler tcp://scheduler:8786
+#   client:     tiler run s3://tiler/ortho.tif s3://tiler/out/ --scheduler tcp://scheduler:8786
 #
 #   docker build -t tiler:latest .
 #
@@ -26,7 +26,8 @@ ENV GDAL_CACHEMAX=256
 # cannot write: keep them in a directory any user id can write.
 ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 
-# An unprivileged user; /data is where the shared volume is mounted.
+# An unprivileged user; /data is its working directory, and where a shared volume
+# is mounted when the data are not in a bucket (cluster/README.md).
 RUN useradd --create-home --uid 1000 --user-group tiler \
     && mkdir -p /data \
     && chown tiler:tiler /data

@@ -35,7 +35,10 @@ from tiler.synthetic import SyntheticField, write_geotiff
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
-DATA = "/data"  # where every deployment mounts the shared storage
+DATA = "/data"  # the batch scripts' shared file system (SLURM, PBS)
+# The variables the S3 clients (GDAL, s3fs/botocore) read for the bucket.
+S3_ENDPOINT, S3_KEYS = "AWS_ENDPOINT_URL", ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+TILER_SERVICES = {"scheduler", "worker", "tiler"}  # the compose services of tiler's image
 GiB = 2**30
 
 DEPLOYMENT_FILES = [
@@ -44,7 +47,7 @@ DEPLOYMENT_FILES = [
     "slurm/tiler.sbatch",
     "pbs/jobqueue.yaml",
     "pbs/tiler.pbs",
-    "kubernetes/pvc.yaml",
+    "kubernetes/storage.yaml",
     "kubernetes/daskcluster.yaml",
     "kubernetes/tiler-job.yaml",
     "README.md",
@@ -116,6 +119,23 @@ def parse_tiler_run(argv: list[str]) -> dict:
     """``tiler run ...`` parsed by tiler's own click command (unknown flags raise)."""
     assert argv[:2] == ["tiler", "run"], argv
     return tiler_run_command.make_context("tiler run", argv[2:]).params
+
+
+def tiler_run_in_bucket(argv: list[str]) -> tuple[dict, str, str]:
+    """``tiler run s3://... s3://...`` parsed by tiler; SRC and DST as written.
+
+    DST is compared as written: while tiler's DST argument is a click path, it
+    parses ``s3://b/out/`` as ``s3:/b/out`` (a URL parameter keeps it whole).
+    """
+    assert argv[:2] == ["tiler", "run"] and len(argv) >= 4, argv
+    src, dst = argv[2:4]
+    params = parse_tiler_run(argv)
+    assert params["src"] == src, params
+    assert str(params["dst"]).rstrip("/") in (dst.rstrip("/"), dst.rstrip("/").replace("//", "/"))
+    for url in (src, dst):
+        assert url.startswith("s3://") and len(url) > len("s3://x/"), f"{url} is not in a bucket"
+    assert not src.startswith(dst.rstrip("/") + "/"), "SRC inside DST"
+    return params, src, dst
 
 
 def parse_dask(command: click.Command, argv: list[str]) -> dict:
@@ -310,36 +330,124 @@ def compose():
     return compose_defaults(load_yaml("docker-compose.yml"))
 
 
-def test_compose_has_the_three_services_built_from_the_root_dockerfile(compose):
+def test_compose_has_minio_and_the_three_tiler_services_built_from_the_root_dockerfile(compose):
     services = compose["services"]
-    assert set(services) == {"scheduler", "worker", "tiler"}
+    assert set(services) == TILER_SERVICES | {"minio", "createbucket"}
     images = set()
-    for name, service in services.items():
+    for name in TILER_SERVICES:
+        service = services[name]
         build = service["build"]
         assert (CLUSTER / build["context"]).resolve() == ROOT, name
         assert (CLUSTER / build["context"] / build["dockerfile"]).resolve() == ROOT / "Dockerfile"
         images.add(service["image"])
+    for name, service in services.items():
         assert "network_mode" not in service, f"{name}: stay on the compose network"
     assert len(images) == 1, "one image for every role"
+    assert services["minio"]["image"].split(":")[0] == "minio/minio"
+    assert services["createbucket"]["image"].split(":")[0] == "minio/mc"
 
 
-def test_compose_services_share_the_data_mount(compose):
-    for name, service in compose["services"].items():
-        mounts = [v.split(":") if isinstance(v, str) else v for v in service["volumes"]]
-        assert ["./data", DATA] in mounts, f"{name}: ./data is not mounted at {DATA}"
+def loopback_ports(service: dict) -> dict[int, int]:
+    """A compose service's published ports, ``{container: host}``; each on 127.0.0.1 only."""
+    published = {}
+    for entry in service["ports"]:
+        host_ip, host_port, container_port = str(entry).split(":")
+        assert host_ip == "127.0.0.1", f"{entry} is reachable from other machines"
+        published[int(container_port)] = int(host_port)
+    return published
+
+
+def compose_volume_sources(service: dict) -> list[str]:
+    """The host paths or named volumes a compose service mounts (short or long syntax)."""
+    return [
+        (v.split(":")[0] if isinstance(v, str) else v["source"]) for v in service.get("volumes", [])
+    ]
+
+
+def test_compose_services_share_no_volume(compose):
+    services = compose["services"]
+    for name in TILER_SERVICES:
+        assert not compose_volume_sources(services[name]), f"{name} mounts a volume"
+    owners: dict[str, str] = {}
+    for name, service in services.items():
+        for source in compose_volume_sources(service):
+            assert source not in owners, f"{source} is mounted by {owners[source]} and {name}"
+            owners[source] = name
+    # MinIO keeps the bucket in a volume of its own; the input is read by the uploader only.
+    assert owners == {"minio-data": "minio", "./data": "createbucket"}
+    assert set(compose["volumes"]) == {"minio-data"}
+    (input_mount,) = services["createbucket"]["volumes"]
+    assert input_mount.endswith(":ro"), "the uploader only reads the input"
     # Present in the checkout, so Docker does not create it owned by root.
     assert (CLUSTER / "data").is_dir()
 
 
+def test_compose_minio_serves_on_loopback_only_with_a_healthcheck(compose):
+    minio = compose["services"]["minio"]
+    argv = argv_of(minio["command"])
+    assert argv[:2] == ["server", "/data"] and "--address" not in argv, "the API on :9000"
+    assert argv[argv.index("--console-address") + 1] == ":9001"
+    assert loopback_ports(minio) == {9000: 9000, 9001: 9001}
+    # The image has mc and no curl; `local` is mc's alias for the server in the container.
+    assert argv_of(minio["healthcheck"]["test"]) == ["CMD", "mc", "ready", "local"]
+    assert minio["volumes"] == ["minio-data:/data"]
+
+
+def test_compose_credentials_come_from_the_environment():
+    """No literal key in the file: each is ``${VAR:-local-trial default}``, MinIO's own."""
+    raw = load_yaml("docker-compose.yml")["services"]
+    minio = raw["minio"]["environment"]
+    for name in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
+        assert re.fullmatch(rf"\$\{{{name}:-[^}}]+\}}", minio[name]), minio[name]
+    assert raw["createbucket"]["environment"] == minio
+    # MinIO refuses a root password under 8 characters: the default must start.
+    assert len(compose_defaults(minio["MINIO_ROOT_PASSWORD"])) >= 8
+    for name, service in raw.items():
+        for key, value in service.get("environment", {}).items():
+            if re.search(r"KEY|SECRET|PASSWORD|USER|TOKEN", key):
+                assert re.fullmatch(r"\$\{[A-Z_]+:-[^}]+\}", str(value)), f"{name}: {key}"
+
+
+def test_compose_workers_and_client_reach_the_bucket_the_scheduler_does_not(compose):
+    services = compose["services"]
+    minio = services["minio"]["environment"]
+    for name in ("worker", "tiler"):
+        env = services[name]["environment"]
+        assert env[S3_ENDPOINT] == "http://minio:9000", name
+        assert env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"], name
+        assert env["AWS_REGION"], name
+        assert services[name]["depends_on"]["scheduler"]["condition"] == "service_healthy"
+    assert services["worker"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "environment" not in services["scheduler"], "the scheduler reads no data"
+
+
+def test_compose_createbucket_makes_the_bucket_the_run_uses(compose, tmp_path):
+    services = compose["services"]
+    uploader = services["createbucket"]
+    assert uploader["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert uploader.get("restart", "no") == "no", "a one-shot job"
+    assert uploader["entrypoint"][0] == "/bin/sh"
+    (script,) = uploader["command"]
+    script_file = tmp_path / "createbucket.sh"
+    script_file.write_text(script)
+    subprocess.run(["sh", "-n", str(script_file)], check=True)  # valid shell
+    assert "mc alias set local http://minio:9000" in script
+    _, src, dst = tiler_run_in_bucket(argv_of(services["tiler"]["command"]))
+    bucket = src.removeprefix("s3://").split("/")[0]
+    assert dst.startswith(f"s3://{bucket}/")
+    assert f"mc mb --ignore-existing local/{bucket}" in script
+    key = src.removeprefix(f"s3://{bucket}/")
+    assert f"mc cp /input/{key} local/{bucket}/{key}" in script
+    depends = services["tiler"]["depends_on"]["createbucket"]["condition"]
+    assert depends == "service_completed_successfully", "the run waits for its input"
+
+
 def test_compose_scheduler_is_published_on_loopback_only(compose):
     services = compose["services"]
-    published = {}
-    for entry in services["scheduler"]["ports"]:
-        host_ip, host_port, container_port = str(entry).split(":")
-        assert host_ip == "127.0.0.1", f"{entry} is reachable from other machines"
-        published[int(container_port)] = int(host_port)
-    assert published == {8786: 8786, 8787: 8787}
+    assert loopback_ports(services["scheduler"]) == {8786: 8786, 8787: 8787}
     assert "ports" not in services["worker"] and "ports" not in services["tiler"]
+    assert "ports" not in services["createbucket"]
 
 
 def test_compose_scheduler_command_and_healthcheck(compose):
@@ -369,13 +477,10 @@ def test_compose_worker_command_points_at_the_scheduler_service(compose):
     assert worker["depends_on"]["scheduler"]["condition"] == "service_healthy"
 
 
-def test_compose_tiler_service_is_a_valid_tiler_run(compose):
+def test_compose_tiler_service_is_a_valid_tiler_run_in_the_bucket(compose):
     tiler = compose["services"]["tiler"]
-    params = parse_tiler_run(argv_of(tiler["command"]))
+    params, _, _ = tiler_run_in_bucket(argv_of(tiler["command"]))
     assert params["scheduler"] == "tcp://scheduler:8786"
-    for path in (params["src"], params["dst"]):
-        assert Path(path).is_relative_to(DATA), f"{path} is not on the shared mount"
-    assert tiler["depends_on"]["scheduler"]["condition"] == "service_healthy"
     assert tiler.get("restart", "no") == "no", "a one-shot job"
 
 
@@ -385,7 +490,7 @@ def test_compose_tiler_service_is_a_valid_tiler_run(compose):
 @pytest.fixture(scope="module")
 def k8s():
     return {
-        "pvc": load_yaml("kubernetes/pvc.yaml"),
+        "storage": load_yaml("kubernetes/storage.yaml"),
         "cluster": load_yaml("kubernetes/daskcluster.yaml"),
         "job": load_yaml("kubernetes/tiler-job.yaml"),
     }
@@ -401,10 +506,9 @@ def pod_specs(k8s) -> dict[str, dict]:
 
 
 def test_kubernetes_kinds_and_required_fields(k8s):
-    pvc, cluster, job = k8s["pvc"], k8s["cluster"], k8s["job"]
-    assert (pvc["apiVersion"], pvc["kind"]) == ("v1", "PersistentVolumeClaim")
-    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert k8s_bytes(pvc["spec"]["resources"]["requests"]["storage"]) > 0
+    storage, cluster, job = k8s["storage"], k8s["cluster"], k8s["job"]
+    assert (storage["apiVersion"], storage["kind"]) == ("v1", "ConfigMap")
+    assert all(isinstance(v, str) for v in storage["data"].values()), "ConfigMap values are text"
 
     # The operator's schema: spec.scheduler needs spec and service, spec.worker needs spec.
     assert (cluster["apiVersion"], cluster["kind"]) == ("kubernetes.dask.org/v1", "DaskCluster")
@@ -418,9 +522,9 @@ def test_kubernetes_kinds_and_required_fields(k8s):
     assert job["spec"]["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
     assert job["spec"]["backoffLimit"] >= 1, "a retried pod resumes the run"
 
-    for doc in (pvc, cluster, job):
+    for doc in (storage, cluster, job):
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
-    namespaces = {doc["metadata"]["namespace"] for doc in (pvc, cluster, job)}
+    namespaces = {doc["metadata"]["namespace"] for doc in (storage, cluster, job)}
     assert len(namespaces) == 1, f"one namespace for all: {namespaces}"
 
 
@@ -468,21 +572,44 @@ def test_kubernetes_worker_command_and_memory(k8s):
     assert params["nthreads"] <= float(limits["cpu"])
 
 
-def test_kubernetes_every_pod_mounts_the_shared_claim_at_data(k8s):
-    claim = k8s["pvc"]["metadata"]["name"]
+def test_kubernetes_no_pod_mounts_a_volume_and_one_image_runs_everywhere(k8s):
     images = set()
     for role, spec in pod_specs(k8s).items():
-        volumes = {v["name"]: v for v in spec["volumes"]}
-        claimed = [
-            n for n, v in volumes.items() if v["persistentVolumeClaim"]["claimName"] == claim
-        ]
-        assert claimed, f"{role}: the claim {claim} is not a volume"
+        assert not spec.get("volumes"), f"{role}: a volume (the data are in the bucket)"
         for container in spec["containers"]:
-            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-            assert mounts.get(DATA) in claimed, f"{role}: {claim} is not mounted at {DATA}"
+            assert not container.get("volumeMounts"), role
             images.add(container["image"])
         assert spec["securityContext"]["runAsNonRoot"] is True, role
     assert len(images) == 1, f"one tiler image everywhere: {images}"
+
+
+def k8s_secret_name() -> str:
+    """The Secret of the bucket's keys, as cluster/README.md tells to create it."""
+    readme = (CLUSTER / "README.md").read_text(encoding="utf-8")
+    (name,) = set(re.findall(r"kubectl -n tiler create secret generic (\S+)", readme))
+    return name
+
+
+def test_kubernetes_workers_and_job_take_the_bucket_from_a_configmap_and_a_secret(k8s):
+    storage = k8s["storage"]
+    assert S3_ENDPOINT in storage["data"] and "AWS_REGION" in storage["data"]
+    assert storage["data"][S3_ENDPOINT].startswith(("http://", "https://"))
+    assert not set(storage["data"]) & set(S3_KEYS), "keys belong in a Secret"
+    expected = [
+        {"configMapRef": {"name": storage["metadata"]["name"]}},
+        {"secretRef": {"name": k8s_secret_name()}},
+    ]
+    for role, spec in pod_specs(k8s).items():
+        for container in spec["containers"]:
+            literal = {e["name"] for e in container.get("env", []) if "value" in e}
+            assert not literal & {S3_ENDPOINT, *S3_KEYS}, f"{role}: {literal}"
+            if role == "scheduler":  # hands out tasks; never reads the data
+                assert "envFrom" not in container, "the scheduler needs no credentials"
+            else:
+                assert container["envFrom"] == expected, role
+    readme = (CLUSTER / "README.md").read_text(encoding="utf-8")
+    for key in S3_KEYS:
+        assert f"{key}=" in readme, f"cluster/README.md does not say to put {key} in the Secret"
 
 
 def test_kubernetes_job_runs_tiler_against_the_operator_scheduler_service(k8s):
@@ -494,11 +621,9 @@ def test_kubernetes_job_runs_tiler_against_the_operator_scheduler_service(k8s):
         if p["name"] == "tcp-comm"
     )
     (container,) = k8s["job"]["spec"]["template"]["spec"]["containers"]
-    params = parse_tiler_run(argv_of(container["command"]))
+    params, _, _ = tiler_run_in_bucket(argv_of(container["command"]))
     # The operator names the scheduler Service `<DaskCluster name>-scheduler`.
     assert params["scheduler"] == f"tcp://{name}-scheduler.{namespace}.svc.cluster.local:{port}"
-    for path in (params["src"], params["dst"]):
-        assert Path(path).is_relative_to(DATA), f"{path} is not on the shared volume"
     assert params["resume"] is True, "a retried pod must continue, not start over"
 
 
