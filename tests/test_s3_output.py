@@ -27,6 +27,7 @@ from s3_server import MotoServer, free_port, tiler  # noqa: E402
 from test_cluster import DaskProcesses, output_bytes  # noqa: E402
 
 from tiler import api  # noqa: E402
+from tiler.errors import OutputError  # noqa: E402
 from tiler.io.output import MANIFEST, WORKDIR  # noqa: E402
 from tiler.synthetic import SyntheticField, write_geotiff  # noqa: E402
 
@@ -186,3 +187,21 @@ def test_a_server_stopped_mid_run_is_one_line(field, tmp_path):
     lines = [line for line in stderr.strip().splitlines() if line.startswith("tiler: error:")]
     assert len(lines) == 1, stderr
     assert lines[0].startswith(f"tiler: error: s3://{BUCKET}/out") and "does not answer" in lines[0]
+
+
+def test_a_bucket_prefix_is_claimed_as_a_folder_is(server, field, monkeypatch):
+    """Another run's outputs are replaced only with --overwrite; what tiler did not write, never."""
+    for name, value in server.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    dst = f"s3://{BUCKET}/runs/claimed"
+    run = dict(chunk_size=256, scheduler="sync", warn=lambda m: None)
+    first = api.run(field, dst, **run)
+    with pytest.raises(OutputError, match=r"holds the outputs of a tiler run; pass --overwrite"):
+        api.run(field, dst, **run)
+    again = api.run(field, dst, overwrite=True, **run)
+    assert again.n_objects == first.n_objects > 0
+    server.s3.put_object(Bucket=BUCKET, Key="runs/claimed/notes.txt", Body=b"mine")
+    with pytest.raises(OutputError, match=r"holds files tiler did not write \(notes\.txt\)"):
+        api.run(field, dst, overwrite=True, **run)
+    assert has(server, "runs/claimed/run.json") and has(server, "runs/claimed/notes.txt")
