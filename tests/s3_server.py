@@ -97,3 +97,12 @@ def tiler(*args: object, env: dict[str, str], timeout: float = 300) -> subproces
     """``tiler ARGS`` in a new process with ``env``."""
     command = [sys.executable, "-m", "tiler.cli", *map(str, args)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def point_at(server: MotoServer, monkeypatch) -> None:
+    """This process (and the workers it starts) pointed at ``server``, nothing else of AWS's."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in server.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)

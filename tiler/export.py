@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tiler.errors import ConfigError, OutputError
-from tiler.io import output
+from tiler.io import output, stores
 from tiler.io.export_files import target
 from tiler.io.export_raster import COG_SUFFIXES, export_cog
 from tiler.io.export_table import CSV_SUFFIXES, write_csv
@@ -41,7 +41,7 @@ from tiler.io.export_vector import (
     to_map,
     write_vector,
 )
-from tiler.io.finished import FinishedRun, open_run
+from tiler.io.finished import FinishedRun, open_run, read_objects, storage_errors
 from tiler.io.targets import claim
 from tiler.tiling import TileGrid
 
@@ -133,7 +133,7 @@ def object_polygons(
 
     run = open_run(dst)
     _check_options(run, simplify_m, None)
-    table = gpd.read_parquet(run.dst / output.OBJECTS)
+    table = read_objects(run.dst)
     windows = [window for *_, window in TileGrid(run.shape, run.chunks)]
     graph = window_graph("polygons", polygonize_tile, (run.store,), windows)
     pieces = Executor(scheduler).compute(graph)
@@ -203,7 +203,8 @@ def export_csv(
     run = open_run(dst)
     path = target(path, CSV_SUFFIXES, "the CSV table", run)
     _check_options(run, None, fields)
-    table = pq.read_table(run.dst / output.OBJECTS).drop_columns(["geometry"]).to_pandas()
+    path_in, filesystem = stores.file_system(run.dst / output.OBJECTS)
+    table = pq.read_table(path_in, filesystem=filesystem).drop_columns(["geometry"]).to_pandas()
     if fields is not None:
         table[FIELD_COLUMN] = field_tags(run, table, fields, field_id)
     return write_csv(table, path, run.crs_wkt if run.georeferenced else "")
@@ -250,9 +251,10 @@ def export(
         "csv": lambda p: export_csv(run.dst, p, **tagging),
     }
     written = {}
-    for kind, path in targets.items():
-        written[kind] = writers[kind](path)
-        log(kind, written[kind])
+    with storage_errors(run.dst):  # object storage refusing to give the run: one line
+        for kind, path in targets.items():
+            written[kind] = writers[kind](path)
+            log(kind, written[kind])
     return written
 
 

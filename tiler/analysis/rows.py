@@ -36,7 +36,7 @@ from tiler.analysis.field import GAP_SCHEMA, ROW_SCHEMA, FieldResult, field_stan
 from tiler.cluster import executor_for
 from tiler.errors import InputError, OutputError
 from tiler.georef import image_bounds
-from tiler.io import atomic, output
+from tiler.io import atomic, output, stores
 from tiler.io.finished import check_complete
 from tiler.io.targets import claim, remove
 from tiler.plan import field_graph
@@ -99,6 +99,15 @@ class StandReport:
         return gpd.read_parquet(self.gaps_path)
 
 
+def refuse_object_storage(dst: Any, out: Any) -> None:
+    """The stand is read and written by path: a run or ``out`` in object storage is refused."""
+    if stores.is_remote(dst) or stores.is_remote(out):
+        raise OutputError(
+            f"{dst if stores.is_remote(dst) else out}: the stand along the rows (--rows, tiler "
+            "rows) reads and writes by path, not in object storage: copy the run to a folder"
+        )
+
+
 def analyse(
     dst: str | os.PathLike,
     fields: Any = None,
@@ -147,6 +156,7 @@ def analyse(
     started = time.perf_counter()
     log = log or (lambda message: None)
     settings = settings or Settings()
+    refuse_object_storage(dst, out)
     dst = Path(dst)
     manifest = check_complete(dst)
     out = Path(out) if out is not None else dst / output.STAND

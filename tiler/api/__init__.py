@@ -15,7 +15,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from tiler.api.workspace import already_complete, workspace
 from tiler.cluster import executor_for
 from tiler.config import Pipeline
 from tiler.errors import ConfigError, TilerWarning
-from tiler.io import label_store, output, run_record
+from tiler.io import finished, label_store, output, run_record, stores
 from tiler.io.finished import check_complete
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 from tiler.passes import PassRunner, segment, write_labels
@@ -263,6 +262,8 @@ def _warn(message: str) -> None:
 def open_labels(dst: str | os.PathLike):
     """The labels of a finished run as a lazy ``xarray.DataArray`` with CRS and transform.
 
+    ``dst`` is a folder, or a run's URL in object storage (``s3://bucket/out/``,
+    read with the credentials of the environment, :mod:`tiler.io.stores`).
     Its ``.rio`` accessor is ready (``da.rio.crs``, ``da.rio.transform()``):
     rioxarray is imported here, which registers it. GDAL-based tools (QGIS,
     ``rioxarray.open_rasterio``, ``gdalinfo``) cannot open ``labels.zarr``: the
@@ -273,16 +274,14 @@ def open_labels(dst: str | os.PathLike):
     import rioxarray  # noqa: F401 - registers the .rio accessor
     import xarray as xr
 
-    dst = Path(dst)
     check_complete(dst)
-    dataset = xr.open_zarr(dst / output.LABELS, consolidated=False, mask_and_scale=False)
+    with finished.storage_errors(dst):
+        store = stores.store(stores.folder(dst) / output.LABELS, read_only=True)
+        dataset = xr.open_zarr(store, consolidated=False, mask_and_scale=False)
     return dataset["labels"]
 
 
 def read_objects(dst: str | os.PathLike):
-    """The object table of a finished run as a ``geopandas.GeoDataFrame``."""
-    import geopandas as gpd
-
-    dst = Path(dst)
+    """The object table of a finished run (a folder or a URL) as a ``geopandas.GeoDataFrame``."""
     check_complete(dst)
-    return gpd.read_parquet(dst / output.OBJECTS)
+    return finished.read_objects(dst)

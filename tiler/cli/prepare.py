@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from tiler import presets
@@ -29,7 +27,7 @@ def list_presets():
 
 
 @click.command()
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=str))  # a path or a URL (s3://, https://...)
 @click.option(
     "--threads",
     type=click.IntRange(min=1),

@@ -17,13 +17,14 @@ from tiler.cli.options import (
 
 
 @click.command()
-@click.argument("dst", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=str))  # a folder, or an s3:// gs:// az:// URL
 @fields_options
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=str),  # a folder, or a URL
     default=None,
-    help="Folder for fields.csv, fields.parquet and report.html [DST/report].",
+    help="Folder (or s3:// gs:// az:// URL) for fields.csv, fields.parquet and report.html "
+    "[DST/report].",
 )
 @click.option(
     "--index",
@@ -73,7 +74,7 @@ def report(dst, fields, field_id, out, index, src, with_rows, overwrite, quiet, 
 
 
 @click.command()
-@click.argument("dst", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=str))  # a folder, or an s3:// gs:// az:// URL
 @click.option(
     "--cog",
     type=click.Path(path_type=Path),

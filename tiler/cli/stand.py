@@ -11,7 +11,7 @@ from tiler.cli.options import fields_options, quiet_option, stand_options, stand
 
 
 @click.command()
-@click.argument("dst", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=str))  # a folder (a URL: refused, one line)
 @fields_options
 @click.option(
     "--out",

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tiler.errors import OutputError
-from tiler.io import atomic
+from tiler.io import atomic, stores
 from tiler.io.finished import FinishedRun
 
 # Files SQLite (GeoPackage) writes beside a database while it is open.
@@ -34,7 +34,8 @@ def target(path: str | os.PathLike, suffixes, what: str, run: FinishedRun) -> Pa
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
     resolved = path.resolve()
-    if any(resolved == p.resolve() or p.resolve() in resolved.parents for p in run.own_paths):
+    own = [] if stores.is_remote(run.dst) else [p.resolve() for p in run.own_paths]
+    if any(resolved == p or p in resolved.parents for p in own):  # a bucket's are not local
         raise OutputError(f"{path}: is part of the run in {run.dst}; choose another name")
     return path
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tiler.io import output, run_record
+from tiler.io import output, run_record, stores
 from tiler.io.export_files import partial_name, replacing, target
 from tiler.io.finished import FinishedRun, open_run
 from tiler.tiling import TileGrid, Window
@@ -68,22 +68,24 @@ def cog_windows(shape: tuple[int, int], chunks: tuple[int, int], itemsize: int) 
     return [window for *_, window in TileGrid(shape, (rows, cols))]
 
 
-def _input_of(dst: Path):
+def _input_of(dst: Any):
     """The run's input, opened once as the run opened it (``--mask``, ``--driver``)."""
-    return _reopen(dst, (dst / output.MANIFEST).stat().st_mtime_ns)
+    manifest = dst / output.MANIFEST
+    if stores.is_remote(manifest):  # no modification time to the nanosecond: the object's tag
+        info = manifest.fs.info(manifest.path)
+        return _reopen(dst, str(info.get("ETag") or info.get("LastModified")))
+    return _reopen(dst, manifest.stat().st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=4)
-def _reopen(dst: Path, manifest_stamp: int):  # the stamp: a new run in dst opens afresh
+def _reopen(dst: Any, manifest_stamp: int | str):  # the stamp: a new run in dst opens afresh
     from tiler.io.input_identity import reopen
 
     return reopen(run_record.read_manifest(dst)["input"], why="--mask reads its nodata mask")
 
 
 def _read_window(run: FinishedRun, window: Window, mask: bool) -> np.ndarray:
-    import zarr
-
-    labels = zarr.open_array(run.store, path="labels", mode="r")[window.slices]
+    labels = stores.open_array(run.store, path="labels", mode="r")[window.slices]
     if not mask:
         return labels
     out = (labels != 0).view(np.uint8)

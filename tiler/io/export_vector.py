@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
+from tiler.io import stores
 from tiler.io.export_files import replacing
 from tiler.tiling import Window
 
@@ -115,9 +116,8 @@ def tile_pieces(
 
 
 def polygonize_tile(store: str, window: Window):
-    import zarr
-
-    labels = zarr.open_array(store, path="labels", mode="r")[window.slices]
+    """The pieces of one tile of the label store ``store`` (a path or a URL)."""
+    labels = stores.open_array(store, path="labels", mode="r")[window.slices]
     return tile_pieces(labels, *window.origin)
 
 

@@ -5,36 +5,98 @@ section 4: ``run.json`` saying ``"complete": true``): :func:`check_complete`
 refuses any other in one line, for whatever reads a run (the API, the report,
 the exports); :func:`complete_manifest` asks, for a run deciding what to do
 with DST. :func:`open_run` reads the label array's shape, chunks, dtype and
-georeferencing from ``labels.zarr``.
+georeferencing from ``labels.zarr``; :func:`read_objects` its object table.
+
+DST may be a folder or a URL in object storage (``s3://bucket/out/``,
+:mod:`tiler.io.stores`): a run there is read as a local one, and object
+storage refusing a request (credentials, a missing bucket, an endpoint that
+does not answer) is one line naming the URL (:func:`storage_errors`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from affine import Affine
 
-from tiler.errors import OutputError
-from tiler.io import output, run_record, stores
+from tiler.errors import OutputError, TilerError
+from tiler.io import output, remote, run_record, stores
+from tiler.io.destination import STORAGE_MODULES
+
+# The S3 operations that write (botocore's operation names).
+WRITE_OPERATIONS = ("Put", "Delete", "Create", "Upload", "Complete", "Abort", "Copy")
 
 
-def _manifest_or_why(dst: Path) -> tuple[dict[str, Any] | None, str]:
+def _manifest_or_why(dst: Any) -> tuple[dict[str, Any] | None, str]:
     """``dst``'s manifest if it says the run completed, else ``None`` and why not."""
     try:
         manifest = run_record.read_manifest(dst)
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if stores.is_remote(dst) and remote.reason(exc) != "no such object":  # no bucket, say
+            return None, unreadable(dst, exc)
         return None, "no run.json; not a finished tiler run"
     except ValueError as exc:  # not JSON, or not UTF-8
         return None, f"run.json is not valid JSON ({exc})"
-    except OSError as exc:
-        return None, f"cannot read run.json ({exc.strerror})"
+    except Exception as exc:  # the disk's error, or object storage's (botocore, aiohttp, s3fs)
+        if stores.is_remote(dst):
+            return None, unreadable(dst, exc)
+        if isinstance(exc, OSError):
+            return None, f"cannot read run.json ({exc.strerror})"
+        raise
     if not isinstance(manifest, dict) or manifest.get("complete") is not True:
         return None, "run.json does not say complete; the run did not finish"
     return manifest, ""
+
+
+def unreadable(dst: Any, exc: BaseException) -> str:
+    """Why object storage would not give ``dst``'s files, in words (no keys, no request)."""
+    return f"cannot read{remote.endpoint_note(str(dst))}: {remote.reason(exc)}"
+
+
+def storage_failure(exc: BaseException) -> BaseException | None:
+    """The error of an object storage client (botocore, aiohttp, s3fs...) behind ``exc``, if any.
+
+    s3fs raises Python's ``PermissionError`` or ``FileNotFoundError`` from
+    botocore's error, which names what was refused and the operation.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__module__.split(".")[0] in STORAGE_MODULES:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+@contextlib.contextmanager
+def storage_errors(dst: Any, out: Any = None, what: str = "the outputs") -> Iterator[None]:
+    """Object storage refusing or failing a request while the run in ``dst`` is read (and
+    ``out`` written): one line naming the one it was for, no traceback, no keys.
+
+    A request failing in ``out`` when only ``out`` is in object storage, or one
+    that writes (``PutObject``, ...), is ``out``'s; any other is ``dst``'s.
+    """
+    try:
+        yield
+    except TilerError:
+        raise
+    except Exception as exc:
+        failed = storage_failure(exc)
+        if failed is None:
+            raise
+        writes = str(getattr(failed, "operation_name", "")).startswith(WRITE_OPERATIONS)
+        if out is not None and stores.is_remote(out) and (writes or not stores.is_remote(dst)):
+            where = remote.endpoint_note(str(out))
+            raise OutputError(
+                f"{out}: cannot write {what}{where}: {remote.reason(failed)}"
+            ) from None
+        raise OutputError(f"{dst}: {unreadable(dst, failed)}") from None
 
 
 def complete_manifest(dst: str | os.PathLike) -> dict[str, Any] | None:
@@ -54,8 +116,8 @@ def check_complete(dst: str | os.PathLike) -> dict[str, Any]:
 class FinishedRun:
     """The parts of a finished run an export needs."""
 
-    dst: Path
-    store: str  # labels.zarr
+    dst: Any  # a Path, or a UPath in object storage (tiler.io.stores)
+    store: str  # labels.zarr: a path or a URL, for tiler.io.stores.open_array
     shape: tuple[int, int]
     chunks: tuple[int, int]
     dtype: np.dtype
@@ -65,23 +127,26 @@ class FinishedRun:
     georeferenced: bool  # False for a --pixel-only run: no CRS, no metres
 
     @property
-    def own_paths(self) -> list[Path]:
+    def own_paths(self) -> list[Any]:
         """The run's outputs, which no export may overwrite."""
         return [self.dst / name for name in (output.LABELS, output.OBJECTS, output.MANIFEST)]
 
 
 def open_run(dst: str | os.PathLike) -> FinishedRun:
-    """Check ``dst`` holds a complete run and read its labels' layout and georeferencing."""
-    import zarr
+    """Check ``dst`` holds a complete run and read its labels' layout and georeferencing.
 
-    dst = Path(dst)
+    ``dst`` is a folder or a URL in object storage (:mod:`tiler.io.stores`);
+    the run's :attr:`FinishedRun.store` opens with :func:`tiler.io.stores.open_array`.
+    """
     manifest = check_complete(dst)
-    store = dst / output.LABELS
+    dst = stores.folder(dst)
+    store = stores.location(dst / output.LABELS)
     try:
-        group = zarr.open_group(str(store), mode="r")
-        labels = group["labels"]
-        ref = dict(group["spatial_ref"].attrs)
-        c, a, b, f, d, e = (float(v) for v in ref["GeoTransform"].split())
+        with storage_errors(dst):
+            group = stores.open_group(store, mode="r")
+            labels = group["labels"]
+            ref = dict(group["spatial_ref"].attrs)
+            c, a, b, f, d, e = (float(v) for v in ref["GeoTransform"].split())
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise OutputError(f"{store}: not the label store of a tiler run ({exc})") from None
     inputs = manifest.get("input", {})
@@ -89,7 +154,7 @@ def open_run(dst: str | os.PathLike) -> FinishedRun:
     how = inputs.get("options", {}).get("georeferencing", "file")
     return FinishedRun(
         dst=dst,
-        store=str(store),
+        store=store,
         shape=tuple(labels.shape),
         chunks=tuple(labels.chunks),
         dtype=np.dtype(labels.dtype),
@@ -98,3 +163,12 @@ def open_run(dst: str | os.PathLike) -> FinishedRun:
         transform=Affine(a, b, c, d, e, f),
         georeferenced=bool(crs_wkt) and how != "none",
     )
+
+
+def read_objects(dst: Any, columns: list[str] | None = None):
+    """The object table of the run in ``dst`` (a folder or a URL), as a GeoDataFrame."""
+    import geopandas as gpd
+
+    path, filesystem = stores.file_system(stores.folder(dst) / output.OBJECTS)
+    with storage_errors(dst):
+        return gpd.read_parquet(path, columns=columns, filesystem=filesystem)

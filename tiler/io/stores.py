@@ -121,6 +121,19 @@ def open_group(where: str | os.PathLike, mode: str = "r", **kwargs: Any) -> Any:
     return zarr.open_group(store(where, read_only=mode == "r"), mode=mode, **kwargs)
 
 
+def file_system(where: Any) -> tuple[str, Any]:
+    """``(path, filesystem)`` of a file for readers that take an fsspec file system.
+
+    pyarrow and geopandas (``read_parquet(path, filesystem=...)``) read a
+    local file by its path (``filesystem`` ``None``), and a file in object
+    storage through this module's fsspec file system, with its timeouts.
+    """
+    if not is_remote(where):
+        return os.fspath(where), None
+    entry = folder(where)
+    return entry.path, entry.fs
+
+
 def remove(entry: Any) -> None:
     """Remove a file or a folder tree, local or in object storage (nothing if not there)."""
     if is_remote(entry):

@@ -24,6 +24,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window as RioWindow
 
 from tiler.errors import InputError
+from tiler.io import remote
 from tiler.io.open_raster import open_geotiff
 from tiler.io.raster import _gdal_reason
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS, block_layout, size_text
@@ -100,8 +101,9 @@ class _Reader:
         ds = getattr(self.local, "ds", None)
         if ds is None:
             # Each thread decodes its own blocks: GDAL's own threads would only compete.
+            opened = remote.gdal_path(self.path) if remote.is_url(self.path) else self.path
             with rasterio.Env(GDAL_NUM_THREADS="1"):
-                ds = self.local.ds = rasterio.open(self.path, driver="GTiff")
+                ds = self.local.ds = rasterio.open(opened, driver="GTiff")
             with self.lock:
                 self.handles.append(ds)
         return ds
@@ -112,6 +114,10 @@ class _Reader:
 
     def read(self, windows: list[RioWindow]) -> tuple[list[BadBlock], int]:
         """Decode ``windows`` (every band, then the mask); the bad ones and the bytes decoded."""
+        with remote.reading(self.path):  # a URL's GDAL options are this thread's own
+            return self._read(windows)
+
+    def _read(self, windows: list[RioWindow]) -> tuple[list[BadBlock], int]:
         ds = self.dataset()
         planar = block_layout(ds)[2] > 1
         itemsize = np.dtype(ds.dtypes[0]).itemsize
@@ -194,14 +200,18 @@ def validate(
     bad: list[BadBlock] = []
     decoded = blocks = 0
     try:
-        with rasterio.open(source.path, driver="GTiff") as ds:
+        with remote.open_dataset(source.path) as ds:
             rows, cols, _, _ = block_layout(ds)
             bh, bw = ds.block_shapes[0]
             tiled = bool(ds.profile.get("tiled")) or (bw < ds.width)
             layout = f"tiled {bh} x {bw}" if tiled else f"strips of {bh} row(s)"
             compression = ds.compression.name.upper() if ds.compression else "uncompressed"
             interleave = ds.interleaving.name.lower() if ds.interleaving else "pixel"
-            file_size = Path(source.path).stat().st_size
+            file_size = (
+                remote.identity(source.path)[0]
+                if remote.is_url(source.path)
+                else Path(source.path).stat().st_size
+            )
             batches = _batches(ds, threads)
             total = rows * cols
             with (
@@ -233,7 +243,7 @@ def validate(
         reader.close()
     bad.sort(key=lambda b: b.window)
     return ValidationReport(
-        path=str(path),
+        path=source.name if remote.is_url(source.path) else str(path),
         height=source.height,
         width=source.width,
         count=source.count,

@@ -10,32 +10,35 @@ every cell of the density grid (:mod:`tiler.report.grid`), each object's
 index sums (:mod:`tiler.report.vigour`), and the multiscale pyramid
 (:mod:`tiler.report.pyramid`) that the report's pictures come from. It only
 ever reads the run: a read-only run folder is reported like any other.
+
+The run and ``out`` may be in object storage (``s3://bucket/out/``,
+:mod:`tiler.io.stores`): each file is then uploaded whole, the pyramid is
+written in place, and ``report.html`` is written last.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import shapely
-import zarr
 from rasterio.enums import ColorInterp
 
-from tiler.analysis.rows import StandReport, analyse
+from tiler.analysis.rows import StandReport, analyse, refuse_object_storage
 from tiler.analysis.rows import rounded as stand_rounded
 from tiler.errors import InputError, OutputError
 from tiler.executor import Executor
 from tiler.georef import image_bounds, pixel_area_m2
-from tiler.io import atomic, output, remote
-from tiler.io.finished import check_complete
+from tiler.io import atomic, output, remote, stores
+from tiler.io.finished import check_complete, read_objects, storage_errors, storage_failure
 from tiler.io.input_identity import reopen
 from tiler.io.targets import claim, remove
 from tiler.plan import window_graph
@@ -82,19 +85,19 @@ def build(
 
     Parameters
     ----------
-    dst : path
-        A finished ``tiler run`` output; only read.
+    dst : path or URL
+        A finished ``tiler run`` output, or its URL in object storage; only read.
     fields : path or GeoDataFrame, optional
         Field polygons (GeoJSON, GeoPackage or anything GDAL reads, any CRS;
         reprojected to the raster's). Default: one field, the image footprint.
     field_id : str, optional
         The column naming each field; kept under its name, with every other
         attribute of the file (default: a column ``field``, ``field 1``, ``field 2``, …).
-    out : path, optional
-        Folder for ``fields.csv``, ``fields.parquet``, ``report.html`` and the
-        pyramid ``pyramid.zarr``; default ``dst/report``. A folder holding a
-        report is refused unless ``overwrite``, one holding anything else
-        always (see :func:`tiler.io.targets.claim`).
+    out : path or URL, optional
+        Folder (or object storage prefix) for ``fields.csv``, ``fields.parquet``,
+        ``report.html`` and the pyramid ``pyramid.zarr``; default ``dst/report``.
+        A folder holding a report is refused unless ``overwrite``, one holding
+        anything else always (see :func:`tiler.io.targets.claim`).
     index : str, optional
         The vegetation index averaged per object (:mod:`tiler.report.vigour`):
         ``exg``, ``exgr``, ``gray``, ``ndvi``, ``ndvi:RED,NIR`` or ``none``;
@@ -111,82 +114,85 @@ def build(
     """
     started = time.perf_counter()
     log = log or (lambda message: None)
-    dst = Path(dst)
     manifest = check_complete(dst)
-    out = Path(out) if out is not None else dst / output.REPORT
-    # The report's files are then replaced one by one (each renamed into place).
-    claim(out, output.REPORT_OUTPUTS, overwrite=overwrite, holds="a tiler report")
-    if manifest["input"].get("options", {}).get("georeferencing") == "none":
-        raise OutputError(
-            f"{dst}: a --pixel-only run has no map coordinates or areas, which the report needs"
+    dst = stores.folder(dst)
+    out = stores.folder(out) if out is not None else dst / output.REPORT
+    if stand is not None:  # before the pass over the image, not after it
+        refuse_object_storage(dst, out)
+    # Object storage refusing a request (no keys, no traceback): one line naming dst or out.
+    with storage_errors(dst, out, "the report"):
+        # The report's files are then replaced one by one (each renamed into place).
+        claim(out, output.REPORT_OUTPUTS, overwrite=overwrite, holds="a tiler report")
+        if manifest["input"].get("options", {}).get("georeferencing") == "none":
+            raise OutputError(
+                f"{dst}: a --pixel-only run has no map coordinates or areas, which the report needs"
+            )
+        source = _input(manifest, src)
+        index_of = vigour.choose(
+            index, manifest.get("config", {}), manifest["input"]["count"], str(dst)
         )
-    source = _input(manifest, src)
-    index_of = vigour.choose(
-        index, manifest.get("config", {}), manifest["input"]["count"], str(dst)
-    )
-    transform = tuple(manifest["input"]["transform"])
-    bounds = image_bounds(transform, source.height, source.width)
-    crs_wkt = manifest["input"]["crs_wkt"]
-    table_fields, id_name = field_stats.load_fields(fields, field_id, crs_wkt, bounds)
-    objects = gpd.read_parquet(
-        dst / output.OBJECTS,
-        columns=[*OBJECT_COLUMNS, "geometry"],
-    )
-    members = field_stats.count_objects(objects, table_fields)
+        transform = tuple(manifest["input"]["transform"])
+        bounds = image_bounds(transform, source.height, source.width)
+        crs_wkt = manifest["input"]["crs_wkt"]
+        table_fields, id_name = field_stats.load_fields(fields, field_id, crs_wkt, bounds)
+        objects = read_objects(dst, columns=[*OBJECT_COLUMNS, "geometry"])
+        members = field_stats.count_objects(objects, table_fields)
 
-    labels = zarr.open_array(str(dst / output.LABELS / "labels"), mode="r")
-    shape = (source.height, source.width)
-    bands = display_bands(source)
-    a, b, _, d, e, _ = transform
-    scale = (abs(e) if b == 0 else np.hypot(b, e), abs(a) if d == 0 else np.hypot(a, d))
-    centre = _corner(transform, shape[0] / 2, shape[1] / 2)[1]
-    pixel_m = float(np.sqrt(pixel_area_m2(crs_wkt, transform, centre)))
-    k = grid.cell_pixels(shape, pixel_m)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        partial = pyramid.create(out, shape, len(bands), source.dtype, labels.dtype, scale)
-    except OSError as exc:  # a read-only or full file system: the one line, no traceback
-        raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
-    try:
-        pixels, valid, stats = _pass(
-            source, (bands, index_of), dst, transform, table_fields, partial, k, scheduler, log,
-            objects["label"].to_numpy(),
-        )  # fmt: skip
-        pyramid.finish(partial)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
-    # One pixel's ground area at each field (it varies with latitude in a geographic CRS).
-    centres = shapely.centroid(np.asarray(table_fields.geometry.values))
-    pixel_areas = pixel_area_m2(crs_wkt, transform, np.nan_to_num(shapely.get_y(centres)))
-    result = field_stats.table(table_fields, members, objects, pixels, pixel_areas)
-    if index_of is not None:  # after the other computed columns, before the geometry
-        means = vigour.field_means(members, stats[0])
-        result.insert(len(result.columns) - 1, index_of.mean_column, means)
-    section = None
-    if stand is not None:
-        found = analyse(dst, None if fields is None else table_fields, id_name,
-                        out / output.STAND, settings=stand, overwrite=True, scheduler=scheduler,
-                        log=log)  # fmt: skip
-        result = _with_stand(result, found.fields, id_name, str(fields or dst))
-        section = StandSection(found.fields, found.read_rows(), found.read_gaps(),
-                               found.histograms, found.messages, stand)  # fmt: skip
-    else:  # a stand of an earlier report here would no longer be this report's
-        remove(out / output.STAND)
-    tags = field_stats.object_fields(members, table_fields[id_name], len(objects))
-    per_object = vigour.object_table(objects, tags, id_name, index_of, stats)
-    cells = grid.density(objects, valid, k, crs_wkt, transform, pixel_m)
+        labels = stores.open_array(dst / output.LABELS / "labels", mode="r")
+        shape = (source.height, source.width)
+        bands = display_bands(source)
+        a, b, _, d, e, _ = transform
+        scale = (abs(e) if b == 0 else np.hypot(b, e), abs(a) if d == 0 else np.hypot(a, d))
+        centre = _corner(transform, shape[0] / 2, shape[1] / 2)[1]
+        pixel_m = float(np.sqrt(pixel_area_m2(crs_wkt, transform, centre)))
+        k = grid.cell_pixels(shape, pixel_m)
+        try:
+            stores.make_folder(out)
+            partial = pyramid.create(out, shape, len(bands), source.dtype, labels.dtype, scale)
+        except OSError as exc:  # a read-only or full file system: the one line, no traceback
+            if storage_failure(exc) is not None:  # object storage's: said by storage_errors
+                raise
+            raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+        try:
+            pixels, valid, stats = _pass(
+                source, (bands, index_of), dst, transform, table_fields, partial, k, scheduler, log,
+                objects["label"].to_numpy(),
+            )  # fmt: skip
+            pyramid.finish(partial)
+        except BaseException:  # in object storage it has its final name: nothing half made stays
+            remove(partial)
+            raise
+        # One pixel's ground area at each field (it varies with latitude in a geographic CRS).
+        centres = shapely.centroid(np.asarray(table_fields.geometry.values))
+        pixel_areas = pixel_area_m2(crs_wkt, transform, np.nan_to_num(shapely.get_y(centres)))
+        result = field_stats.table(table_fields, members, objects, pixels, pixel_areas)
+        if index_of is not None:  # after the other computed columns, before the geometry
+            means = vigour.field_means(members, stats[0])
+            result.insert(len(result.columns) - 1, index_of.mean_column, means)
+        section = None
+        if stand is not None:
+            found = analyse(dst, None if fields is None else table_fields, id_name,
+                            out / output.STAND, settings=stand, overwrite=True, scheduler=scheduler,
+                            log=log)  # fmt: skip
+            result = _with_stand(result, found.fields, id_name, str(fields or dst))
+            section = StandSection(found.fields, found.read_rows(), found.read_gaps(),
+                                   found.histograms, found.messages, stand)  # fmt: skip
+        else:  # a stand of an earlier report here would no longer be this report's
+            remove(out / output.STAND)
+        tags = field_stats.object_fields(members, table_fields[id_name], len(objects))
+        per_object = vigour.object_table(objects, tags, id_name, index_of, stats)
+        cells = grid.density(objects, valid, k, crs_wkt, transform, pixel_m)
 
-    from tiler.report.html import render
+        from tiler.report.html import render
 
-    csv = _atomic(out / "fields.csv", lambda p: _rounded(result, stand).to_csv(p, index=False))
-    parquet = _atomic(out / "fields.parquet", lambda p: result.to_parquet(p, index=False))
-    _atomic(out / "objects.csv", lambda p: vigour.rounded(per_object).to_csv(p, index=False))
-    _atomic(out / "objects.parquet", lambda p: per_object.to_parquet(p, index=False))
-    seconds = time.perf_counter() - started
-    page = render(dst, manifest, out / pyramid.GROUP, result, id_name, objects, cells,
-                  fields is not None, stand=section)  # fmt: skip
-    html = _atomic(out / "report.html", lambda p: Path(p).write_text(page, encoding="utf-8"))
+        csv = _atomic(out / "fields.csv", lambda p: _rounded(result, stand).to_csv(p, index=False))
+        parquet = _atomic(out / "fields.parquet", lambda p: result.to_parquet(p, index=False))
+        _atomic(out / "objects.csv", lambda p: vigour.rounded(per_object).to_csv(p, index=False))
+        _atomic(out / "objects.parquet", lambda p: per_object.to_parquet(p, index=False))
+        seconds = time.perf_counter() - started
+        page = render(dst, manifest, out / pyramid.GROUP, result, id_name, objects, cells,
+                      fields is not None, stand=section)  # fmt: skip
+        html = _atomic(out / "report.html", lambda p: Path(p).write_text(page, encoding="utf-8"))
     log(f"report: {len(result)} field(s) in {seconds:.1f} s")
     return Report(result, csv, parquet, html, seconds, id_name, per_object, index_of,
                   found if stand is not None else None)  # fmt: skip
@@ -258,9 +264,10 @@ def _pass(source, bands, dst, transform, table_fields, partial, k, scheduler, lo
         x1, y1 = _corner(transform, w.row_stop, w.col_stop)
         near = tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
         pieces.append([(int(i), table_fields.geometry.iloc[i]) for i in sorted(near)])
-    labels_path = str(dst / output.LABELS / "labels")
+    labels_path = stores.location(dst / output.LABELS / "labels")
     graph = window_graph(
-        "report", window_counts, (source, bands, labels_path, transform, str(partial), k),
+        "report", window_counts,
+        (source, bands, labels_path, transform, stores.location(partial), k),
         windows, pieces,
     )  # fmt: skip
     log(f"{dst}: {len(windows)} window(s) of {pyramid.WINDOW} px over {shape[0]} x {shape[1]}")
@@ -282,7 +289,7 @@ def window_counts(source, bands, labels_path, transform, pyramid_path, k, window
     display, index_of = bands
     read = tuple(dict.fromkeys(display + (index_of.bands if index_of else ())))
     image, valid = source.read(read, window)  # every band once
-    labels = zarr.open_array(labels_path, mode="r")[window.slices]
+    labels = stores.open_array(labels_path, mode="r")[window.slices]
     planes = lambda wanted: image[[read.index(b) for b in wanted]]  # noqa: E731
     pyramid.write_level0(pyramid_path, window, planes(display), valid, labels)
     sums = (
@@ -328,13 +335,13 @@ def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def provenance(dst: Path, manifest: dict) -> dict:
+def provenance(dst: Any, manifest: dict) -> dict:
     """What the report is of: input, pipeline, versions, dates."""
     from tiler import __version__
 
     inputs = manifest["input"]
     return {
-        "output": str(dst.resolve()),
+        "output": str(dst) if stores.is_remote(dst) else str(dst.resolve()),
         "input": inputs["path"],
         "size": f"{inputs['height']} x {inputs['width']} px, "
         f"{inputs.get('size_bytes', 0) / 2**20:.1f} MiB",

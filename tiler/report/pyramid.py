@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from typing import Any
 
 import numpy as np
-import zarr
 
-from tiler.io import atomic
+from tiler.io import atomic, stores
 from tiler.tiling import TileGrid, Window
 
 FACTOR = 4  # level 0 against full resolution
@@ -87,16 +85,18 @@ def alpha_value(dtype: np.dtype) -> float:
     return float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
 
 
-def create(folder: Path, shape, bands: int, image_dtype, label_dtype, scale) -> Path:
+def create(folder: Any, shape, bands: int, image_dtype, label_dtype, scale) -> Any:
     """Create the (partial) pyramid group in ``folder`` with empty levels; return its path.
 
     ``scale`` is the input's pixel size ``(row, col)`` in map units, so the
-    multiscales carry physical scales.
+    multiscales carry physical scales. In object storage (``folder`` a
+    ``UPath``, :mod:`tiler.io.stores`), which has no renames, the pyramid is
+    made under its final name: the report's page, written last, says it is whole.
     """
-    path = Path(folder) / f".{GROUP}.partial"
-    if path.exists():
-        shutil.rmtree(path)
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    folder = stores.folder(folder)
+    path = folder / (GROUP if stores.is_remote(folder) else f".{GROUP}.partial")
+    stores.remove(path)
+    root = stores.open_group(stores.location(path), mode="w", zarr_format=3)
     objects = root.require_group("labels").require_group("objects")
     for k, (h, w) in enumerate(level_shapes(shape)):
         root.create_array(
@@ -165,10 +165,13 @@ def _multiscale(name: str, levels: int, scale, channels: bool) -> dict:
 def write_level0(
     path: str, window: Window, image: np.ndarray, valid: np.ndarray, labels: np.ndarray
 ) -> None:
-    """Write one window's level-0 block (image means with alpha, and decimated labels)."""
+    """Write one window's level-0 block (image means with alpha, and decimated labels).
+
+    ``path``: the pyramid's path or URL (:func:`tiler.io.stores.location`).
+    """
     r0, c0 = window.origin
     means, any_valid = block_mean(image, valid, FACTOR)
-    root = zarr.open_group(path, mode="r+")
+    root = stores.open_group(path, mode="r+")
     level = root["0"]
     dtype = level.dtype
     block = np.empty((means.shape[0] + 1, *means.shape[1:]), dtype=dtype)
@@ -182,13 +185,13 @@ def write_level0(
     )
 
 
-def finish(path: Path, threads: int | None = None) -> Path:
+def finish(path: Any, threads: int | None = None) -> Any:
     """Make the coarser levels from level 0, then rename the pyramid to its final name.
 
     Each coarser chunk is made from the 2 x 2 chunks above it, in a thread
-    pool: no level is ever read whole.
+    pool: no level is ever read whole. In object storage it has its final name already.
     """
-    root = zarr.open_group(str(path), mode="r+")
+    root = stores.open_group(stores.location(path), mode="r+")
     k = 1
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
         while str(k) in root:
@@ -196,6 +199,8 @@ def finish(path: Path, threads: int | None = None) -> Path:
             blocks = [(r, c) for r in range(0, h, CHUNK) for c in range(0, w, CHUNK)]
             list(pool.map(lambda rc, k=k: _coarser_chunk(root, k, *rc), blocks))
             k += 1
+    if stores.is_remote(path):
+        return path
     return atomic.publish_folder(path, path.parent / GROUP)
 
 
@@ -215,11 +220,11 @@ def _coarser_chunk(root, k: int, r: int, c: int) -> None:
     root[f"labels/objects/{k}"][r : r + objects.shape[0], c : c + objects.shape[1]] = objects
 
 
-def read_level(path: Path, max_side: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """The finest level of the pyramid at ``path`` whose largest side is at most
-    ``max_side`` (else the coarsest): ``(factor, image (c, h, w) with alpha last,
-    labels (h, w))``."""
-    root = zarr.open_group(str(path), mode="r")
+def read_level(path: Any, max_side: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """The finest level of the pyramid at ``path`` (a path, or a URL in object storage)
+    whose largest side is at most ``max_side`` (else the coarsest): ``(factor, image
+    (c, h, w) with alpha last, labels (h, w))``."""
+    root = stores.open_group(stores.location(path), mode="r")
     n = len([key for key in root.array_keys() if key.isdigit()])
     k = next((k for k in range(n) if max(root[str(k)].shape[1:]) <= max_side), n - 1)
     return FACTOR * 2**k, root[str(k)][...], root[f"labels/objects/{k}"][...]
