@@ -264,22 +264,28 @@ STORAGE_MODULES = frozenset(
 )
 
 
-def storage_error(dst: Any, exc: BaseException) -> BaseException | None:
-    """Object storage refusing or failing a request behind ``exc``, if ``dst`` is in one.
+def client_error(exc: BaseException, *, os_errors: bool = False) -> BaseException | None:
+    """The error of an object storage client (botocore, aiohttp, s3fs, ...) behind ``exc``.
 
     ``exc`` itself or any exception it came from: a tile's
     :class:`~tiler.errors.TileError` has the client's error as its cause.
+    ``os_errors``: Python's ``OSError``s count too (s3fs raises ``PermissionError``
+    or ``FileNotFoundError`` from botocore's error).
     """
-    if not stores.is_remote(dst):
-        return None
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(cause, OSError) or type(cause).__module__.split(".")[0] in STORAGE_MODULES:
+        client = type(cause).__module__.split(".")[0] in STORAGE_MODULES
+        if client or (os_errors and isinstance(cause, OSError)):
             return cause
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def storage_error(dst: Any, exc: BaseException) -> BaseException | None:
+    """Object storage refusing or failing a request behind ``exc``, if ``dst`` is in one."""
+    return client_error(exc, os_errors=True) if stores.is_remote(dst) else None
 
 
 def raise_for_write_error(dst: Any, exc: BaseException) -> None:

@@ -26,7 +26,7 @@ from affine import Affine
 
 from tiler.errors import OutputError, TilerError
 from tiler.io import output, remote, run_record, stores
-from tiler.io.destination import STORAGE_MODULES
+from tiler.io.destination import client_error
 
 # The S3 operations that write (botocore's operation names).
 WRITE_OPERATIONS = ("Put", "Delete", "Create", "Upload", "Complete", "Abort", "Copy")
@@ -58,22 +58,6 @@ def unreadable(dst: Any, exc: BaseException) -> str:
     return f"cannot read{remote.endpoint_note(str(dst))}: {remote.reason(exc)}"
 
 
-def storage_failure(exc: BaseException) -> BaseException | None:
-    """The error of an object storage client (botocore, aiohttp, s3fs...) behind ``exc``, if any.
-
-    s3fs raises Python's ``PermissionError`` or ``FileNotFoundError`` from
-    botocore's error, which names what was refused and the operation.
-    """
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if type(cause).__module__.split(".")[0] in STORAGE_MODULES:
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
 @contextlib.contextmanager
 def storage_errors(dst: Any, out: Any = None, what: str = "the outputs") -> Iterator[None]:
     """Object storage refusing or failing a request while the run in ``dst`` is read (and
@@ -87,7 +71,7 @@ def storage_errors(dst: Any, out: Any = None, what: str = "the outputs") -> Iter
     except TilerError:
         raise
     except Exception as exc:
-        failed = storage_failure(exc)
+        failed = client_error(exc)
         if failed is None:
             raise
         writes = str(getattr(failed, "operation_name", "")).startswith(WRITE_OPERATIONS)

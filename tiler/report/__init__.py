@@ -38,7 +38,8 @@ from tiler.errors import InputError, OutputError
 from tiler.executor import Executor
 from tiler.georef import image_bounds, pixel_area_m2
 from tiler.io import atomic, output, remote, stores
-from tiler.io.finished import check_complete, read_objects, storage_errors, storage_failure
+from tiler.io.destination import client_error
+from tiler.io.finished import check_complete, read_objects, storage_errors
 from tiler.io.input_identity import reopen
 from tiler.io.targets import claim, remove
 from tiler.plan import window_graph
@@ -150,7 +151,7 @@ def build(
             stores.make_folder(out)
             partial = pyramid.create(out, shape, len(bands), source.dtype, labels.dtype, scale)
         except OSError as exc:  # a read-only or full file system: the one line, no traceback
-            if storage_failure(exc) is not None:  # object storage's: said by storage_errors
+            if client_error(exc) is not None:  # object storage's: said by storage_errors
                 raise
             raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
         try:
