@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("moto.server")  # the test extra: moto[server]
 
-from s3_server import MotoServer, free_port, tiler  # noqa: E402
+from s3_server import MotoServer, free_port, point_at, tiler  # noqa: E402
 from test_cluster import DaskProcesses, output_bytes  # noqa: E402
 
 from tiler import api  # noqa: E402
@@ -191,9 +191,7 @@ def test_a_server_stopped_mid_run_is_one_line(field, tmp_path):
 
 def test_a_bucket_prefix_is_claimed_as_a_folder_is(server, field, monkeypatch):
     """Another run's outputs are replaced only with --overwrite; what tiler did not write, never."""
-    for name, value in server.env().items():
-        if name.startswith("AWS_"):
-            monkeypatch.setenv(name, value)
+    point_at(server, monkeypatch)
     dst = f"s3://{BUCKET}/runs/claimed"
     run = dict(chunk_size=256, scheduler="sync", warn=lambda m: None)
     first = api.run(field, dst, **run)

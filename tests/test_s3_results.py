@@ -10,6 +10,7 @@ without ``run.json`` and wrong credentials are refused in one line.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -198,3 +199,12 @@ def test_the_stand_is_refused_in_one_line_for_a_run_in_the_bucket(s3_env):
     for command in (("report", RUN, "--rows"), ("rows", RUN)):
         line = _one_line_error(tiler(*command, env=s3_env.env()), s3_env, f"tiler: error: {RUN}: ")
         assert "not in object storage: copy the run to a folder" in line
+
+
+def test_an_export_to_a_url_is_refused_by_name(local_run):
+    done = tiler("export", local_run, "--cog", "s3://bucket/labels.tif", env=dict(os.environ))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "tiler: error: s3://bucket/labels.tif: exports are written to local files; write it "
+        "here and copy it (aws s3 cp, gcloud storage cp, azcopy)"
+    ]

@@ -77,7 +77,7 @@ def report(dst, fields, field_id, out, index, src, with_rows, overwrite, quiet, 
 @click.argument("dst", type=click.Path(path_type=str))  # a folder, or an s3:// gs:// az:// URL
 @click.option(
     "--cog",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=str),  # a URL is refused by name, not mangled
     default=None,
     metavar="PATH.tif",
     help="The labels as a Cloud-Optimized GeoTIFF (uint32, or uint64 as stored).",
@@ -89,7 +89,7 @@ def report(dst, fields, field_id, out, index, src, with_rows, overwrite, quiet, 
 )
 @click.option(
     "--polygons",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=str),  # a URL is refused by name, not mangled
     default=None,
     metavar="PATH.gpkg|.shp|.geojson|.fgb|.kml|.parquet",
     help="One polygon per object with the object table's columns; format by extension.",
@@ -105,7 +105,7 @@ def report(dst, fields, field_id, out, index, src, with_rows, overwrite, quiet, 
 @click.option(
     "--csv",
     "csv_path",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=str),  # a URL is refused by name, not mangled
     default=None,
     metavar="PATH.csv",
     help="The object table for spreadsheets, with lon/lat (WGS 84) and a crs column.",

@@ -24,6 +24,11 @@ _SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
 
 def target(path: str | os.PathLike, suffixes, what: str, run: FinishedRun) -> Path:
     """``path`` checked as an output file: its suffix, its folder, and not one of the run's own."""
+    if isinstance(path, str) and "://" in path:
+        raise OutputError(
+            f"{path}: exports are written to local files; write it here and copy it "
+            "(aws s3 cp, gcloud storage cp, azcopy)"
+        )
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise OutputError(f"{path}: {what} must end in {_one_of(suffixes)}")

@@ -57,8 +57,36 @@ def is_remote(where: object) -> bool:
 
 
 def storage_options(url: str) -> dict[str, Any]:
-    """fsspec's options for ``url``'s file system (timeouts and retries; never credentials)."""
-    return dict(_S3_OPTIONS) if urlsplit(url).scheme.lower() == "s3" else {}
+    """fsspec's options for ``url``'s file system (timeouts and retries; never credentials).
+
+    fsspec keeps one client per set of options; one made before the
+    process's cloud environment changed (a notebook setting other keys or
+    another endpoint, the tests) is dropped, so that clients always follow
+    the environment.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    _follow_environment(scheme)
+    return dict(_S3_OPTIONS) if scheme == "s3" else {}
+
+
+# The cloud environment each scheme's cached clients were made under (a digest, not the values).
+_ENVIRONMENT_SEEN: dict[str, str] = {}
+_CLOUD_VARIABLES = ("AWS_", "GOOGLE_", "AZURE_", "GCS")
+
+
+def _follow_environment(scheme: str) -> None:
+    import hashlib
+
+    pairs = sorted((k, v) for k, v in os.environ.items() if k.startswith(_CLOUD_VARIABLES))
+    digest = hashlib.sha256(repr(pairs).encode()).hexdigest()
+    if _ENVIRONMENT_SEEN.get(scheme, digest) != digest:
+        import fsspec
+
+        try:
+            fsspec.get_filesystem_class(scheme).clear_instance_cache()
+        except ImportError:  # the package is missing: folder() says so
+            return
+    _ENVIRONMENT_SEEN[scheme] = digest
 
 
 def folder(where: str | os.PathLike) -> Any:
