@@ -69,13 +69,34 @@ def best(runs: list[tuple[float, float]]) -> Timing:
     return Timing(min(w for w, _ in runs), min(c for _, c in runs))
 
 
-def loaded(tree: Path, code: str) -> list[str]:
-    """Which of :data:`HEAVY` ``code`` leaves imported, in a fresh interpreter on ``tree``."""
-    probe = f"{code}\nimport sys; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=environment(tree), capture_output=True, text=True
+def loaded(tree: Path, code: str, cwd: Path) -> list[str]:
+    """Which of :data:`HEAVY` ``code`` leaves imported, in a fresh interpreter on ``tree``
+    (run in ``cwd``: a folder with a tiler/ in it would shadow ``tree``'s)."""
+    probe = (
+        "import contextlib, io, sys\n"
+        f"with contextlib.redirect_stdout(io.StringIO()):\n    {code}\n"
+        f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    return out.stdout.split()
+    command = [sys.executable, "-c", probe]
+    done = subprocess.run(command, env=environment(tree), cwd=cwd, capture_output=True, text=True)
+    return done.stdout.split()
+
+
+def modules(trees: dict[str, Path], src1: Path, out: Path) -> list[str]:
+    """Lines saying which heavy modules each tree imports for --help, a run's start, a run."""
+    args = [str(src1), str(out / "m"), "-q", "--overwrite"]
+    run = f"from tiler.cli import main; main(['run', *{args!r}])"
+    lines = []
+    for label, code in (
+        ("`import tiler`", "import tiler"),
+        ("`tiler --help`", "from tiler.cli import main; main(['--help'])"),
+        ("start of `tiler run`", "import tiler.cli, tiler.api"),
+        ("a default `tiler run`, start to end", run),
+    ):
+        found = {n: loaded(t, code, out) for n, t in trees.items()}
+        said = "; ".join(f"{n}: {', '.join(f) or 'none'}" for n, f in found.items())
+        lines.append(f"- {label}: {said}")
+    return lines
 
 
 def cases(src64: Path, src1: Path, out: Path) -> dict[str, list[str]]:
@@ -96,7 +117,9 @@ def cases(src64: Path, src1: Path, out: Path) -> dict[str, list[str]]:
     }
 
 
-def measure(trees: dict[str, Path], repeats: int, log=print) -> dict[str, dict[str, Timing]]:
+def measure(
+    trees: dict[str, Path], repeats: int, log=print
+) -> tuple[dict[str, dict[str, Timing]], list[str]]:
     """Every case on every tree, interleaved, ``repeats`` times; kernels cached as a user's."""
     src64, _ = synthetic_image((8000, 8000), log=log)
     src1, _ = synthetic_image((1000, 1000), log=log)
@@ -143,7 +166,8 @@ def measure(trees: dict[str, Path], repeats: int, log=print) -> dict[str, dict[s
             f"{case}: "
             + ", ".join(f"{n} {t.wall:.2f} s ({t.cpu:.2f} s CPU)" for n, t in results[case].items())
         )
-    return results
+        found = modules(trees, src1, out)
+    return results, found
 
 
 def report(
@@ -151,6 +175,8 @@ def report(
     trees: dict[str, Path],
     repeats: int,
     load: tuple[float, float],
+    found: list[str],
+    before: str | None,
 ) -> str:
     names = list(trees)
     m = machine()
@@ -161,7 +187,9 @@ def report(
         f"with other work: load average {load[0]:.1f} before, {load[1]:.1f} after.",
         f"- Whole processes (`python -m benchmarks.fixed_costs`), best of {repeats}, the trees "
         "interleaved; wall = best wall time, CPU = least user + sys of the process tree.",
-        f"- Trees: {', '.join(f'{n} = `{t}`' for n, t in trees.items())}.",
+        "- Trees: "
+        + (f"before = git {before} (its tiler/), after = " if before else "")
+        + "this checkout.",
         "",
         "| | " + " | ".join(f"{n} wall | {n} CPU" for n in names) + " |",
         "|---|" + "---:|---:|" * len(names),
@@ -169,23 +197,19 @@ def report(
     for case, by_tree in results.items():
         cells = " | ".join(f"{by_tree[n].wall:.2f} s | {by_tree[n].cpu:.2f} s" for n in names)
         lines.append(f"| {case} | {cells} |")
-    lines += ["", "Heavy modules imported (of " + ", ".join(HEAVY) + "):", ""]
-    for label, code in (
-        ("`import tiler`", "import tiler"),
-        ("`tiler --help`", "from tiler.cli import cli"),
-        ("start of `tiler run`", "import tiler.cli, tiler.api"),
-    ):
-        found = {n: loaded(t, code) for n, t in trees.items()}
-        lines.append(
-            f"- {label}: " + "; ".join(f"{n}: {', '.join(f) or 'none'}" for n, f in found.items())
-        )
+    compiled, cached = "1 MP `tiler run`, kernels compiled (empty cache)", "1 MP `tiler run`"
+    lines += ["", "Compiling the kernels (compiled minus cached, 1 MP run): " + ", ".join(
+        f"{n} {results[compiled][n].wall - results[cached][n].wall:.2f} s wall, "
+        f"{results[compiled][n].cpu - results[cached][n].cpu:.2f} s CPU" for n in names
+    ) + "."]  # fmt: skip
+    lines += ["", "Heavy modules imported (of " + ", ".join(HEAVY) + "):", "", *found]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", help="git commit to compare with (its tiler/ extracted)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write the Markdown table here")
     args = parser.parse_args(argv)
     trees: dict[str, Path] = {}
@@ -200,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             trees["before"] = Path(old)
         trees["after" if args.before else "this tree"] = ROOT
         load_before = os.getloadavg()[0]
-        results = measure(trees, args.repeats)
-        text = report(results, trees, args.repeats, (load_before, os.getloadavg()[0]))
+        results, found = measure(trees, args.repeats)
+        load = (load_before, os.getloadavg()[0])
+        text = report(results, trees, args.repeats, load, found, args.before)
     print(text)
     if args.out:
         args.out.write_text(text)
