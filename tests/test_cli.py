@@ -392,7 +392,8 @@ def test_truncated_input_on_the_local_cluster_is_one_line(tmp_path, tif):
     """The error crosses the process boundary of a distributed worker intact."""
     src = _truncated(tmp_path, tif)
     dst = tmp_path / "out"
-    proc = tiler("run", src, dst, "--workers", "1", "--chunk-size", 64, "-q", cwd=tmp_path)
+    args = ("--scheduler", "local", "--workers", "1", "--chunk-size", 64, "-q")
+    proc = tiler("run", src, dst, *args, cwd=tmp_path)
     line = assert_one_line_error(proc, src.name, "window rows")
     assert "previous exception" not in line
     assert not dst.exists()

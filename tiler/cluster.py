@@ -1,10 +1,11 @@
 """Where a run's tasks execute: dask's local schedulers, a local cluster, or a remote one.
 
 * ``sync`` / ``threads`` – dask's synchronous and threaded schedulers, in this process;
-* ``local`` (the default) – a ``distributed.LocalCluster`` bound to 127.0.0.1:
-  one worker whose threads run in this process, or ``workers`` worker
-  processes (each with a nanny, ``threads_per_worker`` threads and a
-  ``memory_limit``);
+  ``threads`` is the default (:func:`default_scheduler`);
+* ``local`` – a ``distributed.LocalCluster`` bound to 127.0.0.1, with its
+  dashboard: one worker whose threads run in this process, or ``workers``
+  worker processes (each with a nanny, ``threads_per_worker`` threads and a
+  ``memory_limit``); the default when one of those is asked for;
 * ``tcp://HOST:PORT`` / ``tls://HOST:PORT`` – an existing scheduler (TLS
   through :func:`security`, or dask's ``distributed.comm.tls`` configuration);
 * ``slurm`` / ``pbs`` – a dask-jobqueue cluster from the ``jobqueue.slurm`` /
@@ -23,15 +24,37 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tiler.errors import ConfigError
-from tiler.executor import Executor
+
+if TYPE_CHECKING:  # imported where a run starts: the command line's help needs none of dask
+    from tiler.executor import Executor
 
 SCHEDULERS = ("local", "threads", "sync")
 JOBQUEUES = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub")}
 REMOTE = ("tcp://", "tls://", "inproc://")
+
+
+def default_scheduler(
+    workers: int | None = None,
+    memory_limit: str | None = None,
+    dashboard: bool = False,
+    performance_report: Any = None,
+) -> str:
+    """The scheduler of a run that names none: ``threads``, unless a LocalCluster is asked for.
+
+    dask's threaded scheduler runs the tasks in this process, as the default
+    LocalCluster's one worker did, and starts in no time: the LocalCluster
+    (scheduler, worker, dashboard, and importing distributed and bokeh) cost
+    about a second of a 64-megapixel run (benchmarks/results/fixed-costs.md).
+    A LocalCluster is started where it gives something the threads do not:
+    several worker processes, a memory limit per worker, the dashboard, or
+    dask's performance report.
+    """
+    cluster = (workers or 1) > 1 or memory_limit is not None or dashboard
+    return "local" if cluster or performance_report is not None else "threads"
 
 
 def check_scheduler(scheduler: Any) -> None:
@@ -89,17 +112,20 @@ def executor_for(
 ) -> Iterator[Executor]:
     """An :class:`Executor` for a scheduler name, an address or a ``distributed.Client``.
 
-    The default local cluster is one worker whose threads (one per core) run
-    in this process, with its dashboard on 127.0.0.1 and no other listening
-    socket. tiler's kernels (GDAL, OpenCV, numba, NumPy, the Zarr codecs)
-    release the GIL, so threads use every core, start in milliseconds, and
-    let the Otsu passes keep values in memory. ``workers`` > 1 starts that
-    many worker processes instead (still on 127.0.0.1).
+    ``threads`` runs ``threads_per_worker`` threads (default: one per core) in
+    this process. The ``local`` cluster is one worker whose threads (one per
+    core) run in this process, with its dashboard on 127.0.0.1 and no other
+    listening socket. tiler's kernels (GDAL, OpenCV, numba, NumPy, the Zarr
+    codecs) release the GIL, so threads use every core, start in
+    milliseconds, and let the Otsu passes keep values in memory. ``workers``
+    > 1 starts that many worker processes instead (still on 127.0.0.1).
     """
+    from tiler.executor import Executor
+
     log = log or (lambda message: None)
     check_scheduler(scheduler)
     if scheduler in ("sync", "threads"):
-        yield Executor(scheduler)
+        yield Executor(scheduler, threads=threads_per_worker if scheduler == "threads" else None)
         return
     if not isinstance(scheduler, str):  # a distributed Client
         yield Executor(scheduler)

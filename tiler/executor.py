@@ -10,6 +10,7 @@ for ``--resume``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import dask
@@ -21,10 +22,14 @@ from tiler.plan import Graph
 
 
 class Executor:
-    """Runs graphs on a named scheduler (``sync``, ``threads``) or a distributed client."""
+    """Runs graphs on a named scheduler (``sync``, ``threads``) or a distributed client.
 
-    def __init__(self, scheduler: Any = "threads"):
+    ``threads``: the threaded scheduler's thread count (default: one per core).
+    """
+
+    def __init__(self, scheduler: Any = "threads", threads: int | None = None):
         self.scheduler = scheduler
+        self.threads = threads
 
     def compute(
         self,
@@ -64,6 +69,8 @@ class Executor:
                 on_result(key, value)
 
         get = dask.get if self.scheduler == "sync" else dask.threaded.get
+        if self.threads is not None and self.scheduler != "sync":
+            get = partial(get, num_workers=self.threads)
         with Callback(posttask=posttask):
             values = run_batches(graph.tasks, keys, BATCH, get)
         return [values[key] for key in keys]

@@ -23,7 +23,7 @@ from tiler import presets, resumption
 from tiler.api.job import DEFAULT_CHUNK_SIZE, WARN_PIXELS, prepare
 from tiler.api.record import RunResult, diagnose, manifest, write_objects
 from tiler.api.workspace import already_complete, workspace
-from tiler.cluster import executor_for
+from tiler.cluster import default_scheduler, executor_for
 from tiler.config import Pipeline
 from tiler.errors import ConfigError, TilerWarning
 from tiler.io import finished, label_store, output, run_record, stores
@@ -72,7 +72,7 @@ def run(
     preset: str | None = None,
     chunk_size: int | tuple[int, int] | None = None,
     client: Any = None,
-    scheduler: str = "local",
+    scheduler: str | None = None,
     workers: int | None = None,
     threads_per_worker: int | None = None,
     memory_limit: str | None = None,
@@ -114,15 +114,18 @@ def run(
         input is warned about either way.
     client : distributed.Client, optional
         Run on this client (takes precedence over ``scheduler``).
-    scheduler : str
-        ``local`` (a LocalCluster on 127.0.0.1), ``threads``, ``sync``,
-        ``tcp://HOST:PORT`` / ``tls://HOST:PORT``, or ``slurm`` / ``pbs``
-        (dask-jobqueue); see :mod:`tiler.cluster`.
+    scheduler : str, optional
+        ``threads``, ``sync``, ``local`` (a LocalCluster on 127.0.0.1, with
+        its dashboard), ``tcp://HOST:PORT`` / ``tls://HOST:PORT``, or
+        ``slurm`` / ``pbs`` (dask-jobqueue); see :mod:`tiler.cluster`.
+        Default: ``threads``, or ``local`` when ``workers`` > 1, a
+        ``memory_limit`` or a ``performance_report`` asks for a cluster
+        (:func:`tiler.cluster.default_scheduler`).
     workers, threads_per_worker, memory_limit : optional
         The local cluster's worker processes (default: one worker whose
-        threads, one per core, run in this process), threads per worker and
-        memory limit per worker (``"4GiB"``); for ``slurm``/``pbs``, the
-        number of workers to start.
+        threads, one per core, run in this process), threads per worker (or
+        the ``threads`` scheduler's threads) and memory limit per worker
+        (``"4GiB"``); for ``slurm``/``pbs``, the number of workers to start.
     security : distributed.Security, optional
         TLS for a ``tls://`` scheduler (see :func:`tiler.cluster.security`).
     overwrite : bool
@@ -173,6 +176,8 @@ def run(
             raise ConfigError("give a config or a preset, not both")
         config = presets.load(preset)
     given = resumption.Settings(config, chunk_size, driver, mask, assume_crs, pixel_only)
+    if scheduler is None:
+        scheduler = default_scheduler(workers, memory_limit, performance_report=performance_report)
     target = client if client is not None else scheduler
     job = prepare(
         src,

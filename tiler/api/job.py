@@ -21,6 +21,7 @@ from tiler.api.record import identity_of
 from tiler.cluster import check_scheduler
 from tiler.cnn.blocks import aligned_chunks, wasteful
 from tiler.config import OnnxModel, Pipeline, load_pipeline, parse_pipeline
+from tiler.defaults import DEFAULT_CHUNK_SIZE
 from tiler.errors import ConfigError, InputError
 from tiler.io import remote, stores
 from tiler.io.layout import plan_chunks
@@ -30,7 +31,6 @@ from tiler.plan import check_size
 from tiler.source import RasterSource
 from tiler.tiling import TileGrid
 
-DEFAULT_CHUNK_SIZE = 2048
 # A striped input, or a halo that multiplies the work (tiler.reach), is warned
 # about above one default tile's pixels: below, a run takes seconds whatever the
 # layout or halo, and the warning would be noise (its tiles follow the strips

@@ -7,27 +7,35 @@ from pathlib import Path
 
 import click
 
-from tiler import api
+from tiler.cluster import default_scheduler
+from tiler.defaults import DEFAULT_CHUNK_SIZE
 
 scheduler_option = click.option(
     "--scheduler",
     default=None,
-    metavar="local|threads|sync|tcp://HOST:PORT|tls://HOST:PORT",
-    help="Where tasks run: a LocalCluster on 127.0.0.1 (default), threads, the synchronous "
-    "scheduler, or an existing dask.distributed scheduler (also DASK_SCHEDULER_ADDRESS).",
+    metavar="threads|local|sync|tcp://HOST:PORT|tls://HOST:PORT",
+    help="Where tasks run: threads in this process (default), a LocalCluster on 127.0.0.1 "
+    "with its dashboard (the default with --workers N>1, --memory-limit or --dashboard), the "
+    "synchronous scheduler, or an existing dask.distributed scheduler (also "
+    "DASK_SCHEDULER_ADDRESS).",
+)
+dashboard_option = click.option(
+    "--dashboard",
+    is_flag=True,
+    help="Run on a LocalCluster and print the address of its dask dashboard.",
 )
 workers_option = click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
     help="Local cluster: worker processes [one worker, its threads in this process]; "
-    "--cluster: workers to start.",
+    "--cluster: workers to start. Above 1, the default scheduler is a LocalCluster.",
 )
 threads_option = click.option(
     "--threads-per-worker",
     type=click.IntRange(min=1),
     default=None,
-    help="Local cluster: threads per worker [cores / workers].",
+    help="Local cluster: threads per worker; threads: threads [cores / workers].",
 )
 memory_option = click.option(
     "--memory-limit",
@@ -39,7 +47,7 @@ chunk_option = click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
     default=None,
-    help=f"Tile size in pixels (also the Zarr chunk size) [default: {api.DEFAULT_CHUNK_SIZE}; "
+    help=f"Tile size in pixels (also the Zarr chunk size) [default: {DEFAULT_CHUNK_SIZE}; "
     "a striped GeoTIFF: tiles of as many pixels that follow its strips].",
 )
 assume_crs_option = click.option(
@@ -90,8 +98,13 @@ class Metres(click.ParamType):
         self.fail(f"{value!r}: give a length with its unit, e.g. 0.2m or 20cm", param, ctx)
 
 
-def scheduler_address(value: str | None) -> str:
-    return value or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
+def scheduler_address(value: str | None, dashboard: bool = False, **asked) -> str:
+    """The scheduler named by --scheduler, else by DASK_SCHEDULER_ADDRESS, else the default for
+    what was ``asked`` (:func:`tiler.cluster.default_scheduler`: threads, or a LocalCluster)."""
+    if dashboard and value not in (None, "local"):
+        raise click.UsageError("--dashboard starts a local cluster: use it without --scheduler")
+    named = value or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    return named or default_scheduler(dashboard=dashboard, **asked)
 
 
 class Paths(click.Option):

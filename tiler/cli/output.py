@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from tiler import api
-from tiler.resumption import RESUME_HINT
+if TYPE_CHECKING:
+    from tiler import api
 
 # How a summary names the default pipeline.
 DEFAULT_PIPELINE = "default (`tiler pipeline`)"
@@ -25,6 +26,7 @@ def warning(message: str) -> None:
 def log(quiet: bool) -> Callable[[str], None]:
     """The API's log: progress lines on stderr, none with --quiet but the one that says how
     to continue an interrupted run (else -q hides how to finish it)."""
+    from tiler.resumption import RESUME_HINT  # here: `tiler --help` reads no run's files
 
     def write(message: str) -> None:
         if not quiet or message.endswith(RESUME_HINT):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from tiler import presets
 from tiler.cli.options import assume_crs_option, pixel_only_option, quiet_option
-from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
+from tiler.defaults import DEFAULT_MAX_PIXELS
 
 
 @click.command()
 @click.option("--preset", "-p", default=None, help="Print this preset instead.")
 def pipeline(preset):
     """Print the default pipeline file (or a preset's), to copy and adapt."""
+    from tiler import presets
     from tiler.config import DEFAULT_PIPELINE_YAML
 
     click.echo(DEFAULT_PIPELINE_YAML if preset is None else presets.text(preset), nl=False)
@@ -21,6 +21,8 @@ def pipeline(preset):
 @click.command("presets")
 def list_presets():
     """List the shipped pipelines for `tiler run --preset NAME`."""
+    from tiler import presets
+
     width = max(len(name) for name in presets.names())
     for name in presets.names():
         click.echo(f"{name:<{width}}  {presets.describe(name)}")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from tiler import api, presets
 from tiler.cli import output
 from tiler.cli.options import (
     assume_crs_option,
     chunk_option,
+    dashboard_option,
     memory_option,
     pixel_only_option,
     quiet_option,
@@ -21,9 +21,8 @@ from tiler.cli.options import (
     threads_option,
     workers_option,
 )
-from tiler.cluster import JOBQUEUES, executor_for, security
-from tiler.io.open_raster import MASK_MODES
-from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
+from tiler.cluster import JOBQUEUES, security
+from tiler.defaults import DEFAULT_MAX_PIXELS, MASK_MODES
 
 
 @click.command()
@@ -54,6 +53,7 @@ from tiler.io.raster_limits import DEFAULT_MAX_PIXELS
 @workers_option
 @threads_option
 @memory_option
+@dashboard_option
 @click.option("--tls-ca-file", type=click.Path(), default=None, help="TLS: the cluster's CA (PEM).")
 @click.option("--tls-cert", type=click.Path(), default=None, help="TLS: this client's certificate.")
 @click.option("--tls-key", type=click.Path(), default=None, help="TLS: this client's private key.")
@@ -119,6 +119,7 @@ def run(
     workers,
     threads_per_worker,
     memory_limit,
+    dashboard,
     tls_ca_file,
     tls_cert,
     tls_key,
@@ -142,6 +143,8 @@ def run(
     glob ('tiles/*.tif'), @LIST (a text file of paths), a .vrt, or a STAC JSON
     file with --asset.
     """
+    from tiler import api, presets  # here: `tiler --help` imports none of a run's stacks
+
     described = output.DEFAULT_PIPELINE if config is None else f"config {config}"
     if preset is not None:
         if config is not None:
@@ -150,6 +153,8 @@ def run(
         described = f"preset {preset}"
     if cluster is not None and scheduler is not None:
         raise click.UsageError("use --scheduler or --cluster, not both")
+    if cluster is not None and dashboard:
+        raise click.UsageError("--dashboard starts a local cluster: use it without --cluster")
     if overwrite and resume:
         raise click.UsageError("use --overwrite or --resume, not both")
     if assume_crs is not None and pixel_only:
@@ -159,7 +164,14 @@ def run(
         dst,
         config,
         chunk_size=chunk_size,
-        scheduler=cluster or scheduler_address(scheduler),
+        scheduler=cluster
+        or scheduler_address(
+            scheduler,
+            dashboard,
+            workers=workers,
+            memory_limit=memory_limit,
+            performance_report=performance_report,
+        ),
         workers=workers,
         threads_per_worker=threads_per_worker,
         memory_limit=memory_limit,
@@ -200,13 +212,16 @@ def run(
 @chunk_option
 @workers_option
 @scheduler_option
+@dashboard_option
 @quiet_option
-def demo(size, out, chunk_size, workers, scheduler, quiet):
+def demo(size, out, chunk_size, workers, scheduler, dashboard, quiet):
     """Run the plant preset on a synthetic row-crop field, and check a real NEON tile's result.
 
     Each result is scored against its ground truth and the score printed.
     """
+    from tiler import api, presets
     from tiler import demo as checks
+    from tiler.cluster import executor_for
     from tiler.synthetic import SyntheticField, write_geotiff
 
     out.mkdir(parents=True, exist_ok=True)
@@ -222,7 +237,8 @@ def demo(size, out, chunk_size, workers, scheduler, quiet):
     runs = [("synthetic row-crop field", src, out / "synthetic-field", plants)]
     with resources.as_file(checks.NEON_TILE) as neon:
         runs.append(("real NEON tile (SJER, oak savanna)", neon, out / "neon-sjer-477", None))
-        with executor_for(scheduler_address(scheduler), workers=workers, log=log) as executor:
+        address = scheduler_address(scheduler, dashboard, workers=workers)
+        with executor_for(address, workers=workers, log=log) as executor:
             for title, path, dst, preset in runs:
                 output.echo(f"{title}: {path}")
                 result = api.run(

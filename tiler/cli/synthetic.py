@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 
 import click
-import numpy as np
 
 from tiler.cli import output
 from tiler.cli.options import Metres
@@ -126,6 +125,7 @@ def synthetic(out, seeds, extent, pixel_size, row_angle, curvature, skips, doubl
     """Write synthetic row-crop fields to OUT: field-<seed>.tif, its plant centres
     field-<seed>.csv (x,y in map coordinates), for `tiler train` and `tiler evaluate`,
     and its rows and in-row gaps, field-<seed>-rows.geojson and field-<seed>-gaps.geojson."""
+    import numpy as np
     import pandas as pd
 
     from tiler.io.atomic import write_text

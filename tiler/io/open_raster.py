@@ -15,15 +15,11 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError
 
+from tiler.defaults import MASK_MODES
 from tiler.errors import InputError, NotGeoreferenced
 from tiler.io import remote
 from tiler.io.raster import GeoTiffSource, _gdal_reason, _quiet_gdal
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS, MAX_COMPRESSION_RATIO, check_declared_size
-
-# How a pixel is told valid (``--mask``). GDAL's dataset mask is the default:
-# an internal mask if the file has one, else its alpha band, else its nodata
-# value ("valid unless every band is nodata"), else every pixel.
-MASK_MODES = ("dataset", "nodata", "alpha", "none")
 
 
 def open_geotiff(

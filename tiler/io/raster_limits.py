@@ -11,13 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tiler.defaults import DEFAULT_MAX_PIXELS  # noqa: F401 - a limit checked here
 from tiler.errors import InputError
 
-#
-# Pixels: tiler is built for 1-100 gigapixel orthomosaics; 200 GP leaves twice
-# that headroom, and a header declaring more is far likelier a damaged or
-# forged file than a survey (a run over it would take hours before failing).
-DEFAULT_MAX_PIXELS = 200_000_000_000
 # Compression: the uncompressed bytes of the blocks a file stores, over the
 # file's size. Real imagery compresses at most ~50:1 (lossy JPEG or JPEG XL at
 # low quality; lossless codecs 2-4:1). Blocks of one constant value stored in

@@ -50,12 +50,12 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from skimage.exposure import rescale_intensity
 from skimage.exposure._adapthist import NR_OF_GRAY, clip_histogram, map_histogram
 from skimage.util import img_as_uint
 
+from tiler.kernels.jit import kernel
 from tiler.tiling import Window
 
 NBINS = 256
@@ -191,7 +191,7 @@ def _clip_count(clip_limit: float, n_pixels: int) -> int:
     return n_pixels
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _histograms(bins, rows, cols, kr, kc):  # pragma: no cover - compiled
     """Bin counts (int64) of each region whose pixels are ``bins[rows[...], cols[...]]``."""
     hist = np.zeros((len(rows) // kr, len(cols) // kc, NBINS), dtype=np.int64)
@@ -217,7 +217,7 @@ def _region_maps(
     return map_histogram(hist, 0, NR_OF_GRAY - 1, kr * kc).reshape(n_r, n_c, NBINS)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _mix(maps, bins, row_regions, row_factors, col_regions, col_factors):  # pragma: no cover
     """Per pixel, scikit-image's sum over the edges (0,0), (0,1), (1,0), (1,1).
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numba
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.ndimage._filters import _gaussian_kernel1d
 from skimage.morphology import disk
 
 from tiler.kernels.buffers import scratch
+from tiler.kernels.jit import kernel
 
 GAUSSIAN_TRUNCATE = 4.0
 
@@ -41,7 +41,7 @@ def gaussian_weights(sigma: float) -> np.ndarray:
     return np.ascontiguousarray(_gaussian_kernel1d(sigma, 0, radius)[::-1], dtype=np.float64)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _correlate_rows(
     x: np.ndarray, w: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
@@ -59,7 +59,7 @@ def _correlate_rows(
                 out[i, c] += (x[lo, c] + x[hi, c]) * wk
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _correlate_cols(
     x: np.ndarray, w: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled

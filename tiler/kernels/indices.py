@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from skimage.color import rgb2hsv
+
+from tiler.kernels.jit import kernel
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -38,7 +39,7 @@ def excess_green(image: np.ndarray) -> np.ndarray:
     return exg
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _excess_green(
     red: np.ndarray, green: np.ndarray, blue: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
@@ -54,7 +55,7 @@ def _excess_green(
                 out[i, j] = 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _excess_green_red(
     red: np.ndarray, green: np.ndarray, blue: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled

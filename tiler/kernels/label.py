@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
-import numba
 import numpy as np
+
+from tiler.kernels.jit import kernel
 
 STAT_FIELDS = (
     "count",  # pixels
@@ -44,7 +45,7 @@ def label(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
     return labels, int(n) - 1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _relabel(
     labels: np.ndarray, lut: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
@@ -87,7 +88,7 @@ class TileStats:
         return cls(*(np.zeros(0, dtype=np.int64) for _ in STAT_FIELDS))
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _stats(  # pragma: no cover - compiled
     labels: np.ndarray, n: int, row0: int, col0: int, width: int, out: np.ndarray
 ) -> None:
