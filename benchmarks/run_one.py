@@ -4,8 +4,10 @@
         --chunk 2048 --result R.json
 
 The parent (``benchmarks.bench``) starts one such process per pipeline and
-measures the peak memory of its process tree. Imports stay inside the
-functions: ``dask-image`` runs in a virtualenv without tiler.
+measures the whole process (interpreter start and imports included) and the
+peak memory of its process tree. Imports stay inside the functions: only the
+``tiler`` runner imports tiler (the peers pay for their own libraries only),
+and ``dask-image`` also runs in a virtualenv without tiler.
 """
 
 from __future__ import annotations
@@ -83,51 +85,10 @@ def run_tiler(src: Path, dst: Path, chunk: int) -> dict[str, Any]:
 
 
 def run_reference(src: Path, dst: Path, chunk: int) -> dict[str, Any]:
-    """The whole image in memory: ``tiler.reference.run_reference`` + ``regionprops_table``."""
-    import numpy as np
-    import rasterio
-    import zarr
-    from skimage.measure import regionprops_table
+    """The whole image in memory with scikit-image/SciPy: ``benchmarks/peer_reference.py``."""
+    from benchmarks import peer_reference
 
-    import tiler
-    from tiler.reference import run_reference as reference
-
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    pipeline = tiler.parse_pipeline(PIPELINE).resolve_bands(4, (4,))
-    with rasterio.open(src) as dataset:
-        image = dataset.read([1, 2, 3])
-        valid = dataset.dataset_mask() > 0
-    t_read = time.perf_counter()
-    timings["read"] = t_read - t0
-    ref = reference(image, valid, pipeline)
-    del image, valid
-    t_seg = time.perf_counter()
-    timings["segment"] = t_seg - t_read
-    props = regionprops_table(ref.labels, properties=("label", "area"))
-    t_props = time.perf_counter()
-    timings["regionprops"] = t_props - t_seg
-    n = int(props["label"].size)
-    dtype = np.uint32 if n < 2**32 else np.uint64
-    store = zarr.create_array(
-        store=str(dst / "labels.zarr"), shape=ref.labels.shape, chunks=(chunk, chunk),
-        dtype=dtype, zarr_format=3, overwrite=True,
-    )  # fmt: skip
-    store[...] = ref.labels.astype(dtype)
-    seconds = time.perf_counter() - t0
-    timings["write"] = seconds - (t_props - t0)
-    np.save(dst / "areas.npy", np.asarray(props["area"], np.int64))
-    return {
-        "seconds": seconds,
-        "seconds_startup": 0.0,
-        "timings": timings,
-        "n_objects": n,
-        "threshold": float(ref.threshold),
-        "labels": str(dst / "labels.zarr"),
-        "label_dtype": np.dtype(dtype).name,
-        "areas": str(dst / "areas.npy"),
-        "notes": [f"skimage label dtype {ref.labels.dtype}, stored as {np.dtype(dtype).name}"],
-    }
+    return peer_reference.run(src, dst, chunk)
 
 
 def run_dask_image(src: Path, dst: Path, chunk: int) -> dict[str, Any]:
