@@ -6,8 +6,11 @@ Writes the synthetic orthomosaic of :mod:`benchmarks.s3_read` (a COG) on
 local disk, starts moto's S3 server on 127.0.0.1 and times whole ``tiler
 run SRC DST`` processes (the default pipeline and scheduler), alternately,
 ``--repeat`` times: DST a local folder (``disk``), DST ``s3://bucket/run-N/``
-(``s3``), and SRC and DST both in the bucket (``s3-both``). Reports the best
-time of each and the ratio s3 / disk (target: within 1.3x), checks that every
+(``s3``), and SRC and DST both in the bucket (``s3-both``); with ``--s3-env
+NAME=VALUE`` also disk -> bucket with that in the environment (``s3+env``:
+fsspec's ``FSSPEC_S3_<OPTION>``, zarr's ``ZARR_<KEY>``, ...). Reports the best
+time of each, the CPU seconds of tiler and of moto, and the ratio s3 / disk
+(target: within 1.3x); checks that every
 output but ``run.json`` is the same bytes as on disk, and counts, per run into
 the bucket, from moto's request log: the PUT requests, the objects left under
 DST (``list_objects_v2``) and the distinct keys written (the work folder's
