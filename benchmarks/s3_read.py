@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BUCKET, KEY = "tiler-bench", "ortho.tif"
 
@@ -45,6 +46,27 @@ def start_moto(log: Path) -> tuple[subprocess.Popen, str]:
         time.sleep(0.1)
 
 
+def s3_env(endpoint: str) -> dict[str, str]:
+    """This process's environment for a ``tiler run`` against the moto server (made-up keys)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    env.update(AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
+    return env
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client of the moto server, with :func:`s3_env`'s keys."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+
+
 def write_cog(path: Path, side: int) -> None:
     import rasterio.shutil
 
@@ -55,7 +77,7 @@ def write_cog(path: Path, side: int) -> None:
     tiled.unlink()
 
 
-def timed_run(src: str, dst: Path, env: dict[str, str], chunk: int) -> float:
+def timed_run(src: str, dst: str | Path, env: dict[str, str], chunk: int) -> float:
     command = [sys.executable, "-m", "tiler.cli", "run", src, str(dst), "--overwrite", "-q"]
     command += ["--chunk-size", str(chunk)]
     started = time.perf_counter()
@@ -73,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    import boto3
-
     from tiler.io.remote import READ_OPTIONS
 
     side = int(round((args.megapixels * 1e6) ** 0.5))
@@ -85,16 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         write_cog(cog, side)
         server, endpoint = start_moto(tmp / "moto.log")
         try:
-            keys = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
-            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-            env.update(keys, AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=endpoint,
-                region_name="us-east-1",
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench",
-            )
+            env, s3 = s3_env(endpoint), s3_client(endpoint)
             s3.create_bucket(Bucket=BUCKET)
             s3.upload_file(str(cog), BUCKET, KEY)
             times: dict[str, list[float]] = {"disk": [], "s3": []}
