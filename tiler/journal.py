@@ -85,8 +85,9 @@ class PassLog:
     @classmethod
     def load(cls, path: Any) -> PassLog:
         log = cls(path)
-        if stores.is_remote(path):
-            while (segment := _segment(path, log.segments + 1)).exists():
+        if stores.is_remote(path):  # the segments, listed once, in order
+            names = {p.name for p in path.parent.glob(f"{path.name}.*")}
+            while (segment := _segment(path, log.segments + 1)).name in names:
                 data = segment.read_bytes()
                 if _read_records(data, log.done) != len(data):  # cannot be: PUTs are whole
                     raise OutputError(f"{segment}: a journal segment cut short; start again")

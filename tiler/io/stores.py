@@ -40,7 +40,10 @@ from tiler.errors import OutputError
 SCHEMES = {"s3": "s3fs", "gs": "gcsfs", "az": "adlfs"}
 # An S3 endpoint that does not answer fails in seconds, and a failed request is retried
 # twice, not botocore's and s3fs's defaults (a minute's timeout, retried with backoff).
+# One request per whole-object read: with more, s3fs asks each object's size first (a HEAD)
+# to split the read, which doubled the requests of a run (benchmarks/results/s3-write-64mp.md).
 _S3_OPTIONS: dict[str, Any] = {
+    "max_concurrency": 1,
     "config_kwargs": {
         "connect_timeout": 5,
         "read_timeout": 60,
@@ -136,16 +139,22 @@ def store(where: str | os.PathLike, *, read_only: bool = False) -> Any:
 
 
 def open_array(where: str | os.PathLike, mode: str = "r", **kwargs: Any) -> Any:
-    """``zarr.open_array`` of a path or a URL (``mode``: ``r`` or ``r+``)."""
+    """``zarr.open_array`` of a path or a URL (``mode``: ``r`` or ``r+``).
+
+    Zarr v3, as tiler writes: zarr does not then look for v2's metadata first
+    (in a bucket, two requests for each missing file).
+    """
     import zarr
 
+    kwargs.setdefault("zarr_format", 3)
     return zarr.open_array(store(where, read_only=mode == "r"), mode=mode, **kwargs)
 
 
 def open_group(where: str | os.PathLike, mode: str = "r", **kwargs: Any) -> Any:
-    """``zarr.open_group`` of a path or a URL."""
+    """``zarr.open_group`` of a path or a URL (Zarr v3, as :func:`open_array`)."""
     import zarr
 
+    kwargs.setdefault("zarr_format", 3)
     return zarr.open_group(store(where, read_only=mode == "r"), mode=mode, **kwargs)
 
 
