@@ -246,7 +246,7 @@ KILL_POINTS = [
     (hook("tiler.io.label_store:finish_label_store"), LABELS),  # labels.zarr final, no table
     # Resuming took labels.zarr back as partial, and renamed it again: the table is written,
     # not renamed.
-    (hook("pyarrow.parquet:write_table"), LABELS),
+    (hook("pyarrow.parquet:ParquetWriter.close"), LABELS),
     (hook("tiler.io.objects_table:write_objects"), f"{LABELS}+{OBJECTS}"),  # no run.json
 ]
 # Hooks in the driver, for the local scheduler (tasks run in its worker's threads).

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from tiler.kernels.label import STAT_FIELDS, Edges, TileStats
+from tiler.kernels.label import STAT_FIELDS, Edges, TileStats, compact
 
 _EMPTY_PAIRS = np.zeros((0, 2), dtype=np.uint64)
 
@@ -108,12 +108,13 @@ class Stitched:
     offsets : (T + 1,) ndarray of int64
         Labels of tile ``t`` are rows ``offsets[t]:offsets[t + 1]`` of the
         concatenated tile labels (local id ``k`` is row ``offsets[t] + k - 1``).
-    object_of : (L,) ndarray of int64
+    object_of : (L,) ndarray of int32 (int64 beyond 2**31 labels)
         For each tile label, the index of its object (0..K-1), objects sorted
         by first pixel in raster order, so object ``i`` is label ``i + 1`` of
         ``skimage.measure.label`` on the whole image.
-    stats : dict of str to (K,) ndarray of int64
-        Merged statistics per object (fields of ``TileStats``).
+    stats : dict of str to (K,) ndarray of int8, int32 or int64
+        Merged statistics per object (fields of ``TileStats``), each in the
+        smallest of those types that holds its values (:func:`compact`).
     """
 
     offsets: np.ndarray
@@ -144,63 +145,128 @@ def stitch(tiles: Sequence[TileStats], pairs: Sequence[np.ndarray], stride: int)
         Provisional ids that are the same object (from :func:`seam_pairs`).
     stride : int
         The stride of provisional ids.
+
+    Memory: no column of every tile label is ever concatenated or sorted.
+    Every object has a *head*, its tile label of smallest row (interior
+    labels are their own heads), and heads keep their order; each field is
+    gathered tile by tile straight into its object's row, and the few labels
+    that join a head across a seam are folded in with ``ufunc.at``. Beyond
+    the tiles' own statistics the driver holds one index per label and, per
+    object, its merged statistics in the smallest integer type that holds them
+    (:func:`compact`).
     """
     counts = np.fromiter((t.n for t in tiles), dtype=np.int64, count=len(tiles))
     offsets = np.zeros(len(tiles) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     n_labels = int(offsets[-1])
-    columns = {
-        f: np.concatenate([getattr(t, f) for t in tiles] or [np.zeros(0, np.int64)])
-        for f in STAT_FIELDS
-    }
+    index = index_dtype(n_labels)
 
     # Connected components over the labels that touch a seam only: interior
     # labels are objects on their own, so the graph grows with the seams.
-    group = np.arange(n_labels, dtype=np.int64)
-    edges = np.concatenate(list(pairs) or [_EMPTY_PAIRS]).astype(np.uint64)
-    if len(edges):
-        tile_of = (edges // np.uint64(stride)).astype(np.int64)
-        local = (edges % np.uint64(stride)).astype(np.int64)
-        rows = offsets[tile_of] + local - 1
-        nodes, inverse = np.unique(rows.ravel(), return_inverse=True)
-        inverse = inverse.reshape(rows.shape)
-        graph = coo_matrix(
-            (np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])),
-            shape=(len(nodes), len(nodes)),
-        )
-        _, component = connected_components(graph, directed=False)
-        group[nodes] = n_labels + component
+    tails, heads = _seam_tails(pairs, offsets, stride)
+    is_head = np.ones(n_labels, dtype=bool)
+    is_head[tails] = False
+    # Objects numbered by their head's row first (heads in order), then by first pixel.
+    head_number = np.cumsum(is_head, dtype=index)
+    head_number -= 1
+    head_number[tails] = head_number[heads]
+    n_objects = n_labels - len(tails)
+    first = _gathered(tiles, "first", head_number, is_head, offsets, n_objects)
+    _fold(first, "first", head_number[tails], _rows_of(tiles, "first", tails, offsets))
+    rank = np.argsort(first)  # firsts are distinct pixels: any sort gives the same order
+    del first
+    position = np.empty(n_objects, dtype=index)
+    position[rank] = np.arange(n_objects, dtype=index)
+    del rank
+    object_of = position[head_number]
+    del head_number, position
 
-    # Merge: sort the tile labels by group and reduce each run.
-    _, members = np.unique(group, return_inverse=True)
-    order = np.argsort(members, kind="stable")
-    starts = (
-        np.flatnonzero(np.r_[True, np.diff(members[order]) != 0])
-        if n_labels
-        else np.zeros(0, np.int64)
-    )
-    merged = {}
+    stats = {}
     for name in STAT_FIELDS:
-        column = columns[name][order]
-        if not n_labels:
-            merged[name] = column
-        elif name.startswith("min") or name == "first":
-            merged[name] = np.minimum.reduceat(column, starts)
-        elif name.startswith("max") or name in ("border", "flag"):
-            merged[name] = np.maximum.reduceat(column, starts)
+        column = _gathered(tiles, name, object_of, is_head, offsets, n_objects)
+        _fold(column, name, object_of[tails], _rows_of(tiles, name, tails, offsets))
+        stats[name] = compact(column)
+    return Stitched(offsets=offsets, object_of=object_of, stats=stats)
+
+
+def index_dtype(n: int) -> np.dtype:
+    """int32 for indices below 2**31, else int64."""
+    return np.dtype(np.int32) if n < 2**31 else np.dtype(np.int64)
+
+
+def _seam_tails(
+    pairs: Sequence[np.ndarray], offsets: np.ndarray, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label rows joined to a smaller row across seams, and that smallest row of each.
+
+    Returns ``(tails, heads)``: sorted rows that are not the first (smallest)
+    row of their seam component, and for each the component's first row.
+    """
+    edges = np.concatenate(list(pairs) or [_EMPTY_PAIRS]).astype(np.uint64)
+    if not len(edges):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    tile_of = (edges // np.uint64(stride)).astype(np.int64)
+    local = (edges % np.uint64(stride)).astype(np.int64)
+    rows = offsets[tile_of] + local - 1
+    nodes, inverse = np.unique(rows.ravel(), return_inverse=True)
+    inverse = inverse.reshape(rows.shape)
+    graph = coo_matrix(
+        (np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])),
+        shape=(len(nodes), len(nodes)),
+    )
+    _, component = connected_components(graph, directed=False)
+    smallest = np.full(int(component.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(smallest, component, nodes)  # nodes are sorted: the first row of each
+    heads = smallest[component]
+    tail = heads != nodes
+    return nodes[tail], heads[tail]
+
+
+def _gathered(
+    tiles: Sequence[TileStats],
+    name: str,
+    target: np.ndarray,
+    is_head: np.ndarray,
+    offsets: np.ndarray,
+    n_objects: int,
+) -> np.ndarray:
+    """Field ``name`` of every head label, at row ``target[label]`` of an int64 column."""
+    column = np.empty(n_objects, dtype=np.int64)
+    for t, tile in enumerate(tiles):
+        a, b = offsets[t], offsets[t + 1]
+        head = is_head[a:b]
+        values = getattr(tile, name)
+        if head.all():
+            column[target[a:b]] = values
         else:
-            merged[name] = np.add.reduceat(column, starts)
-
-    # Final numbering: rank of the first pixel in raster order.
-    rank = np.argsort(merged["first"], kind="stable")
-    stats = {name: values[rank] for name, values in merged.items()}
-    position = np.empty_like(rank)
-    position[rank] = np.arange(len(rank))
-    return Stitched(offsets=offsets, object_of=position[members], stats=stats)
+            column[target[a:b][head]] = values[head]
+    return column
 
 
-def renumber(keep: np.ndarray) -> np.ndarray:
-    """Final ids (1..) for kept objects in order, 0 for dropped ones."""
-    ids = np.zeros(len(keep), dtype=np.int64)
-    ids[keep] = np.arange(1, int(keep.sum()) + 1)
+def _rows_of(
+    tiles: Sequence[TileStats], name: str, rows: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    """Field ``name`` of the label ``rows`` (sorted) of the concatenated tiles, as int64."""
+    out = np.empty(len(rows), dtype=np.int64)
+    bounds = np.searchsorted(rows, offsets)
+    for t in np.flatnonzero(np.diff(bounds)):
+        a, b = bounds[t], bounds[t + 1]
+        out[a:b] = getattr(tiles[t], name)[rows[a:b] - offsets[t]]
+    return out
+
+
+def _fold(column: np.ndarray, name: str, into: np.ndarray, values: np.ndarray) -> None:
+    """Merge ``values`` into ``column[into]`` as field ``name`` merges (sum, min or max)."""
+    if name.startswith("min") or name == "first":
+        np.minimum.at(column, into, values)
+    elif name.startswith("max") or name in ("border", "flag"):
+        np.maximum.at(column, into, values)
+    else:
+        np.add.at(column, into, values)
+
+
+def renumber(keep: np.ndarray, dtype: np.dtype | type = np.int64) -> np.ndarray:
+    """Final ids (1..) for kept objects in order, 0 for dropped ones, as ``dtype``."""
+    ids = np.zeros(len(keep), dtype=dtype)
+    ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=dtype)
     return ids

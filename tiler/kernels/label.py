@@ -86,6 +86,32 @@ class TileStats:
     def empty(cls) -> TileStats:
         return cls(*(np.zeros(0, dtype=np.int64) for _ in STAT_FIELDS))
 
+    def compact(self) -> TileStats:
+        """The same statistics in the smallest integer types that hold them (:func:`compact`).
+
+        What a label pass sends to the driver and the driver keeps until it
+        stitches: 46 bytes a label instead of 80 in a tile of under 2**31
+        pixels (coordinates and counts in int32, the flags in int8).
+        """
+        return TileStats(*(compact(getattr(self, name)) for name in STAT_FIELDS))
+
+
+def compact(values: np.ndarray) -> np.ndarray:
+    """Integer ``values`` in int8 (0/1 flags), int32 or int64: the smallest that holds them all.
+
+    The values are exact either way; whoever computes with them in floating
+    point (centroids, areas) gets the same numbers, and whoever sums them
+    (stitching) sums in int64.
+    """
+    if not len(values):
+        return values
+    low, high = int(values.min()), int(values.max())
+    if 0 <= low and high <= 1:
+        return values.astype(np.int8)
+    if np.iinfo(np.int32).min <= low and high <= np.iinfo(np.int32).max:
+        return values.astype(np.int32)
+    return values
+
 
 @numba.njit(cache=True, nogil=True)
 def _stats(  # pragma: no cover - compiled
