@@ -19,7 +19,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from tiler.kernels.label import STAT_FIELDS, Edges, TileStats, compact
+from tiler.kernels.label import FLAGS, STAT_FIELDS, Edges, TileStats, compact
 
 _EMPTY_PAIRS = np.zeros((0, 2), dtype=np.uint64)
 
@@ -134,7 +134,9 @@ class Stitched:
         return lut
 
 
-def stitch(tiles: Sequence[TileStats], pairs: Sequence[np.ndarray], stride: int) -> Stitched:
+def stitch(
+    tiles: Sequence[TileStats], pairs: Sequence[np.ndarray], stride: int, *, release: bool = False
+) -> Stitched:
     """Merge tile labels joined across seams into objects and combine their statistics.
 
     Parameters
@@ -145,15 +147,19 @@ def stitch(tiles: Sequence[TileStats], pairs: Sequence[np.ndarray], stride: int)
         Provisional ids that are the same object (from :func:`seam_pairs`).
     stride : int
         The stride of provisional ids.
+    release : bool
+        ``tiles`` is a list to empty as it goes: each tile's entry becomes
+        ``None`` once its statistics are in the objects' columns, so the
+        driver does not hold both whole.
 
     Memory: no column of every tile label is ever concatenated or sorted.
     Every object has a *head*, its tile label of smallest row (interior
-    labels are their own heads), and heads keep their order; each field is
-    gathered tile by tile straight into its object's row, and the few labels
-    that join a head across a seam are folded in with ``ufunc.at``. Beyond
-    the tiles' own statistics the driver holds one index per label and, per
-    object, its merged statistics in the smallest integer type that holds them
-    (:func:`compact`).
+    labels are their own heads), and heads keep their order; the heads'
+    statistics go tile by tile straight into their object's row, and the
+    objects that labels join across seams (few: they touch seams) are merged
+    apart, in int64. Beyond the tiles' own statistics the driver holds one
+    index per label and, per object, its merged statistics in the smallest
+    integer type that holds them (:func:`tiler.kernels.label.compact`).
     """
     counts = np.fromiter((t.n for t in tiles), dtype=np.int64, count=len(tiles))
     offsets = np.zeros(len(tiles) + 1, dtype=np.int64)
@@ -166,32 +172,84 @@ def stitch(tiles: Sequence[TileStats], pairs: Sequence[np.ndarray], stride: int)
     tails, heads = _seam_tails(pairs, offsets, stride)
     is_head = np.ones(n_labels, dtype=bool)
     is_head[tails] = False
+    joined = _Joined(tiles, tails, heads, offsets)
     # Objects numbered by their head's row first (heads in order), then by first pixel.
     head_number = np.cumsum(is_head, dtype=index)
     head_number -= 1
-    head_number[tails] = head_number[heads]
     n_objects = n_labels - len(tails)
-    first = _gathered(tiles, "first", head_number, is_head, offsets, n_objects)
-    _fold(first, "first", head_number[tails], _rows_of(tiles, "first", tails, offsets))
+    first = np.empty(n_objects, dtype=np.int64)
+    for t, target, head in _heads(tiles, is_head, head_number, offsets):
+        first[target] = tiles[t].first[head]
+    first[head_number[joined.heads]] = joined.merged["first"]
     rank = np.argsort(first)  # firsts are distinct pixels: any sort gives the same order
     del first
     position = np.empty(n_objects, dtype=index)
     position[rank] = np.arange(n_objects, dtype=index)
     del rank
+    head_number[tails] = head_number[heads]
     object_of = position[head_number]
     del head_number, position
 
+    columns = {name: np.empty(n_objects, joined.dtype(name)) for name in STAT_FIELDS}
+    for t, target, head in _heads(tiles, is_head, object_of, offsets):
+        for name, column in columns.items():
+            column[target] = getattr(tiles[t], name)[head]
+        if release:
+            tiles[t] = None  # type: ignore[index]
     stats = {}
-    for name in STAT_FIELDS:
-        column = _gathered(tiles, name, object_of, is_head, offsets, n_objects)
-        _fold(column, name, object_of[tails], _rows_of(tiles, name, tails, offsets))
-        stats[name] = compact(column)
+    for name, column in columns.items():
+        column[object_of[joined.heads]] = joined.merged[name]
+        stats[name] = compact(column, name in FLAGS)
     return Stitched(offsets=offsets, object_of=object_of, stats=stats)
 
 
 def index_dtype(n: int) -> np.dtype:
     """int32 for indices below 2**31, else int64."""
     return np.dtype(np.int32) if n < 2**31 else np.dtype(np.int64)
+
+
+def _heads(
+    tiles: Sequence[TileStats], is_head: np.ndarray, target: np.ndarray, offsets: np.ndarray
+):
+    """For each tile: its index, ``target`` of its head labels, and which labels are heads."""
+    for t in range(len(tiles)):
+        a, b = offsets[t], offsets[t + 1]
+        head = is_head[a:b]
+        if head.all():
+            yield t, target[a:b], slice(None)
+        else:
+            yield t, target[a:b][head], head
+
+
+class _Joined:
+    """The objects that labels join across seams: their head rows and merged statistics.
+
+    Few (their labels touch seams), so merged in int64 from the heads' and
+    the joined labels' own statistics before the tiles are gathered.
+    """
+
+    def __init__(
+        self, tiles: Sequence[TileStats], tails: np.ndarray, heads: np.ndarray, offsets: np.ndarray
+    ):
+        self.heads = np.unique(heads)
+        into = np.searchsorted(self.heads, heads)
+        self.merged = {}
+        for name in STAT_FIELDS:
+            merged = _rows_of(tiles, name, self.heads, offsets)
+            _fold(merged, name, into, _rows_of(tiles, name, tails, offsets))
+            self.merged[name] = merged
+        self.types = {
+            name: np.result_type(*(getattr(t, name).dtype for t in tiles), np.int8)
+            for name in STAT_FIELDS
+        }
+
+    def dtype(self, name: str) -> np.dtype:
+        """The type of the objects' column ``name``: the tiles' own, unless a merge overflows it."""
+        dtype, merged = self.types[name], self.merged[name]
+        info = np.iinfo(dtype)
+        if len(merged) and not (info.min <= merged.min() and merged.max() <= info.max):
+            return np.dtype(np.int64)
+        return dtype
 
 
 def _seam_tails(
@@ -220,27 +278,6 @@ def _seam_tails(
     heads = smallest[component]
     tail = heads != nodes
     return nodes[tail], heads[tail]
-
-
-def _gathered(
-    tiles: Sequence[TileStats],
-    name: str,
-    target: np.ndarray,
-    is_head: np.ndarray,
-    offsets: np.ndarray,
-    n_objects: int,
-) -> np.ndarray:
-    """Field ``name`` of every head label, at row ``target[label]`` of an int64 column."""
-    column = np.empty(n_objects, dtype=np.int64)
-    for t, tile in enumerate(tiles):
-        a, b = offsets[t], offsets[t + 1]
-        head = is_head[a:b]
-        values = getattr(tile, name)
-        if head.all():
-            column[target[a:b]] = values
-        else:
-            column[target[a:b][head]] = values[head]
-    return column
 
 
 def _rows_of(

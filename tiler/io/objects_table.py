@@ -99,7 +99,7 @@ def _point_wkb(x: np.ndarray, y: np.ndarray) -> pa.Array:
     records["order"], records["kind"], records["x"], records["y"] = 1, 1, x, y
     offsets = np.arange(0, 21 * len(x) + 1, 21, dtype=np.int32)
     return pa.Array.from_buffers(
-        pa.binary(), len(x), [None, pa.py_buffer(offsets), pa.py_buffer(records.tobytes())]
+        pa.binary(), len(x), [None, pa.py_buffer(offsets), pa.py_buffer(records)]
     )
 
 
@@ -150,9 +150,11 @@ def write_object_groups(
         try:
             for columns in groups():
                 table = _table(columns).replace_schema_metadata(metadata)
+                del columns  # one group in memory at a time, not this one and the next
                 if writer is None:
                     writer = pq.ParquetWriter(partial, table.schema)
                 writer.write_table(table)
+                del table
         finally:
             if writer is not None:
                 writer.close()
@@ -164,8 +166,10 @@ def _points_bbox(groups: Iterator[dict[str, np.ndarray | None]]) -> list[float] 
     found = []
     for columns in groups:
         x, y = columns["x"], columns["y"]
+        del columns
         if len(x):
             found.append((x.min(), y.min(), x.max(), y.max()))
+        del x, y
     if not found:
         return None
     xmin, ymin, xmax, ymax = zip(*found, strict=True)
