@@ -80,8 +80,10 @@ class Sampler:
     """The driver's RSS every 10 ms, in a thread: its peak between one mark and the next."""
 
     def __init__(self) -> None:
-        self.marks: list[tuple[str, int, int]] = []  # (what ended, RSS then, peak since last)
+        # (what ended, RSS then, peak since the last mark, seconds since the sampler began)
+        self.marks: list[tuple[str, int, int, float]] = []
         self.peak = _rss()
+        self.start = time.perf_counter()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -92,7 +94,7 @@ class Sampler:
 
     def mark(self, line: str) -> None:
         now = _rss()
-        self.marks.append((line, now, max(self.peak, now)))
+        self.marks.append((line, now, max(self.peak, now), time.perf_counter() - self.start))
         self.peak = now
 
     def stop(self, line: str) -> None:
@@ -156,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             (row["driver_peak_rss"] - row["rss_before_run"]) / max(row["objects"], 1), 1
         )
         print(json.dumps({k: v for k, v in row.items() if k != "marks"}), flush=True)
-        for line, rss, peak in row["marks"]:
-            print(f"    {rss / 2**20:7.0f} MiB, peak {peak / 2**20:7.0f} MiB to: {line}")
+        for line, rss, peak, at in row["marks"]:
+            print(f"  {at:6.1f} s {rss / 2**20:6.0f} MiB, peak {peak / 2**20:6.0f} MiB to: {line}")
         rows.append(row)
     if args.out is not None:
         (args.out / "object-table.json").write_text(json.dumps(rows, indent=2) + "\n")
