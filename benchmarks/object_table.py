@@ -11,10 +11,11 @@ tiler runs on it with a pipeline that keeps every dot (band 1, threshold 100,
 no refinement) on a LocalCluster of two worker processes (``--workers 2``):
 the tasks run in the workers, so the peak resident set of the driver process
 (``getrusage(RUSAGE_SELF)``, which counts no child) is what the stitching, the
-look-up tables and the object table cost. The driver's RSS is also sampled as
-each pass ends (the log lines), to tell where it grows. Each run is its own
-process; its result is printed as one JSON line and gathered into
-``object-table.md``.
+look-up tables and the object table cost. A thread also samples the driver's
+RSS every 10 ms and notes, at each log line (a pass ended) and at the end, the
+RSS then and its peak since the line before, to tell where it grows. Each run
+is its own process; its result is printed as one JSON line (and, with
+``--out``, kept in ``object-table.json``); ``results/object-table.md`` reads them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ CONFIG = {"preprocess": [{"band": 1}], "threshold": 100, "connectivity": 2}
 
 
 def dots_image(path: Path, objects: float) -> tuple[int, int]:
-    """Write a square-ish GeoTIFF holding about ``objects`` dots; its (height, width)."""
+    """Write a square GeoTIFF of at least ``objects`` dots (3 x 3, value 200); its shape."""
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
@@ -57,12 +58,10 @@ def dots_image(path: Path, objects: float) -> tuple[int, int]:
         "blockysize": 512,
         "compress": "deflate",
     }
-    band = 512
-    row = np.zeros((band, side), dtype=np.uint8)
+    band = 512  # rows written at a time
     within = (np.arange(side) % STEP) < 3
-    row[np.ix_((np.arange(band) % STEP) < 3, within)] = 200
     with rasterio.open(path, "w", **profile) as ds:
-        for top in range(0, side, band):  # band is a multiple of STEP? not needed: rows repeat
+        for top in range(0, side, band):
             h = min(band, side - top)
             block = np.zeros((h, side), dtype=np.uint8)
             rows = ((top + np.arange(h)) % STEP) < 3
