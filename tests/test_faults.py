@@ -246,14 +246,14 @@ KILL_POINTS = [
     (hook("tiler.io.label_store:finish_label_store"), LABELS),  # labels.zarr final, no table
     # Resuming took labels.zarr back as partial, and renamed it again: the table is written,
     # not renamed.
-    (hook("pyarrow.parquet:write_table"), LABELS),
-    (hook("tiler.io.objects_table:write_objects"), f"{LABELS}+{OBJECTS}"),  # no run.json
+    (hook("pyarrow.parquet:ParquetWriter.close"), LABELS),
+    (hook("tiler.io.objects_table:write_object_groups"), f"{LABELS}+{OBJECTS}"),  # no run.json
 ]
 # Hooks in the driver, for the local scheduler (tasks run in its worker's threads).
 LOCAL_KILL_POINTS = [
     (hook("tiler.journal:PassLog.record", call=20), "-"),
     (hook("tiler.io.label_store:finish_label_store"), LABELS),
-    (hook("tiler.io.objects_table:write_objects"), f"{LABELS}+{OBJECTS}"),
+    (hook("tiler.io.objects_table:write_object_groups"), f"{LABELS}+{OBJECTS}"),
 ]
 
 
@@ -373,7 +373,7 @@ def small_disk(tmp_path):
 DISK_FULL_AT = {
     "start": None,  # a disk too small for even the first pass
     "tile writes": hook("tiler.io.label_store:create_label_store", when="before", action="fill"),
-    "table": hook("tiler.io.objects_table:write_objects", when="before", action="fill"),
+    "table": hook("tiler.io.objects_table:write_object_groups", when="before", action="fill"),
     "manifest": hook("tiler.io.run_record:write_manifest", when="before", action="fill"),
 }
 

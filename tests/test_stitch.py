@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 
 from tiler.kernels.label import Edges, TileStats
@@ -95,3 +97,51 @@ def test_stitch_of_nothing():
 
 def test_renumber_keeps_order():
     assert renumber(np.array([True, False, True, True])).tolist() == [1, 0, 2, 3]
+
+
+def dotted_tiles(n_tiles: int, per_tile: int, width: int) -> tuple[list[TileStats], list]:
+    """Tiles in one row of ``per_tile`` one-pixel objects each, as the label tasks send them;
+    the last label of each tile is joined to the first of the next across the seam."""
+    tiles = []
+    for t in range(n_tiles):
+        first = np.arange(per_tile, dtype=np.int64) * 7 + t * 3
+        row, col = np.divmod(first, width)
+        ones = np.ones(per_tile, dtype=np.int64)
+        tiles.append(TileStats(ones, row, col, row, col, row, col, first, 0 * ones, 0 * ones))
+    stride = per_tile + 1
+    pairs = [
+        np.array([[t * stride + per_tile, (t + 1) * stride + 1]], dtype=np.uint64)
+        for t in range(n_tiles - 1)
+    ]
+    return [tile.compact() for tile in tiles], pairs
+
+
+def test_stitch_that_releases_the_tiles_gives_the_same_objects():
+    tiles, pairs = dotted_tiles(5, 40, 97)
+    kept = stitch(list(tiles), pairs, stride=41)
+    released = list(tiles)
+    result = stitch(released, pairs, stride=41, release=True)
+    assert released == [None] * 5
+    assert result.n_objects == kept.n_objects == 5 * 40 - 4
+    np.testing.assert_array_equal(result.object_of, kept.object_of)
+    for name, values in kept.stats.items():
+        np.testing.assert_array_equal(result.stats[name], values, err_msg=name)
+
+
+def test_stitch_memory_per_object():
+    """What stitching allocates in the driver beyond the tiles' statistics, per object: what it
+    keeps (the objects' statistics, 34 bytes here as all fit in int32 and the flags in int8,
+    and 4 bytes of object index per label: 38 measured; 88 before) and, at its peak, less
+    than 30 bytes more (2 measured; 312 in all before it gathered tile by tile)."""
+    n_tiles, per_tile = 20, 20_000
+    tiles, pairs = dotted_tiles(n_tiles, per_tile, 10**6)
+    tracemalloc.start()
+    try:
+        result = stitch(tiles, pairs, stride=per_tile + 1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    n = result.n_objects
+    kept = sum(v.nbytes for v in result.stats.values()) + result.object_of.nbytes
+    assert kept / n < 40
+    assert peak / n < kept / n + 30, peak / n

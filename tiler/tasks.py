@@ -54,7 +54,7 @@ def label_tile(
     mask = recipe.read(window, store, store_final)
     labels, n = label(~mask if background else mask, connectivity)
     origin = window.origin
-    return tile_stats(labels, n, origin, recipe.base.shape), Edges.of(labels)
+    return tile_stats(labels, n, origin, recipe.base.shape).compact(), Edges.of(labels)
 
 
 def label_hysteresis(
@@ -66,7 +66,7 @@ def label_hysteresis(
     origin = window.origin
     stats = tile_stats(labels, n, origin, recipe.base.shape)
     stats.flag[:] = component_has_strong(labels, n, strong)
-    return stats, Edges.of(labels)
+    return stats.compact(), Edges.of(labels)
 
 
 def write_mask(recipe: TileMask, window: Window, path: str) -> None:

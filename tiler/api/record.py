@@ -9,7 +9,7 @@ back from ``run.json`` gives the same :class:`RunResult` as when it ran.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,16 +103,31 @@ def finished(dst: Path, identity: dict) -> RunResult | None:
 
 
 def write_objects(job: Job, segmentation: Segmentation) -> tuple[Path, np.ndarray]:
-    """The object table (GeoParquet) written into DST; its path and the objects' pixel areas."""
+    """The object table (GeoParquet) written into DST; its path and the objects' pixel areas.
+
+    Written one row group at a time (:func:`tiler.io.objects_table.write_object_groups`):
+    the columns of every object are never all in memory at once.
+    """
     source = job.source
-    columns = objects_table.object_columns(
-        segmentation.object_stats(),
-        source.transform,
-        source.crs_wkt,
-        georeferenced=getattr(source, "georeferencing", "file") != "none",
-        extra=segmentation.extra_columns,
+    georeferenced = getattr(source, "georeferencing", "file") != "none"
+    extra = segmentation.extra_columns  # one row per kept object, in label order
+
+    def groups() -> Iterator[dict[str, np.ndarray | None]]:
+        for label, stats in segmentation.kept_groups(objects_table.ROW_GROUP):
+            rows = slice(label - 1, label - 1 + len(stats["count"]))
+            yield objects_table.object_columns(
+                stats,
+                source.transform,
+                source.crs_wkt,
+                georeferenced=georeferenced,
+                extra={name: values[rows] for name, values in extra.items()},
+                first_label=label,
+            )
+
+    path = objects_table.write_object_groups(
+        job.dst, groups, source.crs_wkt, georeferenced=georeferenced
     )
-    return objects_table.write_objects(job.dst, columns, source.crs_wkt), columns["area_px"]
+    return path, segmentation.stitched.stats["count"][segmentation.keep]
 
 
 def diagnose(

@@ -21,6 +21,8 @@ STAT_FIELDS = (
     "border",  # 1 if any pixel lies on the image border
     "flag",  # 1 if a step marked a pixel of the label (a strong Canny edge); else 0
 )
+FLAGS = ("border", "flag")  # the 0/1 fields, kept in int8 (:func:`compact`)
+INT32 = np.iinfo(np.int32)
 
 
 def label(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
@@ -86,6 +88,29 @@ class TileStats:
     @classmethod
     def empty(cls) -> TileStats:
         return cls(*(np.zeros(0, dtype=np.int64) for _ in STAT_FIELDS))
+
+    def compact(self) -> TileStats:
+        """The same statistics in the smallest integer types that hold them (:func:`compact`).
+
+        What a label pass sends to the driver and the driver keeps until it
+        stitches: 46 bytes a label instead of 80 in a tile of under 2**31
+        pixels (coordinates and counts in int32, the flags in int8).
+        """
+        return TileStats(*(compact(getattr(self, f), f in FLAGS) for f in STAT_FIELDS))
+
+
+def compact(values: np.ndarray, flag: bool = False) -> np.ndarray:
+    """Integer ``values`` in int32 if they fit, else int64; a 0/1 ``flag`` in int8.
+
+    The values are exact either way; whoever computes with them in floating
+    point (centroids, areas) gets the same numbers, and whoever sums them
+    (stitching) sums in int64. Values already of that type are not copied.
+    """
+    if flag:
+        return values.astype(np.int8, copy=False)
+    if len(values) and not (INT32.min <= int(values.min()) and int(values.max()) <= INT32.max):
+        return values.astype(np.int64, copy=False)
+    return values.astype(np.int32, copy=False)
 
 
 @kernel

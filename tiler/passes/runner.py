@@ -107,9 +107,10 @@ class PassRunner:
             task=task,
         )
         results = self.compute(name, graph)
-        return stitch(
-            [stats for stats, _ in results], [pairs for _, pairs in results], self.grid.stride
-        )
+        pairs = [pairs for _, pairs in results]
+        tiles = [stats for stats, _ in results]
+        del results  # stitch drops each tile's statistics once gathered: none other holds them
+        return stitch(tiles, pairs, self.grid.stride, release=True)
 
     def materialise(self, name: str, recipes: Callable[[int], TileMask], path: str) -> None:
         """A mask pass: every tile's mask written into the work Zarr at ``path``."""

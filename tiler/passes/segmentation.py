@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,13 +61,14 @@ class Segmentation:
         timings: dict[str, float],
     ) -> Segmentation:
         """The kept objects of ``stitched``, numbered 1.. in order, in the smallest label dtype."""
+        dtype = label_dtype(int(keep.sum()))
         return cls(
             threshold=threshold,
             value_range=value_range,
             stitched=stitched,
             keep=keep,
-            final_ids=renumber(keep),
-            dtype=label_dtype(int(keep.sum())),
+            final_ids=renumber(keep, dtype),
+            dtype=dtype,
             timings=timings,
         )
 
@@ -75,4 +77,26 @@ class Segmentation:
         return int(self.keep.sum())
 
     def object_stats(self) -> dict[str, np.ndarray]:
+        """The statistics of the kept objects, in label order."""
         return {name: values[self.keep] for name, values in self.stitched.stats.items()}
+
+    def kept_groups(self, size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """The statistics of the kept objects ``size`` at a time: ``(first label, stats)``.
+
+        The last group is shorter, and no objects give one empty group; only
+        one group's indices and statistics are in memory at a time, so the
+        object table costs no copy of every object's statistics.
+        """
+        stats, keep = self.stitched.stats, self.keep
+        pending: list[np.ndarray] = []
+        label = 1
+        for start in range(0, len(keep), size):
+            pending.append(np.flatnonzero(keep[start : start + size]) + start)
+            rows = np.concatenate(pending)
+            while len(rows) >= size:
+                yield label, {name: values[rows[:size]] for name, values in stats.items()}
+                label, rows = label + size, rows[size:]
+            pending = [rows]
+        rows = np.concatenate(pending or [np.zeros(0, np.int64)])
+        if len(rows) or label == 1:
+            yield label, {name: values[rows] for name, values in stats.items()}

@@ -13,7 +13,7 @@ from tiler.plan import split_write_graph, write_graph
 
 def write_labels(run: PassRunner, segmentation: Segmentation, path: str) -> None:
     """Write the final labels into the (already created) Zarr array at ``path``."""
-    ids = segmentation.final_ids.astype(segmentation.dtype)
+    ids = segmentation.final_ids.astype(segmentation.dtype, copy=False)
     if segmentation.local_labels is not None:
         luts = lambda t: segmentation.stitched.tile_lut(t, ids)  # noqa: E731
         graph = split_write_graph(segmentation.local_labels, luts, run.grid, path=path)
