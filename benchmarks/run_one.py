@@ -48,7 +48,7 @@ def versions() -> dict[str, str]:
 
 
 def run_tiler(src: Path, dst: Path, chunk: int) -> dict[str, Any]:
-    """``tiler.run`` with its defaults (an in-process LocalCluster, one thread per core)."""
+    """``tiler.run`` with its defaults (threads in the process, one per core)."""
     import numpy as np
     import pyarrow.parquet as pq
 

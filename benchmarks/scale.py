@@ -3,7 +3,7 @@
     python -m benchmarks.scale --size 32768 --base-size 8000 --chunk 2048 \\
         --out benchmarks/results
 
-Runs tiler (defaults: an in-process LocalCluster, one thread per core) on both images,
+Runs tiler (defaults: threads in the process, one per core) on both images,
 one after the other, each in its own measured process, and writes
 ``scale-<N>mp.md`` and ``.json``. The targets: the large image's peak memory
 within 20 % of the base run's, and its throughput within 20 %. No reference or
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"- Machine: {m['cores']} cores, {m['ram_bytes'] / 2**30:.1f} GiB RAM, {m['cpu']}",
         f"- Versions: {version_line(rows)}",
-        f"- chunk {args.chunk}; tiler defaults (an in-process LocalCluster, one thread per core); "
+        f"- chunk {args.chunk}; tiler defaults (threads in the process, one per core); "
         "each run in its own measured process",
         "",
         "| image | MP | GeoTIFF | wall s | MP/s | MP/s after start | peak RSS (tree) "

@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Machine: {data['machine']['cores']} cores, "
         f"{data['machine']['ram_bytes'] / 2**30:.1f} GiB RAM, {data['machine']['cpu']}",
         f"- Versions: {version_line(all_runs)}",
-        f"- Run {data['date']}; tiler defaults (an in-process LocalCluster, one thread per "
+        f"- Run {data['date']}; tiler defaults (threads in the process, one per "
         "core, GDAL_CACHEMAX 256 MB), the benchmark pipeline of `benchmarks/run_one.py`; each "
         f"run in its own process; {args.repeats} repeats, every configuration once per repeat",
         "- wall: `tiler.run` inside the process, cluster start-up included; CPU: user + system "
