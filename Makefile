@@ -46,7 +46,7 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis .ruff_cache *.egg-info
 
-.PHONY: bench bench-scale
+.PHONY: bench bench-scale bench-10gp
 
 ## bench: tiler vs the whole-image reference vs rioxarray + dask-image on a 64 MP synthetic field
 ## (BENCH_ARGS="--tiler-at REF" adds tiler as of another commit, for before/after in one run)
@@ -81,3 +81,8 @@ bench-striped: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python -m benchmarks.striped --size 8000 --wide 4096x32768 --extra 2048x8000,1024x4096 \
 		--wide-extra 512x8192,128x32768 --repeats 3 --out benchmarks/results
+
+## bench-10gp: bench-scale, then the 1 GP field placed ten times by a VRT (10.7 GP, no copy written)
+bench-10gp: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.scale --size 32768 --base-size 8000 --chunk 2048 --tenfold --out benchmarks/results

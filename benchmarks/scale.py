@@ -31,6 +31,7 @@ from benchmarks.bench import (
     version_line,
     write_report,
 )
+from benchmarks.tenfold import COLS, ROWS, tenfold
 
 TOLERANCE = 0.20
 
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-size", help="base image size instead: N or HxW (e.g. 8000)")
     parser.add_argument("--chunk", type=int, default=2048)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--tenfold",
+        action="store_true",
+        help="also the large image placed ten times by a VRT (benchmarks/tenfold.py): 10x its "
+        "pixels, its MP/s within 10 %% of the large image's, peak RSS <= 1.5 GiB",
+    )
     args = parser.parse_args(argv)
 
     shapes = [
@@ -59,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows: list[dict[str, Any]] = []
     images = []
-    for shape in shapes:
-        src, gen_seconds = synthetic_image(shape)
+    sources = [synthetic_image(shape) for shape in shapes]
+    if args.tenfold:
+        vrt = tenfold(sources[1][0], SCRATCH / f"tenfold-{shapes[1][0]}x{shapes[1][1]}.vrt")
+        shapes.append((shapes[1][0] * ROWS, shapes[1][1] * COLS))
+        sources.append((vrt, 0.0))
+    for shape, (src, gen_seconds) in zip(shapes, sources, strict=True):
         images.append({"shape": list(shape), "path": str(src), "bytes": src.stat().st_size,
                        "generation_seconds": gen_seconds})  # fmt: skip
         workdir = SCRATCH / "runs" / f"{shape[0]}x{shape[1]}"
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         row["shape"] = list(shape)
         rows.append(row)
 
-    base, large = rows
+    base, large = rows[:2]
     m = machine()
     lines = [
         f"- Machine: {m['cores']} cores, {m['ram_bytes'] / 2**30:.1f} GiB RAM, {m['cpu']}",
@@ -117,6 +128,20 @@ def main(argv: list[str] | None = None) -> int:
             f"- Throughput, large / base: {speed:.2f} ({verdict(speed >= 1 - TOLERANCE)}: "
             f">= {1 - TOLERANCE:.2f}); after cluster start-up: {speed_after:.2f}",
         ]
+    if args.tenfold and large["ok"] and rows[2]["ok"]:
+        ten = rows[2]
+        speed = ten["megapixels_per_second"] / large["megapixels_per_second"]
+        summary.update(
+            tenfold_throughput_ratio=speed,
+            tenfold_peak_rss_gib=ten["peak_rss"] / 2**30,
+            tenfold_within_target=speed >= 0.9 and ten["peak_rss"] <= 1.5 * 2**30,
+        )
+        lines.append(
+            f"- Ten copies (a VRT, {images[2]['bytes']} bytes of XML) / large: throughput "
+            f"{speed:.2f} ({verdict(speed >= 0.9)}: >= 0.90), peak RSS "
+            f"{gib(ten['peak_rss'])} ({verdict(ten['peak_rss'] <= 1.5 * 2**30)}: <= 1.5 GiB; "
+            "threads in one process: the driver and the tiles together)"
+        )
     for row in rows:
         if row.get("warnings"):
             lines.append(f"- {row['label']}: warnings: " + "; ".join(row["warnings"][:3]))
