@@ -95,9 +95,8 @@ class PassLog:
         elif path.exists():
             data = path.read_bytes()
             if (offset := _read_records(data, log.done)) != len(data):
-                with path.open(
-                    "r+b"
-                ) as f:  # a record cut short by a kill: drop it and what follows
+                # A record cut short by a kill: drop it and what follows.
+                with path.open("r+b") as f:
                     f.truncate(offset)
         log.reused = len(log.done)
         return log
