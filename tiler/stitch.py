@@ -322,7 +322,7 @@ def _fold(column: np.ndarray, name: str, into: np.ndarray, values: np.ndarray) -
     """Merge ``values`` into ``column[into]`` as field ``name`` merges (sum, min or max)."""
     if name.startswith("min") or name == "first":
         np.minimum.at(column, into, values)
-    elif name.startswith("max") or name in ("border", "flag"):
+    elif name.startswith("max") or name in FLAGS:
         np.maximum.at(column, into, values)
     else:
         np.add.at(column, into, values)
