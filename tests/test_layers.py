@@ -57,9 +57,9 @@ def test_only_plan_builds_dask_graphs():
 # its name listed here; it may import its own layer and those below, never one above.
 # Names not written yet (models, analysis) are placed already.
 LAYERS = [
-    # tiler.io.atomic and tiler.io.stores import nothing of tiler but its errors: every layer
-    # that writes files, or opens Zarr stores by path or URL, uses them. tiler.defaults imports
-    # nothing: the command line's help reads its defaults there.
+    # tiler.io.stores imports nothing of tiler but its errors, tiler.io.atomic only stores: every
+    # layer that writes files, or opens Zarr stores by path or URL, uses them. tiler.defaults
+    # imports nothing: the command line's help reads its defaults there.
     ("errors", ["tiler.errors", "tiler.defaults", "tiler.io.atomic", "tiler.io.stores"]),
     # Pure geometry (windows, the grid) under the kernels: a kernel that works on a window of
     # an image (CLAHE's) takes the one Window type rather than defining its own.

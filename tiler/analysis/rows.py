@@ -38,7 +38,8 @@ from tiler.errors import InputError, OutputError
 from tiler.georef import image_bounds
 from tiler.io import atomic, output, stores
 from tiler.io.finished import check_complete
-from tiler.io.targets import claim, remove
+from tiler.io.stores import remove
+from tiler.io.targets import claim
 from tiler.plan import field_graph
 from tiler.stand import Settings, field_columns
 

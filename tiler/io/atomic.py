@@ -11,7 +11,8 @@ In object storage (a ``UPath`` of :mod:`tiler.io.stores`) there are no
 renames, and none are needed: an object appears whole when its one PUT ends,
 so it is written under its final name.
 
-Imports nothing of tiler: every layer that writes (the caches, the journal,
+Imports nothing of tiler but :mod:`tiler.io.stores` (which tells object
+storage from a folder): every layer that writes (the caches, the journal,
 the synthetic test images, the outputs) uses it.
 """
 
@@ -23,13 +24,10 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
-
-def in_object_storage(path: Any) -> bool:
-    """Whether ``path`` is a path in object storage (a ``UPath`` with a file system)."""
-    return not isinstance(path, (str, PurePath)) and hasattr(path, "fs")
+from tiler.io import stores
 
 
 def partial_name(path: str | os.PathLike, *, unique: bool = False) -> Path:
@@ -51,7 +49,7 @@ def replacing(path: Any, partial: Path | None = None) -> Iterator[Path]:
     removed whatever happens, so a failed write leaves nothing of its own.
     In object storage the temporary file is local, and uploaded in one PUT.
     """
-    if in_object_storage(path):
+    if stores.is_remote(path):
         with tempfile.TemporaryDirectory(prefix="tiler-upload-") as folder:
             local = Path(folder) / path.name
             yield local
@@ -68,7 +66,7 @@ def replacing(path: Any, partial: Path | None = None) -> Iterator[Path]:
 
 def write_bytes(path: Any, data: bytes, *, unique: bool = False) -> Any:
     """Write ``data`` to ``path`` atomically (``unique``: see :func:`partial_name`)."""
-    if in_object_storage(path):
+    if stores.is_remote(path):
         path.write_bytes(data)
         return path
     with replacing(path, partial_name(path, unique=unique)) as partial:

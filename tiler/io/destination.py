@@ -215,7 +215,7 @@ def prepare_destination(
     )
     # The manifest goes first, so the directory never looks complete meanwhile.
     for entry in sorted(entries, key=lambda e: e.name != MANIFEST):
-        targets.remove(entry)
+        stores.remove(entry)
     work = dst / WORKDIR
     stores.make_folder(work)
     return work
@@ -230,7 +230,7 @@ def discard_partial(dst: Any, *, created: bool) -> None:
     """
     dst = stores.folder(dst)
     for name in (*LEFTOVERS, LABELS, OBJECTS):
-        targets.remove(dst / name)
+        stores.remove(dst / name)
     if created and not stores.is_remote(dst):
         _remove_if_empty(dst)
 

@@ -17,7 +17,7 @@ import numpy as np
 import zarr
 
 from tiler.errors import OutputError
-from tiler.io import atomic, stores, targets
+from tiler.io import atomic, stores
 from tiler.io.output import LABELS, OBJECTS, PARTIAL_LABELS
 
 # Codecs tiler writes (zarr's defaults) and reads back on --resume; anything
@@ -108,7 +108,7 @@ def create_label_store(
     if (path / "labels").exists():  # resuming: the tiles written so far are kept
         check_store(path / "labels", shape, chunks, dtype)
         return stores.location(path / "labels")
-    targets.remove(path)
+    stores.remove(path)
     group = stores.open_group(path, mode="w", zarr_format=3)
     group.attrs.update({"tiler": {"content": "object labels, 0 = background"}})
     ref = group.create_array(
@@ -165,7 +165,7 @@ def _reopen_finished(dst: Path) -> None:
     if not final.exists():
         return
     if (dst / PARTIAL_LABELS).exists():  # cannot happen by tiler; the partial one is the newer
-        targets.remove(final)
+        stores.remove(final)
     else:
         os.replace(final, dst / PARTIAL_LABELS)
     (dst / OBJECTS).unlink(missing_ok=True)

@@ -111,8 +111,3 @@ def claim(
     if not overwrite and any(entry.name not in outputs.leftovers for entry in entries):
         raise OutputError(f"{target}: holds {holds}; pass --overwrite to replace it")
     return entries
-
-
-def remove(entry: Path) -> None:
-    """Remove a file, link or folder tree, local or in object storage (nothing if not there)."""
-    stores.remove(entry)

@@ -41,7 +41,8 @@ from tiler.io import atomic, output, remote, stores
 from tiler.io.destination import client_error
 from tiler.io.finished import check_complete, read_objects, storage_errors
 from tiler.io.input_identity import reopen
-from tiler.io.targets import claim, remove
+from tiler.io.stores import remove
+from tiler.io.targets import claim
 from tiler.plan import window_graph
 from tiler.report import fields as field_stats
 from tiler.report import grid, pyramid, vigour
