@@ -14,6 +14,7 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -23,13 +24,14 @@ from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, Raster
 from rasterio.windows import Window as RioWindow
 
 from tiler.errors import InputError
-from tiler.io import remote
+from tiler.io import blocks, remote
 from tiler.tiling import Window
 
 # GDAL settings for reading inside dask tasks, set by the tasks themselves so
 # that workers need no set-up however they were started (unless the worker's
-# environment sets them): the tasks are the parallelism, and each worker
-# process keeps decoded blocks for the halos of the next tiles.
+# environment sets them): the tasks are the parallelism. The blocks that
+# neighbouring tiles share are kept by tiler.io.blocks, as GDAL decodes reads
+# of several blocks past its cache; GDAL's cache serves the rest.
 #
 # GDAL's own messages go to CPL_LOG instead of stderr: a damaged file makes
 # libtiff print warnings and errors ("Nonstandard tile width", "Can not read
@@ -91,14 +93,12 @@ def _quiet_libtiff() -> None:
             setter(None)
 
 
-def _open_cached(path: str, driver: str = "GTiff"):
-    """A dataset handle kept open by this thread (rasterio handles are not thread-safe).
+def _open_cached(path: str, driver: str = "GTiff") -> tuple[Any, tuple]:
+    """This thread's dataset handle (rasterio's are not thread-safe) and its key.
 
-    Reading a tile with its halo decodes the blocks around it, which are
-    the neighbours' own blocks: a handle that lives across tasks keeps them
-    in GDAL's block cache, so a worker decodes each block about once instead
-    of up to 2.25 times (2048-pixel tiles over 512-pixel blocks).
-    A handle is reopened when the file changes on disk.
+    A handle is reopened when the file changes on disk; the key (the path,
+    and for a file its modification time and size) also names the file's
+    decoded blocks in :mod:`tiler.io.blocks`.
     """
     handles = getattr(_HANDLES, "handles", None)
     if handles is None:
@@ -108,7 +108,7 @@ def _open_cached(path: str, driver: str = "GTiff"):
         key: tuple = (path,)
         if (ds := handles.get(key)) is None or ds.closed:
             ds = handles[key] = rasterio.open(remote.gdal_path(path), driver=driver)
-        return ds
+        return ds, key
     stat = os.stat(path)
     key = (path, stat.st_mtime_ns, stat.st_size)
     ds = handles.get(key)
@@ -118,7 +118,7 @@ def _open_cached(path: str, driver: str = "GTiff"):
         while len(handles) >= _MAX_HANDLES:  # dicts keep insertion order: oldest first
             handles.pop(next(iter(handles))).close()
         ds = handles[key] = rasterio.open(path, driver=driver)
-    return ds
+    return ds, key
 
 
 def _gdal_reason(exc: BaseException) -> str:
@@ -173,10 +173,17 @@ class GeoTiffSource:
         }
 
     def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
-        win = RioWindow(*window.xywh)
+        """The bands and valid mask of ``window``, from blocks decoded once (:mod:`.blocks`)."""
         try:
             with remote.reading(self.path):  # a URL's GDAL options, set on the worker
-                image, valid = self._read(_open_cached(self.path, self.driver), list(bands), win)
+                ds, identity = _open_cached(self.path, self.driver)
+                decode = lambda region: self._read(ds, list(bands), RioWindow(*region.xywh))  # noqa: E731
+                if self.driver == "GTiff":  # a VRT's blocks are its sources' reads, not decodes
+                    key = (identity, self.mask, tuple(bands))
+                    shapes = (self.block_shape, self.shape)
+                    image, valid = blocks.read_window(key, window, *shapes, decode)
+                else:
+                    image, valid = decode(window)
         except RasterioError as exc:
             reason = remote.scrub(_gdal_reason(exc))
         else:

@@ -45,6 +45,22 @@ class TileGrid:
         """The number of tile ``(i, j)``."""
         return i * self.grid[1] + j
 
+    def in_strips(self, width: int) -> list[int]:
+        """Tile numbers in vertical strips ``width`` pixels (at least a tile) wide, each row-major.
+
+        Run in this order, a tile's neighbours above and to the left ran a
+        strip's width of tiles before it, not an image's: the decoded
+        blocks they share (:mod:`tiler.io.blocks`) are still at hand.
+        """
+        rows, cols = self.grid
+        step = max(1, width // self.chunks[1])
+        return [
+            self.index(i, j)
+            for first in range(0, cols, step)
+            for i in range(rows)
+            for j in range(first, min(first + step, cols))
+        ]
+
     def window(self, i: int, j: int) -> Window:
         """Tile ``(i, j)``'s pixels (its core)."""
         (h, w), (ch, cw) = self.shape, self.chunks
