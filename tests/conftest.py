@@ -35,7 +35,8 @@ def value_cache_of(kind: str, work: Path) -> str:
     return {
         "directory": lambda: str(work / "values"),
         "memory": cache.memory_cache,
-        "codes": lambda: cache.codes_cache(work / "codes"),
+        "codes": lambda: cache.codes_cache(work / "codes"),  # the pixels in files
+        "codes+memory": lambda: cache.codes_cache(work / "codes", memory=1 << 20),
         "none": lambda: cache.NONE,
     }[kind]()
 

@@ -76,10 +76,10 @@ class CountingSource(ArraySource):
 
 @pytest.mark.parametrize(
     ("kind", "reads_per_tile"),
-    [("memory", 1), ("directory", 1), ("codes", 2), ("none", 3)],
+    [("memory", 1), ("directory", 1), ("codes", 1), ("codes+memory", 1), ("none", 3)],
 )
 def test_how_often_each_kind_reads_the_raster(kind, reads_per_tile):
-    """Values are read once; codes save the mask pass its read; nothing saves nothing."""
+    """Values are read once; so are the pixels the codes are made from; nothing saves nothing."""
     rng = np.random.default_rng(9)
     image = rng.integers(0, 255, (3, 30, 44)).astype(np.uint8)
     source = CountingSource(image, rng.random((30, 44)) > 0.1)
@@ -126,3 +126,39 @@ def test_concurrent_writers_of_one_window(kind, tmp_path):
     else:
         np.testing.assert_array_equal(cache.get_codes(name, window), codes)
     assert not list(tmp_path.rglob("*.partial"))
+
+
+@pytest.mark.parametrize("memory", [0, 600, 1 << 20])
+def test_pixels_kept_in_memory_then_files_and_dropped(memory, tmp_path):
+    """Pixels go to memory up to the budget, then to files; drop_pixels frees both, not codes."""
+    name = cache.codes_cache(tmp_path / "codes", memory=memory)
+    cache.prepare(name)
+    rng = np.random.default_rng(3)
+    tiles = {
+        Window(0, 10, 10 * k, 10 * k + 10): (
+            rng.integers(0, 255, (3, 10, 10), dtype=np.uint8),
+            rng.random((10, 10)) > 0.3,
+        )
+        for k in range(3)
+    }
+    for window, (image, valid) in tiles.items():
+        cache.put_pixels(name, window, image, valid)
+    for window, (image, valid) in tiles.items():
+        got_image, got_valid = cache.get_pixels(name, window)
+        np.testing.assert_array_equal(got_image, image)
+        np.testing.assert_array_equal(got_valid, valid)
+    files = len(list((tmp_path / "codes").glob("*.pixels")))
+    assert files == {0: 3, 600: 2, 1 << 20: 0}[memory]  # a tile is 400 bytes
+    cache.put_codes(name, Window(0, 1, 0, 1), np.ones((1, 1), np.uint16))
+    cache.drop_pixels(name)
+    assert all(cache.get_pixels(name, w) is None for w in tiles)
+    assert cache.get_codes(name, Window(0, 1, 0, 1)) is not None
+    assert not list((tmp_path / "codes").glob("*.pixels"))
+    cache.drop(name)
+
+
+def test_other_caches_keep_no_pixels(tmp_path):
+    for name in (cache.memory_cache(), str(tmp_path), cache.NONE):
+        cache.put_pixels(name, Window(0, 1, 0, 1), np.ones((3, 1, 1)), np.ones((1, 1), bool))
+        assert cache.get_pixels(name, Window(0, 1, 0, 1)) is None
+        cache.drop(name)

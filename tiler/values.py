@@ -89,12 +89,26 @@ def clahe_output_range(
 
 
 def index_window(
-    source: RasterSource, pipeline: Pipeline, window: Window
+    source: RasterSource,
+    pipeline: Pipeline,
+    window: Window,
+    cache: str = value_cache.NONE,
+    keep: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The preprocessed values and the valid mask of ``window`` (read with its halo)."""
+    """The preprocessed values and the valid mask of ``window`` (read with its halo).
+
+    The input pixels come from ``cache`` if it kept them (else from the
+    source); with ``keep``, pixels read from the source are kept there for
+    the next pass (:func:`tiler.cache.put_pixels`).
+    """
     shape = image_shape(source)
     outer, crop = expand(window, pipeline.preprocess_reach, shape)
-    image, valid = source.read(pipeline.bands, outer)
+    pixels = value_cache.get_pixels(cache, outer)
+    if pixels is None:
+        pixels = source.read(pipeline.bands, outer)
+        if keep:
+            value_cache.put_pixels(cache, outer, *pixels)
+    image, valid = pixels
     values, at = preprocess(image, pipeline, outer, shape)
     return values[window.within(at)], valid[crop]
 
@@ -114,7 +128,7 @@ def cached_values(
     found = value_cache.get(cache, window)
     if found is not None:
         return found
-    values, valid = index_window(source, pipeline, window)
+    values, valid = index_window(source, pipeline, window, cache)
     if keep:
         value_cache.put(cache, window, values, valid)
     return values, valid
@@ -131,7 +145,7 @@ def cache_values(
     of the tile itself.
     """
     outer, crop = expand(window, halo, image_shape(source))
-    values, valid = index_window(source, pipeline, outer)
+    values, valid = index_window(source, pipeline, outer, cache, keep=True)
     value_cache.put(cache, outer, values, valid)
     return masked_range(values[crop], valid[crop])
 

@@ -143,12 +143,14 @@ def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Any) -> str:
     per pixel) fit both ``MEMORY_CACHE_BYTES`` and a quarter of the free
     memory: the arrays are kept as computed, at no cost. Otherwise on
     /dev/shm when every worker is on this machine and they fit a quarter of
-    the free memory. Otherwise, with workers on this machine, the histogram
-    pass keeps compressed bin codes in DST's work folder (writing the values
-    themselves there is slower than recomputing them: 1.07 gigapixels took
-    72 s with such a file cache, 59 s recomputing; with the codes, see
-    benchmarks/README.md); for a DST in object storage, in a local temporary
-    folder. Remote workers recompute.
+    the free memory. Otherwise, with workers on this machine, the range pass
+    keeps the decoded input pixels for the histogram pass (up to
+    ``tiler.cache.PIXELS_MEMORY`` of them in memory when the tasks run in this
+    process), and the histogram pass compressed bin codes for the mask pass,
+    in DST's work folder (writing the values themselves there is slower than
+    recomputing them: 1.07 gigapixels took 72 s with such a file cache, 59 s
+    recomputing; with the codes, see benchmarks/README.md); for a DST in
+    object storage, in a local temporary folder. Remote workers recompute.
     """
     estimate = 9 * grid.shape[0] * grid.shape[1] * 1.1
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -159,7 +161,8 @@ def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Any) -> str:
         if estimate < 0.25 * min(shutil.disk_usage(shm).free, available):
             return tempfile.mkdtemp(prefix="tiler-values-", dir=shm)
     if on_this_machine(executor):
+        memory = value_cache.PIXELS_MEMORY if in_this_process(executor) else 0
         if stores.is_remote(workdir):
-            return value_cache.codes_cache(tempfile.mkdtemp(prefix="tiler-codes-"))
-        return value_cache.codes_cache(workdir / "codes")
+            return value_cache.codes_cache(tempfile.mkdtemp(prefix="tiler-codes-"), memory)
+        return value_cache.codes_cache(workdir / "codes", memory)
     return value_cache.NONE

@@ -62,11 +62,13 @@ def starting_mask(
     vmin, vmax, n_valid = found
     if step.passes == "percentile":
         t = percentile(run, pipeline, step.q, found, halo)
+        value_cache.drop_pixels(run.cache)
         return RasterMask(source, pipeline, t, run.cache), t, found
     (counts,) = run.compute(
         "histogram",
         histogram_graph(source, pipeline, run.grid, halo, run.cache, vmin, vmax, step.codes),
     )
+    value_cache.drop_pixels(run.cache)  # the mask pass reads the codes
     try:
         t = step.from_histogram(counts, vmin, vmax)
     except ValueError as exc:
