@@ -19,7 +19,7 @@ from rasterio.windows import Window as RioWindow
 from tiler.executor import Executor
 from tiler.io import blocks
 from tiler.io.open_raster import open_geotiff
-from tiler.plan import STRIP_PIXELS, _Builder
+from tiler.taskgraph import STRIP_PIXELS, Builder
 from tiler.tiling import TileGrid, Window, expand
 
 H, W, BLOCK = 150, 170, 32
@@ -83,7 +83,7 @@ def test_tiles_in_strip_order_decode_each_block_once(files, monkeypatch):
     monkeypatch.setattr(blocks, "CACHE", cache)
     source = open_geotiff(files["alpha"])
     grid = TileGrid((H, W), (40, 48))  # tiles not aligned to the blocks
-    builder = _Builder("read", grid)
+    builder = Builder("read", grid)
     keys = [
         builder.add(f"tile-{t}", source.read, (1, 2, 3), expand(w, 3, (H, W))[0], tile=(t, w))
         for t, _, _, w in grid
@@ -133,7 +133,7 @@ def test_strip_order_is_a_permutation_run_in_order():
             ran.append(t)
         return t
 
-    builder = _Builder("order", grid)
+    builder = Builder("order", grid)
     keys = [builder.add(f"tile-{t}", note, t, tile=(t, w)) for t, _, _, w in grid]
     Executor("threads", 1).compute(builder.graph(keys))
     assert ran == grid.in_strips(STRIP_PIXELS) != list(range(len(grid)))

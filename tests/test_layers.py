@@ -95,6 +95,7 @@ LAYERS = [
         [
             "tiler.passes",
             "tiler.plan",
+            "tiler.taskgraph",
             "tiler.executor",
             "tiler.source",
             "tiler.values",

@@ -22,7 +22,7 @@ import pytest
 import rasterio
 from conftest import run_tiled, write_geotiff
 
-from tiler import executor, plan
+from tiler import executor, taskgraph
 from tiler.cli import main
 from tiler.config import load_pipeline
 from tiler.errors import ConfigError
@@ -232,7 +232,7 @@ def test_batches_run_each_task_once_and_report_each_key_once(monkeypatch):
         runs.clear()
         seen.clear()
         values = Executor("sync").compute(
-            plan.Graph(tasks, keys), None, lambda key, value: seen.append(key)
+            taskgraph.Graph(tasks, keys), None, lambda key, value: seen.append(key)
         )
         assert values == ["ba", "caba", "de", "e", "fae"], size
         assert sorted(runs) == ["a", "b", "c", "d", "e", "f"], size

@@ -18,7 +18,7 @@ import dask.threaded
 from dask.callbacks import Callback
 
 from tiler.errors import TileError
-from tiler.plan import Graph
+from tiler.taskgraph import Graph
 
 
 class Executor:

@@ -16,10 +16,7 @@ tiles (:func:`check_size`).
 from __future__ import annotations
 
 import operator
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import reduce
 from typing import Any
 
 import numpy as np
@@ -29,6 +26,7 @@ from tiler.errors import ConfigError
 from tiler.source import RasterSource
 from tiler.split import split_stride
 from tiler.stitch import seam_pairs
+from tiler.taskgraph import Builder, Graph
 from tiler.tiling import TileGrid, Window, smallest_chunk
 from tiler.values import (
     cache_values,
@@ -75,80 +73,6 @@ def check_size(grid: TileGrid, name: str, limit: int | None = None) -> None:
     )
 
 
-@dataclass
-class Graph:
-    """A hand-built dask task graph and the keys whose values a pass needs.
-
-    Tasks are tuples ``(function, *args)``; arguments that are keys of other
-    tasks are replaced by their results (keys are only ever top-level
-    arguments: :func:`tiler.executor.run_batches` finds them there). Building them
-    directly (as odc-geo does) costs a few microseconds per task, where
-    ``dask.delayed`` would walk every argument's fields. A tile's tasks are
-    ``(tasks.in_tile, where, function, *args)``, ``where`` naming the tile.
-    """
-
-    tasks: dict[str, tuple]
-    keys: list[str]
-    combine: Callable[[Any, Any], Any] | None = None
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def tile_of(self, key: str) -> str:
-        """The tile a task belongs to, for messages (its window), or the key itself."""
-        task = self.tasks.get(key)
-        return task[1] if task is not None and task[0] is tasks.in_tile else key
-
-    def result(self, values: list[Any]) -> list[Any]:
-        """The pass's result from its keys' values: folded in tile order if it is a reduction."""
-        return [reduce(self.combine, values)] if self.combine is not None else values
-
-
-# Tiles run in vertical strips this many pixels wide (TileGrid.in_strips), so
-# that a tile's neighbours ran shortly before it and the input blocks they
-# share are still decoded (tiler.io.blocks keeps 192 MiB of them). Decodes
-# per 512² RGBA block for 2048² tiles grown by 7 px, one thread, simulated:
-# 1.09 at 32768² and 1.12 at 65536 x 163840, against 1.47 and 1.48 in
-# row-major order and 2.25 with no cache (strips of 4096 px: 1.22 and 1.24;
-# of 16384 px: 1.03 and 1.19, as a strip's row of tiles outgrows the cache).
-STRIP_PIXELS = 8192
-
-
-class _Builder:
-    """A graph's tasks; a tile's tasks are named so that dask runs the tiles in strips.
-
-    dask's schedulers run tasks that nothing orders otherwise by their keys,
-    the greatest first: a tile's keys start with its place in
-    :meth:`TileGrid.in_strips`, counted down.
-    """
-
-    def __init__(self, name: str, grid: TileGrid | None = None):
-        self.prefix = f"tiler-{name}-{uuid.uuid4().hex[:12]}"
-        self.tasks: dict[str, tuple] = {}
-        self.places: dict[int, str] = {}  # the tiles' names, one string for all of a tile's tasks
-        self.ranks: dict[int, str] = {}
-        if grid is not None:
-            order = grid.in_strips(STRIP_PIXELS)
-            digits = len(str(len(order)))
-            self.ranks = {t: f"{len(order) - r:0{digits}d}" for r, t in enumerate(order)}
-
-    def add(self, label: str, function: Callable, *args: Any, tile: tuple | None = None) -> str:
-        """Add a task; ``tile=(t, window)`` names the tile it works on in its errors."""
-        if tile is None:
-            key = f"{self.prefix}-{label}"
-            self.tasks[key] = (function, *args)
-        else:
-            key = f"{self.prefix}-{self.ranks.get(tile[0], '')}-{label}"
-            where = self.places.get(tile[0])
-            if where is None:
-                where = self.places[tile[0]] = f"tile {tile[0]} ({tile[1]})"
-            self.tasks[key] = (tasks.in_tile, where, function, *args)
-        return key
-
-    def graph(self, keys: list[str], combine: Callable[[Any, Any], Any] | None = None) -> Graph:
-        return Graph(self.tasks, keys, combine)
-
-
 def merge_range(
     a: tuple[float, float, int], b: tuple[float, float, int]
 ) -> tuple[float, float, int]:
@@ -168,14 +92,14 @@ def reduce_graph(
     options: tuple = (),
 ) -> Graph:
     """``task(*args, window, *options)`` on every tile, combined (in tile order) by the driver."""
-    g = _Builder(name, grid)
+    g = Builder(name, grid)
     parts = [g.add(f"tile-{t}", task, *args, w, *options, tile=(t, w)) for t, _, _, w in grid]
     return g.graph(parts, combine)
 
 
 def range_graph(source: RasterSource, pipeline, grid: TileGrid, halo: int, cache: str) -> Graph:
     """Preprocess every tile once into ``cache``; ``(min, max, n_valid)`` over valid pixels."""
-    g = _Builder("range", grid)
+    g = Builder("range", grid)
     parts = [
         g.add(f"tile-{t}", cache_values, source, pipeline, w, halo, cache, tile=(t, w))
         for t, _, _, w in grid
@@ -197,7 +121,7 @@ def histogram_graph(
 
     With ``codes``, tiles keep their bin codes in ``cache`` if it keeps codes.
     """
-    g = _Builder("histogram", grid)
+    g = Builder("histogram", grid)
     args = (halo, cache, vmin, vmax, codes)
     parts = [
         g.add(f"tile-{t}", cached_histogram, source, pipeline, w, *args, tile=(t, w))
@@ -228,7 +152,7 @@ def interval_graph(
 
     With ``collect``, the values in each interval instead (unsorted across tiles).
     """
-    g = _Builder("collect" if collect else "intervals", grid)
+    g = Builder("collect" if collect else "intervals", grid)
     task = cached_values_within if collect else cached_interval_histograms
     parts = [
         g.add(f"tile-{t}", task, source, pipeline, w, halo, cache, intervals, tile=(t, w))
@@ -253,7 +177,7 @@ def label_graph(
     lower-right neighbours and returns ``(TileStats of t, (K, 2) uint64 pairs)``,
     so only statistics and pairs reach the driver; tile edges stay on the workers.
     """
-    g = _Builder("label", grid)
+    g = Builder("label", grid)
     rows, cols = grid.grid
     labelled = {
         (i, j): g.add(
@@ -312,7 +236,7 @@ def instance_graph(
     local labels in the Zarr array ``local`` and returns ``(provisional ids,
     TileStats, fallback counts)``.
     """
-    g = _Builder("instances", grid)
+    g = Builder("instances", grid)
     windows = {
         (i, j): g.add(f"window-{t}", *window, w, t, *options, tile=(t, w)) for t, i, j, w in grid
     }
@@ -338,7 +262,7 @@ def points_graph(grid: TileGrid, local: str, read: Callable, settings: Any) -> G
     The task keeps the tile's local labels in ``local`` and returns
     :func:`tiler.tasks.points_tile`'s tuple.
     """
-    g = _Builder("points", grid)
+    g = Builder("points", grid)
     keys = [
         g.add(f"tile-{t}", tasks.points_tile, read, settings, local, w, tile=(t, w))
         for t, _, _, w in grid
@@ -350,7 +274,7 @@ def split_write_graph(
     local: str, luts: Callable[[int], np.ndarray], grid: TileGrid, *, path: str
 ) -> Graph:
     """Relabel every tile's local split labels and write them (chunk-aligned)."""
-    g = _Builder("write", grid)
+    g = Builder("write", grid)
     keys = [
         g.add(f"tile-{t}", tasks.write_split_labels, local, w, luts(t), path, tile=(t, w))
         for t, _, _, w in grid
@@ -360,7 +284,7 @@ def split_write_graph(
 
 def mask_graph(recipes: Callable[[int], masks.TileMask], grid: TileGrid, *, path: str) -> Graph:
     """Write every tile's mask into the Zarr array at ``path`` (chunk-aligned)."""
-    g = _Builder("mask", grid)
+    g = Builder("mask", grid)
     return g.graph(
         [
             g.add(f"tile-{t}", tasks.write_mask, recipes(t), w, path, tile=(t, w))
@@ -378,7 +302,7 @@ def write_graph(
     path: str,
 ) -> Graph:
     """Relabel and write every tile; each task carries only its tile's look-up table."""
-    g = _Builder("write", grid)
+    g = Builder("write", grid)
     keys = [
         g.add(
             f"tile-{t}", tasks.write_labels, recipes(t), w, connectivity, luts(t), path, tile=(t, w)
@@ -398,7 +322,7 @@ def window_graph(
 ) -> Graph:
     """``task(*args, window)`` (or ``task(*args, window, extra[k])``) for every window,
     results in order: the passes over finished runs (reports, exports)."""
-    g = _Builder(name)
+    g = Builder(name)
     keys = [
         g.add(f"window-{k}", task, *args, w, *(() if extra is None else (extra[k],)), tile=(k, w))
         for k, w in enumerate(windows)
@@ -409,6 +333,6 @@ def window_graph(
 def field_graph(name: str, task: Callable, args: tuple, items: list) -> Graph:
     """``task(*args, k, items[k])`` for every field ``k``, one task each, results in
     order: the per-field analyses of finished runs (``tiler rows``)."""
-    g = _Builder(name)
+    g = Builder(name)
     keys = [g.add(f"field-{k}", task, *args, k, item) for k, item in enumerate(items)]
     return g.graph(keys)

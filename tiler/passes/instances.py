@@ -14,9 +14,10 @@ from tiler.inference import model_window
 from tiler.masks import StoredMask
 from tiler.passes.runner import PassRunner
 from tiler.passes.segmentation import MaskState, Segmentation
-from tiler.plan import Graph, instance_graph, points_graph, split_graph
+from tiler.plan import instance_graph, points_graph, split_graph
 from tiler.points import PointSettings, ReadConfidence, object_peak_ids, peak_columns
 from tiler.split import renumber_split
+from tiler.taskgraph import Graph
 
 # The work array that keeps each tile's local instance labels until the write.
 LOCAL_LABELS = "instances.zarr"

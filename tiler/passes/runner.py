@@ -30,10 +30,11 @@ from tiler.io.label_store import (
 )
 from tiler.journal import Journal
 from tiler.masks import TileMask
-from tiler.plan import Graph, label_graph, mask_graph
+from tiler.plan import label_graph, mask_graph
 from tiler.progress import Progress
 from tiler.source import RasterSource
 from tiler.stitch import Stitched, stitch
+from tiler.taskgraph import Graph
 from tiler.tasks import label_tile
 from tiler.tiling import TileGrid
 
