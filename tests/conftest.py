@@ -35,8 +35,9 @@ def value_cache_of(kind: str, work: Path) -> str:
     return {
         "directory": lambda: str(work / "values"),
         "memory": cache.memory_cache,
-        "codes": lambda: cache.codes_cache(work / "codes"),  # the pixels in files
+        "codes": lambda: cache.codes_cache(work / "codes"),  # no pixels kept: read again
         "codes+memory": lambda: cache.codes_cache(work / "codes", memory=1 << 20),
+        "codes+pixels": lambda: cache.codes_cache(work / "codes", files=True),
         "none": lambda: cache.NONE,
     }[kind]()
 

@@ -76,10 +76,17 @@ class CountingSource(ArraySource):
 
 @pytest.mark.parametrize(
     ("kind", "reads_per_tile"),
-    [("memory", 1), ("directory", 1), ("codes", 1), ("codes+memory", 1), ("none", 3)],
+    [
+        ("memory", 1),
+        ("directory", 1),
+        ("codes", 2),
+        ("codes+memory", 1),
+        ("codes+pixels", 1),
+        ("none", 3),
+    ],
 )
 def test_how_often_each_kind_reads_the_raster(kind, reads_per_tile):
-    """Values are read once; so are the pixels the codes are made from; nothing saves nothing."""
+    """Values are read once, and so are the pixels that codes are made from if kept."""
     rng = np.random.default_rng(9)
     image = rng.integers(0, 255, (3, 30, 44)).astype(np.uint8)
     source = CountingSource(image, rng.random((30, 44)) > 0.1)
@@ -131,7 +138,7 @@ def test_concurrent_writers_of_one_window(kind, tmp_path):
 @pytest.mark.parametrize("memory", [0, 600, 1 << 20])
 def test_pixels_kept_in_memory_then_files_and_dropped(memory, tmp_path):
     """Pixels go to memory up to the budget, then to files; drop_pixels frees both, not codes."""
-    name = cache.codes_cache(tmp_path / "codes", memory=memory)
+    name = cache.codes_cache(tmp_path / "codes", memory=memory, files=True)
     cache.prepare(name)
     rng = np.random.default_rng(3)
     tiles = {
@@ -161,4 +168,36 @@ def test_other_caches_keep_no_pixels(tmp_path):
     for name in (cache.memory_cache(), str(tmp_path), cache.NONE):
         cache.put_pixels(name, Window(0, 1, 0, 1), np.ones((3, 1, 1)), np.ones((1, 1), bool))
         assert cache.get_pixels(name, Window(0, 1, 0, 1)) is None
+        cache.drop(name)
+
+
+def test_without_files_pixels_beyond_memory_are_not_kept(tmp_path):
+    name = cache.codes_cache(tmp_path / "codes", memory=500)
+    cache.prepare(name)
+    image, valid = np.ones((3, 10, 10), np.uint8), np.ones((10, 10), bool)
+    cache.put_pixels(name, Window(0, 10, 0, 10), image, valid)
+    cache.put_pixels(name, Window(0, 10, 10, 20), image, valid)  # over the budget
+    assert cache.get_pixels(name, Window(0, 10, 0, 10)) is not None
+    assert cache.get_pixels(name, Window(0, 10, 10, 20)) is None
+    assert not list((tmp_path / "codes").iterdir())
+    cache.drop(name)
+
+
+@pytest.mark.parametrize(("remote_input", "prefix"), [(False, "codes:"), (True, "codes+pixels:")])
+def test_a_large_run_keeps_pixels_in_memory_and_spills_only_a_remote_input(
+    remote_input, prefix, tmp_path
+):
+    """Past memory and tmpfs: pixels in memory (tasks in this process), files for a URL input."""
+    from tiler.api.workspace import choose_value_cache
+    from tiler.executor import Executor
+    from tiler.tiling import TileGrid
+
+    grid = TileGrid((200_000, 200_000), (2048, 2048))  # 360 GB of values: no memory or tmpfs
+    name = choose_value_cache(grid, Executor("threads"), tmp_path, remote_input)
+    try:
+        assert name == f"{prefix}{tmp_path / 'codes'}"
+        image, valid = np.ones((3, 4, 4), np.uint8), np.ones((4, 4), bool)
+        cache.put_pixels(name, Window(0, 4, 0, 4), image, valid)
+        assert name in cache._pixels and cache.get_pixels(name, Window(0, 4, 0, 4)) is not None
+    finally:
         cache.drop(name)

@@ -12,22 +12,30 @@ filtering the raster three times. A cache is named by a string:
   machine;
 * ``codes:<directory>`` – for images whose values fit neither: the range
   pass keeps each tile's decoded input pixels (the bands and the valid mask
-  as read, 3 bytes a pixel for RGB: :func:`put_pixels`), in this process's
-  memory up to a budget and in files beyond it, so the histogram pass
-  computes the values again without decoding the input again; it also
-  gives each pixel its bin code (:func:`tiler.kernels.threshold.histogram_codes`,
-  2 bytes per pixel, about 0.5 once LZ4-compressed), kept in files, and the
-  mask pass thresholds the codes instead of computing the values a third
-  time. The pixels are dropped once the statistics are found (:func:`drop_pixels`);
+  as read, 3 bytes a pixel for RGB: :func:`put_pixels`) in this process's
+  memory, up to a budget, so the histogram pass computes those tiles'
+  values again without decoding the input again; the other tiles are read
+  again. The histogram pass gives each pixel its bin code
+  (:func:`tiler.kernels.threshold.histogram_codes`, 2 bytes per pixel, about
+  0.5 once LZ4-compressed), kept in files, and the mask pass thresholds the
+  codes instead of computing the values a third time. The pixels are
+  dropped once the statistics are found (:func:`drop_pixels`);
+* ``codes+pixels:<directory>`` – the same, with the pixels beyond the memory
+  budget kept in files: for an input in object storage, where reading again
+  means downloading again;
 * ``none`` – nothing is kept: each pass computes the values again.
 
 Writing the float64 values themselves to disk files does not pay on this
 machine (9 bytes per pixel of writes and reads, throttled by writeback:
 1.07 gigapixels took 72 s against 59 s recomputing); the codes are 18 times
-smaller, and the pixels three times. Pixels are kept uncompressed: imagery
-barely compresses with a fast codec (LZ4 with bit shuffle: 0.93-0.98 of the
-bytes on the NEON and NAIP tiles of shared/data, 0.89 on the synthetic field),
-and a decode of the deflate input costs ten times the copy.
+smaller. Nor, for a local file, do the pixels (3 bytes a pixel): on the 1 GP
+deflate field, writing them (3.7 GB) cost 19 s more system time than the
+second decode they saved (11 s of user time), as this machine's virtual
+disk and first-touched pages are slow (a first 778 MB of writes: 3.7 s of
+system time; the same again once the pages were touched: 0.16 s). Pixels
+are kept uncompressed: imagery barely compresses with a fast codec (LZ4
+with bit shuffle: 0.93-0.98 of the bytes on the NEON and NAIP tiles of
+shared/data, 0.89 on the synthetic field).
 
 A miss is never an error: the caller computes the values again, so the cache
 changes only the speed, never a result.
@@ -49,6 +57,7 @@ from tiler.tiling import Window
 
 MEMORY = "memory:"
 CODES = "codes:"
+CODES_PIXEL_FILES = "codes+pixels:"  # a codes cache whose pixels beyond memory go to files
 NONE = "none"
 
 # LZ4 at level 1 with byte shuffle: 4x smaller codes for 8 ms per 2048 x 2048
@@ -84,14 +93,15 @@ def memory_cache() -> str:
     return name
 
 
-def codes_cache(directory: str | os.PathLike, memory: int = 0) -> str:
+def codes_cache(directory: str | os.PathLike, memory: int = 0, files: bool = False) -> str:
     """A cache that keeps bin codes (not values) in files under ``directory``.
 
     It also keeps the decoded input pixels between the range and histogram
     passes: ``memory`` bytes of them in this process's memory (for tasks
-    that run in it), the rest in files there.
+    that run in it), and with ``files`` the rest in files there; without,
+    the rest are read again.
     """
-    name = f"{CODES}{os.fspath(directory)}"
+    name = f"{CODES_PIXEL_FILES if files else CODES}{os.fspath(directory)}"
     if memory > 0:
         with _lock:
             _pixels[name] = _Pixels(memory)
@@ -100,18 +110,18 @@ def codes_cache(directory: str | os.PathLike, memory: int = 0) -> str:
 
 def keeps_values(cache: str) -> bool:
     """Whether :func:`put` keeps values in this cache (else each pass recomputes them)."""
-    return cache != NONE and not cache.startswith(CODES)
+    return cache != NONE and not keeps_codes(cache)
 
 
 def keeps_codes(cache: str) -> bool:
     """Whether the histogram pass should keep bin codes in this cache."""
-    return cache.startswith(CODES)
+    return cache.startswith((CODES, CODES_PIXEL_FILES))
 
 
 def _directory(cache: str) -> str | None:
     if cache == NONE or cache.startswith(MEMORY):
         return None
-    return cache.removeprefix(CODES)
+    return cache.removeprefix(CODES).removeprefix(CODES_PIXEL_FILES)
 
 
 def _stem(directory: str, window: Window) -> Path:
@@ -193,6 +203,8 @@ def put_pixels(cache: str, window: Window, image: np.ndarray, valid: np.ndarray)
             store.tiles[window] = (image, valid)
             store.size += nbytes
             return
+    if not cache.startswith(CODES_PIXEL_FILES):
+        return
     path = _stem(_directory(cache), window).with_suffix(".pixels")
     with atomic.replacing(path, atomic.partial_name(path, unique=True)) as partial:
         with open(partial, "wb") as f:
@@ -226,7 +238,7 @@ def drop_pixels(cache: str) -> None:
         if store is not None:
             store.tiles.clear()
             store.size = 0
-    for path in Path(_directory(cache)).glob("*.pixels"):
+    for path in Path(_directory(cache)).glob("*.pixels"):  # (none unless CODES_PIXEL_FILES)
         path.unlink(missing_ok=True)
 
 

@@ -207,7 +207,7 @@ def run(
             ) as executor,
             _performance_report(performance_report),
         ):
-            cache = space.value_cache(grid, executor)
+            cache = space.value_cache(grid, executor, job.remote_input)
             runner = PassRunner(
                 source, grid, executor, space.workdir, log, cache, space.journal, Progress(progress)
             )

@@ -51,6 +51,11 @@ class Job:
     warned: list[str]  # said already; run.json records them, and the diagnostics' after
 
     @property
+    def remote_input(self) -> bool:
+        """Whether the input is read from object storage or a web server (a URL)."""
+        return isinstance(self.source, GeoTiffSource) and remote.is_url(self.source.path)
+
+    @property
     def src_path(self) -> Path | None:
         """The input file, for the destination's checks; ``None`` for an in-memory one or a URL."""
         if not isinstance(self.source, GeoTiffSource) or remote.is_url(self.source.path):

@@ -44,9 +44,9 @@ class Workspace:
     log: Callable[[str], None]
     cache: str | None = None  # the Otsu passes' value cache, dropped when the run ends
 
-    def value_cache(self, grid: TileGrid, executor: Executor) -> str:
+    def value_cache(self, grid: TileGrid, executor: Executor, remote_input: bool) -> str:
         """The run's value cache (:func:`choose_value_cache`), noted in the journal."""
-        self.cache = choose_value_cache(grid, executor, self.workdir)
+        self.cache = choose_value_cache(grid, executor, self.workdir, remote_input)
         self.journal.note_cache(self.cache)
         return self.cache
 
@@ -136,7 +136,9 @@ def already_complete(job: Job, log: Callable[[str], None]) -> RunResult | None:
     return done
 
 
-def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Any) -> str:
+def choose_value_cache(
+    grid: TileGrid, executor: Executor, workdir: Any, remote_input: bool = False
+) -> str:
     """Where the Otsu passes keep each tile's values (see :mod:`tiler.cache`).
 
     In memory when every task runs in this process and the values (9 bytes
@@ -146,10 +148,10 @@ def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Any) -> str:
     the free memory. Otherwise, with workers on this machine, the range pass
     keeps the decoded input pixels for the histogram pass (up to
     ``tiler.cache.PIXELS_MEMORY`` of them in memory when the tasks run in this
-    process), and the histogram pass compressed bin codes for the mask pass,
-    in DST's work folder (writing the values themselves there is slower than
-    recomputing them: 1.07 gigapixels took 72 s with such a file cache, 59 s
-    recomputing; with the codes, see benchmarks/README.md); for a DST in
+    process; with a ``remote_input``, the rest in files rather than
+    downloaded again), and the histogram pass compressed bin codes for the
+    mask pass, in DST's work folder (writing the values themselves there is
+    slower than recomputing them: see :mod:`tiler.cache`); for a DST in
     object storage, in a local temporary folder. Remote workers recompute.
     """
     estimate = 9 * grid.shape[0] * grid.shape[1] * 1.1
@@ -162,7 +164,8 @@ def choose_value_cache(grid: TileGrid, executor: Executor, workdir: Any) -> str:
             return tempfile.mkdtemp(prefix="tiler-values-", dir=shm)
     if on_this_machine(executor):
         memory = value_cache.PIXELS_MEMORY if in_this_process(executor) else 0
+        local = workdir / "codes"
         if stores.is_remote(workdir):
-            return value_cache.codes_cache(tempfile.mkdtemp(prefix="tiler-codes-"), memory)
-        return value_cache.codes_cache(workdir / "codes", memory)
+            local = Path(tempfile.mkdtemp(prefix="tiler-codes-"))
+        return value_cache.codes_cache(local, memory, files=remote_input)
     return value_cache.NONE
