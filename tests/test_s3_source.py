@@ -189,6 +189,7 @@ def test_unreadable_url_is_one_line(server, tmp_path, url, change, said):
 
 def test_server_gone_mid_run_is_one_line_naming_the_url(tmp_path, cog, monkeypatch):
     """A task reading a window after the server stopped fails with one line naming the URL."""
+    from tiler.io import blocks
     from tiler.tiling import Window
 
     moto = MotoServer(tmp_path)
@@ -205,6 +206,7 @@ def test_server_gone_mid_run_is_one_line_naming_the_url(tmp_path, cog, monkeypat
         assert image.shape == (3, 256, 256)
     finally:
         moto.stop()
+    blocks.CACHE.clear()  # a window whose blocks this process has not decoded
     with pytest.raises(InputError) as raised:
         source.read((1, 2, 3), Window(768, 1024, 768, 1024))
     message = str(raised.value)
@@ -223,3 +225,41 @@ def test_a_missing_fsspec_backend_is_named():
         InputError, match=r"^gs://b/o\.tif: reading gs:// URLs needs the package gcsfs"
     ):
         remote.identity("gs://b/o.tif")
+
+
+def test_an_object_replaced_at_the_same_url_gets_blocks_of_its_own(tmp_path, cog, monkeypatch):
+    """Decoded blocks are kept under the object's fingerprint, never served for another object,
+    and GDAL's own cache of the URL is cleared (tiler.io.raster.note_version)."""
+    import rasterio
+
+    from tiler.io import blocks
+    from tiler.tiling import Window
+
+    url, key = f"s3://{BUCKET}/survey/replaced.tif", "survey/replaced.tif"
+    moto = MotoServer(tmp_path)
+    try:
+        moto.s3.create_bucket(Bucket=BUCKET)
+        moto.s3.upload_file(str(cog), BUCKET, key)
+        for name, value in moto.env().items():
+            if name.startswith("AWS_"):
+                monkeypatch.setenv(name, value)
+        window = Window(0, 600, 0, 700)
+        first = open_geotiff(url)
+        first.read((1, 2, 3), window)
+        decoded = blocks.CACHE.decoded
+        first.read((1, 2, 3), window)
+        assert blocks.CACHE.decoded == decoded  # the same object: its blocks are at hand
+        with rasterio.open(cog) as ds:
+            profile, image = ds.profile, ds.read()
+        other = tmp_path / "other.tif"
+        image[:3] = 255 - image[:3]
+        with rasterio.open(other, "w", **profile) as ds:
+            ds.write(image)
+        moto.s3.upload_file(str(other), BUCKET, key)
+        second = open_geotiff(url)
+        assert second.version != first.version
+        after, _ = second.read((1, 2, 3), window)
+        assert blocks.CACHE.decoded > decoded  # another object: decoded, not taken from the cache
+        np.testing.assert_array_equal(after, image[:3, :600, :700])
+    finally:
+        moto.stop()

@@ -18,7 +18,7 @@ from rasterio.errors import RasterioError
 from tiler.defaults import MASK_MODES
 from tiler.errors import InputError, NotGeoreferenced
 from tiler.io import remote
-from tiler.io.raster import GeoTiffSource, _gdal_reason, _quiet_gdal
+from tiler.io.raster import GeoTiffSource, _gdal_reason, _quiet_gdal, note_version
 from tiler.io.raster_limits import DEFAULT_MAX_PIXELS, MAX_COMPRESSION_RATIO, check_declared_size
 
 
@@ -63,11 +63,12 @@ def open_geotiff(
         raise InputError("use --assume-crs or --pixel-only, not both")
     url = str(path) if remote.is_url(path) else None
     if url is not None:  # checked (and its errors said) through fsspec, then opened by GDAL
-        file_size = remote.identity(url)[0]
+        file_size, version = remote.identity(url)
+        note_version(url, version)
         path, opened, stored = remote.public_url(url), remote.gdal_path(url), url
     else:
         path = Path(path)
-        file_size = _local_size(path)
+        file_size, version = _local_size(path), ""  # a file's version: its stat, on each read
         opened = stored = str(path.resolve())
     try:
         with remote.reading(stored), rasterio.open(opened, driver=driver) as ds:
@@ -91,6 +92,7 @@ def open_geotiff(
                 driver=driver,
                 mask=mask,
                 georeferencing=georeferencing,
+                version=version,
             )
     except RasterioError as exc:
         reason = _gdal_reason(exc)

@@ -79,13 +79,7 @@ def _quiet_libtiff() -> None:
     """
     import ctypes
 
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "libtiff" in line.rsplit("/", 1)[-1]}
-    except OSError:  # not Linux: leave libtiff as it is
-        return
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
+    for lib in _loaded_libraries("libtiff"):
         for name in ("TIFFSetErrorHandler", "TIFFSetWarningHandler"):
             setter = getattr(lib, name)
             setter.restype = ctypes.c_void_p
@@ -93,20 +87,53 @@ def _quiet_libtiff() -> None:
             setter(None)
 
 
-def _open_cached(path: str, driver: str = "GTiff") -> tuple[Any, tuple]:
+def _loaded_libraries(name: str) -> list:
+    """The shared libraries whose file name holds ``name`` that this process has loaded (Linux)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if name in line.rsplit("/", 1)[-1]}
+    except OSError:  # not Linux
+        return []
+    return [ctypes.CDLL(path) for path in sorted(paths)]
+
+
+_VERSIONS: dict[str, str] = {}  # the version of each URL this process last opened
+_VERSIONS_LOCK = threading.Lock()
+
+
+def note_version(url: str, version: str) -> None:
+    """Before opening ``url``: if this process read another version of it, forget that one.
+
+    GDAL keeps an object's size, header and byte ranges per URL for the
+    life of the process (its /vsicurl/ cache), so an object replaced at the
+    same URL reads as the old one, or fails, until that cache is cleared.
+    """
+    with _VERSIONS_LOCK:
+        before = _VERSIONS.get(url)
+        _VERSIONS[url] = version
+    if before is None or before == version:
+        return
+    for lib in _loaded_libraries("libgdal"):
+        lib.VSICurlClearCache()  # all URLs' (VSICurlPartialClearCache left this one's size)
+
+
+def _open_cached(path: str, driver: str = "GTiff", version: str = "") -> tuple[Any, tuple]:
     """This thread's dataset handle (rasterio's are not thread-safe) and its key.
 
     A handle is reopened when the file changes on disk; the key (the path,
-    and for a file its modification time and size) also names the file's
-    decoded blocks in :mod:`tiler.io.blocks`.
+    and a file's modification time and size or a URL's ``version``) also
+    names the file's decoded blocks in :mod:`tiler.io.blocks`.
     """
     handles = getattr(_HANDLES, "handles", None)
     if handles is None:
         handles = _HANDLES.handles = {}
         _quiet_gdal()
     if remote.is_url(path):  # read by ranges; the run checked its identity as it began
-        key: tuple = (path,)
+        key: tuple = (path, version)
         if (ds := handles.get(key)) is None or ds.closed:
+            note_version(path, version)
             ds = handles[key] = rasterio.open(remote.gdal_path(path), driver=driver)
         return ds, key
     stat = os.stat(path)
@@ -147,6 +174,9 @@ class GeoTiffSource:
     # How the georeferencing was obtained: "file", "assumed" (--assume-crs) or
     # "none" (--pixel-only: no CRS, identity transform, no map coordinates).
     georeferencing: str = "file"
+    # An object's fingerprint (tiler.io.remote.identity) when the path is a URL: its decoded
+    # blocks and dataset handles are kept under it, never mixed with another object's.
+    version: str = ""
 
     @property
     def name(self) -> str:
@@ -176,7 +206,7 @@ class GeoTiffSource:
         """The bands and valid mask of ``window``, from blocks decoded once (:mod:`.blocks`)."""
         try:
             with remote.reading(self.path):  # a URL's GDAL options, set on the worker
-                ds, identity = _open_cached(self.path, self.driver)
+                ds, identity = _open_cached(self.path, self.driver, self.version)
                 decode = lambda region: self._read(ds, list(bands), RioWindow(*region.xywh))  # noqa: E731
                 if self.driver == "GTiff":  # a VRT's blocks are its sources' reads, not decodes
                     key = (identity, self.mask, tuple(bands))
