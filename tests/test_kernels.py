@@ -16,6 +16,14 @@ from skimage.measure import regionprops_table
 from skimage.morphology import disk
 
 from tiler.config import Index
+from tiler.kernels.binning import (
+    bin_edges,
+    code_foreground,
+    histogram,
+    histogram_codes,
+    masked_histogram,
+    masked_range,
+)
 from tiler.kernels.filters import gaussian
 from tiler.kernels.indices import (
     excess_green,
@@ -27,15 +35,9 @@ from tiler.kernels.indices import (
 from tiler.kernels.label import label, relabel, tile_stats
 from tiler.kernels.morphology import dilation, erosion
 from tiler.kernels.threshold import (
-    bin_edges,
     binnable,
-    code_foreground,
     foreground,
-    histogram,
-    histogram_codes,
     interval_histogram,
-    masked_histogram,
-    masked_range,
     multiotsu_from_histogram,
     narrow,
     otsu_from_histogram,

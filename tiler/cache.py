@@ -12,7 +12,7 @@ filtering the raster three times. A cache is named by a string:
   machine;
 * ``codes:<directory>`` – for images whose values fit neither: the values
   are computed again for the histogram, which also gives each pixel its bin
-  code (:func:`tiler.kernels.threshold.histogram_codes`, 2 bytes per pixel,
+  code (:func:`tiler.kernels.binning.histogram_codes`, 2 bytes per pixel,
   about 0.5 once LZ4-compressed); the codes are kept in files and the mask
   pass thresholds them instead of computing the values a third time;
 * ``none`` – nothing is kept: each pass computes the values again.
