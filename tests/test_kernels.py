@@ -16,6 +16,14 @@ from skimage.measure import regionprops_table
 from skimage.morphology import disk
 
 from tiler.config import Index
+from tiler.kernels.binning import (
+    bin_edges,
+    code_foreground,
+    histogram,
+    histogram_codes,
+    masked_histogram,
+    masked_range,
+)
 from tiler.kernels.filters import gaussian
 from tiler.kernels.indices import (
     excess_green,
@@ -27,15 +35,9 @@ from tiler.kernels.indices import (
 from tiler.kernels.label import label, relabel, tile_stats
 from tiler.kernels.morphology import dilation, erosion
 from tiler.kernels.threshold import (
-    bin_edges,
     binnable,
-    code_foreground,
     foreground,
-    histogram,
-    histogram_codes,
     interval_histogram,
-    masked_histogram,
-    masked_range,
     multiotsu_from_histogram,
     narrow,
     otsu_from_histogram,
@@ -154,6 +156,19 @@ def test_gaussian_is_scipys_bit_for_bit(seed, shape, sigma):
     expected = ndi.gaussian_filter(x, sigma, mode="nearest", truncate=4.0)
     np.testing.assert_array_equal(gaussian(x, sigma), expected)
     np.testing.assert_array_equal(gaussian(x[:, ::-1], sigma), expected[:, ::-1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([0.9, 1.0, 1.1]), st.booleans())
+def test_nine_tap_gaussian_is_scipys_to_the_bit(seed, shape, sigma, special):
+    """The one-pass 9-tap loops: same bytes as SciPy, signed zeros, inf and NaN included."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape) * rng.choice([1e-300, 1.0, 1e300])
+    if special:
+        x = np.where(rng.random(shape) < 0.3, rng.choice([0.0, -0.0, np.inf, -np.inf, np.nan]), x)
+    for image in (x, x.T):  # and an array that is not C-contiguous
+        expected = ndi.gaussian_filter(image, sigma, mode="nearest", truncate=4.0)
+        assert gaussian(image, sigma).tobytes() == expected.tobytes()
 
 
 @settings(max_examples=100, deadline=None)

@@ -16,7 +16,7 @@ filtering the raster three times. A cache is named by a string:
   memory, up to a budget, so the histogram pass computes those tiles'
   values again without decoding the input again; the other tiles are read
   again. The histogram pass gives each pixel its bin code
-  (:func:`tiler.kernels.threshold.histogram_codes`, 2 bytes per pixel, about
+  (:func:`tiler.kernels.binning.histogram_codes`, 2 bytes per pixel, about
   0.5 once LZ4-compressed), kept in files, and the mask pass thresholds the
   codes instead of computing the values a third time. The pixels are
   dropped once the statistics are found (:func:`drop_pixels`);

@@ -18,9 +18,9 @@ from tiler.cnn.blocks import StoredConfidence
 from tiler.config import CannyEdges, Pipeline
 from tiler.inference import model_mask
 from tiler.io import stores
+from tiler.kernels.binning import code_foreground
 from tiler.kernels.edges import canny_masks
 from tiler.kernels.label import label, relabel
-from tiler.kernels.threshold import code_foreground
 from tiler.source import RasterSource
 from tiler.steps.base import LocalMaskStep, ObjectStep
 from tiler.tiling import Window, expand

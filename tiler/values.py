@@ -12,15 +12,10 @@ import numpy as np
 
 from tiler import cache as value_cache
 from tiler.config import Clahe, Pipeline
+from tiler.kernels.binning import histogram_codes, masked_histogram, masked_range
 from tiler.kernels.buffers import scratch
 from tiler.kernels.clahe import clahe_tile_range, clahe_unscaled
-from tiler.kernels.threshold import (
-    histogram_codes,
-    interval_histogram,
-    masked_histogram,
-    masked_range,
-    values_within,
-)
+from tiler.kernels.threshold import interval_histogram, values_within
 from tiler.source import RasterSource
 from tiler.steps.contrast import unit_range
 from tiler.tiling import Window, expand
@@ -147,7 +142,7 @@ def cache_values(
     outer, crop = expand(window, halo, image_shape(source))
     values, valid = index_window(source, pipeline, outer, cache, keep=True)
     value_cache.put(cache, outer, values, valid)
-    return masked_range(values[crop], valid[crop])
+    return masked_range(values, valid, crop)
 
 
 def cached_histogram(
@@ -168,7 +163,7 @@ def cached_histogram(
     outer, crop = expand(window, halo, image_shape(source))
     values, valid = cached_values(source, pipeline, outer, cache, keep=True)
     if not (codes and value_cache.keeps_codes(cache)):
-        return masked_histogram(values[crop], valid[crop], vmin, vmax)
+        return masked_histogram(values, valid, vmin, vmax, crop)
     counts, codes = histogram_codes(values, valid, crop, vmin, vmax)
     if codes is not None:
         value_cache.put_codes(cache, outer, codes)

@@ -90,6 +90,57 @@ def _correlate_cols(
         out[i, :] = acc
 
 
+@kernel
+def _correlate_rows_radius4(
+    x: np.ndarray, w: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """:func:`_correlate_rows` for 9 taps (sigma 1, the default): one pass, no partial sums.
+
+    Each pixel's sum is kept in a register through its taps, in SciPy's order,
+    instead of being stored and loaded again for every tap: 2062 x 2062 tile,
+    both passes, 27 -> 16 ms (best of 10, noisy machine).
+    """
+    n, m = x.shape
+    w0, w1, w2, w3, w4 = w[0], w[1], w[2], w[3], w[4]
+    for i in range(n):
+        a4, b4 = x[max(i - 4, 0)], x[min(i + 4, n - 1)]
+        a3, b3 = x[max(i - 3, 0)], x[min(i + 3, n - 1)]
+        a2, b2 = x[max(i - 2, 0)], x[min(i + 2, n - 1)]
+        a1, b1 = x[max(i - 1, 0)], x[min(i + 1, n - 1)]
+        centre = x[i]
+        row = out[i]
+        for c in range(m):
+            acc = centre[c] * w4
+            acc += (a4[c] + b4[c]) * w0
+            acc += (a3[c] + b3[c]) * w1
+            acc += (a2[c] + b2[c]) * w2
+            acc += (a1[c] + b1[c]) * w3
+            row[c] = acc
+
+
+@kernel
+def _correlate_cols_radius4(
+    x: np.ndarray, w: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """:func:`_correlate_cols` for 9 taps, one pass (see :func:`_correlate_rows_radius4`)."""
+    n, m = x.shape
+    w0, w1, w2, w3, w4 = w[0], w[1], w[2], w[3], w[4]
+    line = np.empty(m + 8, dtype=np.float64)
+    for i in range(n):
+        source = x[i]
+        line[4 : 4 + m] = source
+        line[:4] = source[0]
+        line[4 + m :] = source[m - 1]
+        row = out[i]
+        for c in range(m):
+            acc = line[c + 4] * w4
+            acc += (line[c] + line[c + 8]) * w0
+            acc += (line[c + 1] + line[c + 7]) * w1
+            acc += (line[c + 2] + line[c + 6]) * w2
+            acc += (line[c + 3] + line[c + 5]) * w3
+            row[c] = acc
+
+
 def gaussian(image: np.ndarray, sigma: float, *, out: np.ndarray | None = None) -> np.ndarray:
     """``scipy.ndimage.gaussian_filter(image, sigma, mode="nearest", truncate=4.0)``, bit for bit.
 
@@ -107,10 +158,11 @@ def gaussian(image: np.ndarray, sigma: float, *, out: np.ndarray | None = None) 
         )
         return smoothed
     rows = scratch("gaussian-rows", x.shape, np.float64)
-    _correlate_rows(x, w, rows)
+    fused = len(w) == 9
+    (_correlate_rows_radius4 if fused else _correlate_rows)(x, w, rows)
     if out is None:
         out = np.empty_like(x)
-    _correlate_cols(rows, w, out)
+    (_correlate_cols_radius4 if fused else _correlate_cols)(rows, w, out)
     return out
 
 

@@ -14,9 +14,9 @@ import numpy as np
 from tiler import cache as value_cache
 from tiler.config import OnnxModel, Pipeline
 from tiler.errors import InputError
+from tiler.kernels.binning import codes_possible
 from tiler.kernels.threshold import (
     binnable,
-    codes_possible,
     narrow,
     percentile_from_ranks,
     percentile_ranks,
