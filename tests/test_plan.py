@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,3 +78,24 @@ def test_synthetic_source_runs_exactly_like_the_reference():
     assert seg.threshold == ref.threshold
     np.testing.assert_array_equal(labels, ref.labels)
     assert seg.n_objects > 20
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int32, bool])
+def test_a_chunk_is_stored_only_while_it_holds_a_value(tmp_path, dtype):
+    """write_chunk skips zarr's own test for an all-zero chunk when the tile has a value, and
+    leaves it to zarr otherwise: an empty tile leaves no chunk file, or removes a stale one."""
+    from tiler.io.label_store import create_label_store
+    from tiler.masks import write_chunk
+
+    path = create_label_store(tmp_path, (6, 8), (3, 4), np.dtype(dtype), "", (1, 0, 0, 0, -1, 0))
+    chunks = Path(path) / "c"
+    values = np.zeros((3, 4), dtype)
+    values[1, 2] = 1
+    write_chunk(path, Window(3, 6, 4, 8), values)
+    write_chunk(path, Window(0, 3, 0, 4), np.zeros((3, 4), dtype))
+    assert sorted(p.relative_to(chunks).as_posix() for p in chunks.rglob("*")) == ["1", "1/1"]
+    write_chunk(path, Window(3, 6, 4, 8), np.zeros((3, 4), dtype))
+    assert not (chunks / "1" / "1").exists()
+    import zarr
+
+    assert not zarr.open_array(path, mode="r")[:].any()

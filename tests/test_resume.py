@@ -257,6 +257,36 @@ def test_stores_resumed_into_are_checked_before_anything_is_written(tmp_path):
         create_mask_store(tmp_path / "junk.zarr", (10, 12), (4, 4))
 
 
+def test_label_stores_of_this_and_the_former_codecs_are_resumed_into_and_sharded_ones_not(
+    tmp_path,
+):
+    """labels.zarr is zstd level 1 now; one written before (zarr's default, zstd level 0) is
+    still resumed into, in its own codecs. A sharded one (tiler never writes it: the codec
+    that would hold other codecs inside) is refused in one line naming it."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    from tiler.errors import OutputError
+    from tiler.io.label_store import LABEL_COMPRESSORS, check_store, create_label_store
+
+    shape, chunks, dtype = (10, 12), (4, 4), np.dtype(np.uint32)
+    path = create_label_store(tmp_path / "now", shape, chunks, dtype, "", (1, 0, 0, 0, -1, 0))
+    assert zarr.open_array(path).compressors == LABEL_COMPRESSORS
+    check_store(Path(path), shape, chunks, dtype)
+    for name, layout in {
+        "former": {"chunks": chunks},
+        "sharded": {"chunks": (2, 2), "shards": chunks},
+    }.items():
+        zarr.create_array(
+            str(tmp_path / name), shape=shape, dtype=dtype, fill_value=0, **layout,
+            compressors=[ZstdCodec(level=0)],
+        )  # fmt: skip
+    check_store(tmp_path / "former", shape, chunks, dtype)
+    # A shard is the chunk of the chunk grid; the codec holding the inner chunks is refused.
+    with pytest.raises(OutputError, match=r"sharded: .* codec\(s\) sharding_indexed not allowed"):
+        check_store(tmp_path / "sharded", shape, chunks, dtype)
+
+
 def test_values_recomputed_on_resume_are_kept_for_the_passes_after(tmp_path):
     """A resumed run's range pass comes from the journal, its value cache died with the run
     before: the histogram pass computes each tile's values again, and keeps them, so the mask

@@ -357,3 +357,30 @@ def test_warnings_point_at_the_line_that_called_run(tmp_path):
     assert before == 1 and len(said) == 2  # the halo's cost; objects that look merged
     assert "reaches 200 px" in str(said[0].message) and "median area" in str(said[1].message)
     assert {(w.filename, w.lineno > 0) for w in said} == {(__file__, True)}
+
+
+def test_labels_store_opens_in_zarr_and_xarray_equal_to_the_reference(tmp_path, field_tif):
+    """labels.zarr: zstd level 1 after ``bytes`` (no sharding), a chunk file for each tile with
+    an object and none for an empty tile; zarr-python and xarray (consolidated metadata, as
+    napari and rioxarray open it) read the reference's labels."""
+    import xarray as xr
+
+    dst = tmp_path / "out"
+    tiler.run(field_tif, dst, chunk_size=128, scheduler="threads")
+    _, _, ref = reference_for(field_tif)
+    meta = json.loads((dst / "labels.zarr" / "labels" / "zarr.json").read_text())
+    assert [c["name"] for c in meta["codecs"]] == ["bytes", "zstd"]
+    assert meta["codecs"][1]["configuration"]["level"] == 1
+    tiles = {
+        f"c/{i}/{j}"
+        for i in range(5)
+        for j in range(5)
+        if ref.labels[i * 128 : (i + 1) * 128, j * 128 : (j + 1) * 128].any()
+    }
+    assert 0 < len(tiles) < 25, "the field has empty tiles and tiles with objects"
+    assert set(chunk_files(dst)) - {"zarr.json"} == tiles
+    array = zarr.open_array(dst / "labels.zarr" / "labels", mode="r")
+    np.testing.assert_array_equal(array[:], ref.labels)
+    dataset = xr.open_zarr(dst / "labels.zarr", consolidated=True, mask_and_scale=False)
+    assert dataset["labels"].dtype == np.uint32
+    np.testing.assert_array_equal(dataset["labels"].values, ref.labels)
