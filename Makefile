@@ -46,7 +46,7 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis .ruff_cache *.egg-info
 
-.PHONY: bench bench-scale bench-10gp
+.PHONY: bench bench-scale bench-10gp profile
 
 ## bench: tiler vs the whole-image reference vs rioxarray + dask-image on a 64 MP synthetic field
 ## (BENCH_ARGS="--tiler-at REF" adds tiler as of another commit, for before/after in one run)
@@ -81,6 +81,11 @@ bench-striped: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python -m benchmarks.striped --size 8000 --wide 4096x32768 --extra 2048x8000,1024x4096 \
 		--wide-extra 512x8192,128x32768 --repeats 3 --out benchmarks/results
+
+## profile: a cProfile of each pass of a default run on the 1 GP field (benchmarks/results/profile-passes.md)
+profile: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.profile_passes
 
 ## bench-10gp: bench-scale, then the 1 GP field placed ten times by a VRT (10.7 GP, no copy written)
 bench-10gp: $(STAMP)

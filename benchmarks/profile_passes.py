@@ -1,6 +1,6 @@
 """Where the time goes: a profile of each pass of a default ``tiler run``.
 
-    python -m benchmarks.profile_passes [--input benchmarks/scratch/field-32768x32768.tif]
+    python -m benchmarks.profile_passes [--input ORTHOMOSAIC.tif]
 
 Runs ``tiler.run`` in this process on the synchronous scheduler (one thread:
 cProfile sees only the thread it runs in, and the passes then take their
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench import HERE, SCRATCH, machine, version_line
+from benchmarks.bench import HERE, machine, synthetic_image, version_line
 
 TOP = 8
 
@@ -90,11 +90,12 @@ def report(src: Path, stats: dict[str, pstats.Stats], record: dict, wall: float)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", type=Path, default=SCRATCH / "field-32768x32768.tif")
+    parser.add_argument("--input", type=Path, help="default: the 1 GP synthetic field (made if missing)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "profile-passes.md")
     args = parser.parse_args()
-    stats, record, wall = profile_run(args.input)
-    text = report(args.input, stats, record, wall)
+    src = args.input or synthetic_image((32768, 32768))[0]
+    stats, record, wall = profile_run(src)
+    text = report(src, stats, record, wall)
     args.out.write_text(text + "\n")
     print(text)
 

@@ -187,18 +187,28 @@ def test_unreadable_url_is_one_line(server, tmp_path, url, change, said):
         assert secret not in done.stdout + done.stderr
 
 
+def own_server(folder: Path, cog: Path, key: str, monkeypatch) -> MotoServer:
+    """An S3 server of the test's own holding ``cog`` at ``key``, this process's AWS_ set for it."""
+    moto = MotoServer(folder)
+    try:
+        moto.s3.create_bucket(Bucket=BUCKET)
+        moto.s3.upload_file(str(cog), BUCKET, key)
+    except BaseException:
+        moto.stop()
+        raise
+    for name, value in moto.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    return moto
+
+
 def test_server_gone_mid_run_is_one_line_naming_the_url(tmp_path, cog, monkeypatch):
     """A task reading a window after the server stopped fails with one line naming the URL."""
     from tiler.io import blocks
     from tiler.tiling import Window
 
-    moto = MotoServer(tmp_path)
+    moto = own_server(tmp_path, cog, KEY, monkeypatch)
     try:
-        moto.s3.create_bucket(Bucket=BUCKET)
-        moto.s3.upload_file(str(cog), BUCKET, KEY)
-        for name, value in moto.env().items():
-            if name.startswith("AWS_"):
-                monkeypatch.setenv(name, value)
         monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
         source = open_geotiff(URL)
         assert moto.secret.encode() not in pickle.dumps(source)  # nothing secret in a task
@@ -236,13 +246,8 @@ def test_an_object_replaced_at_the_same_url_gets_blocks_of_its_own(tmp_path, cog
     from tiler.tiling import Window
 
     url, key = f"s3://{BUCKET}/survey/replaced.tif", "survey/replaced.tif"
-    moto = MotoServer(tmp_path)
+    moto = own_server(tmp_path, cog, key, monkeypatch)
     try:
-        moto.s3.create_bucket(Bucket=BUCKET)
-        moto.s3.upload_file(str(cog), BUCKET, key)
-        for name, value in moto.env().items():
-            if name.startswith("AWS_"):
-                monkeypatch.setenv(name, value)
         window = Window(0, 600, 0, 700)
         first = open_geotiff(url)
         first.read((1, 2, 3), window)
