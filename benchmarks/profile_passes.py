@@ -90,7 +90,7 @@ def report(src: Path, stats: dict[str, pstats.Stats], record: dict, wall: float)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", type=Path, help="default: the 1 GP synthetic field (made if missing)")
+    parser.add_argument("--input", type=Path, help="default: the 1 GP field (made if missing)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "profile-passes.md")
     args = parser.parse_args()
     src = args.input or synthetic_image((32768, 32768))[0]
