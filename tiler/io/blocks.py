@@ -14,7 +14,7 @@ process: a window is read as runs of missing blocks, a block row at a
 time, each run decoded by one read; the blocks are kept in a
 least-recently-used cache of at most ``BUDGET`` bytes and copied into the
 window from there. A block is thus decoded about once per pass while the
-tiles that share it run close together in time (:func:`tiler.plan` orders
+tiles that share it run close together in time (:mod:`tiler.taskgraph` orders
 the tiles for it). The pixels are GDAL's either way: only the number of
 decodes changes.
 """
@@ -32,7 +32,7 @@ from tiler.tiling import Window
 # Bytes of decoded blocks a process keeps (its threads share them). A tile
 # row of 2048² tiles over 512² blocks needs about one block row of the image
 # beyond the tiles in flight: 64 MiB at 32768 px wide (RGB + valid mask),
-# within budget with the tile order of tiler.plan at any width.
+# within budget with the tile order of tiler.taskgraph at any width.
 BUDGET = 192 << 20
 
 # Blocks at least this tall are kept; a striped file (blocks as wide as the
