@@ -83,6 +83,7 @@ LAYERS = [
             "tiler.synthetic",
             "tiler.stand",  # the stand along rows from plant positions: pure NumPy
             "tiler.synthetic_rows",
+            "tiler.synthetic_yield",  # known yield and yield-monitor points: pure NumPy
             "tiler.synthetic_stamps",
             "tiler.config",
             "tiler.presets",

@@ -1,0 +1,146 @@
+"""Tests of the synthetic yield truth and yield-monitor points (tiler.synthetic_yield)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from tiler.synthetic import SyntheticField
+from tiler.synthetic_yield import (
+    GPS_LAG,
+    HEADLAND,
+    ZERO,
+    YieldModel,
+    correlated_noise,
+    plant_sizes,
+    planted,
+    yield_monitor_points,
+    yield_truth,
+)
+from tiler.tiling import Window
+
+STAND = dict(row_angle=-61.0, row_curvature=(10.0, 300.0), skip_rate=0.05, double_rate=0.1)
+FIELD = SyntheticField.at(0.05, (60, 80), seed=3, **STAND)
+
+
+@functools.cache
+def truth():
+    return yield_truth(FIELD, seed=1)
+
+
+@functools.cache
+def points():
+    return yield_monitor_points(truth(), n=2000, seed=2)
+
+
+def test_same_seed_same_truth_and_points():
+    again = yield_truth(FIELD, seed=1)
+    for name in ("density", "size", "gap", "cover", "signal", "noise"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(truth(), name))
+    other = yield_monitor_points(again, n=2000, seed=2)
+    for name, values in points().items():
+        np.testing.assert_array_equal(other[name], values)
+    assert not np.array_equal(yield_truth(FIELD, seed=9).noise, truth().noise, equal_nan=True)
+
+
+def test_plant_sizes_are_the_fields_plants():
+    xy, radius = plant_sizes(FIELD)
+    np.testing.assert_array_equal(xy, FIELD.plant_xy())
+    lo, hi = (r * FIELD.unit_m for r in FIELD.plant_radius)
+    assert radius.min() >= lo and radius.max() <= hi
+
+
+def test_cells_count_every_plant_and_cover_the_footprint():
+    t = truth()
+    plants = t.density * t.cover * t.cell**2 / 1e4
+    assert round(plants.sum()) == len(FIELD.plant_xy())
+    alpha = FIELD.read(Window.whole(FIELD.shape))[3] > 0
+    assert t.cover.sum() * t.cell**2 == pytest.approx(alpha.sum() * FIELD.pixel_size**2)
+    assert ((t.cover >= 0) & (t.cover <= 1 + 1e-12)).all() and (t.cover == 1).any()
+
+
+def test_yield_rises_with_density_to_a_plateau_and_size_and_falls_with_gaps():
+    m = YieldModel()
+    d = np.array([0, 5e3, 1e4, 2e4, 4e4, 1e6])
+    y = m.signal(d, 1.0, 0.0)
+    assert y[0] == 0 and (np.diff(y) > 0).all()
+    assert np.diff(y)[-1] / (d[-1] - d[-2]) < 0.01 * y[1] / d[1]  # flattens
+    assert y[-1] < m.y_max and m.signal(1e9, 1.0, 0.0) == pytest.approx(m.y_max, rel=1e-4)
+    assert (np.diff(m.signal(2e4, np.array([0.5, 1.0, 1.5]), 0.0)) > 0).all()
+    gaps = m.signal(2e4, 1.0, np.array([0.0, 0.2, 0.5, 1.0]))
+    assert (np.diff(gaps) < 0).all() and gaps[-1] == pytest.approx(gaps[0] * (1 - m.gap_penalty))
+
+
+def test_a_field_with_more_gaps_yields_less():
+    sparse = SyntheticField.at(0.05, (60, 80), seed=3, **{**STAND, "skip_rate": 0.15})
+    a, b = truth(), yield_truth(sparse, seed=1)
+    assert b.gap[b.valid].mean() > a.gap[a.valid].mean()
+    assert b.density[b.valid].mean() < a.density[a.valid].mean()
+    assert b.signal[b.valid].mean() < a.signal[a.valid].mean() - 0.5
+
+
+@pytest.mark.parametrize("length", [15.0, 25.0])
+def test_noise_correlation_length_and_sd(length):
+    cell = 5.0
+    noise = correlated_noise((300, 300), cell, length, 0.7, np.random.default_rng(4))
+    assert noise.std() == pytest.approx(0.7) and abs(noise.mean()) < 1e-12
+    z = noise / noise.std()
+    for lag in (1, 2, 3, 4, 6):
+        rho = 0.5 * ((z[:, lag:] * z[:, :-lag]).mean() + (z[lag:] * z[:-lag]).mean())
+        assert rho == pytest.approx(math.exp(-((lag * cell / length) ** 2)), abs=0.05)
+
+
+def test_best_r2_is_its_definition():
+    t = truth()
+    v = t.valid
+    s, n = t.signal[v], t.noise[v]
+    assert 0 < t.best_r2 < 1
+    assert t.best_r2 == pytest.approx(s.var() / (s.var() + n.var()))
+    # and it is the R² of the signal as a predictor of the yield (noise ~ uncorrelated)
+    y = t.yield_t_ha[v]
+    r2 = 1 - ((y - s - (y - s).mean()) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert r2 == pytest.approx(t.best_r2, abs=0.1)
+    assert np.isnan(t.signal[t.cover == 0]).all() and not np.isnan(t.signal[t.cover > 0]).any()
+
+
+def test_monitor_points_and_fault_fractions():
+    p = points()
+    assert all(a.shape == (2000,) for a in p.values())
+    fault = p["fault"]
+    assert np.mean(fault & GPS_LAG > 0) == pytest.approx(0.1, abs=0.04)
+    assert np.mean(fault & ZERO > 0) == pytest.approx(0.03, abs=0.02)
+    assert 0.05 < np.mean(fault & HEADLAND > 0) < 0.5
+    none = yield_monitor_points(truth(), n=500, seed=2, lag_fraction=0.0, zero_fraction=0.0)
+    assert not (none["fault"] & (GPS_LAG | ZERO)).any()
+
+
+def test_gps_lag_moves_records_ahead_along_travel():
+    p = points()
+    lag = p["fault"] & GPS_LAG > 0
+    dx, dy = p["x"] - p["true_x"], p["y"] - p["true_y"]
+    heading = np.radians(p["heading_deg"])
+    np.testing.assert_allclose(dx[lag], 4.0 * np.sin(heading[lag]), atol=1e-9)
+    np.testing.assert_allclose(dy[lag], 4.0 * np.cos(heading[lag]), atol=1e-9)
+    assert (dx[~lag] == 0).all() and (dy[~lag] == 0).all()
+    inside = (p["fault"] & HEADLAND) == 0  # in the field the combine drives along the rows
+    azimuth = (90.0 + 61.0) % 180.0
+    assert np.allclose(p["heading_deg"][inside] % 180.0, azimuth)
+
+
+def test_headland_records_are_outside_the_planted_area_and_zeros_are_zero():
+    p = points()
+    head = p["fault"] & HEADLAND > 0
+    assert not planted(FIELD, p["true_x"][head], p["true_y"][head]).any()
+    assert planted(FIELD, p["true_x"][~head], p["true_y"][~head]).all()
+    zero = p["fault"] & ZERO > 0
+    assert (p["yield_t_ha"][zero] == 0).all()
+    full = ~zero & ~head  # headland and edge cells' records may read 0
+    row, col = truth().cell_of(p["true_x"][full], p["true_y"][full])
+    full[full] = truth().valid[row, col]
+    assert (p["yield_t_ha"][full] > 0).all()
+    good = p["fault"] == 0
+    error = p["yield_t_ha"][good] - truth().at(p["x"][good], p["y"][good])
+    assert abs(error.mean()) < 0.1 and error.std() == pytest.approx(0.4, abs=0.05)
