@@ -246,9 +246,8 @@ def drop(cache: str) -> None:
     """Forget a cache and free what it holds."""
     with _lock:
         _pixels.pop(cache, None)
+        _memory.pop(cache, None)
     if cache.startswith(MEMORY):
-        with _lock:
-            _memory.pop(cache, None)
         return
     directory = _directory(cache)
     if directory is not None:

@@ -164,8 +164,7 @@ def choose_value_cache(
             return tempfile.mkdtemp(prefix="tiler-values-", dir=shm)
     if on_this_machine(executor):
         memory = value_cache.PIXELS_MEMORY if in_this_process(executor) else 0
-        local = workdir / "codes"
-        if stores.is_remote(workdir):
-            local = Path(tempfile.mkdtemp(prefix="tiler-codes-"))
+        remote = stores.is_remote(workdir)
+        local = Path(tempfile.mkdtemp(prefix="tiler-codes-")) if remote else workdir / "codes"
         return value_cache.codes_cache(local, memory, files=remote_input)
     return value_cache.NONE
