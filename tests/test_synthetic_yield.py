@@ -170,7 +170,6 @@ def test_plot_yield_is_the_planted_area_weighted_mean():
 def test_cli_writes_the_yield_surface_points_and_plots(tmp_path):
     import geopandas as gpd
     import rasterio
-
     from test_cli import tiler
 
     done = tiler("synthetic", tmp_path, "--extent", "40m", "--pixel-size", "5cm", "--seeds", "4",
