@@ -27,6 +27,7 @@ from tiler.report.fields import load_fields
 from tiler.synthetic import SyntheticField
 from tiler.synthetic_yield import yield_truth
 from tiler.yield_ import intervals, page
+from tiler.yield_.outputs import write_outputs
 from tiler.yield_.predict import (
     _load_model,
     cell_transform,
@@ -280,3 +281,33 @@ def test_page_and_fields_files(setup, fields_file, tmp_path):
                     row["yield_mean_t_ha_high"], row["yield_total_t"], row["yield_total_t_low"],
                     row["yield_total_t_high"], row["cells"]]  # fmt: skip
         np.testing.assert_allclose(numbers, expected, atol=0.006)
+
+
+def test_write_outputs_footprint_and_bad_inputs(setup, tmp_path):
+    cells, estimator, meta, folder, shape, transform = setup
+    field_transform = (transform[0] / K, 0.0, transform[2], 0.0, transform[4] / K, transform[5])
+    image_shape = (shape[0] * K, shape[1] * K)
+    common = dict(transform=field_transform, image_shape=image_shape, k=K,
+                  crs_wkt=cells.crs.to_wkt())  # fmt: skip
+    bad = tmp_path / "bad.gpkg"
+    bad.write_bytes(b"not a geopackage")
+    with pytest.raises(InputError, match="bad.gpkg: not a readable vector file") as err:
+        write_outputs(tmp_path / "out", cells, folder, fields=bad, **common)
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+    wrong = cells.copy()
+    wrong.attrs["cell_m"] = 10.0
+    with pytest.raises(InputError, match="calibrated on 5 m cells, the features are of 10 m"):
+        write_outputs(tmp_path / "out", wrong, folder, **common)
+    done = write_outputs(tmp_path / "out", cells, folder, **common)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "fields.csv", "fields.parquet", "yield.html", "yield.tif"]  # fmt: skip
+    y = estimator.predict(cells[FEATURES])
+    w = cells["imaged_m2"].to_numpy()
+    row = pd.read_csv(done.paths["csv"]).iloc[0]
+    assert row["field"] == "footprint" and row["cells"] == len(cells)
+    np.testing.assert_allclose(row["yield_mean_t_ha"], w @ y / w.sum(), atol=5e-4)
+    np.testing.assert_allclose(row["area_ha"], w.sum() / 1e4, atol=5e-5)
+    np.testing.assert_allclose(row["yield_total_t"], w @ y / 1e4, atol=5e-3)
+    with rasterio.open(done.paths["map"]) as ds:
+        assert ds.transform.almost_equals(rasterio.Affine(*transform))
+    assert "footprint" in done.paths["page"].read_text()

@@ -26,10 +26,12 @@ Choices, stated where a user reads the interval:
   ``Ŷ ± 1.96 sqrt(var + b²)`` (a 95 % interval under a normal error of that
   mean square; conservative by at most ``b²`` when the bias is real).
 * **Many cells.** The double sum is ``O(n²)``. Above :data:`MAX_CELLS` cells the
-  correlated part (``partial_sill`` off the diagonal) is averaged over a
-  deterministic, evenly spaced subsample of :data:`MAX_CELLS` cells in
-  (row, col) order, weights kept; the diagonal (``nugget + partial_sill`` times
-  ``Σ w_i² / W²``) is always exact over all cells.
+  correlated part (``partial_sill`` off the diagonal, a weighted mean of
+  ``exp(-d_ij / range_m)`` over pairs) is averaged over a subsample of
+  :data:`MAX_CELLS` cells drawn without replacement by a generator of fixed seed
+  (the same cells every time; random rather than every m-th cell, which would
+  line up with the grid's columns), weights kept; the diagonal
+  (``nugget + partial_sill`` times ``Σ w_i² / W²``) is always exact over all cells.
 * The nugget holds the truth's own measurement noise (monitor noise) as well as
   the cells' true misfit; it is counted in full (conservative), and averages away
   in large fields anyway.
@@ -76,11 +78,12 @@ class Residuals:
         return np.where(h == 0, self.nugget + self.partial_sill, smooth)
 
 
-def subsample(n: int, limit: int = MAX_CELLS) -> np.ndarray:
-    """Indices of at most ``limit`` of ``n`` items, evenly spaced, first and last kept."""
+def subsample(n: int, limit: int = MAX_CELLS, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``limit`` of ``n`` items drawn without replacement with a fixed
+    seed (deterministic); all of them when ``n <= limit``."""
     if n <= limit:
         return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, limit)).astype(np.int64))
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def _off_diagonal_mean(xy: np.ndarray, w: np.ndarray, range_m: float) -> float:

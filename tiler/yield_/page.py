@@ -149,6 +149,16 @@ def model_facts(meta: dict) -> dict[str, str]:
     }
 
 
+def _subsampled(table: pd.DataFrame) -> str:
+    limit = table.attrs.get("subsampled_above")
+    if not limit or not (table["cells"] > limit).any():
+        return ""
+    return (
+        f" In fields of over {limit:,} cells the residuals' correlation is averaged over "
+        f"{limit:,} cells drawn at random with a fixed seed (the nugget over all cells)."
+    )
+
+
 def _dl(facts: dict[str, str]) -> str:
     return "<dl>" + "".join(
         f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items()
@@ -200,8 +210,8 @@ def render(
 <figcaption>Predicted yield per cell ({html.escape(unit)}); fields outlined; blank: no
  prediction.</figcaption></figure></section>
 <section id="fields-section"><h2>Fields</h2>{fields_table(table, id_name, unit)}
-<p class="lead">{html.escape(INTERVALS)} Area: the imaged ground inside the field; total =
- mean × area.</p></section>
+<p class="lead">{html.escape(INTERVALS)}{html.escape(_subsampled(table))} Area: the imaged
+ ground inside the field; total = mean × area.</p></section>
 {calibration}
 <section id="model"><h2>Model</h2>{_dl(model_facts(meta))}{card_html}</section>
 {extra}

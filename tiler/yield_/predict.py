@@ -41,6 +41,9 @@ from tiler.yield_ import intervals
 
 FORMAT = "tiler-yield-model/1"
 YIELD = "yield"  # the prediction's column in the cells table
+# Features of cells more than 10 % larger or smaller than the model's differ in scale
+# (cover and index percentiles smooth with size): refused.
+CELL_TOLERANCE = 0.1
 DIGITS = {"area_ha": 4, "mean": 3, "total": 2}  # fields.csv's decimals
 
 
@@ -80,6 +83,18 @@ def predict_cells(features: gpd.GeoDataFrame, estimator: Any, meta: dict) -> gpd
     extrapolates there), counted in ``attrs["outside_range"]`` with a warning.
     """
     names = list(meta["features"])
+    cell_m = features.attrs.get("cell_m") or features.attrs.get("tiler_yield_cells", {}).get(
+        "cell_m"
+    )
+    if (
+        cell_m
+        and meta.get("cell_m")
+        and not math.isclose(cell_m, meta["cell_m"], rel_tol=CELL_TOLERANCE)
+    ):
+        raise InputError(
+            f"the model was calibrated on {meta['cell_m']:g} m cells, the features are of "
+            f"{cell_m:g} m cells: compute the features with --cell {meta['cell_m']:g} m"
+        )
     absent = [n for n in names if n not in features.columns]
     if absent:
         raise InputError(
