@@ -17,6 +17,7 @@ import geopandas as gpd
 import matplotlib
 import numpy as np
 import pandas as pd
+import shapely
 from affine import Affine
 from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch
@@ -64,8 +65,11 @@ def yield_map(cells: pd.DataFrame, shape: tuple[int, int], transform_cells: tupl
     low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=matplotlib.colormaps["viridis"],
                       vmin=low, vmax=max(high, low + 1e-9), interpolation="nearest")  # fmt: skip
-    to_cells = ~Affine(*transform_cells[:6])
-    for name, geometry in zip(fields[id_name], fields.geometry, strict=True):
+    to_map = Affine(*transform_cells[:6])
+    to_cells = ~to_map
+    frame = shapely.Polygon([to_map * (c, r) for c, r in ((0, 0), (w, 0), (w, h), (0, h))])
+    for name, field in zip(fields[id_name], fields.geometry, strict=True):
+        geometry = shapely.intersection(field, frame)  # drawn inside the map only
         path = _outline_path(geometry, to_cells)
         if path is None:
             continue
@@ -75,7 +79,8 @@ def yield_map(cells: pd.DataFrame, shape: tuple[int, int], transform_cells: tupl
         ax.text(col - 0.5, row - 0.5, str(name), color="white", fontsize=8, ha="center",
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
                 clip_on=True)  # fmt: skip
-    ax.set_xlim(-0.5, w - 0.5), ax.set_ylim(h - 0.5, -0.5), ax.set_axis_off()
+    ax.set_xlim(-0.5, w - 0.5), ax.set_ylim(h - 0.5, -0.5)
+    ax.set_axis_off()
     figure.colorbar(image, ax=ax, shrink=0.7, label=f"predicted yield ({unit})")
     return maps.png(figure)
 
@@ -91,7 +96,8 @@ def calibration_plot(cv: pd.DataFrame, unit: str) -> str:
     low, high = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
     ax.plot([low, high], [low, high], color="#1d2a1f", linewidth=1, label="1:1")
     ax.set_xlabel(f"measured ({unit})"), ax.set_ylabel(f"predicted, cross-validated ({unit})")
-    ax.set_aspect("equal", adjustable="datalim"), ax.legend(loc="upper left")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(loc="upper left")
     ax.spines[["top", "right"]].set_visible(False)
     return maps.png(figure)
 
