@@ -10,6 +10,7 @@ import pytest
 from tiler.errors import ConfigError
 from tiler.stand import Settings, find_stand
 from tiler.synthetic import SyntheticField
+from tiler.yield_ import page
 from tiler.yield_.potential import ESTIMATES, LABEL, potential, section
 
 
@@ -98,3 +99,16 @@ def test_gap_loss_matches_the_planted_truth():
     np.testing.assert_allclose(out["attainable_t_ha_estimate"],
                                1e4 / (truth.row_spacing_m * truth.plant_spacing_m) * 0.15e-3,
                                rtol=0.01)  # fmt: skip
+
+
+def test_potential_page(tmp_path):
+    stand = pd.DataFrame({"field": ["a", "b"], "row_spacing_m": [0.75, 0.5],
+                          "plant_spacing_m": [0.2, 0.25], "row_length_m": [100.0, 80.0],
+                          "stand_per_ha": [6e4, 7.5e4], "doubles": [2, 0]})  # fmt: skip
+    gaps = pd.DataFrame({"field": ["a"], "length_m": [0.8]})
+    out = potential(stand, gaps, 0.2)
+    text = page.write(tmp_path / "potential.html", page.render_potential("x", out)).read_text()
+    assert text.count(LABEL) >= 3  # heading, lead, section title
+    # a: 3 plants missing over 0.0075 ha x 0.2 kg = 0.08 t/ha; b: 75 000 x 0.2 kg = 15 t/ha
+    assert "<td>a</td><td>60\u00a0000</td><td>12.00</td><td>0.08</td>" in text
+    assert "<td>b</td><td>75\u00a0000</td><td>15.00</td><td>0.00</td>" in text

@@ -204,12 +204,7 @@ def render(
         notes.append(f"{outside} cells have features outside the calibration range: "
                      "their yield is extrapolated.")  # fmt: skip
     note = "".join(f"<p class='lead'>{html.escape(n)}</p>" for n in notes)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>tiler yield: {html.escape(title)}</title><style>{STYLE}</style></head>
-<body><main>
-<section id="summary"><h1>Yield</h1>
+    body = f"""<section id="summary"><h1>Yield</h1>
 <p class="lead">{html.escape(title)}: yield ({html.escape(unit)}) predicted per
  {meta.get("cell_m")} m cell by a model calibrated on measured yield.</p>{note}</section>
 <section id="map"><h2>Yield map</h2><figure><img alt="predicted yield map" src="{picture}">
@@ -220,9 +215,27 @@ def render(
  ground inside the field; total = mean × area.</p></section>
 {calibration}
 <section id="model"><h2>Model</h2>{_dl(model_facts(meta))}{card_html}</section>
-{extra}
+{extra}"""
+    return _document(title, body)
+
+
+def _document(title: str, body: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>tiler yield: {html.escape(title)}</title><style>{STYLE}</style></head>
+<body><main>
+{body}
 </main></body></html>
 """
+
+
+def render_potential(title: str, table: pd.DataFrame) -> str:
+    """The page of ``tiler yield potential`` (no measured yield): the potential's section,
+    under a heading that says it is an estimate from assumptions."""
+    lead = (f"<section id='summary'><h1>Yield potential</h1><p class='lead'>"
+            f"{html.escape(title)}: {potential_module.LABEL}.</p></section>")  # fmt: skip
+    return _document(title, lead + potential_module.section(table))
 
 
 def write(path: str | os.PathLike, page: str) -> Path:

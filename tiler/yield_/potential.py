@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tiler.errors import ConfigError, InputError
+from tiler.report.html import _number
 
 LABEL = "estimate from assumptions, not a measurement"
 ESTIMATES = ("potential_t_ha_estimate", "gap_loss_t_ha_estimate",
@@ -134,8 +135,7 @@ def section(table: pd.DataFrame) -> str:
     rows = []
     for _, row in table.iterrows():
         values = [html.escape(str(row[id_name]))] + [
-            "–" if not np.isfinite(row[c]) else f"{row[c]:,.{0 if c == 'stand_per_ha' else 2}f}"
-            for c in titles
+            _number(float(row[c]), 0 if c == "stand_per_ha" else 2) for c in titles
         ]
         rows.append("<tr>" + "".join(f"<td>{v}</td>" for v in values) + "</tr>")
     basis = html.escape(str(table["basis"].iloc[0])) if len(table) else LABEL
