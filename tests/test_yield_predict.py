@@ -23,6 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tiler.errors import InputError, TilerWarning
+from tiler.io.grid_raster import cells_transform
 from tiler.report.fields import load_fields
 from tiler.synthetic import SyntheticField
 from tiler.synthetic_yield import yield_truth
@@ -30,7 +31,6 @@ from tiler.yield_ import intervals, page
 from tiler.yield_.outputs import write_outputs
 from tiler.yield_.predict import (
     _load_model,
-    cell_transform,
     field_yield,
     predict_cells,
     write_fields,
@@ -85,7 +85,7 @@ def setup(tmp_path_factory):
     pd.DataFrame({"cell_row": rows, "cell_col": cols, "x": cells["x"], "y": cells["y"],
                   "measured": y, "predicted_cv": predicted, "fold": rows % 5,
                   "block": rows // 5}).to_parquet(folder / "cv.parquet")  # fmt: skip
-    transform = cell_transform(tuple(field.transform), K)
+    transform = cells_transform(tuple(field.transform), K)
     return cells, estimator, meta, folder, shape, transform
 
 
@@ -133,7 +133,7 @@ def test_yield_map_values_at_cell_centres(setup, tmp_path):
     with rasterio.open(path) as ds:
         assert ds.shape == shape and ds.dtypes[0] == "float32" and np.isnan(ds.nodata)
         assert ds.descriptions == ("yield_t_ha",)
-        assert ds.tags(1)["unit"] == "t/ha" and ds.tags(1)["kind"] == "predicted"
+        assert ds.tags(1)["unit"] == "t/ha" and ds.tags()["kind"] == "predicted"
         assert ds.crs == rasterio.crs.CRS.from_user_input(cells.crs)
         sampled = np.array([v[0] for v in ds.sample(zip(cells["x"], cells["y"], strict=True))])
         grid = ds.read(1)

@@ -18,11 +18,11 @@ import geopandas as gpd
 import pandas as pd
 
 from tiler.georef import image_bounds
+from tiler.io.grid_raster import cells_transform
 from tiler.report.fields import load_fields
 from tiler.yield_ import page
 from tiler.yield_.predict import (
     _load_model,
-    cell_transform,
     field_yield,
     predict_cells,
     write_fields,
@@ -77,7 +77,7 @@ def write_outputs(
     table = field_yield(cells, frame, id_name, meta)
     folder.mkdir(parents=True, exist_ok=True)
     shape = (-(-image_shape[0] // k), -(-image_shape[1] // k))
-    grid = cell_transform(transform, k)
+    grid = cells_transform(transform, k)
     map_path = write_yield_map(folder / "yield.tif", cells, shape, grid, crs_wkt, meta)
     csv_path, parquet_path = write_fields(folder, table, frame)
     cv_path, card_path = Path(model) / "cv.parquet", Path(model) / "card.md"

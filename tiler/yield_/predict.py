@@ -37,6 +37,7 @@ import shapely
 
 from tiler.errors import InputError, TilerWarning
 from tiler.io import atomic
+from tiler.io.grid_raster import write_cells_cog
 from tiler.yield_ import intervals
 
 FORMAT = "tiler-yield-model/1"
@@ -129,12 +130,6 @@ def predict_cells(features: gpd.GeoDataFrame, estimator: Any, meta: dict) -> gpd
     return out
 
 
-def cell_transform(transform: tuple[float, ...], k: int) -> tuple[float, ...]:
-    """The cell raster's affine: the image's with ``a, b, d, e`` scaled by ``k``."""
-    a, b, c, d, e, f = tuple(transform)[:6]
-    return (a * k, b * k, c, d * k, e * k, f)
-
-
 def yield_grid(cells: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
     """The cells' ``yield`` as a float32 ``(R, C)`` grid, NaN where no cell."""
     grid = np.full(shape, np.nan, dtype=np.float32)
@@ -155,27 +150,11 @@ def write_yield_map(
     Band description ``yield_<unit>`` (``yield_t_ha``); tags ``unit``, ``model`` (its
     chosen estimator and value column), ``kind=predicted``.
     """
-    import rasterio
-    import rasterio.shutil
-    from affine import Affine
-    from rasterio.io import MemoryFile
-
-    grid = yield_grid(cells, shape)
-    profile = dict(
-        driver="GTiff", height=shape[0], width=shape[1], count=1, dtype="float32", nodata=np.nan,
-        crs=rasterio.crs.CRS.from_wkt(crs_wkt) if crs_wkt else None,
-        transform=Affine(*transform_cells[:6]),
-    )  # fmt: skip
     model = f"{meta.get('chosen', '?')} on {meta.get('value', '?')}"
-    path = Path(path)
-    with MemoryFile() as memory, atomic.replacing(path) as partial:
-        with memory.open(**profile) as ds:
-            ds.write(grid, 1)
-            ds.set_band_description(1, f"yield_{unit_column(meta['unit'])}")
-            ds.update_tags(1, unit=meta["unit"], model=model, kind="predicted")
-            ds.update_tags(unit=meta["unit"], model=model, kind="predicted")
-        rasterio.shutil.copy(memory.name, partial, driver="COG", COMPRESS="DEFLATE",
-                             PREDICTOR="YES", BLOCKSIZE=512)  # fmt: skip
+    band = f"yield_{unit_column(meta['unit'])}"
+    tags = {"unit": meta["unit"], "model": model, "kind": "predicted"}
+    write_cells_cog(path, {band: yield_grid(cells, shape)}, transform_cells, crs_wkt,
+                    units={band: meta["unit"]}, tags=tags)  # fmt: skip
     return path
 
 
