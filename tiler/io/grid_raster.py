@@ -21,11 +21,11 @@ from tiler.io.atomic import replacing
 __all__ = ["cells_transform", "read_cells_cog", "write_cells_cog"]
 
 
-def cells_transform(transform: Sequence[float], k: int) -> Affine:
-    """The affine of cells of ``k x k`` pixels whose first cell starts at the raster's
-    top-left pixel (``transform``: the raster's, as GDAL's six or an Affine)."""
+def cells_transform(transform: Sequence[float], k: int) -> tuple[float, ...]:
+    """The affine (its six coefficients, rasterio's order) of cells of ``k x k`` pixels
+    whose first cell starts at the raster's top-left pixel (``transform``: the raster's)."""
     a, b, c, d, e, f = tuple(transform)[:6]
-    return Affine(a * k, b * k, c, d * k, e * k, f)
+    return (a * k, b * k, c, d * k, e * k, f)
 
 
 def write_cells_cog(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import geopandas as gpd
@@ -53,7 +54,7 @@ def _outline_path(geometry, to_cells: Affine) -> MplPath | None:
     return MplPath(vertices, codes)
 
 
-def yield_map(cells: pd.DataFrame, shape: tuple[int, int], transform_cells: tuple,
+def yield_map(cells: pd.DataFrame, shape: tuple[int, int], transform_cells: Sequence[float],
               fields: gpd.GeoDataFrame, id_name: str, unit: str) -> str:  # fmt: skip
     """The yield grid (its own orientation, north up when unrotated) with the fields outlined."""
     grid = yield_grid(cells, shape)
@@ -172,7 +173,7 @@ def _dl(facts: dict[str, str]) -> str:
 
 
 def render(
-    *, title: str, cells: pd.DataFrame, shape: tuple[int, int], transform_cells: tuple,
+    *, title: str, cells: pd.DataFrame, shape: tuple[int, int], transform_cells: Sequence[float],
     fields: gpd.GeoDataFrame, id_name: str, table: pd.DataFrame, meta: dict,
     cv: pd.DataFrame | None = None, card: str = "", potential: pd.DataFrame | None = None,
 ) -> str:  # fmt: skip

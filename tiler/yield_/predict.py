@@ -27,6 +27,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,7 @@ def write_yield_map(
     path: str | os.PathLike,
     cells: pd.DataFrame,
     shape: tuple[int, int],
-    transform_cells: tuple[float, ...],
+    transform_cells: Sequence[float],
     crs_wkt: str,
     meta: dict,
 ) -> Path:
@@ -155,7 +156,7 @@ def write_yield_map(
     tags = {"unit": meta["unit"], "model": model, "kind": "predicted"}
     write_cells_cog(path, {band: yield_grid(cells, shape)}, transform_cells, crs_wkt,
                     units={band: meta["unit"]}, tags=tags)  # fmt: skip
-    return path
+    return Path(path)
 
 
 def _area_unit(unit: str) -> tuple[str, float] | None:
