@@ -26,7 +26,7 @@ from test_report_vigour import exg_by_hand, whole
 
 import tiler
 from tiler.analysis.rows import analyse
-from tiler.errors import InputError
+from tiler.errors import ConfigError, InputError
 from tiler.synthetic import SyntheticField, write_geotiff
 from tiler.yield_ import cells, cells_io
 from tiler.yield_.cells_pass import by_cell, cell_percentiles
@@ -242,16 +242,15 @@ def test_the_percentile_kernel_is_numpys(k, shape, seed, nan_share, ties):
         values = np.round(values, 1)
     values[rng.random(shape) < nan_share] = np.nan
     per_cell = by_cell(values, k, np.nan)
-    mean, found = cell_percentiles(per_cell.copy())
+    found = cell_percentiles(per_cell.copy())
     for index in np.ndindex(per_cell.shape[:2]):
         finite = per_cell[index][np.isfinite(per_cell[index])]
         if finite.size == 0:
-            assert np.isnan(found[(slice(None), *index)]).all() and np.isnan(mean[index])
+            assert np.isnan(found[(slice(None), *index)]).all()
             continue
         np.testing.assert_array_equal(
             found[(slice(None), *index)], np.percentile(finite, [10, 50, 90])
         )
-        assert mean[index] == pytest.approx(finite.mean(), rel=1e-12, abs=1e-15)
 
 
 def test_by_cell_puts_each_cells_pixels_together():
@@ -260,3 +259,18 @@ def test_by_cell_puts_each_cells_pixels_together():
     assert out.shape == (3, 2, 9)
     assert sorted(out[1, 1]) == [-1, -1, -1, 18, 19, 23, 24, 28, 29]
     assert sorted(out[2, 0]) == [-1] * 6 + [30, 31, 32]
+
+
+def test_without_an_index_there_are_no_index_columns(field_run):
+    plain = cells.features(field_run, 3.3, index="none", stand=False, scheduler="sync")
+    full = cells.features(field_run, 3.3, stand=False, scheduler="sync")
+    assert plain.index is None and not any(c.startswith("exg") for c in plain.table.columns)
+    assert plain.names == cells.feature_names(None, False) == full.names[:4]
+    same = [c for c in plain.table.columns if c != "geometry"]
+    pd.testing.assert_frame_equal(pd.DataFrame(plain.table[same]), pd.DataFrame(full.table[same]))
+
+
+@pytest.mark.parametrize("cell_m", [0.0, -5.0, float("nan")])
+def test_a_bad_cell_size_is_one_line(field_run, cell_m):
+    with pytest.raises(ConfigError, match="expected a positive number of metres"):
+        cells.features(field_run, cell_m, scheduler="sync")

@@ -56,23 +56,22 @@ def by_cell(plane: np.ndarray, k: int, fill: Any) -> np.ndarray:
 
 
 def cell_percentiles(
-    cells: np.ndarray, percentiles: tuple[float, ...] = PERCENTILES
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell's ``(mean, percentiles)`` over its finite values (NaN: not counted).
+    cells: np.ndarray, percentiles: tuple[float, ...] = PERCENTILES, count: np.ndarray | None = None
+) -> np.ndarray:
+    """Each cell's percentiles of its finite values (NaN: not a value).
 
     ``cells``: float64 ``(..., n)``, a cell's values along the last axis (sorted
-    here, in place). Percentiles are :func:`numpy.percentile`'s default (linear),
-    computed with its very operations; ``(len(percentiles), ...)``, NaN for a cell
-    without finite values, as is its mean.
+    here, in place); ``count``: each cell's finite values, if known. Percentiles are
+    :func:`numpy.percentile`'s default (linear), computed with its very operations:
+    ``(len(percentiles), ...)``, NaN for a cell without finite values.
     """
     cells.sort(axis=-1)  # NaN last
-    count = np.isfinite(cells).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, np.nansum(cells, axis=-1) / count, np.nan)
+    if count is None:
+        count = np.isfinite(cells).sum(axis=-1)
     out = np.full((len(percentiles), *count.shape), np.nan)
-    some = count > 0
-    values, n = cells[some], count[some]
-    rows = np.arange(len(n))
+    flat = cells.reshape(-1, cells.shape[-1])
+    some = np.flatnonzero(count.ravel() > 0)  # the cells with values (no copy of theirs)
+    n = count.ravel()[some]
     for at, p in enumerate(percentiles):
         q = np.true_divide(p, 100)
         virtual = (n - 1) * q  # numpy's "linear": (n - 1) q
@@ -81,13 +80,13 @@ def cell_percentiles(
         lo = np.where(last, n - 1, before).astype(np.intp)
         hi = np.where(last, n - 1, before + 1).astype(np.intp)
         gamma = virtual - np.where(last, -1.0, before)  # as numpy: -1 marks the last index
-        a, b = values[rows, lo], values[rows, hi]
+        a, b = flat[some, lo], flat[some, hi]
         diff = b - a
         result = a + diff * gamma
         upper = gamma >= 0.5
         result[upper] = (b - diff * (1 - gamma))[upper]
-        out[at][some] = result
-    return mean, out
+        out.reshape(len(percentiles), -1)[at, some] = result
+    return out
 
 
 def window_cells(source, vigour, labels_path: str, k: int, window: Window):
@@ -101,12 +100,21 @@ def window_cells(source, vigour, labels_path: str, k: int, window: Window):
     labelled = by_cell(vegetation, k, False).sum(axis=-1, dtype=np.int64)
     mean = percentiles = None
     if vigour is not None:
-        index = np.asarray(vigour.values(image), dtype=np.float64)
-        index[~vegetation] = np.nan
+        # The index is per pixel: computed on the vegetation pixels only (a fifth or so).
+        values = vigour.values(image[:, vegetation][:, None, :])[0]
+        rows, cols = np.nonzero(vegetation)
+        known = np.isfinite(values)  # an undefined index (0/0) is no value
+        rows, cols, values = rows[known], cols[known], values[known]
+        cell = (rows // k) * valid_px.shape[1] + cols // k
+        count = np.bincount(cell, minlength=valid_px.size).reshape(valid_px.shape)
+        sums = np.bincount(cell, weights=values, minlength=valid_px.size).reshape(valid_px.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, sums / count, np.nan)
+        index = np.full(vegetation.shape, np.nan)
+        index[rows, cols] = values
         cells = by_cell(index, k, np.nan)
         del index
-        cells[~np.isfinite(cells)] = np.nan  # an undefined index is no value
-        mean, percentiles = cell_percentiles(cells)
+        percentiles = cell_percentiles(cells, count=count)
     return window.row_start // k, window.col_start // k, valid_px, labelled, mean, percentiles
 
 
