@@ -157,7 +157,8 @@ class CellFeatures:
     fingerprint : str
         The run's input fingerprint (run.json).
     seconds : dict
-        Wall time of each part: ``pass``, ``objects``, ``stand``, ``table``.
+        Wall seconds of the parts: ``pass`` (over the image), ``objects``, ``stand``
+        (with a stand) and ``total``.
     """
 
     table: gpd.GeoDataFrame
@@ -203,7 +204,8 @@ def features(
         NDVI if its pipeline is NDVI, else ExG; ``none`` for no index columns.
     stand : path or bool, optional
         The folder of ``tiler rows``' ``rows.parquet`` and ``gaps.parquet``; default
-        ``RUN/stand`` or ``RUN/report/stand`` if there; False: no stand columns.
+        ``RUN/stand`` or ``RUN/report/stand`` if there; True: one of those, required;
+        False: no stand columns.
     scheduler : str
         ``threads`` (default) or ``sync`` for the pass over the image.
     src : path, optional

@@ -149,7 +149,7 @@ def image_pass(
         out["labelled"][at] = labelled
         if mean is not None:
             out["mean"][at] = mean
-            out["percentiles"][(slice(None), *at)] = percentiles
+            out["percentiles"][:, at[0], at[1]] = percentiles
     return out
 
 
