@@ -274,3 +274,11 @@ def test_without_an_index_there_are_no_index_columns(field_run):
 def test_a_bad_cell_size_is_one_line(field_run, cell_m):
     with pytest.raises(ConfigError, match="expected a positive number of metres"):
         cells.features(field_run, cell_m, scheduler="sync")
+
+
+def test_a_run_without_a_stand_has_no_stand_columns_unless_one_is_required(other_run):
+    run, _ = other_run
+    found = cells.features(run, 4.0, scheduler="sync")  # no RUN/stand: none found
+    assert "row_m" not in found.table.columns
+    with pytest.raises(InputError, match=r"no stand \(rows\.parquet, gaps\.parquet\)"):
+        cells.features(run, 4.0, stand=True, scheduler="sync")
