@@ -31,6 +31,7 @@ from tiler.errors import ConfigError, OutputError
 from tiler.georef import map_xy, pixel_area_m2
 from tiler.io import stores
 from tiler.io.finished import check_complete, storage_errors
+from tiler.io.grid_raster import cells_transform
 from tiler.io.input_identity import reopen
 from tiler.report import vigour as vigour_of
 from tiler.yield_ import cells_pass, cells_rows
@@ -85,9 +86,7 @@ class CellGrid:
     @property
     def transform_cells(self) -> tuple[float, ...]:
         """The cell raster's affine: the image's with ``a, b, d, e`` scaled by ``k``."""
-        a, b, c, d, e, f = self.transform[:6]
-        k = self.k
-        return (a * k, b * k, c, d * k, e * k, f)
+        return cells_transform(self.transform, self.k)
 
     def cell_of(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """The ``(row, col)`` of the cells holding map points ``(x, y)`` (raster CRS);

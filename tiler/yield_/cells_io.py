@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from tiler.errors import OutputError
-from tiler.io.export_files import replacing
+from tiler.io.atomic import replacing
+from tiler.io.grid_raster import write_cells_cog
 from tiler.yield_.cells import CellFeatures
 
 METADATA_KEY = b"tiler_yield_cells"
@@ -89,26 +90,8 @@ def _parquet(found: CellFeatures, path: Path) -> Path:
 
 
 def _cog(found: CellFeatures, path: Path) -> Path:
-    import rasterio
-    import rasterio.shutil
-    from rasterio.io import MemoryFile
-
     grid = found.grid
-    bands = raster(found)
-    profile = dict(
-        driver="GTiff", height=grid.shape[0], width=grid.shape[1], count=max(1, len(bands)),
-        dtype="float32", nodata=float("nan"), transform=rasterio.Affine(*grid.transform_cells),
-        crs=rasterio.crs.CRS.from_wkt(grid.crs_wkt) if grid.crs_wkt else None,
-    )  # fmt: skip
-    with MemoryFile() as memory, replacing(path) as partial:
-        with memory.open(**profile) as ds:
-            ds.write(bands)
-            for band, name in enumerate(found.names, start=1):
-                ds.set_band_description(band, name)
-                ds.update_tags(band, unit=found.units.get(name, ""))
-            ds.update_tags(tiler_yield_cells=json.dumps(metadata(found)))
-        rasterio.shutil.copy(
-            memory.name, partial, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
-            BLOCKSIZE=512, BIGTIFF="IF_SAFER",
-        )  # fmt: skip
+    bands = dict(zip(found.names, raster(found), strict=True))
+    write_cells_cog(path, bands, grid.transform_cells, grid.crs_wkt, units=found.units,
+                    tags={"tiler_yield_cells": json.dumps(metadata(found))})  # fmt: skip
     return path
