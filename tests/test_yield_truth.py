@@ -155,7 +155,7 @@ def test_bad_truth_files_get_one_line(tmp_path):
     path = tmp_path / "few.gpkg"
     pts.iloc[:20].to_file(path)
     text = _message(path)
-    assert f"too few usable truth cells: 20 in" in text
+    assert "too few usable truth cells: 20 in" in text
     assert f"at least {MIN_ROWS} cells in 5 blocks are needed" in text
 
 

@@ -37,7 +37,8 @@ def card(meta: dict[str, Any]) -> str:
         "",
         f"- file: `{truth['path']}` ({truth['kind']})",
         f"- records: {truth['records']}, kept {truth['kept']}; left out: {flagged}",
-        f"- training {what}: {cv['n_cells']}; extent x {x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g}",
+        f"- training {what}: {cv['n_cells']}; extent x {x0:.10g}..{x1:.10g}, "
+        f"y {y0:.10g}..{y1:.10g}",
         f"- CRS: {_crs_name(meta['crs_wkt'])}",
         "",
         "## Features (range in the training data)",
@@ -46,9 +47,8 @@ def card(meta: dict[str, Any]) -> str:
     for name in meta["features"]:
         r = meta["ranges"][name]
         lo, hi = r["train"]
-        lines.append(
-            f"- `{name}`: {lo:.4g} .. {hi:.4g} ({r['cells_outside_pct']:.1f} % of all cells outside)"
-        )
+        outside = r["cells_outside_pct"]
+        lines.append(f"- `{name}`: {lo:.4g} .. {hi:.4g} ({outside:.1f} % of all cells outside)")
     lines += [
         "",
         f"## Cross-validation ({cv['folds']} folds; blocks of {cv['block_m']:g} m dealt whole)",

@@ -21,6 +21,7 @@ that is not a tiler yield model or was saved by another scikit-learn major.minor
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import tempfile
@@ -40,7 +41,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-import tiler
 from tiler.errors import InputError, OutputError
 from tiler.io.atomic import publish_folder
 from tiler.yield_ import blocked_cv
@@ -81,6 +81,14 @@ class Calibration:
     meta: dict[str, Any]
     cv: pd.DataFrame
     card: str
+
+
+def _tiler_version() -> str:
+    """tiler's version as installed (``tiler.__version__`` is above this layer)."""
+    try:
+        return importlib.metadata.version("tiler")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def usable_features(rows: pd.DataFrame, features: Sequence[str]) -> list[str]:
@@ -199,7 +207,7 @@ def calibrate(
         "ranges": _ranges(features_gdf, rows, names),
         "date": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         "sklearn": sklearn.__version__,
-        "tiler": tiler.__version__,
+        "tiler": _tiler_version(),
     }
     return Calibration(estimator, meta, cv, card(meta))
 

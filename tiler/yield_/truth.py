@@ -100,7 +100,7 @@ def _read_csv(path: Path) -> gpd.GeoDataFrame:
     raise InputError(f"{path}: a CSV of truth needs x, y or lon, lat columns (it has: {have})")
 
 
-def _read(path: Path, crs_wkt: str) -> gpd.GeoDataFrame:
+def _read(path: Path) -> gpd.GeoDataFrame:
     if not path.exists():
         raise InputError(f"{path}: no such truth file")
     try:
@@ -278,7 +278,7 @@ def read_truth(
         :data:`MIN_ROWS` usable cells (plots) in :data:`MIN_BLOCKS` blocks.
     """
     path = Path(path)
-    table = _reproject(_read(path, grid.crs_wkt), path, grid.crs_wkt)
+    table = _reproject(_read(path), path, grid.crs_wkt)
     vals = _values(table, path, value)
     kind = _kind(table, path)
     geom = table.geometry
