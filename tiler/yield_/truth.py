@@ -302,14 +302,16 @@ def read_truth(
         plot_i, cell_i, area = plot_weights(shapes, _cell_boxes(cells, grid))
         on_area = np.bincount(plot_i, area, len(table))
         on = on_area >= 0.5 * np.maximum(shapely.area(shapes), 1e-300)
-        plants = np.bincount(plot_i, np.asarray(crop, float)[cell_i] * area, len(table))
+        crop_area = np.bincount(plot_i, np.asarray(crop, float)[cell_i] * area, len(table))
         centroid = shapely.centroid(shapes)
         anchor_x, anchor_y = shapely.get_x(centroid), shapely.get_y(centroid)
         row, col = cell_of(grid, anchor_x, anchor_y)
         weighted = area_weighted(
             plot_i, cell_i, area, cells[features].to_numpy(np.float64), len(table)
         )
-        reason = faults.flag(np.where(present, vals, np.nan), on & present, plants > 0.5 * on_area)
+        reason = faults.flag(
+            np.where(present, vals, np.nan), on & present, crop_area > 0.5 * on_area
+        )
     records = gpd.GeoDataFrame(
         {"value": vals, "reason": reason, "cell_row": np.where(on, row, -1),
          "cell_col": np.where(on, col, -1)},
