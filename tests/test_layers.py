@@ -111,7 +111,10 @@ LAYERS = [
         ],
     ),
     ("io", ["tiler.io"]),
-    ("analysis", ["tiler.analysis", "tiler.report", "tiler.yield_"]),  # read outputs; export uses report.fields
+    (
+        "analysis",
+        ["tiler.analysis", "tiler.report", "tiler.yield_"],
+    ),  # read outputs; export uses report.fields
     # tiler.train (optional extra: torch) reads files through tiler.io, as the API does.
     ("api", ["tiler.api", "tiler.export", "tiler.resumption", "tiler.evaluate", "tiler.train"]),
     # tiler: the package facade. tiler.cli is a package: the group (__init__), one module per

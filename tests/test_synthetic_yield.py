@@ -144,3 +144,49 @@ def test_headland_records_are_outside_the_planted_area_and_zeros_are_zero():
     good = p["fault"] == 0
     error = p["yield_t_ha"][good] - truth().at(p["x"][good], p["y"][good])
     assert abs(error.mean()) < 0.1 and error.std() == pytest.approx(0.4, abs=0.05)
+
+
+def test_plot_yield_is_the_planted_area_weighted_mean():
+    """Against a fine lattice of map points: each point's cell yield, over the planted
+    points inside the plot."""
+    from tiler.synthetic import plots
+    from tiler.synthetic_yield import plot_yield
+
+    shapes = plots(FIELD, rows=2, cols=2, gap=0.1)
+    got = plot_yield(truth(), list(shapes.geometry))
+    x0, y0 = FIELD.origin_xy
+    step = 0.1  # m: planted cover resolved at two pixels
+    xs = x0 + (np.arange(int(FIELD.width * FIELD.pixel_size / step)) + 0.5) * step
+    ys = y0 - (np.arange(int(FIELD.height * FIELD.pixel_size / step)) + 0.5) * step
+    x, y = (a.ravel() for a in np.meshgrid(xs, ys))
+    on = planted(FIELD, x, y)
+    import shapely
+
+    for value, plot in zip(got, shapes.geometry, strict=True):
+        inside = on & shapely.contains_xy(plot, x, y)
+        assert value == pytest.approx(np.nanmean(truth().at(x[inside], y[inside])), rel=2e-3)
+
+
+def test_cli_writes_the_yield_surface_points_and_plots(tmp_path):
+    import geopandas as gpd
+    import rasterio
+    from test_cli import tiler
+
+    done = tiler("synthetic", tmp_path, "--extent", "40m", "--pixel-size", "5cm", "--seeds", "4",
+                 "--yield", "300", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    field = SyntheticField.at(0.05, (40, 40), seed=4)
+    known = yield_truth(field, seed=4)
+    with rasterio.open(tmp_path / "field-4-yield.tif") as src:
+        assert src.descriptions == ("yield_t_ha", "signal_t_ha")
+        assert src.transform.a == known.cell and src.crs.to_epsg() == 32611
+        np.testing.assert_array_equal(src.read(1), known.yield_t_ha.astype(np.float32))
+    records = gpd.read_file(tmp_path / "field-4-yield-points.gpkg")
+    expected = yield_monitor_points(known, n=300, seed=4)
+    assert len(records) == 300 and records.crs.to_epsg() == 32611
+    np.testing.assert_allclose(records.geometry.x, expected["x"])
+    np.testing.assert_array_equal(records["fault"], expected["fault"])
+    plots = gpd.read_file(tmp_path / "field-4-yield-plots.gpkg")
+    assert list(plots["plot"]) == ["A1", "A2", "A3", "B1", "B2", "B3"]
+    assert plots["yield_t_ha"].between(1, 16).all()
+    assert not list(tmp_path.glob(".*"))  # no temporary file left

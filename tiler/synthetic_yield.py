@@ -295,3 +295,23 @@ def yield_monitor_points(
         "heading_deg": np.degrees(np.arctan2(heading[:, 0], heading[:, 1])) % 360.0,
         "time_s": s / speed, "pass": k // 2,
     }  # fmt: skip
+
+
+def plot_yield(truth: YieldTruth, plots: list) -> np.ndarray:
+    """The yield (t/ha) a harvest of each plot (shapely polygons, map coordinates) would
+    measure: its cells' yields weighted by the planted area of the cell inside the plot
+    (intersection area x the cell's footprint cover); NaN for a plot with no planted ground."""
+    import shapely
+
+    x0, y0 = truth.field.origin_xy
+    rows, cols = truth.signal.shape
+    i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    boxes = shapely.box(x0 + j * truth.cell, y0 - (i + 1) * truth.cell,
+                        x0 + (j + 1) * truth.cell, y0 - i * truth.cell)  # fmt: skip
+    value = np.nan_to_num(truth.yield_t_ha)
+    out = np.full(len(plots), np.nan)
+    for p, plot in enumerate(plots):
+        weight = shapely.area(shapely.intersection(boxes, plot)) * truth.cover
+        if weight.sum() > 0:
+            out[p] = float((weight * value).sum() / weight.sum())
+    return out

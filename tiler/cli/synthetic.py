@@ -65,6 +65,41 @@ def _write_lines(path: Path, columns: dict, lines: list, crs: str) -> None:
         frame.to_file(tmp, driver="GeoJSON", layer=path.stem)
 
 
+def _write_yield(out: Path, field, seed: int, n: int) -> None:
+    """The field's known yield (a COG of 5 m cells: yield and its noise-free part), its
+    yield-monitor records (points, fault bits in ``fault``: 1 headland, 2 GPS lag, 4 zero)
+    and its trial plots with the yield a harvest of each would measure (GeoPackages)."""
+    import geopandas as gpd
+    from rasterio.crs import CRS
+
+    from tiler.io.atomic import replacing
+    from tiler.io.grid_raster import write_cells_cog
+    from tiler.synthetic import plots
+    from tiler.synthetic_yield import plot_yield, yield_monitor_points, yield_truth
+
+    truth = yield_truth(field, seed=seed)
+    a, _, c, _, e, f = tuple(field.transform)[:6]
+    write_cells_cog(
+        out / f"field-{seed}-yield.tif",
+        {"yield_t_ha": truth.yield_t_ha, "signal_t_ha": truth.signal},
+        (truth.cell, 0.0, c, 0.0, -truth.cell, f), CRS.from_user_input(field.crs).to_wkt(),
+        units={"yield_t_ha": "t/ha", "signal_t_ha": "t/ha"},
+        tags={"best_r2": f"{truth.best_r2:.4f}", "noise_sd_t_ha": str(truth.noise_sd)},
+    )  # fmt: skip
+    records = yield_monitor_points(truth, n=n, seed=seed)
+    xy = gpd.points_from_xy(records.pop("x"), records.pop("y"))
+    layers = {
+        "yield-points": gpd.GeoDataFrame(records, geometry=xy, crs=field.crs),
+        "yield-plots": plots(field).assign(
+            yield_t_ha=lambda p: plot_yield(truth, list(p.geometry))
+        ),
+    }
+    for name, frame in layers.items():
+        path = out / f"field-{seed}-{name}.gpkg"
+        with replacing(path, path.with_name(f".{path.stem}.partial.gpkg")) as tmp:
+            frame.to_file(tmp, driver="GPKG", layer=name)
+
+
 def _seeds(text: str) -> list[int]:
     """``"3"``, ``"1-8"`` or ``"1,4,9-11"`` as a list of seeds."""
     seeds: list[int] = []
@@ -121,7 +156,20 @@ def _seeds(text: str) -> list[int]:
 @_rate_option("--doubles", 0.0, "Probability that a plant has a second one next to it.")
 @_rate_option("--missing", 0.07, "Probability that a single plant is missing.")
 @_rate_option("--weeds", 0.12, "Probability of a weed in each 1 m slot between two rows.")
-def synthetic(out, seeds, extent, pixel_size, row_angle, curvature, skips, doubles, missing, weeds):
+@click.option(
+    "--yield",
+    "yield_points",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Also its known yield on 5 m cells (field-<seed>-yield.tif), N simulated "
+    "yield-monitor records with their faults (field-<seed>-yield-points.gpkg) and the yield "
+    "harvested plots would measure (field-<seed>-yield-plots.gpkg).",
+)
+def synthetic(
+    out, seeds, extent, pixel_size, row_angle, curvature, skips, doubles, missing, weeds,
+    yield_points,
+):  # fmt: skip
     """Write synthetic row-crop fields to OUT: field-<seed>.tif, its plant centres
     field-<seed>.csv (x,y in map coordinates), for `tiler train` and `tiler evaluate`,
     and its rows and in-row gaps, field-<seed>-rows.geojson and field-<seed>-gaps.geojson."""
@@ -157,4 +205,6 @@ def synthetic(out, seeds, extent, pixel_size, row_angle, curvature, skips, doubl
         gaps = {"row": truth.gap_row, "length_m": truth.gap_length_m}
         ends = np.stack([truth.gap_start_xy, truth.gap_end_xy], axis=1)
         _write_lines(out / f"field-{seed}-gaps.geojson", gaps, list(ends), field.crs)
+        if yield_points:
+            _write_yield(out, field, seed, yield_points)
         output.echo(f"{tif} ({field.height} x {field.width} px), {len(xy)} plants")
