@@ -14,11 +14,12 @@ import shapely
 import sklearn
 from pyproj import CRS
 from sklearn.metrics import mean_squared_error, r2_score
-from yield_data import CELL, Grid, features, grid_of, monitor_file, truth_of
+from yield_data import CELL, features, grid_of, monitor_file, truth_of
 
 from tiler.errors import InputError, OutputError
 from tiler.synthetic_yield import correlated_noise
 from tiler.yield_ import blocked_cv
+from tiler.yield_.cells import CellGrid
 from tiler.yield_.model import calibrate, load, save
 from tiler.yield_.truth import read_truth
 
@@ -45,7 +46,7 @@ def _r2(truth: np.ndarray, pred: np.ndarray) -> float:
 def test_calibration_recovers_the_known_relation(calibrated):
     measured, cal = calibrated
     truth, cells = known()
-    pred = cal.estimator.predict(cells[cal.meta["features"]].to_numpy(np.float64))
+    pred = cal.estimator.predict(cells[cal.meta["features"]])
     valid = truth.valid.ravel()
     # the map tracks the noise-free yield of the stand (measured 0.91)
     assert _r2(truth.signal.ravel()[valid], pred[valid]) >= 0.8
@@ -68,7 +69,7 @@ def test_faults_left_in_cost_the_map_little(calibrated, tmp_path):
     valid = truth.valid.ravel()
 
     def vs_signal(c) -> float:
-        pred = c.estimator.predict(cells[c.meta["features"]].to_numpy(np.float64))
+        pred = c.estimator.predict(cells[c.meta["features"]])
         return _r2(truth.signal.ravel()[valid], pred[valid])
 
     # measured 0.914 with the faults left after flagging (28 % of the headland records,
@@ -120,10 +121,11 @@ def test_blocked_cv_is_honest_where_random_cv_is_optimistic(tmp_path):
     path = tmp_path / "cells.gpkg"
     gpd.GeoDataFrame({"t_ha": value}, geometry=gpd.points_from_xy(cells["x"], cells["y"]),
                      crs="EPSG:32611").to_file(path)  # fmt: skip
-    grid = Grid(1, CELL, (CELL, 0.0, 500000.0, 0.0, -CELL, 4100000.0), CRS("EPSG:32611").to_wkt())
+    transform = (CELL, 0.0, 500000.0, 0.0, -CELL, 4100000.0)
+    grid = CellGrid(1, CELL, CELL, (50, 50), (50, 50), transform, CRS("EPSG:32611").to_wkt())
     cal = calibrate(cells, read_truth(path, "t_ha", cells, grid), models=("gbm",))
     other, other_value = _stand_and_nuisance(100)  # an independent field of the same kind
-    held_out = _r2(other_value, cal.estimator.predict(other[cal.meta["features"]].to_numpy()))
+    held_out = _r2(other_value, cal.estimator.predict(other[cal.meta["features"]]))
     scores = cal.meta["candidates"]["gbm"]
     # measured: random CV 0.75, held out 0.51, blocked CV 0.53: boosting learns the noise
     # from each cell's neighbours through the soil features' values, which random CV rewards
@@ -168,7 +170,7 @@ def test_save_load_round_trip(calibrated, tmp_path):
                                                         "model.json"]  # fmt: skip
     estimator, meta = load(folder)
     assert meta == json.loads(json.dumps(cal.meta))
-    x = cells[meta["features"]].to_numpy(np.float64)
+    x = cells[meta["features"]]
     np.testing.assert_array_equal(estimator.predict(x), cal.estimator.predict(x))
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "cv.parquet"), cal.cv)
     card = (folder / "card.md").read_text()

@@ -9,7 +9,6 @@ the truth files are real GeoPackages written with geopandas.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -19,24 +18,18 @@ from pyproj import CRS
 
 from tiler.synthetic import SyntheticField
 from tiler.synthetic_yield import YieldTruth, yield_monitor_points, yield_truth
+from tiler.yield_.cells import CellGrid
 
 PIXEL, CELL = 0.05, 5.0
 FIELD = SyntheticField.at(PIXEL, (200, 200), seed=3, row_angle=-61.0, skip_rate=0.05)
 
 
-@dataclass(frozen=True)
-class Grid:
-    """The cell grid's attributes that tiler.yield_.truth needs (as cells.CellGrid)."""
-
-    k: int
-    cell_m: float
-    transform: tuple[float, ...]
-    crs_wkt: str
-
-
-def grid_of(field: SyntheticField = FIELD) -> Grid:
+def grid_of(field: SyntheticField = FIELD) -> CellGrid:
+    """The grid of 5 m cells a run of ``field`` would use."""
     k = round(CELL / field.pixel_size)
-    return Grid(k, k * field.pixel_size, tuple(field.transform)[:6], CRS(field.crs).to_wkt())
+    shape = (-(-field.height // k), -(-field.width // k))
+    return CellGrid(k, k * field.pixel_size, field.pixel_size, shape, field.shape,
+                    tuple(field.transform)[:6], CRS(field.crs).to_wkt())  # fmt: skip
 
 
 def features(truth: YieldTruth, seed: int = 0, noise: float = 0.03) -> gpd.GeoDataFrame:

@@ -15,6 +15,7 @@ Pure NumPy and scipy; no files.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.optimize import nnls
@@ -58,10 +59,9 @@ def random_folds(n: int, folds: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def out_of_fold(
-    make: Callable[[], object], x: np.ndarray, y: np.ndarray, fold: np.ndarray
-) -> np.ndarray:
-    """Each row predicted by a fresh estimator (``make()``) fitted on the other folds."""
+def out_of_fold(make: Callable[[], object], x: Any, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each row predicted by a fresh estimator (``make()``) fitted on the other folds
+    (``x``: an array or a DataFrame of the rows, indexed by boolean masks)."""
     pred = np.full(y.shape, np.nan)
     for f in np.unique(fold):
         test = fold == f

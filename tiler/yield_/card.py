@@ -45,9 +45,8 @@ def card(meta: dict[str, Any]) -> str:
         "",
     ]
     for name in meta["features"]:
-        r = meta["ranges"][name]
-        lo, hi = r["train"]
-        outside = r["cells_outside_pct"]
+        lo, hi = meta["ranges"][name]
+        outside = meta["outside_pct"][name]
         lines.append(f"- `{name}`: {lo:.4g} .. {hi:.4g} ({outside:.1f} % of all cells outside)")
     lines += [
         "",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib  # type: ignore[import-untyped]
+import joblib
 import numpy as np
 import pandas as pd
 import sklearn
@@ -97,20 +97,19 @@ def usable_features(rows: pd.DataFrame, features: Sequence[str]) -> list[str]:
     return [f for f in features if rows[f].dropna().nunique() > 1]
 
 
-def _ranges(features_gdf: pd.DataFrame, rows: pd.DataFrame, names: list[str]) -> dict[str, Any]:
-    """Each feature's range in the training rows and over all cells: the model is meant
-    for cells inside the former."""
-    out = {}
+def _ranges(
+    features_gdf: pd.DataFrame, rows: pd.DataFrame, names: list[str]
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each feature's ``[min, max]`` over the training rows (the model is meant for cells
+    inside it), and the percentage of all cells outside it."""
+    ranges, outside = {}, {}
     for f in names:
         train = rows[f].to_numpy(np.float64)
+        lo, hi = float(np.nanmin(train)), float(np.nanmax(train))
         every = features_gdf[f].to_numpy(np.float64) if f in features_gdf else train
-        out[f] = {
-            "train": [float(np.nanmin(train)), float(np.nanmax(train))],
-            "cells_outside_pct": float(
-                100.0 * np.mean((every < np.nanmin(train)) | (every > np.nanmax(train)))
-            ),
-        }
-    return out
+        ranges[f] = [lo, hi]
+        outside[f] = float(100.0 * np.mean((every < lo) | (every > hi)))
+    return ranges, outside
 
 
 def calibrate(
@@ -149,7 +148,7 @@ def calibrate(
     names = usable_features(rows, truth.features)
     if not names:
         raise InputError(f"{truth.path}: no feature varies over the truth cells: nothing to fit")
-    x = rows[names].to_numpy(np.float64)
+    x = rows[names].astype(np.float64)  # a DataFrame: the estimator keeps the feature names
     y = rows["measured"].to_numpy(np.float64)
     block = blocked_cv.blocks(rows["cell_row"], rows["cell_col"], truth.cell_m, block_m)
     fold = blocked_cv.assign_folds(block, folds, seed)
@@ -175,6 +174,7 @@ def calibrate(
         predicted_cv=predicted[chosen], fold=fold.astype(np.int32), block=block
     )
     records = truth.records
+    ranges, outside_pct = _ranges(features_gdf, rows, names)
     meta: dict[str, Any] = {
         "format": FORMAT,
         "value": truth.value,
@@ -204,7 +204,8 @@ def calibrate(
             "kept": int((records["reason"] == "").sum()),
             "extent": [float(v) for v in rows[["x", "y"]].agg(["min", "max"]).to_numpy().T.ravel()],
         },  # fmt: skip
-        "ranges": _ranges(features_gdf, rows, names),
+        "ranges": ranges,
+        "outside_pct": outside_pct,
         "date": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         "sklearn": sklearn.__version__,
         "tiler": _tiler_version(),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -29,20 +28,12 @@ import shapely
 from tiler.errors import InputError
 from tiler.yield_ import faults
 from tiler.yield_.blocked_cv import blocks
+from tiler.yield_.cells import CellGrid
 
 MIN_ROWS, MIN_BLOCKS = 30, 5  # enough rows to fit, and a block for each of 5 CV folds
 NOT_FEATURES = {"cell_row", "cell_col", "x", "y", "imaged_m2", "imaged_fraction", "row_m"}
 _XY_COLUMNS = (("x", "y", None), ("easting", "northing", None),
                ("lon", "lat", "EPSG:4326"), ("longitude", "latitude", "EPSG:4326"))  # fmt: skip
-
-
-class Grid(Protocol):
-    """What :func:`read_truth` needs of the cell grid (:class:`tiler.yield_.cells.CellGrid`)."""
-
-    k: int  # pixels per cell side
-    cell_m: float  # cell side in metres
-    transform: Any  # the raster's affine (6 or 9 numbers, rasterio's order)
-    crs_wkt: str  # the raster's CRS ("" : map units are metres, no CRS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,17 +151,7 @@ def _values(table: gpd.GeoDataFrame, path: Path, value: str) -> np.ndarray:
     return out
 
 
-def cell_of(grid: Grid, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(cell_row, cell_col)`` of map points (raster CRS) by the inverse of the raster's
-    affine: pixel ``(row, col)`` floored, over ``k`` (may lie outside the image)."""
-    a, b, c, d, e, f = (float(v) for v in tuple(grid.transform)[:6])
-    det = a * e - b * d
-    dx, dy = np.asarray(x, np.float64) - c, np.asarray(y, np.float64) - f
-    col, row = (e * dx - b * dy) / det, (a * dy - d * dx) / det
-    return np.floor(row / grid.k).astype(np.int64), np.floor(col / grid.k).astype(np.int64)
-
-
-def _metres_per_unit(grid: Grid) -> float:
+def _metres_per_unit(grid: CellGrid) -> float:
     a, b, _, d, e, _ = (float(v) for v in tuple(grid.transform)[:6])
     return grid.cell_m / (grid.k * float(np.sqrt(abs(a * e - b * d))))
 
@@ -190,18 +171,12 @@ def _has_crop(cells: pd.DataFrame) -> np.ndarray:
     return crop
 
 
-def _cell_boxes(cells: pd.DataFrame, grid: Grid) -> np.ndarray:
-    """Each cell's polygon: the table's geometry if it has one, else from the affine."""
+def _cell_boxes(cells: pd.DataFrame, grid: CellGrid) -> np.ndarray:
+    """Each cell's polygon: the table's geometry if it has one, else the grid's."""
     if isinstance(cells, gpd.GeoDataFrame) and cells.geometry is not None:
         return cells.geometry.to_numpy()
-    a, b, c, d, e, f = (float(v) for v in tuple(grid.transform)[:6])
-    k = grid.k
-    r0, c0 = cells["cell_row"].to_numpy() * k, cells["cell_col"].to_numpy() * k
-    corners = [(c0, r0), (c0 + k, r0), (c0 + k, r0 + k), (c0, r0 + k)]
-    ring = np.stack(
-        [np.stack([a * cc + b * rr + c, d * cc + e * rr + f], -1) for cc, rr in corners], 1
-    )
-    return shapely.polygons(ring)
+    boxes: np.ndarray = grid.boxes(cells["cell_row"].to_numpy(), cells["cell_col"].to_numpy())
+    return boxes
 
 
 def match_points(
@@ -249,7 +224,7 @@ def read_truth(
     path: str | Path,
     value: str,
     cells: pd.DataFrame,
-    grid: Grid,
+    grid: CellGrid,
     *,
     unit: str = "t/ha",
     block_m: float = 50.0,
@@ -265,8 +240,8 @@ def read_truth(
     cells : DataFrame or GeoDataFrame
         The features table (``cells.parquet``): ``cell_row``, ``cell_col``, ``x``,
         ``y``, the features and (for plots) the cells' ``geometry``.
-    grid : Grid
-        The cell grid (:class:`Grid`).
+    grid : CellGrid
+        The cell grid of the features table.
     block_m : float
         Side (m) of the blocks of cross-validation, for the minimum of blocks.
 
@@ -287,7 +262,7 @@ def read_truth(
     crop = _has_crop(cells)
     if kind == "points":
         x, y = shapely.get_x(geom.to_numpy()), shapely.get_y(geom.to_numpy())
-        row, col = cell_of(grid, x, y)
+        row, col = grid.cell_of(x, y)
         at = _lookup(cells, row, col)
         at[~present] = -1
         on = at >= 0
@@ -305,7 +280,7 @@ def read_truth(
         crop_area = np.bincount(plot_i, np.asarray(crop, float)[cell_i] * area, len(table))
         centroid = shapely.centroid(shapes)
         anchor_x, anchor_y = shapely.get_x(centroid), shapely.get_y(centroid)
-        row, col = cell_of(grid, anchor_x, anchor_y)
+        row, col = grid.cell_of(anchor_x, anchor_y)
         weighted = area_weighted(
             plot_i, cell_i, area, cells[features].to_numpy(np.float64), len(table)
         )
@@ -334,7 +309,7 @@ def read_truth(
 
 
 def _refuse_outside(
-    path: Path, table: gpd.GeoDataFrame, cells: pd.DataFrame, grid: Grid, n: int
+    path: Path, table: gpd.GeoDataFrame, cells: pd.DataFrame, grid: CellGrid, n: int
 ) -> None:
     half = grid.cell_m / 2 / _metres_per_unit(grid)
     x, y = cells["x"].to_numpy(), cells["y"].to_numpy()
