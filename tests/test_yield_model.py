@@ -182,6 +182,11 @@ def test_save_load_round_trip(calibrated, tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         save(cal, folder)
     assert save(cal, folder, overwrite=True) == folder
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not a tiler yield model folder: refusing"):
+        save(cal, tmp_path / "notes", overwrite=True)
+    assert (tmp_path / "notes" / "a.txt").read_text() == "mine"
 
 
 def test_load_refuses_what_is_not_a_model(calibrated, tmp_path):

@@ -217,11 +217,15 @@ def save(calibration: Calibration, folder: str | Path, *, overwrite: bool = Fals
     """Write the model folder (``model.joblib``, ``model.json``, ``card.md``,
     ``cv.parquet``) under a temporary name beside ``folder``, then rename it in place.
 
-    Raises OutputError when ``folder`` exists and ``overwrite`` is false.
+    Raises OutputError when ``folder`` exists and ``overwrite`` is false, or when it is a
+    non-empty folder without ``model.json`` (overwrite replaces models only).
     """
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise OutputError(f"{folder}: already exists: give another model folder, or overwrite")
+    if folder.exists() and not (folder / "model.json").is_file() and any(folder.iterdir()):
+        # overwrite replaces a model, never a folder of something else
+        raise OutputError(f"{folder}: not a tiler yield model folder: refusing to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(
         tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
