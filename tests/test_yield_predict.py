@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import rasterio
 import shapely
+import sklearn
 from shapely.geometry import Polygon, box
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
@@ -28,9 +29,9 @@ from tiler.report.fields import load_fields
 from tiler.synthetic import SyntheticField
 from tiler.synthetic_yield import yield_truth
 from tiler.yield_ import intervals, page
+from tiler.yield_.model import load
 from tiler.yield_.outputs import write_outputs
 from tiler.yield_.predict import (
-    _load_model,
     field_yield,
     predict_cells,
     write_fields,
@@ -78,7 +79,7 @@ def setup(tmp_path_factory):
         "residuals": RESIDUALS, "cell_m": CELL, "crs_wkt": cells.crs.to_wkt(),
         "truth": {"path": "truth.gpkg", "kind": "points", "records": 900,
                   "flagged": {"headland": 12}},
-        "sklearn": "1.9", "tiler": "test", "ranges": ranges,
+        "sklearn": sklearn.__version__, "tiler": "test", "ranges": ranges,
     }  # fmt: skip
     (folder / "model.json").write_text(json.dumps(meta))
     (folder / "card.md").write_text("# Yield model\n\nRidge on three features.\n")
@@ -91,20 +92,20 @@ def setup(tmp_path_factory):
 
 def test_model_folder_is_read_and_bad_ones_are_one_line(setup, tmp_path):
     cells, estimator, meta, folder, *_ = setup
-    loaded, read_meta = _load_model(folder)
+    loaded, read_meta = load(folder)
     assert read_meta == meta
     np.testing.assert_array_equal(
         loaded.predict(cells[FEATURES]), estimator.predict(cells[FEATURES])
     )
-    with pytest.raises(InputError, match="no model.json"):
-        _load_model(tmp_path)
+    with pytest.raises(InputError, match="no readable model.json"):
+        load(tmp_path)
     (tmp_path / "model.json").write_text("{not json")
     (tmp_path / "model.joblib").write_bytes(b"junk")
-    with pytest.raises(InputError, match="model.json: not readable JSON"):
-        _load_model(tmp_path)
+    with pytest.raises(InputError, match="no readable model.json"):
+        load(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps({**meta}))
     with pytest.raises(InputError, match="model.joblib: not a loadable model") as err:
-        _load_model(tmp_path)
+        load(tmp_path)
     assert "\n" not in str(err.value)
 
 

@@ -264,4 +264,7 @@ def load(folder: str | Path) -> tuple[Pipeline, dict[str, Any]]:
         )
     if not (folder / "model.joblib").is_file():
         raise InputError(f"{folder}: not a tiler yield model (no model.joblib)")
-    return joblib.load(folder / "model.joblib"), meta
+    try:
+        return joblib.load(folder / "model.joblib"), meta
+    except Exception as exc:  # a pickle's faults are many; the user needs the file named
+        raise InputError(f"{folder / 'model.joblib'}: not a loadable model ({exc})") from None

@@ -21,8 +21,8 @@ from tiler.georef import image_bounds
 from tiler.io.grid_raster import cells_transform
 from tiler.report.fields import load_fields
 from tiler.yield_ import page
+from tiler.yield_.model import load
 from tiler.yield_.predict import (
-    _load_model,
     field_yield,
     predict_cells,
     write_fields,
@@ -71,7 +71,7 @@ def write_outputs(
         A fields file (any CRS) or GeoDataFrame and its id column; ``None``: the footprint.
     """
     folder = Path(folder)
-    estimator, meta = _load_model(model)
+    estimator, meta = load(model)
     frame, id_name = load_fields(fields, field_id, crs_wkt, image_bounds(transform, *image_shape))
     cells = predict_cells(features, estimator, meta)
     table = field_yield(cells, frame, id_name, meta)

@@ -23,7 +23,6 @@ square on the ground by construction.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -41,34 +40,11 @@ from tiler.io import atomic
 from tiler.io.grid_raster import write_cells_cog
 from tiler.yield_ import intervals
 
-FORMAT = "tiler-yield-model/1"
 YIELD = "yield"  # the prediction's column in the cells table
 # Features of cells more than 10 % larger or smaller than the model's differ in scale
 # (cover and index percentiles smooth with size): refused.
 CELL_TOLERANCE = 0.1
 DIGITS = {"area_ha": 4, "mean": 3, "total": 2}  # fields.csv's decimals
-
-
-def _load_model(folder: str | os.PathLike) -> tuple[Any, dict]:
-    """The fitted estimator and ``model.json`` of a model folder (one line on any fault)."""
-    import joblib
-
-    folder = Path(folder)
-    meta_path, model_path = folder / "model.json", folder / "model.joblib"
-    for path in (meta_path, model_path):
-        if not path.is_file():
-            raise InputError(f"{folder}: not a yield model folder (no {path.name})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{meta_path}: not readable JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{meta_path}: not a {FORMAT} model description")
-    try:
-        estimator = joblib.load(model_path)
-    except Exception as exc:  # a pickle's faults are many; the user needs the file named
-        raise InputError(f"{model_path}: not a loadable model ({exc})") from None
-    return estimator, meta
 
 
 def unit_column(unit: str) -> str:
