@@ -1,4 +1,4 @@
-"""tiler.yield_.potential: the stand-based yield potential, checked by hand and against
+"""tiler.yield_.stand_potential: the stand-based yield potential, checked by hand and against
 the planted truth of a synthetic stand (tiler.synthetic's stand_truth)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from tiler.errors import ConfigError
 from tiler.stand import Settings, find_stand
 from tiler.synthetic import SyntheticField
 from tiler.yield_ import page
-from tiler.yield_.potential import ESTIMATES, LABEL, potential, section
+from tiler.yield_.stand_potential import ESTIMATES, LABEL, potential, section
 
 
 def test_potential_by_hand():

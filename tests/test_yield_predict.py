@@ -1,4 +1,4 @@
-"""tiler.yield_.predict / intervals / page: the yield map, per-field yield with intervals.
+"""tiler.yield_.prediction / intervals / page: the yield map, per-field yield with intervals.
 
 Inputs are built here per the issue-20 contract: a features table from a synthetic
 field's known yield grids (tiler.synthetic_yield) and a model folder holding a real
@@ -19,6 +19,7 @@ import rasterio
 import shapely
 import sklearn
 from shapely.geometry import Polygon, box
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -31,7 +32,7 @@ from tiler.synthetic_yield import yield_truth
 from tiler.yield_ import intervals, page
 from tiler.yield_.model import load
 from tiler.yield_.outputs import write_outputs
-from tiler.yield_.predict import (
+from tiler.yield_.prediction import (
     field_yield,
     predict_cells,
     write_fields,
@@ -65,7 +66,9 @@ def setup(tmp_path_factory):
         "gap_fraction": truth.gap[rows, cols],
     }, geometry=geometry, crs=field.crs)  # fmt: skip
     y = truth.yield_t_ha[rows, cols]
-    estimator = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(cells[FEATURES], y)
+    estimator = make_pipeline(
+        SimpleImputer(strategy="median"), StandardScaler(), Ridge(alpha=1.0)
+    ).fit(cells[FEATURES], y)  # as tiler's imputes
     folder = tmp_path_factory.mktemp("model")
     joblib.dump(estimator, folder / "model.joblib")
     ranges = {n: [float(cells[n].min()), float(cells[n].max())] for n in FEATURES}
@@ -119,8 +122,15 @@ def test_predict_cells_missing_features_and_ranges(setup):
     holes.loc[3, "density_per_ha"] = holes["density_per_ha"].max() * 3  # beyond training
     with pytest.warns(TilerWarning, match="1 of .* outside the range"):
         out = predict_cells(holes, estimator, meta)
-    assert out.attrs["missing"] == 3 and np.isnan(out["yield"].iloc[[0, 5, 9]]).all()
+    assert out.attrs["missing"] == 3  # imputed by the model, as it was fitted
+    np.testing.assert_allclose(out["yield"], estimator.predict(holes[FEATURES]))
     assert out["outside_range"].sum() == 1 and out["outside_range"].iloc[3]
+    bare = cells.assign(plants=7, canopy_cover_pct=30.0)
+    bare.loc[[2, 4], "plants"] = 0  # no plant: nothing to harvest
+    bare.loc[6, "canopy_cover_pct"] = 0.5  # under 1 % cover: no crop either
+    out = predict_cells(bare, estimator, meta)
+    assert out.attrs["no_crop"] == 3 and (out["yield"].iloc[[2, 4, 6]] == 0).all()
+    assert not out["crop"].iloc[[2, 4, 6]].any() and out["crop"].sum() == len(cells) - 3
     with pytest.raises(InputError, match="lacks the model's features gap_fraction"):
         predict_cells(cells.drop(columns="gap_fraction"), estimator, meta)
 
@@ -232,7 +242,7 @@ def test_interval_coverage_with_correlated_residuals():
     cells = shapely.box(xy[:, 0] - 2.5, xy[:, 1] - 2.5, xy[:, 0] + 2.5, xy[:, 1] + 2.5)
     field = Polygon([(11, 8), (150, 22), (163, 140), (40, 171), (2, 90)])
     tree = shapely.STRtree(cells)
-    from tiler.yield_.predict import field_weights
+    from tiler.yield_.prediction import field_weights
 
     hit, w = field_weights(tree, np.full(len(cells), cell_m**2), field)
     assert len(hit) > 500 and (w < cell_m**2).any()  # partial cells at the edge

@@ -4,7 +4,8 @@ Every error a user can fix prints one line on stderr and exits non-zero; no
 traceback, and no ``run.json`` that could make the output look complete.
 The commands live by family: `runs` (run, demo), `results` (report, export), `stand` (rows),
 `evaluate`, `prepare` (pipeline, presets, validate), `synthetic` (fields with their truth),
-`train`; `options` and `output` are what they share.
+`train`, `yield_` (features, calibrate, predict, potential); `options` and `output` are
+what they share.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tiler.cli.runs import demo, run
 from tiler.cli.stand import rows
 from tiler.cli.synthetic import synthetic
 from tiler.cli.train import train
+from tiler.cli.yield_ import yield_
 from tiler.errors import TilerError
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "synthetic",
     "train",
     "validate",
+    "yield_",
 ]
 
 
@@ -53,6 +56,7 @@ _COMMANDS = (
     evaluate,
     train,
     synthetic,
+    yield_,
     pipeline,
     list_presets,
     validate,

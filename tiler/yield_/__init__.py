@@ -1,11 +1,226 @@
 """Yield from a finished run: per-cell crop features, models calibrated on measured yield,
 yield maps and per-field estimates with prediction intervals (issue 20).
 
-``tiler yield features`` summarises the crop on a grid of cells in ground units
-(:mod:`tiler.yield_.cells`); ``tiler yield calibrate`` relates the cells to yield measured
-on the ground (yield-monitor points or harvested plots: :mod:`tiler.yield_.truth`) with
-models chosen by spatially blocked cross-validation (:mod:`tiler.yield_.model`);
-``tiler yield predict`` maps the model over every cell and sums it per field with prediction
-intervals (:mod:`tiler.yield_.predict`); ``tiler yield potential`` is the stand-based
-estimate when no yield was measured.
+* :func:`features`: the crop summarised on a grid of cells in ground units
+  (:mod:`tiler.yield_.cells`), written as ``cells.parquet`` and ``features.tif``;
+* :func:`calibrate`: a model relating the cells to yield measured on the ground
+  (yield-monitor points or harvested plots, :mod:`tiler.yield_.truth`), chosen by
+  spatially blocked cross-validation (:mod:`tiler.yield_.model`), saved as a folder
+  with its model card;
+* :func:`predict`: the model mapped over every cell (``yield.tif``) and summed per
+  field with 95 % prediction intervals (``fields.csv``, ``yield.html``);
+* :func:`potential`: without measured yield, the stand-based potential from a
+  per-plant yield the user gives, labelled an estimate from assumptions.
+
+Every function reads the run and writes only its own outputs (by default in
+``RUN/yield``). The cell features of a run are computed once and reused while
+``cells.parquet`` is of the same run and cell size.
+
+>>> from tiler import yield_
+>>> cal = yield_.calibrate("out/", "monitor.gpkg", "yield_t_ha")   # doctest: +SKIP
+>>> yield_.predict("out/", cal.folder, fields="fields.gpkg")        # doctest: +SKIP
 """
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tiler.stand import Settings
+    from tiler.yield_.cells import CellFeatures
+    from tiler.yield_.model import Calibration
+    from tiler.yield_.outputs import Predicted
+
+__all__ = ["Calibrated", "Potential", "calibrate", "features", "potential", "predict"]
+
+FOLDER = "yield"  # RUN/yield: the default home of every output here
+MODEL = "model"  # RUN/yield/model: calibrate's default model folder
+Log = Callable[[str], None]
+
+
+def _out(run: str | os.PathLike, out: str | os.PathLike | None) -> Path:
+    return Path(out) if out is not None else Path(run) / FOLDER
+
+
+def features(
+    run: str | os.PathLike,
+    cell: float = 5.0,
+    *,
+    out: str | os.PathLike | None = None,
+    index: str | None = None,
+    stand: str | os.PathLike | bool | None = None,
+    scheduler: str = "threads",
+    src: str | os.PathLike | None = None,
+    reuse: bool = True,
+    log: Log | None = None,
+) -> CellFeatures:
+    """The per-cell features of the run in ``run``, written to ``out`` (``RUN/yield``).
+
+    ``cell``: the cell side in metres (whole pixels: :func:`tiler.yield_.cells.cell_grid`).
+    ``index``, ``stand``, ``src``: as :func:`tiler.yield_.cells.features`. ``reuse``: read
+    ``out/cells.parquet`` instead when it is of this run, cell size, index and stand.
+    """
+    from tiler.io.finished import check_complete
+    from tiler.yield_ import cells, cells_io, cells_rows
+
+    log = log or (lambda message: None)
+    folder = _out(run, out)
+    manifest = check_complete(run)
+    written = folder / cells_io.PARQUET
+    if reuse and written.is_file():
+        found = cells_io.read(written)
+        grid = cells.cell_grid(manifest["input"], cell)
+        with_stand = cells_rows.stand_folder(Path(run), stand) is not None
+        if (
+            found.created == str(manifest.get("created", ""))
+            and found.fingerprint == str(manifest["input"].get("fingerprint_sha256", ""))
+            and found.grid.k == grid.k
+            and (index is None or index == found.index)
+            and with_stand == any(name in found.table for name in cells.STAND_COLUMNS)
+        ):
+            log(f"features: {written} (of this run: reused)")
+            return found
+    found = cells.features(run, cell, index=index, stand=stand, scheduler=scheduler, src=src,
+                           log=log)  # fmt: skip
+    cells_io.write(found, folder)
+    return found
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """What :func:`calibrate` fitted and where it saved it."""
+
+    calibration: Calibration
+    folder: Path  # the model folder
+    records: int  # truth records read
+    flagged: dict[str, int]  # records left out, by reason
+
+    @property
+    def meta(self) -> dict:
+        return self.calibration.meta
+
+
+def calibrate(
+    run: str | os.PathLike,
+    truth: str | os.PathLike,
+    value: str,
+    *,
+    unit: str = "t/ha",
+    cell: float = 5.0,
+    block: float = 50.0,
+    model: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    out: str | os.PathLike | None = None,
+    stand: str | os.PathLike | bool | None = None,
+    scheduler: str = "threads",
+    log: Log | None = None,
+) -> Calibrated:
+    """Fit a yield model of the run's cells to measured yield and save it.
+
+    Parameters
+    ----------
+    truth, value, unit
+        A file of yield-monitor points or harvested plots (anything GDAL reads, or a
+        CSV with x,y or lon,lat; any CRS), its column of yield, and that column's unit.
+    cell, block
+        The cell side and the side of the cross-validation blocks, metres.
+    model
+        The model folder to write (default ``RUN/yield/model``); an existing one is
+        replaced only with ``overwrite``.
+    out, stand, scheduler
+        Where the cell features go (:func:`features`) and how they are computed.
+    """
+    from tiler.yield_ import model as models
+    from tiler.yield_.truth import read_truth
+
+    log = log or (lambda message: None)
+    found = features(run, cell, out=out, stand=stand, scheduler=scheduler, log=log)
+    measured = read_truth(truth, value, found.table, found.grid, unit=unit, block_m=block)
+    fitted = models.calibrate(found.table, measured, block_m=block)
+    folder = Path(model) if model is not None else _out(run, out) / MODEL
+    models.save(fitted, folder, overwrite=overwrite)
+    flagged = dict(fitted.meta["truth"].get("flagged", {}))
+    cv = fitted.meta["cv"]
+    log(f"calibrate: {fitted.meta['chosen']} on {cv['n_cells']} cell(s), blocked-CV R² "
+        f"{cv['r2']:.3f} (random-CV {cv['random_r2']:.3f})")  # fmt: skip
+    return Calibrated(fitted, folder, int(fitted.meta["truth"]["records"]), flagged)
+
+
+def predict(
+    run: str | os.PathLike,
+    model: str | os.PathLike,
+    *,
+    fields: Any = None,
+    field_id: str | None = None,
+    out: str | os.PathLike | None = None,
+    scheduler: str = "threads",
+    log: Log | None = None,
+    warn: Log | None = None,
+) -> Predicted:
+    """Map a model folder over the run's cells and sum it per field, with 95 % prediction
+    intervals: ``yield.tif``, ``fields.csv``, ``fields.parquet`` and ``yield.html`` in
+    ``out`` (``RUN/yield``). ``fields``: polygons in any CRS (default: the footprint).
+    ``warn``: told of cells whose features lie outside the calibration's (default: a
+    :class:`tiler.errors.TilerWarning`)."""
+    from tiler.yield_.cells import STAND_COLUMNS
+    from tiler.yield_.model import load
+    from tiler.yield_.outputs import write_outputs
+
+    _, meta = load(model)  # before any work: a bad folder is one line
+    stand = True if set(meta["features"]) & set(STAND_COLUMNS) else False  # True: required
+    found = features(run, float(meta["cell_m"]), out=out, stand=stand, scheduler=scheduler,
+                     log=log)  # fmt: skip
+    grid = found.grid
+    return write_outputs(
+        _out(run, out), found.table, model, transform=grid.transform,
+        image_shape=grid.image_shape, k=grid.k, crs_wkt=grid.crs_wkt, fields=fields,
+        field_id=field_id, title=Path(run).resolve().name, warn=warn,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Potential:
+    """The stand-based yield potential per field and its files."""
+
+    table: pd.DataFrame
+    csv: Path
+    page: Path
+
+
+def potential(
+    run: str | os.PathLike,
+    per_plant_kg: float,
+    *,
+    crowded_share: float = 0.5,
+    target_per_ha: float | None = None,
+    fields: Any = None,
+    field_id: str | None = None,
+    settings: Settings | None = None,
+    out: str | os.PathLike | None = None,
+    scheduler: str = "threads",
+    log: Log | None = None,
+) -> Potential:
+    """The yield potential of each field's stand, an estimate from assumptions
+    (:mod:`tiler.yield_.stand_potential`): the stand along the rows is found first
+    (:func:`tiler.analysis.analyse`, in ``out/stand``), then ``potential.csv`` and
+    ``potential.html`` are written in ``out`` (``RUN/yield``)."""
+    from tiler.analysis import analyse
+    from tiler.io.atomic import write_text
+    from tiler.yield_ import page
+    from tiler.yield_.stand_potential import potential as stand_potential
+
+    folder = _out(run, out)
+    found = analyse(run, fields, field_id, folder / "stand", settings=settings, overwrite=True,
+                    scheduler=scheduler, log=log)  # fmt: skip
+    table = stand_potential(found.fields, found.read_gaps(), per_plant_kg, crowded_share,
+                            target_per_ha=target_per_ha)  # fmt: skip
+    csv = Path(write_text(folder / "potential.csv", table.to_csv(index=False)))
+    html = page.write(folder / "potential.html",
+                      page.render_potential(Path(run).resolve().name, table))  # fmt: skip
+    return Potential(table, csv, html)

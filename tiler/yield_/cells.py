@@ -155,6 +155,9 @@ class CellFeatures:
         Column -> unit (``crs``: the raster CRS's unit).
     fingerprint : str
         The run's input fingerprint (run.json).
+    created : str
+        When the run was made (run.json's ``created``): with the fingerprint, which run
+        a written table is of.
     seconds : dict
         Wall seconds of the parts: ``pass`` (over the image), ``objects``, ``stand``
         (with a stand) and ``total``.
@@ -167,6 +170,7 @@ class CellFeatures:
     units: dict[str, str]
     fingerprint: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    created: str = ""
 
 
 def feature_names(index: str | None, stand: bool) -> tuple[str, ...]:
@@ -246,7 +250,8 @@ def features(
     log(f"features: {len(table)} cell(s) of {grid.cell_m:.2f} m ({grid.k} px) in "
         f"{seconds['total']:.1f} s")  # fmt: skip
     fingerprint = str(inputs.get("fingerprint_sha256", ""))
-    return CellFeatures(table, grid, name, names, units, fingerprint, seconds)
+    created = str(manifest.get("created", ""))
+    return CellFeatures(table, grid, name, names, units, fingerprint, seconds, created)
 
 
 def _table(grid: CellGrid, found: dict, plants: np.ndarray, area: np.ndarray, chosen):

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tiler.errors import OutputError
+from tiler.errors import InputError, OutputError
 from tiler.io.atomic import replacing
 from tiler.io.grid_raster import write_cells_cog
-from tiler.yield_.cells import CellFeatures
+from tiler.yield_.cells import CellFeatures, CellGrid
 
 METADATA_KEY = b"tiler_yield_cells"
 PARQUET, TIF = "cells.parquet", "features.tif"
@@ -39,8 +39,26 @@ def metadata(found: CellFeatures) -> dict:
         "transform": list(grid.transform), "transform_cells": list(grid.transform_cells),
         "crs_wkt": grid.crs_wkt, "shape": list(grid.shape), "image_shape": list(grid.image_shape),
         "index": found.index, "features": list(found.names), "units": found.units,
-        "fingerprint_sha256": found.fingerprint, "tiler_version": version,
+        "fingerprint_sha256": found.fingerprint, "run_created": found.created,
+        "tiler_version": version,
     }  # fmt: skip
+
+
+def read(path: str | os.PathLike) -> CellFeatures:
+    """A ``cells.parquet`` :func:`write` wrote, as its :class:`CellFeatures` (one line if not)."""
+    import geopandas as gpd
+    import pyarrow.parquet as pq
+
+    try:
+        meta = json.loads(pq.read_schema(path).metadata[METADATA_KEY])
+        table = gpd.read_parquet(path)
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: not a tiler cells table ({exc})") from None
+    grid = CellGrid(int(meta["k"]), float(meta["cell_m"]), float(meta["pixel_m"]),
+                    tuple(meta["shape"]), tuple(meta["image_shape"]), tuple(meta["transform"]),
+                    meta["crs_wkt"])  # fmt: skip
+    return CellFeatures(table, grid, meta["index"], tuple(meta["features"]), meta["units"],
+                        meta["fingerprint_sha256"], {}, meta.get("run_created", ""))  # fmt: skip
 
 
 def raster(found: CellFeatures) -> np.ndarray:

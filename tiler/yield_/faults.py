@@ -23,6 +23,7 @@ Pure NumPy and scipy; no files.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.spatial import cKDTree
 
 REASONS = ("missing", "outside", "no crop", "zero", "outlier", "local outlier")
@@ -93,3 +94,14 @@ def local_outliers(value: np.ndarray, xy_m: np.ndarray, kept: np.ndarray) -> np.
 def counts(reason: np.ndarray) -> dict[str, int]:
     """Records left out, by reason (every reason listed, zeros included)."""
     return {r: int((reason == r).sum()) for r in REASONS}
+
+
+def has_crop(cells: pd.DataFrame) -> np.ndarray:
+    """Whether each cell of a features table holds crop: a plant and at least
+    :data:`NO_CROP_COVER_PCT` % canopy cover (else nothing there to harvest)."""
+    crop = np.ones(len(cells), bool)
+    if "canopy_cover_pct" in cells:
+        crop &= cells["canopy_cover_pct"].fillna(0).to_numpy() >= NO_CROP_COVER_PCT
+    if "plants" in cells:
+        crop &= cells["plants"].fillna(0).to_numpy() > 0
+    return crop

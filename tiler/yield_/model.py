@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -244,7 +245,7 @@ def _major_minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def load(folder: str | Path) -> tuple[Pipeline, dict[str, Any]]:
+def load(folder: str | os.PathLike) -> tuple[Pipeline, dict[str, Any]]:
     """The estimator and ``model.json`` of a model folder written by :func:`save`.
 
     Raises InputError (one line naming the folder) for a folder that is not a tiler yield

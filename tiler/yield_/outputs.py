@@ -10,6 +10,7 @@ atomically. Fields come from a file in any CRS (as ``tiler report --fields``:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tiler.io.grid_raster import cells_transform
 from tiler.report.fields import load_fields
 from tiler.yield_ import page
 from tiler.yield_.model import load
-from tiler.yield_.predict import (
+from tiler.yield_.prediction import (
     field_yield,
     predict_cells,
     write_fields,
@@ -52,6 +53,7 @@ def write_outputs(
     fields: Any = None,
     field_id: str | None = None,
     title: str = "",
+    warn: Callable[[str], None] | None = None,
 ) -> Predicted:
     """Predict the cells with the model folder ``model`` and write the four outputs.
 
@@ -73,7 +75,7 @@ def write_outputs(
     folder = Path(folder)
     estimator, meta = load(model)
     frame, id_name = load_fields(fields, field_id, crs_wkt, image_bounds(transform, *image_shape))
-    cells = predict_cells(features, estimator, meta)
+    cells = predict_cells(features, estimator, meta, warn)
     table = field_yield(cells, frame, id_name, meta)
     folder.mkdir(parents=True, exist_ok=True)
     shape = (-(-image_shape[0] // k), -(-image_shape[1] // k))

@@ -27,8 +27,8 @@ from matplotlib.path import Path as MplPath
 from tiler.io import atomic
 from tiler.report import maps
 from tiler.report.html import STYLE, _number
-from tiler.yield_ import potential as potential_module
-from tiler.yield_.predict import yield_grid
+from tiler.yield_ import stand_potential as potential_module
+from tiler.yield_.prediction import yield_grid
 
 INTERVALS = (
     "Intervals are 95 % prediction intervals from the spatially blocked cross-validation "
@@ -200,7 +200,7 @@ def render(
     outside = int(cells.attrs.get("outside_range", 0))
     notes = []
     if missing:
-        notes.append(f"{missing} cells lack a feature the model needs: no prediction there.")
+        notes.append(f"{missing} cells lack a feature the model uses: it was imputed there.")
     if outside:
         notes.append(f"{outside} cells have features outside the calibration range: "
                      "their yield is extrapolated.")  # fmt: skip

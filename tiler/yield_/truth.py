@@ -17,6 +17,7 @@ Every problem with the file is one :class:`~tiler.errors.InputError` line naming
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,15 +163,6 @@ def _lookup(cells: pd.DataFrame, row: np.ndarray, col: np.ndarray) -> np.ndarray
     return found
 
 
-def _has_crop(cells: pd.DataFrame) -> np.ndarray:
-    crop = np.ones(len(cells), bool)
-    if "canopy_cover_pct" in cells:
-        crop &= cells["canopy_cover_pct"].fillna(0).to_numpy() >= faults.NO_CROP_COVER_PCT
-    if "plants" in cells:
-        crop &= cells["plants"].fillna(0).to_numpy() > 0
-    return crop
-
-
 def _cell_boxes(cells: pd.DataFrame, grid: CellGrid) -> np.ndarray:
     """Each cell's polygon: the table's geometry if it has one, else the grid's."""
     if isinstance(cells, gpd.GeoDataFrame) and cells.geometry is not None:
@@ -221,7 +213,7 @@ def area_weighted(
 
 
 def read_truth(
-    path: str | Path,
+    path: str | os.PathLike,
     value: str,
     cells: pd.DataFrame,
     grid: CellGrid,
@@ -259,7 +251,7 @@ def read_truth(
     geom = table.geometry
     present = geom.notna().to_numpy() & ~geom.is_empty.to_numpy()
     features = feature_columns(cells)
-    crop = _has_crop(cells)
+    crop = faults.has_crop(cells)
     if kind == "points":
         x, y = shapely.get_x(geom.to_numpy()), shapely.get_y(geom.to_numpy())
         row, col = grid.cell_of(x, y)

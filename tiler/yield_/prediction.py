@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from tiler.errors import InputError, TilerWarning
 from tiler.io import atomic
 from tiler.io.grid_raster import write_cells_cog
 from tiler.yield_ import intervals
+from tiler.yield_.faults import has_crop
 
 YIELD = "yield"  # the prediction's column in the cells table
 # Features of cells more than 10 % larger or smaller than the model's differ in scale
@@ -52,10 +53,20 @@ def unit_column(unit: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in unit).strip("_") or "value"
 
 
-def predict_cells(features: gpd.GeoDataFrame, estimator: Any, meta: dict) -> gpd.GeoDataFrame:
+def predict_cells(
+    features: gpd.GeoDataFrame,
+    estimator: Any,
+    meta: dict,
+    warn: Callable[[str], None] | None = None,
+) -> gpd.GeoDataFrame:
     """The features table with the predicted ``yield`` (``meta["unit"]``) per cell.
 
-    Cells lacking a required feature (NaN) get NaN; their count is ``attrs["missing"]``.
+    Cells without crop (:func:`tiler.yield_.faults.has_crop`: no plant, or canopy cover
+    under 1 %) yield 0: nothing grows there to harvest, and the model, calibrated on
+    cells with crop, would extrapolate. Cells with crop lacking a feature (NaN: e.g. an
+    index percentile of a cell whose vegetation is all nodata) are predicted by the
+    model's own handling of missing values (tiler's models impute); their count is
+    ``attrs["missing"]``.
     With ``meta["ranges"]`` (``{feature: [min, max]}`` of the training cells), the
     column ``outside_range`` flags cells with a feature outside its range (the model
     extrapolates there), counted in ``attrs["outside_range"]`` with a warning.
@@ -80,14 +91,19 @@ def predict_cells(features: gpd.GeoDataFrame, estimator: Any, meta: dict) -> gpd
             "(features from a run without a stand, for a model calibrated with one?)"
         )
     values = features[names].to_numpy(dtype=np.float64)
-    complete = np.isfinite(values).all(axis=1)
+    crop = has_crop(features)
+    complete = crop & np.isfinite(values).all(axis=1)
     out = features.copy()
-    prediction = np.full(len(out), np.nan)
-    if complete.any():
-        frame = pd.DataFrame(values[complete], columns=names)
-        prediction[complete] = np.asarray(estimator.predict(frame), dtype=np.float64)
+    prediction = np.zeros(len(out))
+    if crop.any():
+        frame = pd.DataFrame(values[crop], columns=names)
+        prediction[crop] = np.asarray(estimator.predict(frame), dtype=np.float64)
     out[YIELD] = prediction
-    out.attrs = dict(features.attrs) | {"missing": int((~complete).sum()), "unit": meta["unit"]}
+    out["crop"] = crop
+    out.attrs = dict(features.attrs) | {
+        "missing": int((crop & ~complete).sum()), "no_crop": int((~crop).sum()),
+        "unit": meta["unit"],
+    }  # fmt: skip
     ranges = meta.get("ranges") or {}
     if ranges:
         outside = np.zeros(len(out), dtype=bool)
@@ -98,12 +114,14 @@ def predict_cells(features: gpd.GeoDataFrame, estimator: Any, meta: dict) -> gpd
         out["outside_range"] = outside
         out.attrs["outside_range"] = int(outside.sum())
         if outside.any():
-            warnings.warn(
+            message = (
                 f"{int(outside.sum())} of {len(out)} cells have features outside the range "
-                "the model was calibrated on: their yield is extrapolated",
-                TilerWarning,
-                stacklevel=2,
+                "the model was calibrated on: their yield is extrapolated"
             )
+            if warn is not None:
+                warn(message)
+            else:
+                warnings.warn(message, TilerWarning, stacklevel=2)
     return out
 
 
