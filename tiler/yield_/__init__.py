@@ -136,10 +136,13 @@ def calibrate(
     out, stand, scheduler
         Where the cell features go (:func:`features`) and how they are computed.
     """
+    from tiler.errors import InputError
     from tiler.yield_ import model as models
     from tiler.yield_.truth import read_truth
 
     log = log or (lambda message: None)
+    if not Path(truth).is_file():  # before the pass over the image
+        raise InputError(f"{truth}: no such truth file")
     found = features(run, cell, out=out, stand=stand, scheduler=scheduler, log=log)
     measured = read_truth(truth, value, found.table, found.grid, unit=unit, block_m=block)
     fitted = models.calibrate(found.table, measured, block_m=block)
@@ -214,13 +217,14 @@ def potential(
     from tiler.io.atomic import write_text
     from tiler.yield_ import page
     from tiler.yield_.stand_potential import potential as stand_potential
+    from tiler.yield_.stand_potential import rounded
 
     folder = _out(run, out)
     found = analyse(run, fields, field_id, folder / "stand", settings=settings, overwrite=True,
                     scheduler=scheduler, log=log)  # fmt: skip
     table = stand_potential(found.fields, found.read_gaps(), per_plant_kg, crowded_share,
                             target_per_ha=target_per_ha)  # fmt: skip
-    csv = Path(write_text(folder / "potential.csv", table.to_csv(index=False)))
+    csv = Path(write_text(folder / "potential.csv", rounded(table).to_csv(index=False)))
     html = page.write(folder / "potential.html",
                       page.render_potential(Path(run).resolve().name, table))  # fmt: skip
     return Potential(table, csv, html)

@@ -124,6 +124,15 @@ def potential(
     return out
 
 
+DIGITS = {"stand_per_ha": 0, "target_per_ha": 0, "rows_area_ha": 4, "missing_plants": 1,
+          "crowded_plants": 1, **dict.fromkeys(ESTIMATES, 3)}  # fmt: skip
+
+
+def rounded(table: pd.DataFrame) -> pd.DataFrame:
+    """``potential.csv``'s figures: plants/ha whole, areas to 1 m², t/ha to 1 kg/ha."""
+    return table.round({name: d for name, d in DIGITS.items() if name in table})
+
+
 def section(table: pd.DataFrame) -> str:
     """The page's section of the potential, every figure labelled an estimate."""
     id_name = str(table.columns[0])
