@@ -77,6 +77,8 @@ def features(run, cell, index, stand, out, scheduler, quiet):
               "GeoJSON, Shapefile, CSV with x,y or lon,lat; any CRS).")  # fmt: skip
 @click.option("--value", required=True, help="The truth's column of yield.")
 @click.option("--unit", default="t/ha", show_default=True, help="The unit of --value.")
+@click.option("--time", default=None, help="The records' time column, for the checks along "
+              "the combine's track [a column named time, timestamp, ...].")  # fmt: skip
 @_CELL
 @click.option("--block", type=Metres(), default=50.0, show_default=True, metavar="LENGTH",
               help="Side of the spatial blocks of cross-validation (50m).")  # fmt: skip
@@ -86,13 +88,13 @@ def features(run, cell, index, stand, out, scheduler, quiet):
 @_OUT
 @_SCHEDULER
 @quiet_option
-def calibrate(run, truth, value, unit, cell, block, model, overwrite, out, scheduler, quiet):
+def calibrate(run, truth, value, unit, time, cell, block, model, overwrite, out, scheduler, quiet):
     """Fit a yield model of the cells' features to measured yield, chosen by spatially
     blocked cross-validation, and save it with its model card."""
     from tiler import yield_ as api
 
-    done = api.calibrate(run, truth, value, unit=unit, cell=cell, block=block, model=model,
-                         overwrite=overwrite, out=out, scheduler=scheduler,
+    done = api.calibrate(run, truth, value, unit=unit, time=time, cell=cell, block=block,
+                         model=model, overwrite=overwrite, out=out, scheduler=scheduler,
                          log=output.log(quiet))  # fmt: skip
     meta, cv = done.meta, done.meta["cv"]
     flagged = ", ".join(f"{n} {reason}" for reason, n in done.flagged.items() if n) or "none"
