@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from tiler.cli import output
-from tiler.cli.options import Metres, fields_options, quiet_option, stand_options, stand_settings
+from tiler.cli.options import (
+    Kilograms,
+    Metres,
+    fields_options,
+    quiet_option,
+    stand_options,
+    stand_settings,
+)
 
 _RUN = click.argument("run", type=click.Path(path_type=Path))
 _CELL = click.option("--cell", type=Metres(), default=5.0, show_default=True, metavar="LENGTH",
@@ -17,25 +24,6 @@ _OUT = click.option("--out", type=click.Path(path_type=Path), default=None,
                     help="Folder of the outputs [RUN/yield].")  # fmt: skip
 _SCHEDULER = click.option("--scheduler", default="threads", show_default=True,
                           metavar="threads|sync", help="How the image pass runs.")  # fmt: skip
-
-
-class Mass(click.ParamType):
-    """A mass with its unit, ``0.15kg`` or ``150g``, as kilograms."""
-
-    name = "mass"
-    units = {"kg": 1.0, "g": 1e-3}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        text = str(value).strip().lower()
-        for unit, factor in self.units.items():
-            if text.endswith(unit):
-                try:
-                    return float(text[: -len(unit)]) * factor
-                except ValueError:
-                    break
-        self.fail(f"expected a mass like 0.15kg or 150g, got {value!r}", param, ctx)
 
 
 @click.group(name="yield")
@@ -139,7 +127,7 @@ def predict(run, model, fields, field_id, out, scheduler, quiet):
 
 @yield_.command()
 @_RUN
-@click.option("--per-plant", type=Mass(), required=True, metavar="MASS",
+@click.option("--per-plant", type=Kilograms(), required=True, metavar="MASS",
               help="Assumed yield of one plant, e.g. 0.15kg.")  # fmt: skip
 @click.option("--crowded-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Assumed share of a plant's yield a plant in a multiple gives.")  # fmt: skip
