@@ -17,6 +17,8 @@ import pytest
 from nbclient import NotebookClient
 from traitlets.config import Config
 
+from tiler.yield_.faults import REASONS
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = (
     "01_quickstart.ipynb",
@@ -197,7 +199,7 @@ def test_yield():
     records = number(out, "records")
     assert records == number(out, "monitor records") == 1500
     reasons = re.findall(r"^left out, [a-z ]+: (\d+)$", out, flags=re.MULTILINE)
-    assert len(reasons) == 6
+    assert len(reasons) == len(REASONS)
     assert sum(map(int, reasons)) == number(out, "left out in all")
     assert number(out, "kept") + number(out, "left out in all") == records
     # the combine logged headland records and lags: some are found
