@@ -128,3 +128,26 @@ def test_export_refuses_an_existing_target_unless_overwrite(finished, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert csv.read_text().startswith("label,")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["objects.csv"]  # no partial left
+
+
+def test_a_runs_yield_folder_goes_with_it_and_a_users_folder_is_refused(src, finished, tmp_path):
+    dst = copy_run(finished, tmp_path / "run")
+    proc = tiler("yield", "features", dst, "--cell", "1m", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (dst / "yield").iterdir()) == ["cells.parquet", "features.tif"]
+
+    # The yield commands write only into a folder of tiler's yield outputs.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes\n")
+    proc = tiler("yield", "features", dst, "--out", mine, "-q", cwd=tmp_path)
+    assert_one_line_error(proc, "mine", "notes.txt", "did not write")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+    (dst / "yield" / "notes.txt").write_text("my notes\n")
+    proc = tiler("run", src, dst, "--scheduler", "sync", "-q", "--overwrite", cwd=tmp_path)
+    assert_one_line_error(proc, "run", "yield/", "did not write")
+    (dst / "yield" / "notes.txt").unlink()
+    proc = tiler("run", src, dst, "--scheduler", "sync", "-q", "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in dst.iterdir()) == OUTPUTS  # features of the old run: gone

@@ -190,3 +190,22 @@ def test_cli_writes_the_yield_surface_points_and_plots(tmp_path):
     assert list(plots["plot"]) == ["A1", "A2", "A3", "B1", "B2", "B3"]
     assert plots["yield_t_ha"].between(1, 16).all()
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_gap_fraction_counts_each_interval_in_the_cells_it_crosses():
+    """Against points every 1 cm along each in-row interval, each in its own cell."""
+    t, stand = truth(), FIELD.stand_truth()
+    steps = np.maximum(1, np.ceil(stand.gap_length_m / 0.01)).astype(int)
+    k = np.repeat(np.arange(steps.size), steps)
+    f = (np.concatenate([np.arange(n) for n in steps]) + 0.5) / steps[k]
+    xy = stand.gap_start_xy[k] + f[:, None] * (stand.gap_end_xy[k] - stand.gap_start_xy[k])
+    row, col = t.cell_of(xy[:, 0], xy[:, 1])
+    ok = (row >= 0) & (row < t.gap.shape[0]) & (col >= 0) & (col < t.gap.shape[1])
+    flat = row[ok] * t.gap.shape[1] + col[ok]
+    step = (stand.gap_length_m / steps)[k][ok]
+    is_gap = (stand.gap_length_m > t.model.gap_factor * stand.plant_spacing_m)[k][ok]
+    total = np.bincount(flat, step, t.gap.size).reshape(t.gap.shape)
+    gaps = np.bincount(flat, step * is_gap, t.gap.size).reshape(t.gap.shape)
+    has = total > 0.5  # m of row: where 1 cm steps resolve the share well
+    np.testing.assert_allclose(t.gap[has], (gaps / np.where(has, total, 1))[has], atol=0.01)
+    assert (t.gap[total == 0] == 1).all()

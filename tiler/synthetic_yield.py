@@ -14,7 +14,7 @@ cell the yield is a known function of the stand there (:class:`YieldModel`)::
   ``plant_radius`` range; a cell with no plant has ``r = r_ref``;
 * ``G``: the gap fraction along the rows, the length of the in-row intervals longer
   than ``gap_factor`` nominal plant spacings over the length of all in-row intervals,
-  each interval counted in the cell of its midpoint (1 where a cell has none);
+  each interval's length counted in the cells it crosses (1 where a cell has none);
 
 plus spatially correlated noise: Gaussian white noise on the cell grid, smoothed by a
 Gaussian of ``sigma = noise_length / 2`` m (its autocorrelation is ``exp(-h**2 /
@@ -193,16 +193,39 @@ def yield_truth(
     r_ref = 0.5 * sum(field.plant_radius) * field.unit_m
     size = np.divide(per_cell(xy, radius), plants * r_ref, out=np.ones(shape), where=plants > 0)
     stand = field.stand_truth()
-    mid = 0.5 * (stand.gap_start_xy + stand.gap_end_xy)
-    length = stand.gap_length_m
-    is_gap = length > model.gap_factor * stand.plant_spacing_m
-    total = per_cell(mid, length)
-    gap = np.divide(per_cell(mid, length * is_gap), total, out=np.ones(shape), where=total > 0)
+    is_gap = stand.gap_length_m > model.gap_factor * stand.plant_spacing_m
+    cell_i, interval, length = _lengths_in_cells(
+        field.origin_xy, cell, shape, stand.gap_start_xy, stand.gap_end_xy
+    )
+    total = np.bincount(cell_i, length, flat).reshape(shape)
+    gaps = np.bincount(cell_i, length * is_gap[interval], flat).reshape(shape)
+    gap = np.divide(gaps, total, out=np.ones(shape), where=total > 0)
     signal = np.where(cover > 0, model.signal(density, size, gap), np.nan)
     noise = correlated_noise(shape, cell, noise_length, noise_sd, np.random.default_rng(seed))
     noise[cover == 0] = np.nan
     return YieldTruth(field, cell, density, size, gap, cover, signal, noise, model,
                       noise_sd, noise_length)  # fmt: skip
+
+
+def _lengths_in_cells(
+    origin: tuple[float, float],
+    cell: float,
+    shape: tuple[int, int],
+    start: np.ndarray,
+    end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The segments ``start -> end`` ((N, 2) map points) cut by the cells: ``(flat cell
+    index, segment index, length in the cell)`` of every piece."""
+    import shapely
+
+    x0, y0 = origin
+    i, j = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    boxes = shapely.box(x0 + j * cell, y0 - (i + 1) * cell, x0 + (j + 1) * cell,
+                        y0 - i * cell).ravel()  # fmt: skip
+    lines = shapely.linestrings(np.stack([start, end], axis=1))
+    box_i, line_i = shapely.STRtree(lines).query(boxes, predicate="intersects")
+    pieces = shapely.length(shapely.intersection(lines[line_i], boxes[box_i]))
+    return box_i, line_i, pieces
 
 
 def _passes(field: SyntheticField, swath: float, headland: float) -> list[np.ndarray]:

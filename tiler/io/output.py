@@ -55,12 +55,28 @@ REPORT_OUTPUTS = targets.Outputs(
     frozenset(f".{name}.partial" for name in REPORT_FILES),
     {STAND: STAND_OUTPUTS},  # `tiler report --rows`: the stand in the report's folder
 )
+# A yield model folder (`tiler yield calibrate`): written whole as .NAME.partial, then renamed.
+MODEL_FILES = ("model.joblib", "model.json", "card.md", "cv.parquet")
+MODEL_OUTPUTS = targets.Outputs("--model folder", frozenset(MODEL_FILES), ("model.json",))
+# What the `tiler yield` commands write (into DST/yield unless told): the cell features,
+# the yield map and per-field yield, the potential, a model folder and the potential's stand.
+YIELD = "yield"
+MODEL = "model"
+YIELD_FILES = ("cells.parquet", "features.tif", "yield.tif", "fields.csv", "fields.parquet",
+               "yield.html", "potential.csv", "potential.html")  # fmt: skip
+YIELD_OUTPUTS = targets.Outputs(
+    "--out folder",
+    frozenset(YIELD_FILES),
+    YIELD_FILES,
+    frozenset({f".{MODEL}.partial", *(f".{name}.partial" for name in YIELD_FILES)}),
+    {MODEL: MODEL_OUTPUTS, STAND: STAND_OUTPUTS},
+)
 # A run's DST: its outputs are tiler's when it has run.json or a journal; its default
-# report folder is tiler's when it holds only a report.
+# report, stand and yield folders are tiler's when they hold only those.
 RUN_OUTPUTS = targets.Outputs(
     "DST",
     frozenset({LABELS, OBJECTS, MANIFEST}),
     (MANIFEST, JOURNAL_IDENTITY),
     frozenset(LEFTOVERS),
-    {REPORT: REPORT_OUTPUTS, STAND: STAND_OUTPUTS},
+    {REPORT: REPORT_OUTPUTS, STAND: STAND_OUTPUTS, YIELD: YIELD_OUTPUTS},
 )

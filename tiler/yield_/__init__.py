@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tiler.io.output import MODEL  # RUN/yield/model: calibrate's default model folder
+from tiler.io.output import YIELD as FOLDER  # RUN/yield: the default home of the outputs
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -39,13 +42,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Calibrated", "Potential", "calibrate", "features", "potential", "predict", "reusable"]
 
-FOLDER = "yield"  # RUN/yield: the default home of every output here
-MODEL = "model"  # RUN/yield/model: calibrate's default model folder
 Log = Callable[[str], None]
 
 
 def _out(run: str | os.PathLike, out: str | os.PathLike | None) -> Path:
-    return Path(out) if out is not None else Path(run) / FOLDER
+    """The outputs' folder, checked to hold nothing tiler did not write (one line if so)."""
+    from tiler.io import output
+    from tiler.io.targets import claim
+
+    folder = Path(out) if out is not None else Path(run) / FOLDER
+    claim(folder, output.YIELD_OUTPUTS, overwrite=True)  # replaced file by file, never emptied
+    return folder
 
 
 def features(

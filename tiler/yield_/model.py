@@ -25,7 +25,6 @@ import importlib.metadata
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,9 +227,9 @@ def save(calibration: Calibration, folder: str | Path, *, overwrite: bool = Fals
         # overwrite replaces a model, never a folder of something else
         raise OutputError(f"{folder}: not a tiler yield model folder: refusing to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(
-        tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
-    )
+    partial = folder.parent / f".{folder.name}.partial"  # a yield folder's leftover name
+    shutil.rmtree(partial, ignore_errors=True)  # an interrupted save's
+    partial.mkdir()
     try:
         joblib.dump(calibration.estimator, partial / "model.joblib")
         (partial / "model.json").write_text(json.dumps(calibration.meta, indent=2) + "\n")
