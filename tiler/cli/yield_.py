@@ -19,23 +19,14 @@ _SCHEDULER = click.option("--scheduler", default="threads", show_default=True,
                           metavar="threads|sync", help="How the image pass runs.")  # fmt: skip
 
 
-class Mass(click.ParamType):
+class Mass(Metres):
     """A mass with its unit, ``0.15kg`` or ``150g``, as kilograms."""
 
     name = "mass"
     units = {"kg": 1.0, "g": 1e-3}
 
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        text = str(value).strip().lower()
-        for unit, factor in self.units.items():
-            if text.endswith(unit):
-                try:
-                    return float(text[: -len(unit)]) * factor
-                except ValueError:
-                    break
-        self.fail(f"expected a mass like 0.15kg or 150g, got {value!r}", param, ctx)
+    def message(self, value) -> str:
+        return f"expected a mass like 0.15kg or 150g, got {value!r}"
 
 
 @click.group(name="yield")
