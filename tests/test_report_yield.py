@@ -108,7 +108,7 @@ def test_cells_outside_the_calibration_are_told_as_tiler_yield_predict_tells(mad
     assert len(made["warned"]) == 1
     count = int(made["warned"][0].split(" of ")[0])
     assert count == int(made["report"].yield_.cells["outside_range"].sum()) > 0
-    assert f"tiler: warning: {made['warned'][0]}" in made["stderr"]
+    assert f"tiler: warning: {made['warned'][0]}" in made["stderr"]  # tiler yield predict's
     page = made["report"].html.read_text()
     assert f"{count} cells have features outside the calibration range" in page
 
@@ -212,3 +212,17 @@ def test_a_bad_model_folder_is_one_line_before_the_pass(made, tmp_path):
     line = assert_one_line_error(proc, str(bad), "not a tiler yield model")
     assert "model.json" in line
     assert not (tmp_path / "report").exists()  # refused before any file was written
+
+
+def test_the_cli_prints_each_fields_yield(made, tmp_path):
+    proc = tiler("report", made["run"], "--fields", made["plots"], "--field-id", "plot", "--out",
+                 tmp_path / "report", "--yield-model", made["model"], cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    first = lines.index("== yield, 95% prediction intervals") + 1
+    theirs = pd.read_csv(made["predicted"] / "fields.csv")
+    for line, (_, row) in zip(lines[first : first + 6], theirs.iterrows(), strict=True):
+        numbers = [float(v) for v in re.findall(r"\d+\.\d+", line)]
+        assert line.split()[0] == row["plot"]
+        assert numbers == pytest.approx([row[c] for c in UNIT_COLUMNS], abs=0.0051)
+    assert f"yield map: {tmp_path / 'report' / 'yield.tif'}" in proc.stdout

@@ -77,6 +77,10 @@ def report(dst, fields, field_id, out, index, src, with_rows, yield_model, overw
         click.echo("== stand along the rows")
         for line in stand_lines(result.stand):
             click.echo(line)
+    if result.yield_ is not None:
+        click.echo("== yield, 95% prediction intervals")
+        for line in result.yield_.lines():
+            click.echo(line)
     files = [("table", result.csv), ("geo table", result.parquet),
              ("objects", result.parquet.with_name("objects.parquet"))]  # fmt: skip
     if result.stand is not None:

@@ -113,6 +113,20 @@ class YieldSection:
         used = np.isfinite(values) & (area > 0)
         return float(values[used] @ area[used] / area[used].sum()) if used.any() else math.nan
 
+    def lines(self) -> list[str]:
+        """What ``tiler report`` prints: a line per field, its mean and total with intervals."""
+        unit, t = self.model.meta["unit"], self.table
+        mean, total = t.attrs["mean"], t.attrs["total"]
+        amount = unit.partition("/")[0] or "value"
+        names = t[self.id_name].astype(str)
+        width = max(len(n) for n in names)
+        return [
+            f"{name:<{width}}  {row[mean]:8.3f} {unit} ({row[mean + '_low']:.3f} to "
+            f"{row[mean + '_high']:.3f})  total {row[total]:.2f} {amount} "
+            f"({row[total + '_low']:.2f} to {row[total + '_high']:.2f})"
+            for name, (_, row) in zip(names, t.iterrows(), strict=True)
+        ]
+
     def cards(self) -> list[tuple[str, str]]:
         """The summary's card: the mean yield over the fields."""
         return [(f"mean yield ({self.model.meta['unit']})", _number(self.mean(), 2))]
@@ -126,10 +140,12 @@ class YieldSection:
                                  self.id_name, unit)  # fmt: skip
         table = page.fields_table(self.table, self.id_name, unit, table_id="yield-fields")
         lead = (
-            f"Yield ({unit}) predicted per {meta.get('cell_m')} m cell by the model "
-            f"{self.model.folder.name} ({meta.get('chosen')} calibrated on "
-            f"{meta.get('value')}); per field, the mean over the field's imaged ground and "
-            "the total (mean × that area). The map is also yield.tif."
+            f"Yield ({unit}) predicted per {meta.get('cell_m')} m cell by the "
+            f"{meta.get('chosen')} model of {self.model.folder.name}/, calibrated on "
+            f"{meta.get('value')}; per field, the mean over the field's imaged ground and the "
+            "total (mean × that area). That area is the imaged area of the cells in the field, "
+            "each cell's taken as spread evenly over it, so it can differ from the imaged area "
+            "of the fields table. The map is also yield.tif."
         )
         return f"""
 <section id="yield"><h2>Yield</h2><p class="lead">{html.escape(lead)}</p>
