@@ -159,12 +159,12 @@ Predicted yield per cell ({html.escape(unit)}); fields outlined; blank: no predi
 
 def predict(
     model: YieldModel,
-    dst: Path,
+    dst: str | os.PathLike,
     fields: gpd.GeoDataFrame,
     id_name: str,
-    out: Path,
+    out: str | os.PathLike,
     *,
-    stand: Path | None = None,
+    stand: str | os.PathLike | None = None,
     scheduler: str = "threads",
     src: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
@@ -178,8 +178,11 @@ def predict(
     from tiler.yield_.cells import features
 
     log = log or (lambda message: None)
+    dst, out = Path(dst), Path(out)  # by path: load_model refused object storage
     cell = float(model.meta["cell_m"])
-    wanted: Path | bool | None = stand if stand is not None else (True if model.stand else None)
+    wanted: str | os.PathLike | bool | None = (
+        stand if stand is not None else (True if model.stand else None)
+    )
     found = reusable(dst, cell, dst / FOLDER, stand=wanted)
     if found is None:
         found = features(dst, cell, stand=wanted if model.stand else False,
