@@ -95,11 +95,7 @@ class Metres(click.ParamType):
                     return float(text[: -len(unit)]) * factor
                 except ValueError:
                     break
-        self.fail(self.message(value), param, ctx)
-
-    def message(self, value) -> str:
-        """The refusal of a value without a known unit."""
-        return f"{value!r}: give a length with its unit, e.g. 0.2m or 20cm"
+        self.fail(f"{value!r}: give a length with its unit, e.g. 0.2m or 20cm", param, ctx)
 
 
 def scheduler_address(value: str | None, dashboard: bool = False, **asked) -> str:

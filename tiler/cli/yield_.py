@@ -19,14 +19,23 @@ _SCHEDULER = click.option("--scheduler", default="threads", show_default=True,
                           metavar="threads|sync", help="How the image pass runs.")  # fmt: skip
 
 
-class Mass(Metres):
+class Mass(click.ParamType):
     """A mass with its unit, ``0.15kg`` or ``150g``, as kilograms."""
 
     name = "mass"
     units = {"kg": 1.0, "g": 1e-3}
 
-    def message(self, value) -> str:
-        return f"expected a mass like 0.15kg or 150g, got {value!r}"
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        for unit, factor in self.units.items():
+            if text.endswith(unit):
+                try:
+                    return float(text[: -len(unit)]) * factor
+                except ValueError:
+                    break
+        self.fail(f"expected a mass like 0.15kg or 150g, got {value!r}", param, ctx)
 
 
 @click.group(name="yield")
