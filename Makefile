@@ -46,7 +46,7 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis .ruff_cache *.egg-info
 
-.PHONY: bench bench-scale bench-10gp profile
+.PHONY: bench bench-scale bench-10gp profile bench-yield
 
 ## bench: tiler vs the whole-image reference vs rioxarray + dask-image on a 64 MP synthetic field
 ## (BENCH_ARGS="--tiler-at REF" adds tiler as of another commit, for before/after in one run)
@@ -91,3 +91,9 @@ profile: $(STAMP)
 bench-10gp: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python -m benchmarks.scale --size 32768 --base-size 8000 --chunk 2048 --tenfold --out benchmarks/results
+
+## bench-yield: tiler yield calibrate/predict on a 64 MP field with 2000 simulated monitor records
+## against its known yield, then the cell features of the 1 GP run (run bench-scale first)
+bench-yield: $(STAMP)
+	$(BIN)/python -m benchmarks.yield_calibration --out benchmarks/results
+	$(BIN)/python -m benchmarks.yield_features --out benchmarks/results

@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--scheduler", default="threads")
     parser.add_argument("--window", type=int, default=2048, help="pass window side (px)")
     parser.add_argument("--chunk", type=int, default=2048, help="chunk size of a run made here")
+    parser.add_argument("--out", type=Path, default=None, help="also write yield-features.json")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:  # the child: only the features in this process
@@ -90,7 +91,11 @@ def main() -> None:
          "--cell", str(args.cell), "--scheduler", args.scheduler, "--window", str(args.window)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    print(json.dumps({"run": str(run), **json.loads(child.stdout.splitlines()[-1])}))
+    result = {"run": str(run), **json.loads(child.stdout.splitlines()[-1])}
+    print(json.dumps(result))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "yield-features.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

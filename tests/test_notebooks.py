@@ -23,6 +23,7 @@ NAMES = (
     "02_plant_count_report.ipynb",
     "03_cluster.ipynb",
     "04_stand_along_rows.ipynb",
+    "05_yield.ipynb",
 )
 CELL_TIMEOUT = 300  # seconds; each notebook runs in well under a minute on 2 cores
 
@@ -186,3 +187,36 @@ def test_stand_along_rows():
         assert re.search(rf"^{plot}\s+\d+\s+\d+\s+[+-]\d", comparison, flags=re.MULTILINE), plot
     assert measured(out, "largest plot count error") < 8.0, comparison
     assert figures(notebook) == 3
+
+
+def test_yield():
+    notebook = execute("05_yield.ipynb")
+    out = streams(notebook)
+    assert_clean(notebook)
+    # every record is either kept or left out for one reason
+    records = number(out, "records")
+    assert records == number(out, "monitor records") == 1500
+    reasons = re.findall(r"^left out, [a-z ]+: (\d+)$", out, flags=re.MULTILINE)
+    assert len(reasons) == 6
+    assert sum(map(int, reasons)) == number(out, "left out in all")
+    assert number(out, "kept") + number(out, "left out in all") == records
+    # the combine logged headland records and lags: some are found
+    assert number(out, "left out, outside") + number(out, "left out, no crop") > 0
+    assert number(out, "left out, local outlier") > 0
+    # blocked-CV skill is real and below what the stand can explain
+    best = measured(out, "best possible R²")
+    assert 0.3 < measured(out, "blocked-CV R²") < best
+    assert abs(measured(out, "blocked-CV bias")) < 0.2
+    assert 0 < measured(out, "blocked-CV RMSE") < 2.0
+    assert measured(out, "blocked-CV R²") < measured(out, "random-CV R²") < 1  # as it says
+    # against the known yield, per plot and over the map (truth not from the image)
+    comparison = cell_stdout(notebook, "comparison = ")
+    for plot in ("A1", "A2", "A3", "B1", "B2", "B3"):
+        assert re.search(rf"^{plot}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[+-]\d", comparison,
+                         flags=re.MULTILINE), plot  # fmt: skip
+    assert measured(out, "largest plot error") < 10.0, comparison
+    assert int(printed(out, "plots inside their 95 % interval").split()[0]) >= 5
+    assert measured(out, "map R² against the signal") > 0.6
+    assert measured(out, "map R² against the yield") > 0  # in sample: no skill measure
+    assert printed(out, "basis").startswith("estimate from assumptions")
+    assert figures(notebook) == 4

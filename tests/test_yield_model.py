@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 
 import geopandas as gpd
@@ -14,7 +13,7 @@ import shapely
 import sklearn
 from pyproj import CRS
 from sklearn.metrics import mean_squared_error, r2_score
-from yield_data import CELL, features, grid_of, monitor_file, truth_of
+from yield_data import CELL, grid_of, known, monitor_file
 
 from tiler.errors import InputError, OutputError
 from tiler.synthetic_yield import correlated_noise
@@ -22,12 +21,6 @@ from tiler.yield_ import blocked_cv
 from tiler.yield_.cells import CellGrid
 from tiler.yield_.model import calibrate, load, save
 from tiler.yield_.truth import read_truth
-
-
-@functools.cache
-def known():
-    truth = truth_of(seed=1)
-    return truth, features(truth)
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,17 @@
 
 from __future__ import annotations
 
-import functools
-
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from yield_data import CELL, FIELD, features, grid_of, monitor_file, truth_of
+from yield_data import CELL, FIELD, grid_of, known, monitor_file, truth_of
 
 from tiler.errors import InputError
 from tiler.synthetic import plots
 from tiler.synthetic_yield import GPS_LAG, HEADLAND, ZERO
 from tiler.yield_.truth import MIN_ROWS, read_truth
-
-
-@functools.cache
-def known():
-    truth = truth_of(seed=1)
-    return truth, features(truth)
 
 
 @pytest.fixture(scope="module")

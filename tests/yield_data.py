@@ -8,6 +8,7 @@ the truth files are real GeoPackages written with geopandas.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -72,3 +73,10 @@ def monitor_file(truth: YieldTruth, path: Path, n: int = 2000, seed: int = 2, **
     )  # fmt: skip
     table.to_file(path, driver="GPKG")
     return pts
+
+
+@functools.cache
+def known() -> tuple[YieldTruth, gpd.GeoDataFrame]:
+    """The truth of the test field (seed 1) and its features, made once per session."""
+    truth = truth_of(seed=1)
+    return truth, features(truth)

@@ -79,11 +79,12 @@ def fields_options(command):
     )(command)
 
 
-class Metres(click.ParamType):
-    """A length with its unit, ``0.2m`` or ``20cm``, as metres."""
+class Quantity(click.ParamType):
+    """A number with its unit, in the base unit (``units``: suffix -> factor, a suffix
+    that ends another listed before it)."""
 
-    name = "length"
-    units = {"cm": 0.01, "m": 1.0}
+    units: dict[str, float] = {}
+    examples = ""
 
     def convert(self, value, param, ctx):
         if isinstance(value, float):
@@ -95,7 +96,23 @@ class Metres(click.ParamType):
                     return float(text[: -len(unit)]) * factor
                 except ValueError:
                     break
-        self.fail(f"{value!r}: give a length with its unit, e.g. 0.2m or 20cm", param, ctx)
+        self.fail(f"{value!r}: give a {self.name} with its unit, e.g. {self.examples}", param, ctx)
+
+
+class Metres(Quantity):
+    """A length with its unit, ``0.2m`` or ``20cm``, as metres."""
+
+    name = "length"
+    units = {"cm": 0.01, "m": 1.0}
+    examples = "0.2m or 20cm"
+
+
+class Kilograms(Quantity):
+    """A mass with its unit, ``0.15kg`` or ``150g``, as kilograms."""
+
+    name = "mass"
+    units = {"kg": 1.0, "g": 1e-3}
+    examples = "0.15kg or 150g"
 
 
 def scheduler_address(value: str | None, dashboard: bool = False, **asked) -> str:

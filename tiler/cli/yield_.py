@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from tiler.cli import output
-from tiler.cli.options import Metres, fields_options, quiet_option, stand_options, stand_settings
+from tiler.cli.options import (
+    Kilograms,
+    Metres,
+    fields_options,
+    quiet_option,
+    stand_options,
+    stand_settings,
+)
 
 _RUN = click.argument("run", type=click.Path(path_type=Path))
 _CELL = click.option("--cell", type=Metres(), default=5.0, show_default=True, metavar="LENGTH",
@@ -17,25 +24,6 @@ _OUT = click.option("--out", type=click.Path(path_type=Path), default=None,
                     help="Folder of the outputs [RUN/yield].")  # fmt: skip
 _SCHEDULER = click.option("--scheduler", default="threads", show_default=True,
                           metavar="threads|sync", help="How the image pass runs.")  # fmt: skip
-
-
-class Mass(click.ParamType):
-    """A mass with its unit, ``0.15kg`` or ``150g``, as kilograms."""
-
-    name = "mass"
-    units = {"kg": 1.0, "g": 1e-3}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        text = str(value).strip().lower()
-        for unit, factor in self.units.items():
-            if text.endswith(unit):
-                try:
-                    return float(text[: -len(unit)]) * factor
-                except ValueError:
-                    break
-        self.fail(f"expected a mass like 0.15kg or 150g, got {value!r}", param, ctx)
 
 
 @click.group(name="yield")
@@ -77,6 +65,8 @@ def features(run, cell, index, stand, out, scheduler, quiet):
               "GeoJSON, Shapefile, CSV with x,y or lon,lat; any CRS).")  # fmt: skip
 @click.option("--value", required=True, help="The truth's column of yield.")
 @click.option("--unit", default="t/ha", show_default=True, help="The unit of --value.")
+@click.option("--time", default=None, help="The records' time column, for the checks along "
+              "the combine's track [a column named time, timestamp, ...].")  # fmt: skip
 @_CELL
 @click.option("--block", type=Metres(), default=50.0, show_default=True, metavar="LENGTH",
               help="Side of the spatial blocks of cross-validation (50m).")  # fmt: skip
@@ -86,13 +76,13 @@ def features(run, cell, index, stand, out, scheduler, quiet):
 @_OUT
 @_SCHEDULER
 @quiet_option
-def calibrate(run, truth, value, unit, cell, block, model, overwrite, out, scheduler, quiet):
+def calibrate(run, truth, value, unit, time, cell, block, model, overwrite, out, scheduler, quiet):
     """Fit a yield model of the cells' features to measured yield, chosen by spatially
     blocked cross-validation, and save it with its model card."""
     from tiler import yield_ as api
 
-    done = api.calibrate(run, truth, value, unit=unit, cell=cell, block=block, model=model,
-                         overwrite=overwrite, out=out, scheduler=scheduler,
+    done = api.calibrate(run, truth, value, unit=unit, time=time, cell=cell, block=block,
+                         model=model, overwrite=overwrite, out=out, scheduler=scheduler,
                          log=output.log(quiet))  # fmt: skip
     meta, cv = done.meta, done.meta["cv"]
     flagged = ", ".join(f"{n} {reason}" for reason, n in done.flagged.items() if n) or "none"
@@ -137,7 +127,7 @@ def predict(run, model, fields, field_id, out, scheduler, quiet):
 
 @yield_.command()
 @_RUN
-@click.option("--per-plant", type=Mass(), required=True, metavar="MASS",
+@click.option("--per-plant", type=Kilograms(), required=True, metavar="MASS",
               help="Assumed yield of one plant, e.g. 0.15kg.")  # fmt: skip
 @click.option("--crowded-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Assumed share of a plant's yield a plant in a multiple gives.")  # fmt: skip

@@ -137,6 +137,7 @@ def calibrate(
     value: str,
     *,
     unit: str = "t/ha",
+    time: str | None = None,
     cell: float = 5.0,
     block: float = 50.0,
     model: str | os.PathLike | None = None,
@@ -153,6 +154,9 @@ def calibrate(
     truth, value, unit
         A file of yield-monitor points or harvested plots (anything GDAL reads, or a
         CSV with x,y or lon,lat; any CRS), its column of yield, and that column's unit.
+    time
+        The points' column of recording time, for the checks along the combine's track
+        (default: a column named time, timestamp, ...: :func:`tiler.yield_.truth.read_truth`).
     cell, block
         The cell side and the side of the cross-validation blocks, metres.
     model
@@ -169,7 +173,8 @@ def calibrate(
     if not Path(truth).is_file():  # before the pass over the image
         raise InputError(f"{truth}: no such truth file")
     found = features(run, cell, out=out, stand=stand, scheduler=scheduler, log=log)
-    measured = read_truth(truth, value, found.table, found.grid, unit=unit, block_m=block)
+    measured = read_truth(truth, value, found.table, found.grid, unit=unit, block_m=block,
+                          time=time)  # fmt: skip
     fitted = models.calibrate(found.table, measured, block_m=block)
     folder = Path(model) if model is not None else _out(run, out) / MODEL
     models.save(fitted, folder, overwrite=overwrite)

@@ -11,6 +11,15 @@ Each record gets the first of these reasons that applies to it, or none (kept):
   records still kept (header up, grain not flowing yet);
 * ``outlier``: outside the median +- :data:`OUTLIER_SD` robust standard deviations
   (1.4826 x the median absolute deviation) of the records still kept;
+* ``pass end`` (points with a time column only): within :data:`PASS_END_M` metres along the
+  track of a turn (the heading changes by over :data:`TURN_DEG` degrees over
+  :data:`TURN_STEPS` records on either side): the headland turns, and the start and end
+  of each pass, where the grain flow through the combine fills and empties;
+* ``position jump`` (points with a time column only): the records between a jump of the
+  position ahead along the track and the jump back of the same size (within
+  :data:`JUMP_MATCH`) at most :data:`JUMP_RUN` records later, jumps being steps that
+  differ from the median step by over :data:`JUMP_M` m: positions recorded away from
+  where the grain was cut (GPS lag or a lost fix);
 * ``local outlier`` (points only): differs from the median of the kept records within
   :data:`LOCAL_M` metres around it (at least :data:`LOCAL_MIN` of them) by more than
   :data:`LOCAL_SD` robust standard deviations of such differences: a reading that does
@@ -26,11 +35,17 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-REASONS = ("missing", "outside", "no crop", "zero", "outlier", "local outlier")
+REASONS = ("missing", "outside", "no crop", "zero", "outlier", "pass end", "position jump",
+           "local outlier")  # fmt: skip
 NO_CROP_COVER_PCT = 1.0
 ZERO_FRACTION = 0.1
 OUTLIER_SD = 4.0
 LOCAL_M, LOCAL_MIN, LOCAL_SD = 10.0, 3, 3.0
+PASS_END_M, TURN_DEG, TURN_STEPS = 10.0, 45.0, 2
+JUMP_M, JUMP_MATCH, JUMP_RUN = 1.5, 0.3, 50
+# The records form a track (are in the order they were recorded) when this share of the
+# steps between consecutive records lies within half to twice the median step.
+TRACK_SHARE, MIN_TRACK = 0.75, 20
 
 
 def robust_sd(values: np.ndarray) -> float:
@@ -43,6 +58,7 @@ def flag(
     on_image: np.ndarray,
     crop: np.ndarray,
     xy_m: np.ndarray | None = None,
+    track: bool = False,
 ) -> np.ndarray:
     """The reason each record is left out (``""``: kept), as the module docstring says.
 
@@ -54,6 +70,10 @@ def flag(
         Whether the record lies on an imaged cell, and whether that cell has crop.
     xy_m : (N, 2) ndarray of float, optional
         Positions in metres, for the ``local outlier`` check (points; None: plots).
+    track : bool
+        Whether ``xy_m`` is in the order the records were made, for the ``pass end``
+        and ``position jump`` checks (skipped where the steps do not form a track:
+        :func:`is_track`).
     """
     reason = np.full(value.shape, "", dtype=object)
     kept = lambda: reason == ""  # noqa: E731 - re-evaluated after each rule
@@ -67,6 +87,9 @@ def flag(
         v = value[kept()]
         med, sd = float(np.median(v)), robust_sd(v)
         reason[kept() & (np.abs(value - med) > OUTLIER_SD * sd)] = "outlier"
+    if xy_m is not None and track and is_track(xy_m):
+        reason[kept() & pass_ends(xy_m)] = "pass end"
+        reason[kept() & position_jumps(xy_m)] = "position jump"
     if xy_m is not None and kept().sum() > LOCAL_MIN:
         reason[local_outliers(value, xy_m, kept())] = "local outlier"
     out: np.ndarray = reason.astype(str)
@@ -88,6 +111,57 @@ def local_outliers(value: np.ndarray, xy_m: np.ndarray, kept: np.ndarray) -> np.
     if ok.sum() > LOCAL_MIN:
         centre, sd = float(np.median(diff[ok])), robust_sd(diff[ok])
         out[idx[ok]] = np.abs(diff[ok] - centre) > LOCAL_SD * sd
+    return out
+
+
+def _steps(xy_m: np.ndarray) -> tuple[np.ndarray, float]:
+    steps = np.hypot(*np.diff(xy_m, axis=0).T)
+    return steps, float(np.median(steps)) if steps.size else 0.0
+
+
+def is_track(xy_m: np.ndarray) -> bool:
+    """Whether consecutive records are a combine's track: :data:`TRACK_SHARE` of the steps
+    within half to twice the median step (a file sorted otherwise is not)."""
+    steps, median = _steps(xy_m)
+    if len(xy_m) < MIN_TRACK or not median > 0:
+        return False
+    return bool(np.mean((steps >= 0.5 * median) & (steps <= 2 * median)) >= TRACK_SHARE)
+
+
+def pass_ends(xy_m: np.ndarray) -> np.ndarray:
+    """Records within :data:`PASS_END_M` m along the track of a turn."""
+    n, k = len(xy_m), TURN_STEPS
+    before = xy_m - xy_m[np.maximum(np.arange(n) - k, 0)]
+    after = xy_m[np.minimum(np.arange(n) + k, n - 1)] - xy_m
+    cos = np.einsum("ij,ij->i", before, after) / np.maximum(
+        np.hypot(*before.T) * np.hypot(*after.T), 1e-12
+    )
+    turning = cos < np.cos(np.radians(TURN_DEG))
+    turning[:k] = turning[n - k :] = False  # the track's own ends have no heading change
+    along = np.r_[0.0, np.cumsum(_steps(xy_m)[0])]  # distance along the track
+    at = along[turning]
+    if not at.size:
+        return np.zeros(n, bool)
+    nearest = np.searchsorted(at, along).clip(1, at.size - 1)
+    gap = np.minimum(np.abs(along - at[nearest - 1]), np.abs(along - at[nearest]))
+    out: np.ndarray = (gap <= PASS_END_M) if at.size > 1 else np.abs(along - at[0]) <= PASS_END_M
+    return out
+
+
+def position_jumps(xy_m: np.ndarray) -> np.ndarray:
+    """Records between a jump along the track and its jump back (module docstring)."""
+    delta = np.diff(xy_m, axis=0)
+    steps, median = _steps(xy_m)
+    # A step's signed length along the track's direction before it (a jump back is negative).
+    previous = np.vstack([delta[:1], delta[:-1]])
+    sign = np.where(np.einsum("ij,ij->i", delta, previous) < 0, -1.0, 1.0)
+    excess = sign * steps - median
+    jumps = np.flatnonzero(np.abs(excess) > JUMP_M)
+    out = np.zeros(len(xy_m), bool)
+    for a, b in zip(jumps[:-1], jumps[1:], strict=True):
+        back = excess[a] + excess[b]
+        if b - a <= JUMP_RUN and abs(back) <= JUMP_MATCH * abs(excess[a]):
+            out[a + 1 : b + 1] = True  # step a lands on record a + 1; step b leaves record b
     return out
 
 

@@ -134,6 +134,28 @@ def _kind(table: gpd.GeoDataFrame, path: Path) -> str:
     return kinds[str(types.index[0])]
 
 
+TIME_COLUMNS = ("time", "time_s", "timestamp", "datetime", "date_time", "gps_time")
+
+
+def _track_order(table: gpd.GeoDataFrame, path: Path, time: str | None) -> np.ndarray | None:
+    """The records' indices in time order (``time``, else a column named like one of
+    :data:`TIME_COLUMNS`); None without a time column: the track checks are skipped."""
+    if time is None:
+        time = next((c for c in table.columns if str(c).lower() in TIME_COLUMNS), None)
+        if time is None:
+            return None
+    elif time not in table.columns:
+        have = ", ".join(str(c) for c in table.columns if c != table.geometry.name)
+        raise InputError(f"{path}: no time column {time!r} (it has: {have})")
+    stamps = table[time]
+    if not pd.api.types.is_datetime64_any_dtype(stamps):
+        stamps = pd.to_numeric(stamps, errors="coerce")
+    if stamps.isna().any():
+        raise InputError(f"{path}: time column {time!r} holds values that are not times")
+    order: np.ndarray = np.argsort(stamps.to_numpy(), kind="stable")
+    return order
+
+
 def _values(table: gpd.GeoDataFrame, path: Path, value: str) -> np.ndarray:
     if value not in table.columns:
         have = ", ".join(str(c) for c in table.columns if c != table.geometry.name)
@@ -220,6 +242,7 @@ def read_truth(
     *,
     unit: str = "t/ha",
     block_m: float = 50.0,
+    time: str | None = None,
 ) -> Truth:
     """Read measured yield and match it to the cells of a features table.
 
@@ -236,6 +259,11 @@ def read_truth(
         The cell grid of the features table.
     block_m : float
         Side (m) of the blocks of cross-validation, for the minimum of blocks.
+    time : str, optional
+        The points' column of recording time (numbers or dates), which orders them into
+        the combine's track for the ``pass end`` and ``position jump`` checks
+        (:mod:`tiler.yield_.faults`); default a column named like :data:`TIME_COLUMNS`;
+        without one those checks are skipped.
 
     Raises
     ------
@@ -260,9 +288,14 @@ def read_truth(
         on = at >= 0
         anchor_x, anchor_y = x, y
         xy_m = np.column_stack([x, y]) * _metres_per_unit(grid)
-        reason = faults.flag(
-            np.where(present, vals, np.nan), on, np.where(on, crop[at], False), xy_m
-        )
+        made = _track_order(table, path, time)  # the records in the order they were made
+        order = np.arange(len(table)) if made is None else made
+        reason = np.empty(len(table), dtype=object)
+        reason[order] = faults.flag(
+            np.where(present, vals, np.nan)[order], on[order],
+            np.where(on, crop[at], False)[order], xy_m[order], track=made is not None,
+        )  # fmt: skip
+        reason = reason.astype(str)
     else:
         shapes = geom.to_numpy()
         shapes[~present] = shapely.Polygon()
