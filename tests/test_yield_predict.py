@@ -210,8 +210,8 @@ def test_field_yield_against_shapely(setup, fields_file):
     # subsampling the double sum (a limit below the field's cells) moves the interval little
     coarse = field_yield(predicted, fields, id_name, meta, limit=60)
     assert (table["cells"] > 60).all()
-    assert "drawn at random with a fixed seed" in page._subsampled(coarse)
-    assert page._subsampled(table) == ""
+    assert "drawn at random with a fixed seed" in page.subsampled(coarse)
+    assert page.subsampled(table) == ""
     np.testing.assert_allclose(coarse["yield_mean_t_ha_high"], table["yield_mean_t_ha_high"],
                                rtol=0.02)  # fmt: skip
 

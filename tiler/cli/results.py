@@ -47,17 +47,29 @@ from tiler.cli.options import (
     "section in the page, rows.parquet and gaps.parquet in OUT/stand.",
 )
 @stand_options
+@click.option(
+    "--yield-model",
+    type=click.Path(path_type=str),
+    default=None,
+    metavar="MODEL",
+    help="Also the yield per field with 95% prediction intervals, from a model folder of "
+    "`tiler yield calibrate`: its columns in the table, the yield map (OUT/yield.tif), the "
+    "calibration plot and a section in the page.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing report there.")
 @quiet_option
-def report(dst, fields, field_id, out, index, src, with_rows, overwrite, quiet, **stand):
+def report(dst, fields, field_id, out, index, src, with_rows, yield_model, overwrite, quiet,
+           **stand):  # fmt: skip
     """Count objects per field, with density, canopy cover, sizes and a vegetation index
-    per object (and with --rows the stand along the rows); write an HTML report."""
+    per object (with --rows the stand along the rows, with --yield-model the yield);
+    write an HTML report."""
     from tiler import report as reporting
     from tiler.analysis import lines as stand_lines
 
     result = reporting.build(
         dst, fields, field_id, out, index=index, src=src, overwrite=overwrite,
-        stand=stand_settings(**stand) if with_rows else None, log=output.log(quiet),
+        stand=stand_settings(**stand) if with_rows else None, yield_model=yield_model,
+        log=output.log(quiet), warn=output.warning,
     )  # fmt: skip
     for line in reporting.lines(result):
         click.echo(line)
@@ -65,10 +77,16 @@ def report(dst, fields, field_id, out, index, src, with_rows, overwrite, quiet, 
         click.echo("== stand along the rows")
         for line in stand_lines(result.stand):
             click.echo(line)
+    if result.yield_ is not None:
+        click.echo("== yield, 95% prediction intervals")
+        for line in result.yield_.lines():
+            click.echo(line)
     files = [("table", result.csv), ("geo table", result.parquet),
              ("objects", result.parquet.with_name("objects.parquet"))]  # fmt: skip
     if result.stand is not None:
         files += [("rows", result.stand.rows_path), ("gaps", result.stand.gaps_path)]
+    if result.yield_ is not None:
+        files.append(("yield map", result.yield_.map_path))
     for name, path in [*files, ("report", result.html)]:
         click.echo(f"{name + ':':<11}{path}")
 

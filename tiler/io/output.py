@@ -46,6 +46,7 @@ REPORT_FILES = (
     "objects.parquet",
     "report.html",
     "pyramid.zarr",
+    "yield.tif",  # `tiler report --yield-model`: the yield map
 )
 REPORT_OUTPUTS = targets.Outputs(
     "--out folder",

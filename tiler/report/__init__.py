@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -49,6 +49,9 @@ from tiler.report import grid, pyramid, vigour
 from tiler.report.stand_html import StandSection
 from tiler.stand import Settings, field_columns
 
+if TYPE_CHECKING:
+    from tiler.yield_.report_section import YieldSection
+
 __all__ = ["Report", "build", "lines"]
 
 # What the report reads of the run's object table (besides the point geometry).
@@ -68,6 +71,7 @@ class Report:
     objects: gpd.GeoDataFrame | None = None  # the per-object table
     index: vigour.Vigour | None = None  # the vegetation index averaged per object
     stand: StandReport | None = None  # the stand along the rows (``stand=``)
+    yield_: YieldSection | None = None  # the yield per field (``yield_model=``)
 
 
 def build(
@@ -81,7 +85,9 @@ def build(
     scheduler: str = "threads",
     src: str | os.PathLike | None = None,
     stand: Settings | None = None,
+    yield_model: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Report:
     """Report a finished run in ``dst`` per field (or for its whole footprint).
 
@@ -113,6 +119,12 @@ def build(
         Also the stand along the rows of each field (:func:`tiler.analysis.analyse`,
         ``tiler report --rows``): its files in ``out/stand``, its columns in the
         fields table (before the geometry) and its section in the page.
+    yield_model : path, optional
+        A model folder of ``tiler yield calibrate`` (``tiler report --yield-model``): the
+        yield per field with 95 % prediction intervals in the fields table (before the
+        geometry), the yield map as ``yield.tif`` and the section "Yield" in the page
+        (:mod:`tiler.yield_.report_section`). ``warn``: told of cells whose features lie
+        outside the calibration's (default: a :class:`tiler.errors.TilerWarning`).
     """
     started = time.perf_counter()
     log = log or (lambda message: None)
@@ -121,6 +133,11 @@ def build(
     out = stores.folder(out) if out is not None else dst / output.REPORT
     if stand is not None:  # before the pass over the image, not after it
         refuse_object_storage(dst, out)
+    model = None
+    if yield_model is not None:  # a bad model folder: one line, before the pass
+        from tiler.yield_.report_section import load_model
+
+        model = load_model(yield_model, dst, out, with_rows=stand is not None)
     # Object storage refusing a request (no keys, no traceback): one line naming dst or out.
     with storage_errors(dst, out, "the report"):
         # The report's files are then replaced one by one (each renamed into place).
@@ -176,52 +193,65 @@ def build(
             found = analyse(dst, None if fields is None else table_fields, id_name,
                             out / output.STAND, settings=stand, overwrite=True, scheduler=scheduler,
                             log=log)  # fmt: skip
-            result = _with_stand(result, found.fields, id_name, str(fields or dst))
+            result = _with_columns(result, found.fields, str(fields or dst), "a stand column "
+                                   "(tiler report --rows)")  # fmt: skip
             section = StandSection(found.fields, found.read_rows(), found.read_gaps(),
                                    found.histograms, found.messages, stand)  # fmt: skip
         else:  # a stand of an earlier report here would no longer be this report's
             remove(out / output.STAND)
+        yields = None
+        if model is not None:
+            from tiler.yield_.report_section import predict
+
+            yields = predict(model, dst, table_fields, id_name, out, scheduler=scheduler, src=src,
+                             stand=out / output.STAND if stand is not None else None,
+                             log=log, warn=warn)  # fmt: skip
+            result = _with_columns(result, yields.fields_columns, str(fields or dst),
+                                   "a yield column")  # fmt: skip
+        else:  # a yield map of an earlier report here would no longer be this report's
+            remove(out / "yield.tif")
         tags = field_stats.object_fields(members, table_fields[id_name], len(objects))
         per_object = vigour.object_table(objects, tags, id_name, index_of, stats)
         cells = grid.density(objects, valid, k, crs_wkt, transform, pixel_m)
 
         from tiler.report.html import render
 
-        csv = _atomic(out / "fields.csv", lambda p: _rounded(result, stand).to_csv(p, index=False))
+        shown = _rounded(result, stand, yields)
+        csv = _atomic(out / "fields.csv", lambda p: shown.to_csv(p, index=False))
         parquet = _atomic(out / "fields.parquet", lambda p: result.to_parquet(p, index=False))
         _atomic(out / "objects.csv", lambda p: vigour.rounded(per_object).to_csv(p, index=False))
         _atomic(out / "objects.parquet", lambda p: per_object.to_parquet(p, index=False))
         seconds = time.perf_counter() - started
         page = render(dst, manifest, out / pyramid.GROUP, result, id_name, objects, cells,
-                      fields is not None, stand=section)  # fmt: skip
+                      fields is not None, stand=section, yield_section=yields)  # fmt: skip
         html = _atomic(out / "report.html", lambda p: Path(p).write_text(page, encoding="utf-8"))
     log(f"report: {len(result)} field(s) in {seconds:.1f} s")
     return Report(result, csv, parquet, html, seconds, id_name, per_object, index_of,
-                  found if stand is not None else None)  # fmt: skip
+                  found if stand is not None else None, yields)  # fmt: skip
 
 
-def _with_stand(table: gpd.GeoDataFrame, stand, id_name: str, source: str) -> gpd.GeoDataFrame:
-    """The fields table with the stand's columns inserted before its geometry."""
-    clash = sorted(set(stand.columns[1:]) & set(table.columns))
+def _with_columns(table: gpd.GeoDataFrame, extra, source: str, what: str) -> gpd.GeoDataFrame:
+    """The fields table with ``extra``'s columns but its first (the id, in the table's
+    order) inserted before its geometry; a field attribute of the same name is refused."""
+    clash = sorted(set(extra.columns[1:]) & set(table.columns))
     if clash:
         raise InputError(
-            f"{source}: the fields have a column {clash[0]!r}, which is also a stand column "
-            "(tiler report --rows): rename it"
+            f"{source}: the fields have a column {clash[0]!r}, which is also {what}: rename it"
         )
     out = table.copy()
-    for name in stand.columns[1:]:
-        out.insert(len(out.columns) - 1, name, stand[name].to_numpy())
+    for name in extra.columns[1:]:
+        out.insert(len(out.columns) - 1, name, extra[name].to_numpy())
     return out
 
 
-def _rounded(table: gpd.GeoDataFrame, stand: Settings | None):
-    """fields.csv: the report's columns rounded as always, the stand's as stand.csv's."""
+def _rounded(table: gpd.GeoDataFrame, stand: Settings | None, yields: YieldSection | None):
+    """fields.csv: the report's columns rounded as always, the stand's as stand.csv's, the
+    yield's as ``tiler yield predict``'s fields.csv."""
     shown = field_stats.rounded(table)
-    if stand is None:
-        return shown
-    columns = field_columns(stand)
-    shown[columns] = stand_rounded(shown[[shown.columns[0], *columns]])[columns]
-    return shown
+    if stand is not None:
+        columns = field_columns(stand)
+        shown[columns] = stand_rounded(shown[[shown.columns[0], *columns]])[columns]
+    return shown if yields is None else yields.rounded(shown)
 
 
 def lines(report: Report) -> list[str]:

@@ -26,6 +26,7 @@ from tiler.report.grid import Cells
 
 if TYPE_CHECKING:
     from tiler.report.stand_html import StandSection
+    from tiler.yield_.report_section import YieldSection
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
@@ -129,9 +130,11 @@ def _table(table: gpd.GeoDataFrame, id_name: str, unit: str, scale: float) -> st
 def render(
     dst: Path, manifest: dict, pyramid_path: Path, table, id_name: str, objects: pd.DataFrame,
     cells: Cells, has_fields: bool, stand: StandSection | None = None,
+    yield_section: YieldSection | None = None,
 ) -> str:  # fmt: skip
     """The whole page as a string; with ``stand``, the section "Stand along the rows"
-    after the density maps and its two figures among the summary's cards."""
+    after the density maps and its two figures among the summary's cards; with
+    ``yield_section``, the section "Yield" after it and the mean yield among the cards."""
     from tiler.report import provenance, stand_html
 
     inputs = manifest["input"]
@@ -160,6 +163,10 @@ def render(
         style += stand_html.STYLE
         cards += stand_html.cards(stand)
         rows = stand_html.section(frame, stand, id_name, names, geometries)
+    if yield_section is not None:
+        style += yield_section.style
+        cards += yield_section.cards()
+        rows += yield_section.html()
     flagged = table[table["no_image"]][id_name].astype(str).tolist()
     warning = (
         "<p class='lead'>No image (outside the raster or nodata only), left out of the "

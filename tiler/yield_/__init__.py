@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from tiler.yield_.model import Calibration
     from tiler.yield_.outputs import Predicted
 
-__all__ = ["Calibrated", "Potential", "calibrate", "features", "potential", "predict"]
+__all__ = ["Calibrated", "Potential", "calibrate", "features", "potential", "predict", "reusable"]
 
 Log = Callable[[str], None]
 
@@ -73,30 +73,48 @@ def features(
     ``index``, ``stand``, ``src``: as :func:`tiler.yield_.cells.features`. ``reuse``: read
     ``out/cells.parquet`` instead when it is of this run, cell size, index and stand.
     """
-    from tiler.io.finished import check_complete
-    from tiler.yield_ import cells, cells_io, cells_rows
+    from tiler.yield_ import cells, cells_io
 
     log = log or (lambda message: None)
     folder = _out(run, out)
-    manifest = check_complete(run)
-    written = folder / cells_io.PARQUET
-    if reuse and written.is_file():
-        found = cells_io.read(written)
-        grid = cells.cell_grid(manifest["input"], cell)
-        with_stand = cells_rows.stand_folder(Path(run), stand) is not None
-        if (
-            found.created == str(manifest.get("created", ""))
-            and found.fingerprint == str(manifest["input"].get("fingerprint_sha256", ""))
-            and found.grid.k == grid.k
-            and (index is None or index == found.index)
-            and with_stand == any(name in found.table for name in cells.STAND_COLUMNS)
-        ):
-            log(f"features: {written} (of this run: reused)")
-            return found
+    found = reusable(run, cell, folder, index=index, stand=stand) if reuse else None
+    if found is not None:
+        log(f"features: {folder / cells_io.PARQUET} (of this run: reused)")
+        return found
     found = cells.features(run, cell, index=index, stand=stand, scheduler=scheduler, src=src,
                            log=log)  # fmt: skip
     cells_io.write(found, folder)
     return found
+
+
+def reusable(
+    run: str | os.PathLike,
+    cell: float,
+    folder: str | os.PathLike,
+    *,
+    index: str | None = None,
+    stand: str | os.PathLike | bool | None = None,
+) -> CellFeatures | None:
+    """``folder/cells.parquet`` when it is of this run, cell size, index and stand, else None
+    (only read: ``tiler report --yield-model`` reuses what ``tiler yield`` wrote)."""
+    from tiler.io.finished import check_complete
+    from tiler.yield_ import cells, cells_io, cells_rows
+
+    manifest = check_complete(run)
+    written = Path(folder) / cells_io.PARQUET
+    if not written.is_file():
+        return None
+    found = cells_io.read(written)
+    grid = cells.cell_grid(manifest["input"], cell)
+    with_stand = cells_rows.stand_folder(Path(run), stand) is not None
+    same = (
+        found.created == str(manifest.get("created", ""))
+        and found.fingerprint == str(manifest["input"].get("fingerprint_sha256", ""))
+        and found.grid.k == grid.k
+        and (index is None or index == found.index)
+        and with_stand == any(name in found.table for name in cells.STAND_COLUMNS)
+    )
+    return found if same else None
 
 
 @dataclass(frozen=True)

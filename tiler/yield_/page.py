@@ -103,12 +103,31 @@ def calibration_plot(cv: pd.DataFrame, unit: str) -> str:
     return maps.png(figure)
 
 
+def calibration_section(cv: pd.DataFrame | None, meta: dict, heading: str = "h2") -> str:
+    """The calibration plot with the blocked CV's R², RMSE and bias in its caption, as a
+    section under a ``heading`` (``h2``, ``h3``); empty without CV predictions."""
+    if cv is None or not len(cv):
+        return ""
+    unit, cv_stats = meta["unit"], meta.get("cv", {})
+    caption = (f"Each truth cell's yield predicted by the model fitted without its block "
+               f"(blocked cross-validation) against the measured yield: R² "
+               f"{cv_stats.get('r2', float('nan')):.3f}, RMSE "
+               f"{cv_stats.get('rmse', float('nan')):.3f} {unit}, bias (predicted − "
+               f"measured) {cv_stats.get('bias', float('nan')):+.3f} {unit}.")  # fmt: skip
+    return (
+        f"<section id='calibration'><{heading}>Calibration</{heading}><figure><img alt="
+        f"'predicted against measured' src='{calibration_plot(cv, unit)}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure></section>"
+    )
+
+
 def _cells_html(values: list[str]) -> str:
     return "".join(f"<td>{v}</td>" for v in values)
 
 
-def fields_table(table: pd.DataFrame, id_name: str, unit: str) -> str:
-    """The per-field table: area, mean with its interval, total with its interval, cells."""
+def fields_table(table: pd.DataFrame, id_name: str, unit: str, table_id: str = "fields") -> str:
+    """The per-field table: area, mean with its interval, total with its interval, cells
+    (``table_id``: the table's HTML id)."""
     mean, total = table.attrs.get("mean"), table.attrs.get("total")
     mean = mean or next(c for c in table.columns if c.startswith("yield_mean_"))
     total = total or next(c for c in table.columns if c.startswith("yield_total_"))
@@ -123,7 +142,8 @@ def fields_table(table: pd.DataFrame, id_name: str, unit: str) -> str:
                   *(_number(float(row[c]), 2) for c in (total, f"{total}_low", f"{total}_high")),
                   _number(int(row["cells"]))]  # fmt: skip
         rows.append(f"<tr>{_cells_html(values)}</tr>")
-    return f"<div class='wide'><table id='fields'><tr>{head}</tr>{''.join(rows)}</table></div>"
+    return (f"<div class='wide'><table id='{table_id}'><tr>{head}</tr>{''.join(rows)}"
+            "</table></div>")  # fmt: skip
 
 
 def model_facts(meta: dict) -> dict[str, str]:
@@ -156,7 +176,8 @@ def model_facts(meta: dict) -> dict[str, str]:
     }
 
 
-def _subsampled(table: pd.DataFrame) -> str:
+def subsampled(table: pd.DataFrame) -> str:
+    """The sentence saying when a field's interval was averaged over a sample of cells."""
     limit = table.attrs.get("subsampled_above")
     if not limit or not (table["cells"] > limit).any():
         return ""
@@ -172,6 +193,20 @@ def _dl(facts: dict[str, str]) -> str:
     ) + "</dl>"  # fmt: skip
 
 
+def notes(cells: pd.DataFrame) -> str:
+    """Paragraphs on the cells whose feature was imputed or lies outside the calibration's
+    range (:func:`tiler.yield_.prediction.predict_cells`' counts); empty when none."""
+    missing = int(cells.attrs.get("missing", 0))
+    outside = int(cells.attrs.get("outside_range", 0))
+    found = []
+    if missing:
+        found.append(f"{missing} cells lack a feature the model uses: it was imputed there.")
+    if outside:
+        found.append(f"{outside} cells have features outside the calibration range: "
+                     "their yield is extrapolated.")  # fmt: skip
+    return "".join(f"<p class='lead'>{html.escape(n)}</p>" for n in found)
+
+
 def render(
     *, title: str, cells: pd.DataFrame, shape: tuple[int, int], transform_cells: Sequence[float],
     fields: gpd.GeoDataFrame, id_name: str, table: pd.DataFrame, meta: dict,
@@ -180,31 +215,11 @@ def render(
     """The whole yield page as a string (``potential``: the stand-based section too)."""
     unit = meta["unit"]
     picture = yield_map(cells, shape, transform_cells, fields, id_name, unit)
-    cv_stats = meta.get("cv", {})
-    calibration = ""
-    if cv is not None and len(cv):
-        caption = (f"Each truth cell's yield predicted by the model fitted without its block "
-                   f"(blocked cross-validation) against the measured yield: R² "
-                   f"{cv_stats.get('r2', float('nan')):.3f}, RMSE "
-                   f"{cv_stats.get('rmse', float('nan')):.3f} {unit}, bias (predicted − "
-                   f"measured) {cv_stats.get('bias', float('nan')):+.3f} {unit}.")  # fmt: skip
-        calibration = (
-            f"<section id='calibration'><h2>Calibration</h2><figure><img alt="
-            f"'predicted against measured' src='{calibration_plot(cv, unit)}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure></section>"
-        )
+    calibration = calibration_section(cv, meta)
     card_html = (f"<details><summary>model card</summary><pre>{html.escape(card)}</pre>"
                  "</details>" if card else "")  # fmt: skip
     extra = potential_module.section(potential) if potential is not None else ""
-    missing = int(cells.attrs.get("missing", 0))
-    outside = int(cells.attrs.get("outside_range", 0))
-    notes = []
-    if missing:
-        notes.append(f"{missing} cells lack a feature the model uses: it was imputed there.")
-    if outside:
-        notes.append(f"{outside} cells have features outside the calibration range: "
-                     "their yield is extrapolated.")  # fmt: skip
-    note = "".join(f"<p class='lead'>{html.escape(n)}</p>" for n in notes)
+    note = notes(cells)
     body = f"""<section id="summary"><h1>Yield</h1>
 <p class="lead">{html.escape(title)}: yield ({html.escape(unit)}) predicted per
  {meta.get("cell_m")} m cell by a model calibrated on measured yield.</p>{note}</section>
@@ -212,7 +227,7 @@ def render(
 <figcaption>Predicted yield per cell ({html.escape(unit)}); fields outlined; blank: no
  prediction.</figcaption></figure></section>
 <section id="fields-section"><h2>Fields</h2>{fields_table(table, id_name, unit)}
-<p class="lead">{html.escape(INTERVALS)}{html.escape(_subsampled(table))} Area: the imaged
+<p class="lead">{html.escape(INTERVALS)}{html.escape(subsampled(table))} Area: the imaged
  ground inside the field; total = mean × area.</p></section>
 {calibration}
 <section id="model"><h2>Model</h2>{_dl(model_facts(meta))}{card_html}</section>
