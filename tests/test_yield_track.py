@@ -35,10 +35,21 @@ def _serpentine(passes: int = 3, length: float = 100.0, swath: float = 6.0, step
 def test_pass_ends_are_the_records_near_the_turns():
     xy, to_corner = _serpentine()
     flagged = faults.pass_ends(xy)
-    # the heading changes within 2 records (4 m) of a corner; 10 m more along the track
+    # the heading over 5 m turns by over 45 degrees within ~5 m of a corner; 10 m more
     assert flagged[to_corner <= faults.PASS_END_M].all()
-    assert not flagged[to_corner > faults.PASS_END_M + 2 * faults.TURN_STEPS * 2.0].any()
+    assert not flagged[to_corner > faults.PASS_END_M + faults.TURN_M].any()
     assert flagged.mean() < 0.35
+
+
+def test_a_displaced_run_is_a_position_jump_not_a_turn():
+    xy, _ = _serpentine(passes=1, length=300.0, step=0.75)  # 4 m is five records here
+    shifted = xy.copy()
+    shifted[200:210, 0] += 4.0
+    assert not faults.pass_ends(shifted, ~faults.position_jumps(shifted)).any()
+    reason = faults.flag(np.full(len(xy), 9.0), np.ones(len(xy), bool), np.ones(len(xy), bool),
+                         shifted, track=True)  # fmt: skip
+    assert set(np.flatnonzero(reason == "position jump")) == set(range(200, 210))
+    assert (reason[:200] == "").all() and (reason[210:] == "").all()
 
 
 def test_position_jumps_flag_exactly_the_displaced_run():

@@ -11,15 +11,15 @@ Each record gets the first of these reasons that applies to it, or none (kept):
   records still kept (header up, grain not flowing yet);
 * ``outlier``: outside the median +- :data:`OUTLIER_SD` robust standard deviations
   (1.4826 x the median absolute deviation) of the records still kept;
-* ``pass end`` (points with a time column only): within :data:`PASS_END_M` metres along the
-  track of a turn (the heading changes by over :data:`TURN_DEG` degrees over
-  :data:`TURN_STEPS` records on either side): the headland turns, and the start and end
-  of each pass, where the grain flow through the combine fills and empties;
 * ``position jump`` (points with a time column only): the records between a jump of the
   position ahead along the track and the jump back of the same size (within
   :data:`JUMP_MATCH`) at most :data:`JUMP_RUN` records later, jumps being steps that
   differ from the median step by over :data:`JUMP_M` m: positions recorded away from
   where the grain was cut (GPS lag or a lost fix);
+* ``pass end`` (points with a time column only): within :data:`PASS_END_M` metres along the
+  track of a turn (the heading over :data:`TURN_M` m before and after a record differ
+  by over :data:`TURN_DEG` degrees): the headland turns, and the start and end
+  of each pass, where the grain flow through the combine fills and empties;
 * ``local outlier`` (points only): differs from the median of the kept records within
   :data:`LOCAL_M` metres around it (at least :data:`LOCAL_MIN` of them) by more than
   :data:`LOCAL_SD` robust standard deviations of such differences: a reading that does
@@ -35,13 +35,13 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-REASONS = ("missing", "outside", "no crop", "zero", "outlier", "pass end", "position jump",
+REASONS = ("missing", "outside", "no crop", "zero", "outlier", "position jump", "pass end",
            "local outlier")  # fmt: skip
 NO_CROP_COVER_PCT = 1.0
 ZERO_FRACTION = 0.1
 OUTLIER_SD = 4.0
 LOCAL_M, LOCAL_MIN, LOCAL_SD = 10.0, 3, 3.0
-PASS_END_M, TURN_DEG, TURN_STEPS = 10.0, 45.0, 2
+PASS_END_M, TURN_DEG, TURN_M = 10.0, 45.0, 5.0
 JUMP_M, JUMP_MATCH, JUMP_RUN = 1.5, 0.3, 50
 # The records form a track (are in the order they were recorded) when this share of the
 # steps between consecutive records lies within half to twice the median step.
@@ -88,8 +88,9 @@ def flag(
         med, sd = float(np.median(v)), robust_sd(v)
         reason[kept() & (np.abs(value - med) > OUTLIER_SD * sd)] = "outlier"
     if xy_m is not None and track and is_track(xy_m):
-        reason[kept() & pass_ends(xy_m)] = "pass end"
-        reason[kept() & position_jumps(xy_m)] = "position jump"
+        jumped = position_jumps(xy_m)
+        reason[kept() & jumped] = "position jump"
+        reason[kept() & pass_ends(xy_m, ~jumped)] = "pass end"
     if xy_m is not None and kept().sum() > LOCAL_MIN:
         reason[local_outliers(value, xy_m, kept())] = "local outlier"
     out: np.ndarray = reason.astype(str)
@@ -128,24 +129,38 @@ def is_track(xy_m: np.ndarray) -> bool:
     return bool(np.mean((steps >= 0.5 * median) & (steps <= 2 * median)) >= TRACK_SHARE)
 
 
-def pass_ends(xy_m: np.ndarray) -> np.ndarray:
-    """Records within :data:`PASS_END_M` m along the track of a turn."""
-    n, k = len(xy_m), TURN_STEPS
-    before = xy_m - xy_m[np.maximum(np.arange(n) - k, 0)]
-    after = xy_m[np.minimum(np.arange(n) + k, n - 1)] - xy_m
+def pass_ends(xy_m: np.ndarray, use: np.ndarray | None = None) -> np.ndarray:
+    """Records within :data:`PASS_END_M` m along the track of a turn: where the heading
+    over :data:`TURN_M` m before a record and after it differ by over :data:`TURN_DEG`
+    degrees. ``use``: the records that trace the track (others, such as position jumps,
+    are left out of it and flagged by the turn nearest along it)."""
+    n = len(xy_m)
+    use = np.ones(n, bool) if use is None else use
+    path = xy_m[use]
+    along = np.r_[0.0, np.cumsum(_steps(path)[0])]  # distance along the track
+    if path.shape[0] < 3 or along[-1] <= 2 * TURN_M:
+        return np.zeros(n, bool)
+    at = lambda s: np.column_stack([np.interp(s, along, path[:, 0]),  # noqa: E731
+                                    np.interp(s, along, path[:, 1])])  # fmt: skip
+    before, after = path - at(along - TURN_M), at(along + TURN_M) - path
     cos = np.einsum("ij,ij->i", before, after) / np.maximum(
         np.hypot(*before.T) * np.hypot(*after.T), 1e-12
     )
-    turning = cos < np.cos(np.radians(TURN_DEG))
-    turning[:k] = turning[n - k :] = False  # the track's own ends have no heading change
-    along = np.r_[0.0, np.cumsum(_steps(xy_m)[0])]  # distance along the track
-    at = along[turning]
-    if not at.size:
+    inner = (along >= TURN_M) & (along <= along[-1] - TURN_M)  # the track's ends: no turn
+    turns = along[(cos < np.cos(np.radians(TURN_DEG))) & inner]
+    if not turns.size:
         return np.zeros(n, bool)
-    nearest = np.searchsorted(at, along).clip(1, at.size - 1)
-    gap = np.minimum(np.abs(along - at[nearest - 1]), np.abs(along - at[nearest]))
-    out: np.ndarray = (gap <= PASS_END_M) if at.size > 1 else np.abs(along - at[0]) <= PASS_END_M
+    # every record at its place along the track (a left-out one at its predecessor's)
+    place = along[np.maximum(np.cumsum(use) - 1, 0)]
+    out: np.ndarray = _nearest_distance(place, turns) <= PASS_END_M
     return out
+
+
+def _nearest_distance(values: np.ndarray, sorted_points: np.ndarray) -> np.ndarray:
+    """Each value's distance to the nearest of ``sorted_points`` (ascending, non-empty)."""
+    i = np.searchsorted(sorted_points, values).clip(1, max(sorted_points.size - 1, 1))
+    lo, hi = sorted_points[i - 1], sorted_points[np.minimum(i, sorted_points.size - 1)]
+    return np.minimum(np.abs(values - lo), np.abs(values - hi))
 
 
 def position_jumps(xy_m: np.ndarray) -> np.ndarray:
