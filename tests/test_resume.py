@@ -14,7 +14,7 @@ import pytest
 import yaml
 from test_cluster import cluster, environment, output_bytes, tiler, tiler_command  # noqa: F401
 
-from tiler.io.output import LABELS, MANIFEST, OBJECTS, WORKDIR
+from tiler.io.output import JOURNAL_IDENTITY, LABELS, MANIFEST, OBJECTS, WORKDIR
 from tiler.journal import PassLog
 from tiler.synthetic import SyntheticField, write_geotiff
 from tiler.tiling import Window
@@ -200,7 +200,10 @@ def test_a_plain_rerun_into_an_unfinished_run_asks_for_resume_or_overwrite(
     field, reference, tmp_path
 ):
     dst = tmp_path / "out"
-    interrupt(field, dst, "--scheduler", "sync", passes=2, sig=signal.SIGINT)
+    run = interrupt(field, dst, "--scheduler", "sync", passes=2, sig=signal.SIGINT)
+    # (once, on a loaded machine, the rerun below exited 0: say which side failed if again)
+    assert run.returncode == 130, run.stderr.read()
+    assert (dst / JOURNAL_IDENTITY).is_file(), sorted(p.name for p in dst.rglob("*"))
     before = {p: p.read_bytes() for p in sorted(dst.rglob("*")) if p.is_file()}
     proc = tiler(field, dst, "--scheduler", "sync", "--chunk-size", CHUNK, "-q")
     assert proc.returncode == 3, proc.stderr

@@ -93,7 +93,10 @@ def calibrate(run, truth, value, unit, time, cell, block, model, overwrite, out,
         mark = "  (chosen)" if name == meta["chosen"] else ""
         click.echo(f"{name + ':':<10} blocked-CV R² {scores['r2']:.3f}  RMSE {scores['rmse']:.3f} "
                    f"{meta['unit']}  bias {scores['bias']:+.3f}{mark}")  # fmt: skip
-    click.echo(f"random CV: R² {cv['random_r2']:.3f} (optimistic: neighbouring cells leak)")
+    click.echo(
+        f"random CV: R² {cv['random_r2']:.3f} (cells dealt singly to the folds, for "
+        "comparison: neighbours leak)"
+    )
     click.echo(f"model:     {done.folder}")
 
 
