@@ -97,22 +97,34 @@ def reusable(
 ) -> CellFeatures | None:
     """``folder/cells.parquet`` when it is of this run, cell size, index and stand, else None
     (only read: ``tiler report --yield-model`` reuses what ``tiler yield`` wrote)."""
+    from tiler.errors import InputError
     from tiler.io.finished import check_complete
+    from tiler.report import vigour
     from tiler.yield_ import cells, cells_io, cells_rows
 
     manifest = check_complete(run)
     written = Path(folder) / cells_io.PARQUET
     if not written.is_file():
         return None
-    found = cells_io.read(written)
-    grid = cells.cell_grid(manifest["input"], cell)
-    with_stand = cells_rows.stand_folder(Path(run), stand) is not None
+    try:
+        found = cells_io.read(written)
+    except InputError:  # not readable as one: computed again, and replaced
+        return None
+    inputs = manifest["input"]
+    chosen = vigour.choose(index, manifest.get("config", {}), inputs["count"], str(run))
+    stand_at = cells_rows.stand_folder(Path(run), stand)
+    # A stand found again after the cells were written (tiler rows rerun) makes them stale.
+    stand_newer = stand_at is not None and any(
+        (stand_at / name).stat().st_mtime_ns > written.stat().st_mtime_ns
+        for name in cells_rows.FILES
+    )
     same = (
         found.created == str(manifest.get("created", ""))
-        and found.fingerprint == str(manifest["input"].get("fingerprint_sha256", ""))
-        and found.grid.k == grid.k
-        and (index is None or index == found.index)
-        and with_stand == any(name in found.table for name in cells.STAND_COLUMNS)
+        and found.fingerprint == str(inputs.get("fingerprint_sha256", ""))
+        and found.grid.k == cells.cell_grid(inputs, cell).k
+        and found.index == (chosen.name if chosen is not None else None)
+        and (stand_at is not None) == any(name in found.table for name in cells.STAND_COLUMNS)
+        and not stand_newer
     )
     return found if same else None
 
