@@ -36,8 +36,9 @@ def test_the_cells_are_reused_while_they_are_the_runs(run):
     assert not _features(run)[1]  # so the 5 m cells are computed again too
     assert _features(run)[1]
     assert not _features(run, index="exgr")[1]  # another index
-    assert not _features(run, index="exg")[1]  # the run's own index again, by name
-    assert _features(run)[1]  # the default is that index: reused
+    assert not _features(run)[1]  # the default, the run's own index (ExG), is not ExGR
+    assert _features(run)[1]
+    assert _features(run, index="exg")[1]  # the same index named: reused
     assert not _features(run, stand=False)[1]  # the stand's columns are left out
 
 
