@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,20 @@ def valid_block(window: Window, valid: np.ndarray, k: int) -> tuple[int, int, np
     return int(rows[0]), int(cols[0]), np.add.reduceat(counts, col_starts, axis=1)
 
 
+def object_cells(
+    centroid_row: Any, centroid_col: Any, k: int, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of ``k x k`` pixels holding objects' centroids: the flat index
+    (``row * cols + col``) of each object inside the grid of ``shape`` cells, and which
+    objects those are. A centroid's cell is that of the pixel holding it
+    (``centroid_row``, ``_col`` are pixel-index positions, a pixel's centre at whole
+    numbers): the report's density grid and tiler yield's cells count alike."""
+    rows = np.floor((np.asarray(centroid_row) + 0.5) / k).astype(np.int64)
+    cols = np.floor((np.asarray(centroid_col) + 0.5) / k).astype(np.int64)
+    inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+    return rows[inside] * shape[1] + cols[inside], inside
+
+
 def density(
     objects: pd.DataFrame, valid: np.ndarray, k: int, crs_wkt: str, transform, pixel_m: float
 ) -> Cells:
@@ -68,11 +83,9 @@ def density(
     ``objects``: the object table (``centroid_row``, ``centroid_col``);
     ``valid``: the merged valid-pixel counts per cell.
     """
-    rows = np.floor((objects["centroid_row"].to_numpy() + 0.5) / k).astype(np.int64)
-    cols = np.floor((objects["centroid_col"].to_numpy() + 0.5) / k).astype(np.int64)
     h, w = valid.shape
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    counts = np.bincount(rows[inside] * w + cols[inside], minlength=h * w).reshape(h, w)
+    at, _ = object_cells(objects["centroid_row"], objects["centroid_col"], k, (h, w))
+    counts = np.bincount(at, minlength=h * w).reshape(h, w)
     a, b, c, d, e, f = transform[:6]
     centre_r, centre_c = np.meshgrid((np.arange(h) + 0.5) * k, (np.arange(w) + 0.5) * k)
     y = d * centre_c.T + e * centre_r.T + f

@@ -30,6 +30,7 @@ import numpy as np
 from tiler.executor import Executor
 from tiler.io import output, stores
 from tiler.plan import window_graph
+from tiler.report.grid import object_cells
 from tiler.tiling import TileGrid, Window
 
 WINDOW = 2048  # about this many pixels on a window's side, rounded to whole cells
@@ -154,12 +155,8 @@ def image_pass(
 
 
 def object_counts(run: Any, k: int, grid_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell, the objects whose centroid lies in it and the sum of their ``area_m2``.
-
-    The centroid's cell is that of the pixel holding it (``centroid_row``, ``_col``
-    are pixel-index positions, a pixel's centre at whole numbers), as the report's
-    density grid counts them.
-    """
+    """Per cell, the objects whose centroid lies in it and the sum of their ``area_m2``
+    (a centroid's cell: :func:`tiler.report.grid.object_cells`, as the report's density)."""
     import pyarrow.parquet as pq
 
     rows_n, cols_n = grid_shape
@@ -169,10 +166,8 @@ def object_counts(run: Any, k: int, grid_shape: tuple[int, int]) -> tuple[np.nda
     with pq.ParquetFile(path, filesystem=filesystem) as table:
         columns = ["centroid_row", "centroid_col", "area_m2"]
         for batch in table.iter_batches(batch_size=BATCH, columns=columns):
-            r = np.floor((batch.column(0).to_numpy() + 0.5) / k).astype(np.int64)
-            c = np.floor((batch.column(1).to_numpy() + 0.5) / k).astype(np.int64)
-            inside = (r >= 0) & (r < rows_n) & (c >= 0) & (c < cols_n)
-            at = r[inside] * cols_n + c[inside]
+            at, inside = object_cells(batch.column(0).to_numpy(), batch.column(1).to_numpy(),
+                                      k, grid_shape)  # fmt: skip
             plants += np.bincount(at, minlength=len(plants))
             weights = batch.column(2).to_numpy(zero_copy_only=False)[inside]
             area += np.bincount(at, weights=weights, minlength=len(area))
