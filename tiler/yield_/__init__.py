@@ -217,7 +217,7 @@ def predict(
     from tiler.yield_.model import load
     from tiler.yield_.outputs import write_outputs
 
-    _, meta = load(model)  # before any work: a bad folder is one line
+    estimator, meta = load(model)  # before any work: a bad folder is one line
     stand = True if set(meta["features"]) & set(STAND_COLUMNS) else False  # True: required
     found = features(run, float(meta["cell_m"]), out=out, stand=stand, scheduler=scheduler,
                      log=log)  # fmt: skip
@@ -225,7 +225,7 @@ def predict(
     return write_outputs(
         _out(run, out), found.table, model, transform=grid.transform,
         image_shape=grid.image_shape, k=grid.k, crs_wkt=grid.crs_wkt, fields=fields,
-        field_id=field_id, title=Path(run).resolve().name, warn=warn,
+        field_id=field_id, title=Path(run).resolve().name, warn=warn, loaded=(estimator, meta),
     )  # fmt: skip
 
 

@@ -54,6 +54,7 @@ def write_outputs(
     field_id: str | None = None,
     title: str = "",
     warn: Callable[[str], None] | None = None,
+    loaded: tuple[Any, dict] | None = None,
 ) -> Predicted:
     """Predict the cells with the model folder ``model`` and write the four outputs.
 
@@ -71,9 +72,11 @@ def write_outputs(
         the raster's CRS.
     fields, field_id
         A fields file (any CRS) or GeoDataFrame and its id column; ``None``: the footprint.
+    loaded
+        ``model`` as :func:`tiler.yield_.model.load` already read it (else read here).
     """
     folder = Path(folder)
-    estimator, meta = load(model)
+    estimator, meta = loaded if loaded is not None else load(model)
     frame, id_name = load_fields(fields, field_id, crs_wkt, image_bounds(transform, *image_shape))
     cells = predict_cells(features, estimator, meta, warn)
     table = field_yield(cells, frame, id_name, meta)
