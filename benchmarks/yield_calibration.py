@@ -50,8 +50,10 @@ MONITOR_SD = 0.4  # yield_monitor_points' default, t/ha
 
 
 def r2(measured: np.ndarray, predicted: np.ndarray) -> float:
-    residual = np.sum((measured - predicted) ** 2)
-    return float(1.0 - residual / np.sum((measured - measured.mean()) ** 2))
+    """R² as the calibration scores it (:func:`tiler.yield_.blocked_cv.scores`)."""
+    from tiler.yield_.blocked_cv import scores
+
+    return scores(measured, predicted)["r2"]
 
 
 def prepare(size: int):
