@@ -32,6 +32,8 @@ def test_the_cells_are_reused_while_they_are_the_runs(run):
     assert not reused and "gap_fraction" in first.table
     again, reused = _features(run)
     assert reused and again.table.equals(first.table)
+    # the cells say what size they are, written or read: predict refuses another model's
+    assert first.table.attrs["cell_m"] == again.table.attrs["cell_m"] == first.grid.cell_m
     assert not _features(run, cell=2.0)[1]  # another cell size: computed (and written) anew
     assert not _features(run)[1]  # so the 5 m cells are computed again too
     assert _features(run)[1]

@@ -274,9 +274,11 @@ def _table(grid: CellGrid, found: dict, plants: np.ndarray, area: np.ndarray, ch
         data[f"{chosen.name}_mean"] = found["mean"][rows, cols]
         for p, q in zip(cells_pass.PERCENTILES, found["percentiles"], strict=True):
             data[f"{chosen.name}_p{p:.0f}"] = q[rows, cols]
-    return gpd.GeoDataFrame(
+    table = gpd.GeoDataFrame(
         pd.DataFrame(data), geometry=grid.boxes(rows, cols), crs=grid.crs_wkt or None
     )
+    table.attrs["cell_m"] = grid.cell_m  # what the cells are of, for the models that read them
+    return table
 
 
 def _with_stand(table: gpd.GeoDataFrame, grid: CellGrid, folder) -> gpd.GeoDataFrame:

@@ -52,6 +52,7 @@ def read(path: str | os.PathLike) -> CellFeatures:
     try:
         meta = json.loads(pq.read_schema(path).metadata[METADATA_KEY])
         table = gpd.read_parquet(path)
+        table.attrs["cell_m"] = float(meta["cell_m"])
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: not a tiler cells table ({exc})") from None
     grid = CellGrid(int(meta["k"]), float(meta["cell_m"]), float(meta["pixel_m"]),

@@ -72,9 +72,7 @@ def predict_cells(
     extrapolates there), counted in ``attrs["outside_range"]`` with a warning.
     """
     names = list(meta["features"])
-    cell_m = features.attrs.get("cell_m") or features.attrs.get("tiler_yield_cells", {}).get(
-        "cell_m"
-    )
+    cell_m = features.attrs.get("cell_m")  # set by tiler.yield_.cells on its tables
     if (
         cell_m
         and meta.get("cell_m")
